@@ -1,0 +1,868 @@
+"""Vectorised option pricing kernels: value, delta, implied vol and an American binomial tree.
+
+Pure numpy in, numpy out: no xarray and no I/O. Every argument may be a scalar or an array; all
+arguments broadcast together under numpy's rules and every result has the broadcast shape and dtype
+float64 (a 0-d array when every argument is a scalar).
+
+Conventions
+-----------
+* time to expiry ``t`` in years (ACT/365);
+* ``vol`` annualised, as a decimal (0.2 is 20 %);
+* ``r`` continuously compounded interest rate, ``q`` continuous dividend yield (decimals per year);
+* prices and strikes in the underlying's price units, per unit of underlying (no multiplier).
+
+Models (integer codes, broadcastable so one call can revalue a whole book)
+------------------------------------------------------------------------
+* :data:`LINEAR` (0): the value is the underlying price ``s`` (futures, stocks, CFDs), delta 1;
+  strike, vol, rates, ``is_call`` and ``american`` are ignored.
+* :data:`BLACK76` (1): European option on a future ``s = F``:
+  ``exp(-r t) [F N(d1) - K N(d2)]`` (call), ``exp(-r t) [K N(-d2) - F N(-d1)]`` (put).
+* :data:`BSM` (2): European option on a spot with continuous dividend yield ``q``
+  (Black-Scholes-Merton), i.e. Black-76 on the forward ``F = s exp((r - q) t)``.
+
+With ``american=True`` an option element is priced on a Cox-Ross-Rubinstein tree with early
+exercise (:func:`american_binomial`): on the future (carry 0) for BLACK76, on the spot with
+carry ``r - q`` for BSM. Only those elements go through the tree.
+
+Edge cases (no NaN): ``t <= 0`` gives the intrinsic value ``max(s - k, 0)`` / ``max(k - s, 0)``
+and delta +1/0 (call), 0/-1 (put), with 0.5 / -0.5 exactly at the money; ``vol == 0`` (or
+``s == 0`` or ``k == 0``) gives the discounted forward intrinsic value
+``exp(-r t) max(+-(F - K), 0)`` and the matching delta (0.5 exactly at the forward). Negative
+``vol``, ``s`` or ``k`` on an option with ``t > 0`` give NaN (the lognormal models are undefined
+there); NaN inputs propagate.
+
+Engines
+-------
+``engine="numba"`` evaluates a scalar kernel compiled into a parallel numpy ufunc
+(``numba.vectorize(target="parallel")``), compiled lazily on first use and cached on disk;
+``engine="numpy"`` evaluates the same formulas with numpy/scipy array operations (the two agree to
+rounding, about 1e-14 relative); ``engine="auto"`` uses numba when it can be imported and otherwise
+falls back to numpy with one :class:`RuntimeWarning`. Importing this module never imports numba.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "BLACK76",
+    "BSM",
+    "LINEAR",
+    "Engine",
+    "american_binomial",
+    "delta",
+    "implied_vol",
+    "value",
+]
+
+LINEAR = 0
+"""Model code: linear instrument (future, stock, CFD); value = underlying price."""
+BLACK76 = 1
+"""Model code: European option on a future (Black-76)."""
+BSM = 2
+"""Model code: European option on a spot with continuous dividend yield (Black-Scholes-Merton)."""
+
+Engine = Literal["auto", "numba", "numpy"]
+"""Pricing engine selector."""
+
+_MODELS = (LINEAR, BLACK76, BSM)
+_ENGINES = ("auto", "numba", "numpy")
+
+_SQRT1_2 = math.sqrt(0.5)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_INV_SQRT_2PI = 1.0 / _SQRT_2PI
+
+# Implied vol solver: at most this many safeguarded Newton / bisection passes over the unsolved
+# elements; elements still unsolved are NaN.
+_IV_MAX_ITER = 100
+# Relative bump (on 1 + vol) of the forward difference giving the tree's vega in the solver.
+_TREE_VEGA_BUMP = 1e-6
+# The numpy tree works on blocks of elements holding at most this many float64 per work array.
+_NUMPY_TREE_BLOCK = 1 << 21
+
+# numba ufunc signatures (argument order of the scalar kernels below)
+_EURO_SIG = "float64(int64, float64, float64, float64, float64, float64, float64, boolean)"
+_TREE_SIG = "float64(float64, float64, float64, float64, float64, float64, boolean, boolean, int64, boolean)"
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar kernels (plain Python on floats; compiled by numba on first use)
+# ---------------------------------------------------------------------------------------------
+
+
+def _euro_value_kernel(model, s, k, t, vol, r, q, is_call):  # pragma: no cover - run compiled
+    """European / linear value of one element (see the module docstring)."""
+    if model == LINEAR:
+        return s
+    if model != BLACK76 and model != BSM:
+        return math.nan
+    if t <= 0.0:
+        x = s - k if is_call else k - s
+        return 0.0 if x < 0.0 else x
+    df = math.exp(-r * t)
+    if model == BLACK76:
+        f = s
+    else:
+        f = s * math.exp((r - q) * t)
+    sd = vol * math.sqrt(t)
+    if sd > 0.0 and f > 0.0 and k > 0.0:
+        d1 = math.log(f / k) / sd + 0.5 * sd
+        d2 = d1 - sd
+        if is_call:
+            n1 = 0.5 * math.erfc(-d1 * _SQRT1_2)
+            n2 = 0.5 * math.erfc(-d2 * _SQRT1_2)
+            return df * (f * n1 - k * n2)
+        n1 = 0.5 * math.erfc(d1 * _SQRT1_2)
+        n2 = 0.5 * math.erfc(d2 * _SQRT1_2)
+        return df * (k * n2 - f * n1)
+    if sd >= 0.0 and f >= 0.0 and k >= 0.0:
+        x = f - k if is_call else k - f
+        return df * (0.0 if x < 0.0 else x)
+    return math.nan
+
+
+def _euro_delta_kernel(model, s, k, t, vol, r, q, is_call):  # pragma: no cover - run compiled
+    """European / linear delta dV/ds of one element (see the module docstring)."""
+    if model == LINEAR:
+        return 1.0
+    if model != BLACK76 and model != BSM:
+        return math.nan
+    if t <= 0.0:
+        if s > k:
+            x = 1.0
+        elif s < k:
+            x = 0.0
+        elif s == k:
+            x = 0.5
+        else:
+            return math.nan
+        return x if is_call else x - 1.0
+    if model == BLACK76:
+        f = s
+        dd = math.exp(-r * t)
+    else:
+        f = s * math.exp((r - q) * t)
+        dd = math.exp(-q * t)
+    sd = vol * math.sqrt(t)
+    if sd > 0.0 and f > 0.0 and k > 0.0:
+        d1 = math.log(f / k) / sd + 0.5 * sd
+        if is_call:
+            return dd * (0.5 * math.erfc(-d1 * _SQRT1_2))
+        return -(dd * (0.5 * math.erfc(d1 * _SQRT1_2)))
+    if sd >= 0.0 and f >= 0.0 and k >= 0.0:
+        if f > k:
+            x = 1.0
+        elif f < k:
+            x = 0.0
+        else:
+            x = 0.5
+        return dd * (x if is_call else x - 1.0)
+    return math.nan
+
+
+def _tree_kernel(s, k, t, vol, r, q, is_call, on_future, steps, want_delta):  # pragma: no cover
+    """CRR tree value (or first-step delta) of one American option; see :func:`american_binomial`."""
+    sign = 1.0 if is_call else -1.0
+    if t <= 0.0:
+        if want_delta:
+            if s > k:
+                x = 1.0
+            elif s < k:
+                x = 0.0
+            elif s == k:
+                x = 0.5
+            else:
+                return math.nan
+            return x if is_call else x - 1.0
+        x = s - k if is_call else k - s
+        return 0.0 if x < 0.0 else x
+    if not (s >= 0.0 and k >= 0.0 and vol >= 0.0 and steps >= 1):
+        return math.nan
+    n = steps
+    carry = 0.0 if on_future else r - q
+    dt = t / n
+    if vol == 0.0:
+        # deterministic path: best discounted exercise value over the exercise dates
+        best = 0.0
+        dbest = 0.0
+        zero_seen = False
+        for i in range(n + 1):
+            x = i * dt
+            gi = math.exp(carry * x)
+            di = math.exp(-r * x)
+            vi = di * sign * (s * gi - k)
+            if vi > best:
+                best = vi
+                dbest = sign * di * gi
+            elif vi == 0.0 and best == 0.0 and not zero_seen:
+                zero_seen = True
+                dbest = 0.5 * sign * di * gi
+        return dbest if want_delta else best
+    if want_delta and s == 0.0:
+        if is_call:
+            return 0.0
+        if r > 0.0:
+            return -1.0
+        return -math.exp(-(r if on_future else q) * t)
+    a = vol * math.sqrt(dt)
+    g = math.exp(carry * dt)
+    u = math.exp(a)
+    d = math.exp(-a)
+    mu = 0.0
+    if not (d <= g and g <= u):
+        # CRR probability outside [0, 1]: centre the tree on the forward instead
+        mu = carry * dt
+        u = g * u
+        d = g * d
+    p = (g - d) / (u - d)
+    disc = math.exp(-r * dt)
+    pu = disc * p
+    pd = disc * (1.0 - p)
+    pw = np.empty(2 * n + 1)
+    for m in range(2 * n + 1):
+        pw[m] = math.exp((m - n) * a)
+    v = np.empty(n + 1)
+    row = s * math.exp(n * mu)
+    for j in range(n + 1):
+        x = sign * (row * pw[2 * j] - k)
+        v[j] = x if x > 0.0 else 0.0
+    v_up = 0.0
+    v_dn = 0.0
+    s_up = 0.0
+    s_dn = 0.0
+    if n == 1:
+        v_up = v[1]
+        v_dn = v[0]
+        s_up = row * pw[n + 1]
+        s_dn = row * pw[n - 1]
+    for i in range(n - 1, -1, -1):
+        row = s * math.exp(i * mu)
+        for j in range(i + 1):
+            cont = pu * v[j + 1] + pd * v[j]
+            x = sign * (row * pw[2 * j - i + n] - k)
+            v[j] = cont if cont > x else x
+        if i == 1:
+            v_up = v[1]
+            v_dn = v[0]
+            s_up = row * pw[n + 1]
+            s_dn = row * pw[n - 1]
+    if want_delta:
+        return (v_up - v_dn) / (s_up - s_dn)
+    return v[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# engine selection and lazy compilation
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _numba_available() -> bool:
+    """Whether numba imports; warns once (per process) when ``engine="auto"`` must fall back."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        warnings.warn(
+            "numba is not installed: marginsim.kernels.pricing falls back to the slower numpy engine "
+            "(install numba for the compiled, multi-threaded engine)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
+
+
+def _resolve_engine(engine: str) -> str:
+    """Map ``"auto"`` to ``"numba"`` or ``"numpy"``; check the name."""
+    if engine == "auto":
+        return "numba" if _numba_available() else "numpy"
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {_ENGINES}, got {engine!r}")
+    return engine
+
+
+def _vectorize(kernel: Callable, signature: str) -> np.ufunc:
+    import numba
+
+    return numba.vectorize([signature], target="parallel", cache=True)(kernel)
+
+
+@functools.cache
+def _numba_euro_value() -> np.ufunc:
+    return _vectorize(_euro_value_kernel, _EURO_SIG)
+
+
+@functools.cache
+def _numba_euro_delta() -> np.ufunc:
+    return _vectorize(_euro_delta_kernel, _EURO_SIG)
+
+
+@functools.cache
+def _numba_tree() -> np.ufunc:
+    return _vectorize(_tree_kernel, _TREE_SIG)
+
+
+# ---------------------------------------------------------------------------------------------
+# argument handling
+# ---------------------------------------------------------------------------------------------
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function of an array (scipy, imported on first use)."""
+    from scipy.special import erfc
+
+    return erfc(x)
+
+
+def _as_float(x: ArrayLike) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _as_bool(x: ArrayLike) -> np.ndarray:
+    return np.asarray(x, dtype=bool)
+
+
+def _as_model(model: ArrayLike) -> np.ndarray:
+    """Model codes as int64; raises for anything but the known codes."""
+    m = np.asarray(model)
+    if m.dtype.kind == "f":
+        if not np.all(np.isfinite(m) & (m == np.round(m))):
+            raise ValueError(f"model codes must be integers in {_MODELS}")
+    elif m.dtype.kind not in "iub":
+        raise TypeError(f"model codes must be integers in {_MODELS}, got dtype {m.dtype}")
+    m = m.astype(np.int64, copy=False)
+    if m.size and (m.min() < min(_MODELS) or m.max() > max(_MODELS)):
+        raise ValueError(f"unknown model code: model codes must be in {_MODELS} (LINEAR, BLACK76, BSM)")
+    return m
+
+
+def _as_steps(steps: int) -> int:
+    n = operator.index(steps)
+    if n < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy engine
+# ---------------------------------------------------------------------------------------------
+
+
+def _euro_numpy(model, s, k, t, vol, r, q, is_call, want_delta: bool) -> np.ndarray:
+    """Array twin of :func:`_euro_value_kernel` / :func:`_euro_delta_kernel` (same operation order)."""
+    with np.errstate(all="ignore"):
+        b76 = model == BLACK76
+        df = np.exp(-r * t)
+        f = np.where(b76, s, s * np.exp((r - q) * t))
+        sd = vol * np.sqrt(t)
+        normal = (sd > 0.0) & (f > 0.0) & (k > 0.0)
+        degenerate = ~normal & (sd >= 0.0) & (f >= 0.0) & (k >= 0.0)
+        d1 = np.log(f / k) / sd + 0.5 * sd
+        if want_delta:
+            dd = np.where(b76, df, np.exp(-q * t))
+            nd = dd * (0.5 * _erfc(np.where(is_call, -d1, d1) * _SQRT1_2))
+            v_normal = np.where(is_call, nd, -nd)
+            x = np.where(f > k, 1.0, np.where(f < k, 0.0, 0.5))
+            v_degen = dd * np.where(is_call, x, x - 1.0)
+            x = np.where(s > k, 1.0, np.where(s < k, 0.0, np.where(s == k, 0.5, np.nan)))
+            v_expired = np.where(is_call, x, x - 1.0)
+            v_linear = 1.0
+        else:
+            d2 = d1 - sd
+            n1 = 0.5 * _erfc(np.where(is_call, -d1, d1) * _SQRT1_2)
+            n2 = 0.5 * _erfc(np.where(is_call, -d2, d2) * _SQRT1_2)
+            v_normal = df * np.where(is_call, f * n1 - k * n2, k * n2 - f * n1)
+            v_degen = df * np.maximum(np.where(is_call, f - k, k - f), 0.0)
+            v_expired = np.maximum(np.where(is_call, s - k, k - s), 0.0)
+            v_linear = s
+        out = np.where(normal, v_normal, np.where(degenerate, v_degen, np.nan))
+        out = np.where(t <= 0.0, v_expired, out)
+        out = np.where(model == LINEAR, v_linear, out)
+        return np.where((model == BLACK76) | (model == BSM) | (model == LINEAR), out, np.nan)
+
+
+def _tree_numpy(s, k, t, vol, r, q, is_call, on_future, steps: int, want_delta: bool) -> np.ndarray:
+    """Array twin of :func:`_tree_kernel` on equal-length 1-D arrays (blocks of elements, loop over steps)."""
+    m = s.size
+    out = np.empty(m)
+    block = max(1, _NUMPY_TREE_BLOCK // (2 * steps + 1))
+    for start in range(0, m, block):
+        sl = slice(start, start + block)
+        out[sl] = _tree_numpy_block(
+            s[sl], k[sl], t[sl], vol[sl], r[sl], q[sl], is_call[sl], on_future[sl], steps, want_delta
+        )
+    return out
+
+
+def _tree_numpy_block(s, k, t, vol, r, q, is_call, on_future, n: int, want_delta: bool) -> np.ndarray:
+    out = np.full(s.shape, np.nan)
+    sign = np.where(is_call, 1.0, -1.0)
+    with np.errstate(all="ignore"):
+        expired = t <= 0.0
+        if want_delta:
+            x = np.where(s > k, 1.0, np.where(s < k, 0.0, np.where(s == k, 0.5, np.nan)))
+            out = np.where(expired, np.where(is_call, x, x - 1.0), out)
+        else:
+            out = np.where(expired, np.maximum(np.where(is_call, s - k, k - s), 0.0), out)
+        live = ~expired & (s >= 0.0) & (k >= 0.0) & (vol >= 0.0)
+        carry = np.where(on_future, 0.0, r - q)
+        dt = t / n
+
+        # vol == 0: deterministic path
+        flat = np.flatnonzero(live & (vol == 0.0))
+        if flat.size:
+            x = dt[flat, None] * np.arange(n + 1)
+            gi = np.exp(carry[flat, None] * x)
+            di = np.exp(-r[flat, None] * x)
+            sg = sign[flat, None]
+            vi = di * sg * (s[flat, None] * gi - k[flat, None])
+            imax = np.argmax(vi, axis=1)
+            rows = np.arange(flat.size)
+            vmax = vi[rows, imax]
+            if want_delta:
+                izero = np.argmax(vi == 0.0, axis=1)
+                d_best = sign[flat] * di[rows, imax] * gi[rows, imax]
+                d_zero = 0.5 * sign[flat] * di[rows, izero] * gi[rows, izero]
+                has_zero = vi[rows, izero] == 0.0
+                out[flat] = np.where(vmax > 0.0, d_best, np.where(has_zero, d_zero, 0.0))
+            else:
+                out[flat] = np.where(vmax > 0.0, vmax, 0.0)
+
+        tree = live & (vol > 0.0)
+        if want_delta:
+            zero = np.flatnonzero(tree & (s == 0.0))
+            if zero.size:
+                lim = -np.exp(-np.where(on_future[zero], r[zero], q[zero]) * t[zero])
+                put = np.where(r[zero] > 0.0, -1.0, lim)
+                out[zero] = np.where(is_call[zero], 0.0, put)
+            tree &= s != 0.0
+        idx = np.flatnonzero(tree)
+        if idx.size:
+            out[idx] = _tree_numpy_core(
+                s[idx], k[idx], dt[idx], vol[idx], r[idx], carry[idx], sign[idx], n, want_delta
+            )
+    return out
+
+
+def _tree_numpy_core(s, k, dt, vol, r, carry, sign, n: int, want_delta: bool) -> np.ndarray:
+    a = vol * np.sqrt(dt)
+    g = np.exp(carry * dt)
+    u = np.exp(a)
+    d = np.exp(-a)
+    tilt = ~((d <= g) & (g <= u))
+    mu = np.where(tilt, carry * dt, 0.0)
+    u = np.where(tilt, g * u, u)
+    d = np.where(tilt, g * d, d)
+    p = (g - d) / (u - d)
+    disc = np.exp(-r * dt)
+    pu = (disc * p)[:, None]
+    pd = (disc * (1.0 - p))[:, None]
+    pw = np.exp(np.arange(-n, n + 1) * a[:, None])
+    sg = sign[:, None]
+    kk = k[:, None]
+    row = s * np.exp(n * mu)
+    v = np.maximum(sg * (row[:, None] * pw[:, 0::2] - kk), 0.0)
+    v_up = v_dn = s_up = s_dn = None
+    if n == 1:
+        v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
+        s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+    for i in range(n - 1, -1, -1):
+        row = s * np.exp(i * mu)
+        cont = pu * v[:, 1 : i + 2] + pd * v[:, : i + 1]
+        ex = sg * (row[:, None] * pw[:, n - i : n + i + 1 : 2] - kk)
+        v[:, : i + 1] = np.maximum(cont, ex)
+        if i == 1:
+            v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
+            s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+    if want_delta:
+        return (v_up - v_dn) / (s_up - s_dn)
+    return v[:, 0].copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+def _tree(eng: str, s, k, t, vol, r, q, is_call, on_future, steps: int, want_delta: bool) -> np.ndarray:
+    """Tree values (or deltas) on already-coerced arguments; broadcast result."""
+    if eng == "numba":
+        return np.asarray(_numba_tree()(s, k, t, vol, r, q, is_call, on_future, steps, want_delta))
+    args = np.broadcast_arrays(s, k, t, vol, r, q, is_call, on_future)
+    shape = args[0].shape
+    flat = [np.ravel(a) for a in args]
+    return _tree_numpy(*flat, steps, want_delta).reshape(shape)
+
+
+def _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_delta) -> np.ndarray:
+    model = _as_model(model)
+    s, k, t, vol, r, q = (_as_float(x) for x in (s, k, t, vol, r, q))
+    is_call, american = _as_bool(is_call), _as_bool(american)
+    steps = _as_steps(steps)
+    shape = np.broadcast_shapes(model.shape, s.shape, k.shape, t.shape, vol.shape, r.shape, q.shape,
+                                is_call.shape, american.shape)
+    out = np.empty(shape)
+    if eng == "numba":
+        kernel = _numba_euro_delta() if want_delta else _numba_euro_value()
+        kernel(model, s, k, t, vol, r, q, is_call, out=out)
+    else:
+        out[...] = _euro_numpy(model, s, k, t, vol, r, q, is_call, want_delta)
+    if american.any():
+        tree = np.broadcast_to(american & (model != LINEAR), shape)
+        if tree.any():
+            def pick(x):
+                return np.broadcast_to(x, shape)[tree]
+
+            out[tree] = _tree(eng, pick(s), pick(k), pick(t), pick(vol), pick(r), pick(q), pick(is_call),
+                              pick(model) == BLACK76, steps, want_delta)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+
+
+def value(
+    model: ArrayLike,
+    s: ArrayLike,
+    k: ArrayLike,
+    t: ArrayLike,
+    vol: ArrayLike,
+    r: ArrayLike = 0.0,
+    q: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    american: ArrayLike = False,
+    *,
+    steps: int = 200,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """Value per unit of underlying of linear instruments and European / American options.
+
+    Parameters
+    ----------
+    model : array_like of int
+        Model code per element: :data:`LINEAR`, :data:`BLACK76` or :data:`BSM`.
+    s : array_like
+        Underlying price: the future price for BLACK76, the spot for BSM [price units].
+    k : array_like
+        Strike [price units]; ignored for LINEAR.
+    t : array_like
+        Time to expiry [years, ACT/365]; ``t <= 0`` gives the intrinsic value.
+    vol : array_like
+        Volatility [1/sqrt(year), decimal]; ignored for LINEAR.
+    r : array_like, default 0.0
+        Interest rate [1/year, continuously compounded].
+    q : array_like, default 0.0
+        Dividend yield of the spot [1/year, continuous]; used by BSM only.
+    is_call : array_like of bool, default True
+        True for calls, False for puts.
+    american : array_like of bool, default False
+        True to price the element with early exercise on a CRR tree (:func:`american_binomial`),
+        on the future for BLACK76 and on the spot for BSM.
+    steps : int, default 200
+        Number of tree steps for American elements.
+    engine : {"auto", "numba", "numpy"}, default "auto"
+        Evaluation engine (see the module docstring).
+
+    Returns
+    -------
+    numpy.ndarray
+        Value [price units per unit of underlying], float64, with the broadcast shape of the
+        arguments (0-d when they are all scalars).
+
+    Raises
+    ------
+    ValueError
+        For an unknown model code, engine name or a non-positive ``steps``.
+    """
+    eng = _resolve_engine(engine)
+    return _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_delta=False)
+
+
+def delta(
+    model: ArrayLike,
+    s: ArrayLike,
+    k: ArrayLike,
+    t: ArrayLike,
+    vol: ArrayLike,
+    r: ArrayLike = 0.0,
+    q: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    american: ArrayLike = False,
+    *,
+    steps: int = 200,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """Delta dV/ds per unit of underlying.
+
+    LINEAR: 1. BLACK76: ``exp(-r t) N(d1)`` (call) or ``-exp(-r t) N(-d1)`` (put), the
+    derivative with respect to the future price. BSM: ``exp(-q t) N(d1)`` or
+    ``-exp(-q t) N(-d1)``, with respect to the spot. ``t <= 0``: +1 / 0 for calls and 0 / -1 for
+    puts, 0.5 / -0.5 exactly at the money. ``vol == 0``: the discount factor of the model's delta
+    (``exp(-r t)`` for BLACK76, ``exp(-q t)`` for BSM) times the step of the forward intrinsic
+    value, 0.5 exactly at the forward.
+
+    American elements use the tree's delta from the first step's two nodes,
+    ``(V_u - V_d) / (s u - s d)`` (Hull's standard estimator, the delta at time ``t / steps``).
+    On the tree with ``s == 0`` the call delta is 0 and the put delta is -1 when ``r > 0``
+    (immediate exercise) and otherwise the European limit ``-exp(-q t)`` (spot) or ``-exp(-r t)``
+    (future).
+
+    Parameters
+    ----------
+    model : array_like of int
+        Model code per element: :data:`LINEAR`, :data:`BLACK76` or :data:`BSM`.
+    s : array_like
+        Underlying price: the future price for BLACK76, the spot for BSM [price units].
+    k : array_like
+        Strike [price units]; ignored for LINEAR.
+    t : array_like
+        Time to expiry [years, ACT/365].
+    vol : array_like
+        Volatility [1/sqrt(year), decimal]; ignored for LINEAR.
+    r : array_like, default 0.0
+        Interest rate [1/year, continuously compounded].
+    q : array_like, default 0.0
+        Dividend yield of the spot [1/year, continuous]; used by BSM only.
+    is_call : array_like of bool, default True
+        True for calls, False for puts.
+    american : array_like of bool, default False
+        True for early exercise on a CRR tree.
+    steps : int, default 200
+        Number of tree steps for American elements.
+    engine : {"auto", "numba", "numpy"}, default "auto"
+        Evaluation engine.
+
+    Returns
+    -------
+    numpy.ndarray
+        Delta [price units of value per price unit of underlying, dimensionless], float64, with
+        the broadcast shape of the arguments.
+    """
+    eng = _resolve_engine(engine)
+    return _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_delta=True)
+
+
+def american_binomial(
+    s: ArrayLike,
+    k: ArrayLike,
+    t: ArrayLike,
+    vol: ArrayLike,
+    r: ArrayLike,
+    q: ArrayLike,
+    is_call: ArrayLike,
+    *,
+    steps: int = 200,
+    on_future: ArrayLike = False,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """American option value on a Cox-Ross-Rubinstein binomial tree with early exercise.
+
+    The tree has ``steps`` steps of ``dt = t / steps``, up and down moves
+    ``u = exp(vol sqrt(dt))``, ``d = 1 / u``, carry ``b = r - q`` on a spot (``b = 0`` on a
+    future, ``on_future=True``), up probability ``p = (exp(b dt) - d) / (u - d)`` and discount
+    ``exp(-r dt)`` per step; exercise is allowed at every node including the root. Where ``p`` would
+    fall outside [0, 1] (``vol sqrt(dt) < |b| dt``, tiny vols) the tree is centred on the forward
+    instead (``u, d`` multiplied by ``exp(b dt)``). ``vol == 0`` gives the best discounted exercise
+    value along the deterministic forward path; ``t <= 0`` gives the intrinsic value. Negative
+    ``s``, ``k`` or ``vol`` give NaN. The numba engine evaluates one element per thread task, the
+    numpy engine runs the backward induction over blocks of elements.
+
+    Parameters
+    ----------
+    s : array_like
+        Underlying price: spot, or future price with ``on_future=True`` [price units].
+    k : array_like
+        Strike [price units].
+    t : array_like
+        Time to expiry [years, ACT/365].
+    vol : array_like
+        Volatility [1/sqrt(year), decimal].
+    r : array_like
+        Interest rate [1/year, continuously compounded].
+    q : array_like
+        Dividend yield of the spot [1/year, continuous]; ignored with ``on_future=True``.
+    is_call : array_like of bool
+        True for calls, False for puts.
+    steps : int, default 200
+        Number of tree steps.
+    on_future : array_like of bool, default False
+        True for an option on a future (zero carry).
+    engine : {"auto", "numba", "numpy"}, default "auto"
+        Evaluation engine.
+
+    Returns
+    -------
+    numpy.ndarray
+        Option value [price units per unit of underlying], float64, broadcast shape.
+    """
+    eng = _resolve_engine(engine)
+    s, k, t, vol, r, q = (_as_float(x) for x in (s, k, t, vol, r, q))
+    return _tree(eng, s, k, t, vol, r, q, _as_bool(is_call), _as_bool(on_future), _as_steps(steps),
+                 want_delta=False)
+
+
+def implied_vol(
+    price: ArrayLike,
+    model: ArrayLike,
+    s: ArrayLike,
+    k: ArrayLike,
+    t: ArrayLike,
+    r: ArrayLike = 0.0,
+    q: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    american: ArrayLike = False,
+    *,
+    steps: int = 200,
+    tol: float = 1e-10,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """Volatility that reproduces an option price, solved for all elements at once.
+
+    A safeguarded Newton iteration runs on the arrays of unsolved elements: each pass brackets the
+    root (``[0, inf)`` at first), takes the Newton step when it stays inside the bracket and
+    otherwise bisects (or doubles the vol while no upper bracket is known), and drops the elements
+    whose step or bracket is below ``tol``. At most a fixed number of passes is made; elements
+    still unsolved are NaN. European elements use the closed form and its vega; American elements
+    use the tree (:func:`american_binomial`) with a forward-difference vega. The start is the
+    Manaster-Koehler vol ``sqrt(2 |ln(F/K)| / t)`` plus the Brenner-Subrahmanyam estimate of the
+    time value.
+
+    No-arbitrage bounds: with ``F`` the forward (``s`` for BLACK76, ``s exp((r - q) t)`` for BSM)
+    and ``D = exp(-r t)``, a European call must lie in ``[D max(F - K, 0), D F)`` and a put in
+    ``[D max(K - F, 0), D K)``. An American option must be at least the zero-vol tree value and
+    below ``s`` (call; ``s exp(-q t)`` if ``q < 0``) or ``k`` (put; ``k exp(-r t)`` if
+    ``r < 0``). A price equal to the lower bound gives vol 0; a price below it, at or above the
+    upper bound, for LINEAR elements, for ``t <= 0`` or for ``s <= 0`` or ``k <= 0`` gives NaN.
+
+    Parameters
+    ----------
+    price : array_like
+        Option price [price units per unit of underlying].
+    model : array_like of int
+        :data:`BLACK76` or :data:`BSM` (:data:`LINEAR` gives NaN).
+    s : array_like
+        Underlying price: future for BLACK76, spot for BSM [price units].
+    k : array_like
+        Strike [price units].
+    t : array_like
+        Time to expiry [years, ACT/365].
+    r : array_like, default 0.0
+        Interest rate [1/year, continuously compounded].
+    q : array_like, default 0.0
+        Dividend yield of the spot [1/year, continuous]; BSM only.
+    is_call : array_like of bool, default True
+        True for calls, False for puts.
+    american : array_like of bool, default False
+        True to invert the American tree price.
+    steps : int, default 200
+        Number of tree steps for American elements.
+    tol : float, default 1e-10
+        Absolute tolerance on the vol [1/sqrt(year), decimal].
+    engine : {"auto", "numba", "numpy"}, default "auto"
+        Engine for the American tree (the European solver is numpy).
+
+    Returns
+    -------
+    numpy.ndarray
+        Implied volatility [1/sqrt(year), decimal], float64, broadcast shape; NaN where no vol
+        reproduces the price.
+    """
+    eng = _resolve_engine(engine)
+    model = _as_model(model)
+    price, s, k, t, r, q = (_as_float(x) for x in (price, s, k, t, r, q))
+    is_call, american = _as_bool(is_call), _as_bool(american)
+    steps = _as_steps(steps)
+    args = np.broadcast_arrays(price, model, s, k, t, r, q, is_call, american)
+    shape = args[0].shape
+    price, model, s, k, t, r, q, is_call, american = (np.ravel(a) for a in args)
+    out = np.full(price.shape, np.nan)
+
+    with np.errstate(all="ignore"):
+        option = (model != LINEAR) & (t > 0.0) & (s > 0.0) & (k > 0.0) & np.isfinite(price)
+        b76 = model == BLACK76
+        carry = np.where(b76, 0.0, r - q)
+        f = np.where(b76, s, s * np.exp(carry * t))
+        df = np.exp(-r * t)
+        sqt = np.sqrt(t)
+
+        eu = np.flatnonzero(option & ~american)
+        if eu.size:
+            fe, ke, dfe, sqe, ce = f[eu], k[eu], df[eu], sqt[eu], is_call[eu]
+            lower = dfe * np.maximum(np.where(ce, fe - ke, ke - fe), 0.0)
+            upper = dfe * np.where(ce, fe, ke)
+
+            def euro(act, sig):
+                return _black_value_vega(fe[act], ke[act], dfe[act], sqe[act], sig, ce[act])
+
+            out[eu] = _solve_vol(price[eu], lower, upper, fe, ke, dfe, sqe, euro, tol)
+
+        am = np.flatnonzero(option & american)
+        if am.size:
+            sa, ka, ta, ra, qa, ca = s[am], k[am], t[am], r[am], q[am], is_call[am]
+            fut = b76[am]
+            lower = _tree(eng, sa, ka, ta, 0.0, ra, qa, ca, fut, steps, False)
+            upper = np.where(ca, sa * np.where(fut, 1.0, np.maximum(1.0, np.exp(-qa * ta))),
+                             ka * np.maximum(1.0, np.exp(-ra * ta)))
+
+            def amer(act, sig):
+                args = (sa[act], ka[act], ta[act])
+                rest = (ra[act], qa[act], ca[act], fut[act], steps, False)
+                bump = _TREE_VEGA_BUMP * (1.0 + sig)
+                v0 = _tree(eng, *args, sig, *rest)
+                v1 = _tree(eng, *args, sig + bump, *rest)
+                return v0, (v1 - v0) / bump
+
+            out[am] = _solve_vol(price[am], lower, upper, f[am], ka, df[am], sqt[am], amer, tol)
+    return out.reshape(shape)
+
+
+def _black_value_vega(f, k, df, sqt, sig, is_call):
+    """Black-76 value on the forward ``f`` and its vega dV/dvol (arrays of equal length)."""
+    sd = sig * sqt
+    d1 = np.log(f / k) / sd + 0.5 * sd
+    d2 = d1 - sd
+    n1 = 0.5 * _erfc(np.where(is_call, -d1, d1) * _SQRT1_2)
+    n2 = 0.5 * _erfc(np.where(is_call, -d2, d2) * _SQRT1_2)
+    v = df * np.where(is_call, f * n1 - k * n2, k * n2 - f * n1)
+    vega = df * f * np.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI * sqt
+    return v, vega
+
+
+def _solve_vol(target, lower, upper, f, k, df, sqt, pricer, tol) -> np.ndarray:
+    """Safeguarded vectorised Newton for ``pricer(act, vol)[0] == target`` (see :func:`implied_vol`)."""
+    m = target.size
+    out = np.full(m, np.nan)
+    out[target == lower] = 0.0
+    inside = (target > lower) & (target < upper)
+    # start: Manaster-Koehler plus Brenner-Subrahmanyam on the time value
+    sig = np.sqrt(2.0 * np.abs(np.log(f / k))) / sqt + _SQRT_2PI * (target - lower) / (df * np.sqrt(f * k) * sqt)
+    sig = np.where(np.isfinite(sig) & (sig > 0.0), sig, 1.0)
+    lo = np.zeros(m)
+    hi = np.full(m, np.inf)
+    act = np.flatnonzero(inside)
+    for _ in range(_IV_MAX_ITER):
+        if act.size == 0:
+            break
+        sa, loa, hia = sig[act], lo[act], hi[act]
+        v, vega = pricer(act, sa)
+        diff = v - target[act]
+        hia = np.where(diff > 0.0, sa, hia)
+        loa = np.where(diff < 0.0, sa, loa)
+        newton = sa - diff / vega
+        fallback = np.where(np.isinf(hia), 2.0 * sa, 0.5 * (loa + hia))
+        new = np.where((newton > loa) & (newton < hia), newton, fallback)
+        done = (diff == 0.0) | (np.abs(new - sa) <= tol) | (hia - loa <= tol)
+        out[act[done]] = np.where(diff == 0.0, sa, new)[done]
+        sig[act], lo[act], hi[act] = new, loa, hia
+        act = act[~done]
+    return out

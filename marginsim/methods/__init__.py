@@ -1,0 +1,71 @@
+"""The method registry: one place that maps a method name to its function, parameters and outputs.
+
+The CLI, the notebooks and the JSON result all go through :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import xarray as xr
+from pydantic import BaseModel
+
+from ..model import Inputs
+from ..scenario import ScenarioFile, SpanParams
+from . import span as _span
+from ._json import span_table, span_to_dict
+
+__all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered margin method.
+
+    Attributes
+    ----------
+    name
+        The method's name (the key of its result and of its scenario-file section).
+    run
+        ``run(inputs, engine=...) -> xr.Dataset``.
+    params_model
+        The pydantic model of its scenario-file section.
+    to_dict
+        ``to_dict(result, grid_dims) -> {account: json object}`` (the JSON contract).
+    table
+        ``table(result, account) -> str``: a readable breakdown.
+    applies
+        ``applies(scenario) -> bool``: whether the book needs this method.
+    """
+
+    name: str
+    run: Callable[..., xr.Dataset]
+    params_model: type[BaseModel]
+    to_dict: Callable[[xr.Dataset, list[str]], dict[str, Any]]
+    table: Callable[[xr.Dataset, str], str]
+    applies: Callable[[ScenarioFile], bool]
+
+
+def _span_applies(sc: ScenarioFile) -> bool:
+    if sc.span is not None:
+        return True
+    held = {p.contract for p in sc.positions}
+    return any(sc.contracts[c].type in ("future", "call", "put") for c in held if c in sc.contracts)
+
+
+def _run_span(inputs: Inputs, engine: str = "auto") -> xr.Dataset:
+    return _span.span_margin(inputs, engine=engine)
+
+
+REGISTRY: dict[str, MethodSpec] = {
+    "span": MethodSpec("span", _run_span, SpanParams, span_to_dict, span_table, _span_applies),
+}
+
+
+def applicable_methods(sc: ScenarioFile) -> list[str]:
+    """The methods to run: the file's ``methods``, else every registered method the book needs."""
+    if sc.methods is not None:
+        return list(sc.methods)
+    return [name for name, spec in REGISTRY.items() if spec.applies(sc)]

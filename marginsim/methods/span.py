@@ -1,0 +1,566 @@
+"""The SPAN method: an xarray wrapper over the numpy kernels of :mod:`marginsim.kernels.span`.
+
+Steps (``spec/span.md``): risk arrays (model or given), scanning risk per combined commodity and
+account, intra-commodity spread charge, spot-month charge, inter-commodity spread credit, short
+option minimum, net option value, account requirement (maintenance and initial). Accounts,
+combined commodities and grid dims are array axes: nothing loops over positions, accounts,
+scenarios or grid points. Loops run over parameter definitions only (combined commodities and
+their spread definitions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import xarray as xr
+
+from .. import scenario_sets
+from ..errors import InputError
+from ..kernels import pricing
+from ..kernels import span as K
+from ..kernels.grouping import apply_to_entries, group_sum, membership
+from ..model import DAYS_PER_YEAR, Inputs
+from ..scenario import CombinedCommodityParams, SpanParams
+
+__all__ = ["span_margin", "risk_arrays"]
+
+
+@dataclass
+class _Groups:
+    names: list[str]
+    params: list[CombinedCommodityParams]
+    index_of_contract: np.ndarray  # combined commodity index of each held contract
+    currency: list[str]
+    fx: np.ndarray
+
+
+def _held_contracts(inputs: Inputs) -> np.ndarray:
+    return np.unique(inputs.book["contract_index"].values)
+
+
+def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -> _Groups:
+    sc = inputs.scenario
+    group_of = contracts["group"].values
+    names: list[str] = []
+    for g in group_of:
+        if g not in names:
+            names.append(str(g))
+    index = {n: i for i, n in enumerate(names)}
+    ccp = [params.combined_commodities.get(n, CombinedCommodityParams()) for n in names]
+    currency = []
+    for n, p in zip(names, ccp):
+        first = int(np.flatnonzero(group_of == n)[0])
+        currency.append(p.currency or str(contracts["currency"].values[first]))
+    fx = np.array(
+        [sc.fx_rate(c, key_path=f"span.combined_commodities.{n}.currency") for n, c in zip(names, currency)]
+    )
+    return _Groups(names, ccp, np.array([index[g] for g in group_of], dtype=np.int64), currency, fx)
+
+
+def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
+    """Scenario set per combined commodity: dims (group, scenario)."""
+    if params.scenario_set is not None:
+        pts = params.scenario_set
+        base = scenario_sets.custom(
+            [p.price for p in pts], [p.vol for p in pts], [p.weight for p in pts], [p.pair for p in pts]
+        )
+        sets = [base] * len(groups.names)
+    else:
+        sets = [scenario_sets.span16(p.extreme.multiplier, p.extreme.cover_fraction) for p in groups.params]
+    if not sets:
+        return scenario_sets.span16().expand_dims(group=[])
+    return xr.concat(sets, dim="group", coords="minimal", compat="override").assign_coords(group=groups.names)
+
+
+def _scan_ranges(
+    inputs: Inputs, contracts: xr.Dataset, groups: _Groups, level: xr.DataArray, vol: xr.DataArray
+):
+    """Price scan range [price points] and vol scan range [vol] per contract."""
+    n = contracts.sizes["contract"]
+    frac = np.full(n, np.nan)
+    points = np.full(n, np.nan)
+    amount = np.full(n, np.nan)
+    vabs = np.full(n, np.nan)
+    vrel = np.full(n, np.nan)
+    for i, p in enumerate(groups.params):
+        sel = groups.index_of_contract == i
+        frac[sel] = np.nan if p.price_scan is None else p.price_scan
+        points[sel] = np.nan if p.price_scan_points is None else p.price_scan_points
+        amount[sel] = np.nan if p.price_scan_amount is None else p.price_scan_amount
+        vabs[sel] = np.nan if p.vol_scan is None else p.vol_scan
+        vrel[sel] = np.nan if p.vol_scan_relative is None else p.vol_scan_relative
+    dim = contracts["multiplier"].dims
+    frac, points, amount, vabs, vrel = (xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel))
+    price_range = xr.where(
+        frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
+    )
+    vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
+    if "price_scan_scale" in inputs.grid.coords:
+        price_range = price_range * inputs.grid["price_scan_scale"]
+    if "vol_scan_scale" in inputs.grid.coords:
+        vol_range = vol_range * inputs.grid["vol_scan_scale"]
+    return price_range, vol_range
+
+
+def _lookahead(contracts: xr.Dataset, groups: _Groups) -> xr.DataArray:
+    days = np.array([p.lookahead_days for p in groups.params], dtype=float)[groups.index_of_contract]
+    t_after = np.maximum(contracts["t"].values - days / DAYS_PER_YEAR, 0.0)
+    return xr.DataArray(t_after, dims="contract")
+
+
+def risk_arrays(
+    inputs: Inputs,
+    params: SpanParams | None = None,
+    *,
+    contracts: xr.Dataset | None = None,
+    engine: pricing.Engine = "auto",
+) -> xr.Dataset:
+    """SPAN risk arrays and composite deltas of contracts.
+
+    Given risk arrays (scenario file or clearing-house file) are used as they are; the others are
+    computed by revaluing each contract at the scenario's price and vol after the look-ahead time.
+
+    Parameters
+    ----------
+    inputs
+        The data model.
+    params
+        SPAN parameters; default: the scenario file's.
+    contracts
+        The contracts to compute (default: those held in the book).
+    engine
+        Pricing engine: ``"numba"``, ``"numpy"`` or ``"auto"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``risk_array`` (contract, scenario, grid dims) [currency per long contract, losses
+        positive], ``composite_delta`` (contract, grid dims) [delta per contract], ``group``,
+        ``computed`` (bool: from the model).
+    """
+    params = params or inputs.scenario.span or SpanParams()
+    if contracts is None:
+        contracts = inputs.contracts.isel(contract=_held_contracts(inputs))
+    groups = _resolve_groups(inputs, contracts, params)
+    return _risk_arrays(inputs, contracts, groups, params, engine)
+
+
+def _risk_arrays(
+    inputs: Inputs, contracts: xr.Dataset, groups: _Groups, params: SpanParams, engine
+) -> xr.Dataset:
+    file = inputs.scenario.file
+    scen = _scenario_arrays(groups, params)
+    given = contracts["risk_array"]
+    need = given.isnull().any("scenario").values
+    value = partial(pricing.value, engine=engine)
+    delta_fn = partial(pricing.delta, engine=engine)
+
+    sub = {"contract": contracts["contract"].values}
+    level = inputs.underlying_level().sel(sub)
+    vol = inputs.contract_vol().sel(sub)
+    r = inputs.rate().sel(sub)
+    q = inputs.dividend_yield().sel(sub)
+
+    price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
+    t_after = _lookahead(contracts, groups).assign_coords(contract=contracts["contract"])
+
+    # contracts whose risk array comes from the model must have a scan range
+    missing_scan = need & price_range.isnull().any([d for d in price_range.dims if d != "contract"]).values
+    if missing_scan.any():
+        i = int(np.flatnonzero(missing_scan)[0])
+        g = groups.names[groups.index_of_contract[i]]
+        raise InputError(
+            f"combined commodity {g!r} needs a price scan range (price_scan, price_scan_points or "
+            f"price_scan_amount) to compute the risk array of {contracts['contract'].values[i]!r}",
+            file=file,
+            key_path=("span", "combined_commodities", g),
+        )
+
+    cc = xr.DataArray(groups.index_of_contract, dims="contract")
+    pm = scen["price_move"].isel(group=cc).drop_vars("group", errors="ignore")
+    vm = scen["vol_move"].isel(group=cc).drop_vars("group", errors="ignore")
+    w = scen["weight"].isel(group=cc).drop_vars("group", errors="ignore")
+
+    def ufunc(fn, s, vol_, t_):
+        return xr.apply_ufunc(
+            fn,
+            contracts["model"],
+            s,
+            contracts["strike"].fillna(0.0),
+            t_,
+            vol_,
+            r,
+            q,
+            contracts["is_call"],
+            contracts["american"],
+            dask="parallelized",
+            output_dtypes=[float],
+        )
+
+    t_now = contracts["t"].fillna(0.0)
+    v_now = ufunc(value, level, vol, t_now)
+    moved_level = (level + pm * price_range).clip(min=0.0)
+    moved_vol = (vol + vm * vol_range).clip(min=0.0)
+    v_moved = ufunc(value, moved_level, moved_vol, t_after)
+    loss = -(v_moved - v_now) * contracts["multiplier"] * w
+    loss = (loss.round(params.array_precision) + 0.0).where(xr.DataArray(need, dims="contract"))
+
+    # composite delta at the 7 delta points (vol unchanged, after time decay)
+    dp = scenario_sets.composite_delta_points()
+    d_level = (level + dp["price_move"] * price_range).clip(min=0.0)
+    deltas = ufunc(delta_fn, d_level, vol, t_after)
+    cdelta_model = (deltas * dp["weight"]).sum("delta_point")
+    given_cd = contracts["composite_delta"]
+    # a given risk array without a composite delta: the model's delta where it can be computed
+    cd_fallback = xr.where(contracts["is_option"], cdelta_model.where(np.isfinite(cdelta_model)), 1.0)
+    cdelta = xr.where(
+        given_cd.notnull(), given_cd, xr.where(xr.DataArray(need, dims="contract"), cdelta_model, cd_fallback)
+    )
+
+    ra = xr.where(given.notnull(), given, loss)
+    gd = [d for d in inputs.grid_dims if d in ra.dims]
+    ra = ra.transpose("contract", "scenario", *gd)
+    cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
+    ra.attrs.update(
+        units="currency per long contract",
+        description="SPAN risk array, losses positive",
+        convention="SPAN: loss = -pnl",
+    )
+    out = xr.Dataset(
+        {
+            "risk_array": ra,
+            "composite_delta": cdelta,
+            "computed": ("contract", need),
+            "price_scan_range": price_range.broadcast_like(cdelta),
+        }
+    )
+    out["composite_delta"].attrs.update(units="delta per contract", description="SPAN composite delta")
+    out["price_scan_range"].attrs.update(units="price points", description="price scan range per contract")
+    return out
+
+
+def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, ...]) -> np.ndarray:
+    """Numpy array with axes (lead..., grid flattened)."""
+    full = da
+    for d in gd:
+        if d not in full.dims:
+            full = full.expand_dims({d: gshape[gd.index(d)]}, axis=-1)
+    arr = full.transpose(*lead, *gd).values
+    return arr.reshape(arr.shape[: len(lead)] + (-1,))
+
+
+def span_margin(
+    inputs: Inputs, params: SpanParams | None = None, *, engine: pricing.Engine = "auto"
+) -> xr.Dataset:
+    """SPAN margin of every account of the book.
+
+    Parameters
+    ----------
+    inputs
+        The data model (:func:`marginsim.model.build_inputs`).
+    params
+        SPAN parameters; default: the scenario file's ``span`` section.
+    engine
+        Pricing engine for computed risk arrays: ``"numba"``, ``"numpy"`` or ``"auto"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per account: ``maintenance``, ``initial``, ``net_option_value``, ``span_risk``; per account
+        and combined commodity (``group``): ``scan_risk``, ``active_scenario`` (1-based),
+        ``intra_spread_charge``, ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``,
+        ``risk``, ``scan_loss`` (per scenario); per contract: ``risk_array``, ``composite_delta``.
+        Amounts per account and group are in the scenario's reporting currency; risk arrays in each
+        contract's own currency. Every grid dim of the inputs is a dim of the result.
+    """
+    sc = inputs.scenario
+    file = sc.file
+    params = params or sc.span or SpanParams()
+    if params.source is not None:
+        raise InputError(
+            "reading clearing-house SPAN files (span.source) is not available yet",
+            file=file,
+            key_path="span.source",
+        )
+    book = inputs.book
+    held = _held_contracts(inputs)
+    contracts = inputs.contracts.isel(contract=held)
+    n_k = contracts.sizes["contract"]
+    local = np.full(inputs.contracts.sizes["contract"], -1, dtype=np.int64)
+    local[held] = np.arange(n_k)
+    groups = _resolve_groups(inputs, contracts, params)
+    n_c = len(groups.names)
+    n_a = book.sizes["account"]
+    gd = list(inputs.grid_dims)
+    arrays = _risk_arrays(inputs, contracts, groups, params, engine)
+    gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
+    for d in gd:
+        if gsizes[d] is None:
+            gsizes[d] = inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)
+    gshape = tuple(gsizes[d] for d in gd)
+    n_g = int(np.prod(gshape)) if gshape else 1
+
+    pos_k = local[book["contract_index"].values]
+    pos_a = book["account_index"].values
+    qty = book["quantity"].values
+    pos_c = groups.index_of_contract[pos_k]
+
+    # -- scanning risk per (account, cc) ---------------------------------------------------------
+    rows_ac = pos_a * n_c + pos_c
+    R = membership(rows_ac, pos_k, qty, n_a * n_c, n_k)
+    held_ac = np.bincount(rows_ac, minlength=n_a * n_c).reshape(n_a, n_c) > 0
+    ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
+    n_s = ra.shape[1]
+    loss = group_sum(R, ra).reshape(n_a, n_c, n_s, n_g)
+    loss_last = np.moveaxis(loss, 2, -1)  # (A, C, G, S)
+    scan_risk, active = K.scanning_risk(loss_last)
+
+    # -- deltas by month -------------------------------------------------------------------------
+    month = contracts["month"].values
+    month_lists: list[np.ndarray] = []
+    month_idx = np.zeros(n_k, dtype=np.int64)
+    for c in range(n_c):
+        sel = groups.index_of_contract == c
+        months = np.unique(month[sel])
+        month_lists.append(months)
+        month_idx[sel] = np.searchsorted(months, month[sel])
+    n_m = max((len(m) for m in month_lists), default=1)
+    cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
+    rows_acm = rows_ac * n_m + month_idx[pos_k]
+    Rm = membership(rows_acm, pos_k, qty, n_a * n_c * n_m, n_k)
+    ledger = np.moveaxis(group_sum(Rm, np.nan_to_num(cdelta)).reshape(n_a, n_c, n_m, n_g), 2, -1)  # (A,C,G,M)
+    net_delta = ledger.sum(axis=-1)
+
+    uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
+    inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
+    uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
+    nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[groups.index_of_contract]
+    if nan_delta.any():
+        name = str(contracts["contract"].values[int(np.flatnonzero(nan_delta)[0])])
+        raise InputError(
+            "a composite_delta is needed for spreads (or a vol to compute it)",
+            file=file,
+            key_path=("contracts", name, "composite_delta"),
+        )
+
+    # -- intra-commodity spreads and spot charge, per combined commodity's definitions -----------
+    intra = np.zeros((n_a, n_c, n_g))
+    spot = np.zeros((n_a, n_c, n_g))
+    remaining = ledger.copy()
+    for c, p in enumerate(groups.params):
+        months = month_lists[c]
+        real = np.zeros(n_m, dtype=bool)
+        real[: len(months)] = True
+        padded = np.zeros(n_m, dtype=np.int64)
+        padded[: len(months)] = months
+        tier_mask = {0: real}
+        for t in p.tiers:
+            lo, hi = t.months
+            tier_mask[t.tier] = real & (padded >= lo) & (padded <= hi)
+        spreads = []
+        for sp in sorted(p.intra_spreads, key=lambda s: s.priority):
+            legs = _merge_legs([(leg.tier, leg.side, leg.ratio) for leg in sp.legs])
+            spreads.append(
+                K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
+            )
+        ch, rem, used = K.intra_commodity_spreads(ledger[:, c], spreads)
+        intra[:, c] = ch
+        remaining[:, c] = rem
+        if p.spot is not None:
+            spot_mask = real & np.isin(padded, p.spot.months)
+            spot[:, c] = K.spot_month_charge(rem, used, spot_mask, p.spot.rate_spread, p.spot.rate_outright)
+
+    # -- inter-commodity credit -------------------------------------------------------------------
+    scen = _scenario_arrays(groups, params)
+    pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
+    pair = np.where(pair < 0, np.arange(n_s), pair)
+    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
+    prisk = K.price_risk(loss_last, active, pair, time_idx)
+    wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+    gindex = {n: i for i, n in enumerate(groups.names)}
+    inter_spreads = []
+    for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
+        if not all(leg.group in gindex for leg in sp.legs):
+            continue  # a leg's combined commodity is not in this book: no spread can form
+        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in sp.legs])
+        inter_spreads.append(
+            K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
+        )
+    rem_net = np.moveaxis(remaining.sum(axis=-1), 1, -1)  # (A, G, C)
+    credit, _ = K.inter_commodity_credit(rem_net, np.moveaxis(wfpr, 1, -1), inter_spreads)
+    credit = np.moveaxis(credit, -1, 1)  # (A, C, G)
+
+    # -- short option minimum ----------------------------------------------------------------------
+    is_call = contracts["is_call"].values & contracts["is_option"].values
+    is_put = ~contracts["is_call"].values & contracts["is_option"].values
+
+    def count(kind_mask, short):
+        m = apply_to_entries(R, lambda v, k: np.maximum(-v if short else v, 0.0) * kind_mask[k])
+        return np.asarray(m.sum(axis=1)).reshape(n_a, n_c)
+
+    som_rate = np.array([0.0 if p.som is None else p.som.rate for p in groups.params])
+    som_net = np.array([p.som is not None and p.som.method == "net" for p in groups.params])
+    som = K.short_option_minimum(
+        count(is_call, True),
+        count(is_put, True),
+        count(is_call, False),
+        count(is_put, False),
+        som_rate,
+        som_net,
+    )[..., None]
+
+    # -- combined commodity risk, in its currency, then in the reporting currency ------------------
+    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    ratio = np.array([p.initial_ratio or params.initial_ratio for p in groups.params])
+    fx = groups.fx[None, :, None]
+
+    # -- net option value (premium-style options), reporting currency -------------------------------
+    premium = _premium(inputs, contracts, engine)
+    contract_fx = np.array(
+        [
+            sc.fx_rate(c, key_path=f"contracts.{n}")
+            for c, n in zip(contracts["currency"].values, contracts["contract"].values)
+        ]
+    )
+    nov_per_contract = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(
+        0.0
+    ) * xr.DataArray(contract_fx, dims="contract")
+    Ra = membership(pos_a, pos_k, qty, n_a, n_k)
+    nov = group_sum(Ra, _flat(nov_per_contract, ["contract"], gd, gshape))  # (A, G)
+
+    span_risk = (risk_cc * fx).sum(axis=1)
+    initial_risk = (risk_cc * ratio[None, :, None] * fx).sum(axis=1)
+    maintenance = np.maximum(span_risk - nov, 0.0)
+    initial = np.maximum(initial_risk - nov, 0.0)
+
+    # -- result ---------------------------------------------------------------------------------------
+    def acg(a):  # (A, C, G) -> DataArray
+        return (("account", "group", *gd), a.reshape((n_a, n_c) + gshape))
+
+    def ag(a):
+        return (("account", *gd), a.reshape((n_a,) + gshape))
+
+    coords = {
+        "account": inputs.accounts,
+        "group": groups.names,
+        "scenario": arrays["scenario"].values,
+        "contract": contracts["contract"].values,
+    }
+    for d in gd:
+        coords[d] = (
+            arrays[d].values
+            if d in arrays.coords
+            else (inputs.market[d].values if d in inputs.market.coords else inputs.grid[d].values)
+        )
+    ds = xr.Dataset(
+        {
+            "maintenance": ag(maintenance),
+            "initial": ag(initial),
+            "net_option_value": ag(nov),
+            "span_risk": ag(span_risk),
+            "scan_risk": acg(scan_risk * fx),
+            "active_scenario": (("account", "group", *gd), (active + 1).reshape((n_a, n_c) + gshape)),
+            "intra_spread_charge": acg(intra * fx),
+            "spot_charge": acg(spot * fx),
+            "inter_spread_credit": acg(credit * fx),
+            "short_option_minimum": acg(np.broadcast_to(som, (n_a, n_c, n_g)) * fx),
+            "risk": acg(risk_cc * fx),
+            "scan_loss": (
+                ("account", "group", "scenario", *gd),
+                (loss * fx[..., None, :]).reshape((n_a, n_c, n_s) + gshape),
+            ),
+            "held": (("account", "group"), held_ac),
+            "holds_contract": (("account", "contract"), _held_matrix(pos_a, pos_k, n_a, n_k)),
+            "risk_array": arrays["risk_array"],
+            "composite_delta": arrays["composite_delta"],
+            "group_currency": ("group", np.array(groups.currency, dtype=object)),
+            "group_fx": ("group", groups.fx),
+            "contract_currency": ("contract", contracts["currency"].values),
+        },
+        coords=coords,
+        attrs={"method": "span", "currency": sc.currency, "scenario": sc.name},
+    )
+    for v in (
+        "maintenance",
+        "initial",
+        "net_option_value",
+        "span_risk",
+        "scan_risk",
+        "intra_spread_charge",
+        "spot_charge",
+        "inter_spread_credit",
+        "short_option_minimum",
+        "risk",
+        "scan_loss",
+    ):
+        ds[v].attrs["units"] = sc.currency
+    ds["maintenance"].attrs["description"] = "SPAN requirement: max(0, sum of CC risks - net option value)"
+    ds["initial"].attrs["description"] = (
+        "maintenance with each CC risk scaled by its initial/maintenance ratio"
+    )
+    ds["net_option_value"].attrs["description"] = "value of premium-style options, long positive"
+    ds["span_risk"].attrs["description"] = "sum of combined commodity risks"
+    ds["risk"].attrs["description"] = "max(scan + intra + spot - inter credit, short option minimum)"
+    ds["scan_loss"].attrs["description"] = "loss per scenario (SPAN convention: losses positive)"
+    ds["active_scenario"].attrs["description"] = "1-based scenario of the scanning risk"
+    return ds
+
+
+def _held_matrix(pos_a, pos_k, n_a, n_k) -> np.ndarray:
+    out = np.zeros((n_a, n_k), dtype=bool)
+    out[pos_a, pos_k] = True
+    return out
+
+
+def _merge_legs(legs: list[tuple]) -> list[tuple]:
+    """Legs on the same tier (or CC) and side draw from one pool: merge them by adding ratios."""
+    merged: dict[tuple, float] = {}
+    for key, side, ratio in legs:
+        merged[(key, side)] = merged.get((key, side), 0.0) + ratio
+    return [(key, side, ratio) for (key, side), ratio in merged.items()]
+
+
+def _premium(inputs: Inputs, contracts: xr.Dataset, engine) -> xr.DataArray:
+    """Option premium per unit at the (grid) market [price units]; given premiums are exact at the base market."""
+    sub = {"contract": contracts["contract"].values}
+    value = partial(pricing.value, engine=engine)
+    level = inputs.underlying_level().sel(sub)
+    vol = inputs.contract_vol().sel(sub)
+    r = inputs.rate().sel(sub)
+    q = inputs.dividend_yield().sel(sub)
+    t = contracts["t"].fillna(0.0)
+
+    def v(s, sig):
+        return xr.apply_ufunc(
+            value,
+            contracts["model"],
+            s,
+            contracts["strike"].fillna(0.0),
+            t,
+            sig,
+            r,
+            q,
+            contracts["is_call"],
+            contracts["american"],
+            dask="parallelized",
+            output_dtypes=[float],
+        )
+
+    is_opt = contracts["is_option"]
+    can_price = contracts["base_vol"].notnull()
+    unpriced = (is_opt & contracts["premium_style"] & contracts["price"].isnull() & ~can_price).values
+    if unpriced.any():
+        name = str(contracts["contract"].values[int(np.flatnonzero(unpriced)[0])])
+        raise InputError(
+            "a premium-style option needs a price (premium) or a vol for its net option value",
+            file=inputs.scenario.file,
+            key_path=("contracts", name, "price"),
+        )
+    base_level = inputs.market["base_price"].isel(underlying=contracts["underlying_index"])
+    model_now = v(level, vol.fillna(0.0))
+    model_base = v(base_level, contracts["base_vol"].fillna(0.0))
+    given = contracts["price"]
+    prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)
+    return prem.where(is_opt, 0.0)

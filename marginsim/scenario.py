@@ -1,0 +1,524 @@
+"""The scenario file: pydantic models, loading and validation.
+
+A scenario file (YAML) describes a study input: the book, the market and the parameters of
+each method. Its keys are fixed by ``spec/scenario-format.md``; unknown keys are errors. Every
+validation problem becomes an :class:`~marginsim.errors.InputError` naming the file, the key path
+and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import InputError
+
+__all__ = [
+    "Underlying",
+    "Contract",
+    "Position",
+    "ExtremeParams",
+    "IntraLeg",
+    "IntraSpread",
+    "Tier",
+    "SpotParams",
+    "SomParams",
+    "CombinedCommodityParams",
+    "InterLeg",
+    "InterSpread",
+    "ScenarioPoint",
+    "SpanParams",
+    "GridParams",
+    "ScenarioFile",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_json_schema",
+]
+
+NonNegFloat = Annotated[float, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
+
+
+class _Model(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Underlying(_Model):
+    """One risk factor (a stock, an index, a futures price) in ``market``."""
+
+    price: PosFloat = Field(description="Current price [price units of the underlying].")
+    vol: NonNegFloat | None = Field(None, description="Annualised implied volatility [decimal].")
+    rate: float = Field(0.0, description="Continuously compounded interest rate [decimal per year].")
+    dividend_yield: float = Field(0.0, description="Continuous dividend yield [decimal per year].")
+    currency: Currency | None = Field(
+        None, description="Currency of the price; default: the file's currency."
+    )
+    market_cap: PosFloat | None = Field(None, description="Market capitalisation [USD].")
+    shares_outstanding: PosFloat | None = Field(None, description="Shares outstanding [shares].")
+    adv: NonNegFloat | None = Field(None, description="Average daily volume [shares].")
+    domicile: str | None = Field(None, description="ISO country of the issuer.")
+    sector: str | None = Field(None, description="Sector, e.g. real_estate.")
+    listing: str | None = Field(None, description="ISO country of the listing exchange.")
+    product_class: Literal["equity", "broad_index_high_cap", "broad_index", "sector_index"] | None = None
+    cfd_class: (
+        Literal[
+            "major_fx",
+            "nonmajor_fx",
+            "gold",
+            "major_index",
+            "commodity",
+            "nonmajor_index",
+            "individual_equity",
+            "crypto",
+        ]
+        | None
+    ) = None
+
+
+class Contract(_Model):
+    """One instrument definition in ``contracts``."""
+
+    type: Literal["future", "call", "put", "stock", "cfd"]
+    underlying: str = Field(description="Key of the underlying in `market`.")
+    multiplier: PosFloat = Field(1.0, description="Currency amount per point of price per contract.")
+    expiry: dt.date | None = Field(None, description="Expiry (futures and options).")
+    price: NonNegFloat | None = Field(
+        None, description="Futures settlement or option premium [price units]; else from market and model."
+    )
+    group: str | None = Field(
+        None, description="SPAN combined commodity / class group; default: the underlying."
+    )
+    option_on: Literal["future", "spot"] | None = Field(
+        None,
+        description="Options: `future` (Black-76) or `spot` (Black-Scholes with dividend yield). Required.",
+    )
+    exercise: Literal["european", "american"] = "european"
+    premium_style: Literal["premium", "futures"] = Field(
+        "premium",
+        description="Options: `premium` (paid up front, counts in net option value) or `futures` (futures-style).",
+    )
+    vol: NonNegFloat | None = Field(None, description="This option's implied vol [decimal].")
+    strike: PosFloat | None = Field(None, description="Options: strike [price units].")
+    risk_array: list[float] | None = Field(
+        None,
+        description="SPAN convention: losses of one long contract per scenario, positive = loss [currency].",
+    )
+    composite_delta: float | None = Field(None, description="Composite delta given with a risk array.")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Contract:
+        if self.type in ("call", "put"):
+            if self.strike is None:
+                raise ValueError(f"an option ({self.type}) needs a strike")
+            if self.expiry is None:
+                raise ValueError(f"an option ({self.type}) needs an expiry")
+            if self.option_on is None:
+                raise ValueError("an option needs option_on: future (Black-76) or spot (Black-Scholes)")
+        else:
+            for key in ("strike", "option_on", "vol"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`{key}` is for options only, not for a {self.type}")
+        if self.composite_delta is not None and self.risk_array is None:
+            raise ValueError("composite_delta is given with a risk_array only")
+        return self
+
+
+class Position(_Model):
+    """One row of the book."""
+
+    contract: str
+    quantity: float = Field(description="Signed number of contracts or shares; long positive.")
+    account: str = "main"
+    open_price: PosFloat | None = None
+    opened: dt.datetime | None = None
+
+    @field_validator("quantity")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError("quantity must be a finite number")
+        return v
+
+
+class ExtremeParams(_Model):
+    """Extreme scenarios 15 and 16: a move of ``multiplier`` x the price scan range, weighted by ``cover_fraction``."""
+
+    multiplier: PosFloat = 3.0
+    cover_fraction: Annotated[float, Field(gt=0, le=1)] = 0.32
+
+
+class IntraLeg(_Model):
+    tier: int = Field(0, ge=0, description="Tier number; 0 is the whole combined commodity.")
+    side: Literal["A", "B"]
+    ratio: PosFloat = 1.0
+
+
+class IntraSpread(_Model):
+    priority: int = Field(ge=0)
+    rate: NonNegFloat = Field(description="Charge per spread formed [CC currency].")
+    legs: list[IntraLeg] = Field(min_length=1)
+
+
+class Tier(_Model):
+    tier: int = Field(ge=1)
+    months: list[int] = Field(
+        min_length=2, max_length=2, description="First and last contract month of the tier, YYYYMM."
+    )
+
+
+class SpotParams(_Model):
+    months: list[int] = Field(min_length=1, description="Spot (delivery) contract months, YYYYMM.")
+    rate_spread: NonNegFloat = Field(0.0, description="Charge per unit of spot delta used in spreads.")
+    rate_outright: NonNegFloat = Field(0.0, description="Charge per unit of spot delta left after spreads.")
+
+
+class SomParams(_Model):
+    rate: NonNegFloat = Field(description="Short option minimum per short option [CC currency].")
+    method: Literal["gross", "net"] = "gross"
+
+
+class CombinedCommodityParams(_Model):
+    """Parameters of one SPAN combined commodity."""
+
+    price_scan: PosFloat | None = Field(None, description="Price scan range as a fraction of price.")
+    price_scan_points: PosFloat | None = Field(None, description="Price scan range [price points].")
+    price_scan_amount: PosFloat | None = Field(None, description="Price scan range [currency per contract].")
+    vol_scan: NonNegFloat | None = Field(None, description="Vol scan range [absolute vol].")
+    vol_scan_relative: NonNegFloat | None = Field(None, description="Vol scan range [fraction of the vol].")
+    extreme: ExtremeParams = Field(default_factory=ExtremeParams)
+    lookahead_days: NonNegFloat = Field(1.0, description="Look-ahead time [calendar days] (house default 1).")
+    intra_spreads: list[IntraSpread] = Field(default_factory=list)
+    tiers: list[Tier] = Field(default_factory=list)
+    spot: SpotParams | None = None
+    som: SomParams | None = None
+    initial_ratio: Annotated[float, Field(ge=1)] | None = Field(
+        None, description="Initial / maintenance ratio; default: span.initial_ratio."
+    )
+    currency: Currency | None = Field(
+        None, description="Margin currency; default: the underlying's currency."
+    )
+
+    @model_validator(mode="after")
+    def _one_scan(self) -> CombinedCommodityParams:
+        given = [
+            k
+            for k in ("price_scan", "price_scan_points", "price_scan_amount")
+            if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one price scan range, not {', '.join(given)}")
+        if self.vol_scan is not None and self.vol_scan_relative is not None:
+            raise ValueError("give vol_scan or vol_scan_relative, not both")
+        tiers = [t.tier for t in self.tiers]
+        if len(set(tiers)) != len(tiers):
+            raise ValueError("tier numbers must be unique")
+        for sp in self.intra_spreads:
+            for leg in sp.legs:
+                if leg.tier != 0 and leg.tier not in tiers:
+                    raise ValueError(
+                        f"intra spread {sp.priority} names tier {leg.tier}, which is not in `tiers`"
+                    )
+        return self
+
+
+class InterLeg(_Model):
+    group: str = Field(description="Combined commodity of the leg.")
+    side: Literal["A", "B"]
+    ratio: PosFloat = 1.0
+
+
+class InterSpread(_Model):
+    priority: int = Field(ge=0)
+    credit_rate: Annotated[float, Field(ge=0, le=1)] = Field(description="Credit as a fraction (0.6 = 60 %).")
+    legs: list[InterLeg] = Field(min_length=2)
+
+
+class ScenarioPoint(_Model):
+    """A user-defined scan point: moves in units of the scan ranges."""
+
+    price: float = Field(description="Price move [multiples of the price scan range].")
+    vol: float = Field(0.0, description="Vol move [multiples of the vol scan range].")
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    pair: int | None = Field(None, description="1-based number of the paired point.")
+
+
+class SpanParams(_Model):
+    """SPAN parameters of a scenario file."""
+
+    source: str | None = Field(None, description="A clearing-house SPAN file (not yet supported).")
+    combined_commodities: dict[str, CombinedCommodityParams] = Field(default_factory=dict)
+    inter_spreads: list[InterSpread] = Field(default_factory=list)
+    scenario_set: list[ScenarioPoint] | None = Field(
+        None, description="User-defined scan points; default: the 16 SPAN scenarios."
+    )
+    initial_ratio: Annotated[float, Field(ge=1)] = Field(
+        1.0, description="Default initial / maintenance ratio of every combined commodity."
+    )
+    array_precision: int = Field(
+        6,
+        ge=0,
+        le=12,
+        description="Decimals computed risk arrays are rounded to (clearing-house convention).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SpanParams:
+        if self.scenario_set is not None:
+            n = len(self.scenario_set)
+            for i, p in enumerate(self.scenario_set):
+                if p.pair is not None and not 1 <= p.pair <= n:
+                    raise ValueError(f"scenario_set[{i}].pair {p.pair} is not a point number 1..{n}")
+        return self
+
+
+class GridParams(_Model):
+    """What-if dims; every method broadcasts over them."""
+
+    shift: list[float] | dict[str, list[float]] | None = Field(
+        None, description="Relative move of every underlying (or per underlying): adds dim `shift`."
+    )
+    vol_shift: list[float] | None = Field(
+        None, description="Absolute move of every vol: adds dim `vol_shift`."
+    )
+    price_scan_scale: list[PosFloat] | None = Field(
+        None, description="Scale of every SPAN price scan range: adds dim `price_scan_scale`."
+    )
+    vol_scan_scale: list[NonNegFloat] | None = Field(
+        None, description="Scale of every SPAN vol scan range: adds dim `vol_scan_scale`."
+    )
+    path: dict[str, list[PosFloat]] | None = Field(
+        None, description="Price path per underlying: adds dim `step`."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GridParams:
+        if isinstance(self.shift, dict):
+            lengths = {len(v) for v in self.shift.values()}
+            if len(lengths) > 1:
+                raise ValueError("every underlying's shift list must have the same length")
+        if self.path is not None:
+            lengths = {len(v) for v in self.path.values()}
+            if len(lengths) > 1:
+                raise ValueError("every underlying's path must have the same number of steps")
+            if lengths == {0}:
+                raise ValueError("a path needs at least one step")
+        for name in ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale"):
+            v = getattr(self, name)
+            vals = list(v.values())[0] if isinstance(v, dict) and v else v
+            if vals is not None and len(vals) == 0:
+                raise ValueError(f"grid {name} is empty")
+        return self
+
+
+class ScenarioFile(_Model):
+    """A whole scenario file (see ``spec/scenario-format.md``)."""
+
+    name: str = Field(min_length=1, description="Used in report titles and file names.")
+    description: str = ""
+    as_of: dt.date | dt.datetime = Field(description="Valuation date (and time, where deadlines matter).")
+    currency: Currency = "USD"
+    fx: dict[Currency, PosFloat] = Field(
+        default_factory=dict, description="Value of one unit of each currency in `currency`."
+    )
+    methods: list[Literal["span", "portfolio_margin", "cfd", "account"]] | None = None
+    market: dict[str, Underlying] = Field(default_factory=dict)
+    contracts: dict[str, Contract] = Field(default_factory=dict)
+    positions: list[Position] = Field(default_factory=list)
+    span: SpanParams | None = None
+    portfolio_margin: dict[str, Any] | None = None
+    cfd: dict[str, Any] | None = None
+    account: dict[str, Any] | None = None
+    grid: GridParams | None = None
+    _file: str | None = PrivateAttr(None)
+
+    @property
+    def file(self) -> str | None:
+        """The file this scenario was read from, if any."""
+        return self._file
+
+    @property
+    def as_of_date(self) -> dt.date:
+        """The valuation date (the date part of ``as_of``)."""
+        return self.as_of.date() if isinstance(self.as_of, dt.datetime) else self.as_of
+
+    def fx_rate(self, currency: str, *, key_path: str = "fx") -> float:
+        """Value of one unit of ``currency`` in the reporting currency; a missing rate is an error."""
+        if currency == self.currency:
+            return 1.0
+        try:
+            return float(self.fx[currency])
+        except KeyError:
+            raise InputError(
+                f"no FX rate for {currency} (needed at {key_path}); add fx: {{{currency}: ...}}",
+                file=self._file,
+                key_path="fx",
+            ) from None
+
+
+def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
+    """Checks that span several sections; returns (key path, problem) pairs."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, c in sc.contracts.items():
+        if c.underlying not in sc.market:
+            problems.append((("contracts", name, "underlying"), f"unknown underlying {c.underlying!r}"))
+        if c.type in ("call", "put") and c.expiry is not None and c.expiry < sc.as_of_date:
+            problems.append(
+                (
+                    ("contracts", name, "expiry"),
+                    f"expiry {c.expiry} is before as_of {sc.as_of_date} for an open option",
+                )
+            )
+    held = set()
+    for i, p in enumerate(sc.positions):
+        if p.contract not in sc.contracts:
+            if sc.span is None or sc.span.source is None:
+                problems.append((("positions", i, "contract"), f"unknown contract {p.contract!r}"))
+        else:
+            held.add(p.contract)
+    for name, u in sc.market.items():
+        ccy = u.currency or sc.currency
+        if ccy != sc.currency and ccy not in sc.fx:
+            problems.append((("market", name, "currency"), f"no FX rate for {ccy} in `fx`"))
+    if sc.grid is not None:
+        for key in ("shift", "path"):
+            v = getattr(sc.grid, key)
+            if isinstance(v, dict):
+                for und in v:
+                    if und not in sc.market:
+                        problems.append((("grid", key, und), f"unknown underlying {und!r}"))
+    if sc.span is not None:
+        for cc, params in sc.span.combined_commodities.items():
+            if (
+                params.currency is not None
+                and params.currency != sc.currency
+                and params.currency not in sc.fx
+            ):
+                problems.append(
+                    (("span", "combined_commodities", cc, "currency"), f"no FX rate for {params.currency}")
+                )
+        n_points = 16 if sc.span.scenario_set is None else len(sc.span.scenario_set)
+        for name, c in sc.contracts.items():
+            if c.risk_array is not None and len(c.risk_array) != n_points:
+                problems.append(
+                    (
+                        ("contracts", name, "risk_array"),
+                        f"has {len(c.risk_array)} values; the scenario set has {n_points}",
+                    )
+                )
+    return problems
+
+
+def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile:
+    """Validate a scenario mapping (as read from YAML) into a :class:`ScenarioFile`.
+
+    Raises
+    ------
+    InputError
+        On the first problem, naming the file, the key path and what is wrong.
+    """
+    if not isinstance(data, dict):
+        raise InputError("a scenario file must be a mapping of keys (name, as_of, market, ...)", file=file)
+    try:
+        sc = ScenarioFile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+        # pydantic reports union branches as extra location parts: keep the user's keys only
+        loc = tuple(
+            x for x in loc if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float")))
+        )
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "missing required key"
+        msg = msg.removeprefix("Value error, ")
+        raise InputError(msg, file=file, key_path=loc) from None
+    problems = _cross_check(sc)
+    if problems:
+        path, problem = problems[0]
+        raise InputError(problem, file=file, key_path=path)
+    return sc
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate keys (a silent overwrite is a user error)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_scenario(path: str | Path) -> ScenarioFile:
+    """Read and validate a scenario file (YAML or JSON).
+
+    Parameters
+    ----------
+    path
+        The scenario file.
+
+    Returns
+    -------
+    ScenarioFile
+        The validated scenario; ``span.source`` is resolved relative to the file's folder.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, is not valid YAML, or fails validation.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", file=path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the file: {e}", file=path) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise InputError(f"not valid YAML{where}: {problem}", file=path) from None
+    sc = parse_scenario(data, file=path)
+    if sc.span is not None and sc.span.source is not None:
+        src = Path(sc.span.source)
+        if not src.is_absolute():
+            src = (path.parent / src).resolve()
+        sc.span.source = str(src)
+    sc._file = str(path)
+    return sc
+
+
+def scenario_json_schema() -> str:
+    """The JSON Schema of the scenario file, as printed by ``marginsim schema``."""
+    schema = ScenarioFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "marginsim scenario file"
+    return json.dumps(schema, indent=2, default=str)
