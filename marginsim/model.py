@@ -11,8 +11,8 @@ Every method consumes an :class:`Inputs` bundle of these; nothing here computes 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import xarray as xr
@@ -21,7 +21,14 @@ from .errors import InputError
 from .kernels import pricing
 from .scenario import ScenarioFile
 
-__all__ = ["Inputs", "build_inputs", "GRID_DIMS", "DAYS_PER_YEAR"]
+__all__ = [
+    "Inputs",
+    "build_inputs",
+    "contracts_from_arrays",
+    "book_from_arrays",
+    "GRID_DIMS",
+    "DAYS_PER_YEAR",
+]
 
 #: Day count of times inside kernels (ACT/365).
 DAYS_PER_YEAR = 365.0
@@ -68,14 +75,19 @@ class Inputs:
     def accounts(self) -> list[str]:
         return [str(a) for a in self.book["account_name"].values]
 
-    def underlying_level(self) -> xr.DataArray:
+    def underlying_level(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Price level each contract moves with [price units], over ``contract`` and market grid dims.
 
         Futures with a given settlement price move proportionally with their underlying; every
         other contract takes the underlying's market price (for an option on a future, the
         underlying entry is the futures price).
+
+        Parameters
+        ----------
+        contracts
+            A subset of :attr:`contracts` (default: all).
         """
-        c = self.contracts
+        c = self.contracts if contracts is None else contracts
         mkt_price = self.market["price"].isel(underlying=c["underlying_index"])
         base = self.market["base_price"].isel(underlying=c["underlying_index"])
         given = c["price"]
@@ -84,63 +96,107 @@ class Inputs:
         level.attrs.update(units="price units", description="price level the contract moves with")
         return level
 
-    def contract_vol(self) -> xr.DataArray:
+    def contract_vol(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Implied vol per contract [decimal], over ``contract`` and market grid dims.
 
         The contract's own ``vol``; else implied from its given premium; else the underlying's.
         Grid vol shifts apply on top and are floored at 0.
         """
-        c = self.contracts
-        base_vol = c["base_vol"]
+        c = self.contracts if contracts is None else contracts
         shift = self.market["vol_shift_value"] if "vol_shift_value" in self.market else 0.0
-        vol = (base_vol + shift).clip(min=0.0)
+        vol = (c["base_vol"] + shift).clip(min=0.0)
         vol.attrs.update(units="1/sqrt(year)", description="implied volatility")
         return vol
 
-    def rate(self) -> xr.DataArray:
-        return self.market["rate"].isel(underlying=self.contracts["underlying_index"])
+    def rate(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
+        """Interest rate per contract [decimal per year], from its underlying."""
+        c = self.contracts if contracts is None else contracts
+        return self.market["rate"].isel(underlying=c["underlying_index"])
 
-    def dividend_yield(self) -> xr.DataArray:
-        return self.market["dividend_yield"].isel(underlying=self.contracts["underlying_index"])
+    def dividend_yield(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
+        """Dividend yield per contract [decimal per year], from its underlying."""
+        c = self.contracts if contracts is None else contracts
+        return self.market["dividend_yield"].isel(underlying=c["underlying_index"])
 
-    def contract_value(
+    def revalue(
         self,
-        level: xr.DataArray | None = None,
-        vol: xr.DataArray | None = None,
+        contracts: xr.Dataset,
+        level: xr.DataArray,
+        vol: xr.DataArray,
         t: xr.DataArray | None = None,
+        *,
+        engine: pricing.Engine = "auto",
+        func=None,
     ) -> xr.DataArray:
-        """Model value of one unit of each contract [price units] (no multiplier).
+        """Model value (or, with ``func=pricing.delta``, delta) of one unit of each contract.
 
-        Options with a given premium are exact at the base market: value = premium + (model value
-        now - model value at the base market).
+        Parameters
+        ----------
+        contracts
+            The contracts (a subset of :attr:`contracts`).
+        level, vol
+            Underlying level [price units] and vol [decimal]; any extra dims broadcast.
+        t
+            Time to expiry [years]; default: the contracts' own.
+        engine
+            Pricing engine.
+        func
+            :func:`marginsim.kernels.pricing.value` (default) or :func:`~marginsim.kernels.pricing.delta`.
+
+        Returns
+        -------
+        xarray.DataArray
+            [price units per unit of underlying], no multiplier.
         """
-        c = self.contracts
-        level = self.underlying_level() if level is None else level
-        vol = self.contract_vol() if vol is None else vol
-        t = c["t"] if t is None else t
-        return _value(c, level, vol, t, self.rate(), self.dividend_yield())
+        fn = partial(func or pricing.value, engine=engine)
+        t = contracts["t"] if t is None else t
+        return xr.apply_ufunc(
+            fn,
+            contracts["model"],
+            level,
+            contracts["strike"].fillna(0.0),
+            t.fillna(0.0),
+            vol,
+            self.rate(contracts),
+            self.dividend_yield(contracts),
+            contracts["is_call"],
+            contracts["american"],
+            dask="parallelized",
+            output_dtypes=[float],
+        )
 
+    def option_premium(
+        self, contracts: xr.Dataset | None = None, *, engine: pricing.Engine = "auto"
+    ) -> xr.DataArray:
+        """Option premium per unit at the (grid) market [price units]; 0 for non-options.
 
-def _value(c: xr.Dataset, s, vol, t, r, q) -> xr.DataArray:
-    k = c["strike"].fillna(0.0)
-    return xr.apply_ufunc(
-        pricing.value,
-        c["model"],
-        s,
-        k,
-        t.fillna(0.0),
-        vol,
-        r,
-        q,
-        c["is_call"],
-        c["american"],
-        dask="parallelized",
-        output_dtypes=[float],
-    )
+        A given premium is exact at the base market and moves with the model:
+        premium + (model value now - model value at the base market).
 
-
-def _month(d: dt.date | None) -> int:
-    return 0 if d is None else d.year * 100 + d.month
+        Raises
+        ------
+        InputError
+            For a premium-style option with neither a premium nor a vol.
+        """
+        c = self.contracts if contracts is None else contracts
+        is_opt = c["is_option"]
+        can_price = c["base_vol"].notnull()
+        unpriced = (is_opt & c["premium_style"] & c["price"].isnull() & ~can_price).values
+        if unpriced.any():
+            name = str(c["contract"].values[int(np.flatnonzero(unpriced)[0])])
+            raise InputError(
+                "a premium-style option needs a price (premium) or a vol for its net option value",
+                file=self.scenario.file,
+                key_path=("contracts", name, "price"),
+            )
+        model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)
+        base_level = self.market["base_price"].isel(underlying=c["underlying_index"])
+        model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
+        given = c["price"]
+        prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)
+        prem = prem.where(is_opt, 0.0)
+        prem.attrs.update(units="price units", description="option premium per unit of underlying")
+        return prem
 
 
 def build_inputs(sc: ScenarioFile) -> Inputs:
@@ -157,7 +213,6 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
         Book, contracts, market and grid Datasets.
     """
     file = sc.file
-    as_of = sc.as_of_date
 
     # -- market ---------------------------------------------------------------------------
     und_names = list(sc.market)
@@ -234,37 +289,150 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
     def arr(getter, dtype=float, fill=np.nan):
         return np.array([fill if getter(c) is None else getter(c) for c in cs], dtype=dtype)
 
-    is_option = np.array([c.type in ("call", "put") for c in cs], dtype=bool)
-    model = np.array(
-        [_MODEL_OF_TYPE.get(c.type, pricing.BLACK76 if c.option_on == "future" else pricing.BSM) for c in cs],
-        dtype=np.int64,
+    contracts = contracts_from_arrays(
+        sc,
+        market,
+        names=names,
+        type=[c.type for c in cs],
+        underlying=[c.underlying for c in cs],
+        multiplier=arr(lambda c: c.multiplier),
+        expiry=np.array(
+            [np.datetime64(c.expiry, "D") if c.expiry else np.datetime64("NaT") for c in cs],
+            dtype="datetime64[D]",
+        ),
+        strike=arr(lambda c: c.strike),
+        price=arr(lambda c: c.price),
+        vol=arr(lambda c: c.vol),
+        group=[c.group or c.underlying for c in cs],
+        option_on=[c.option_on or "" for c in cs],
+        american=[c.exercise == "american" for c in cs],
+        premium_style=[c.premium_style == "premium" for c in cs],
+        risk_array=ra,
+        composite_delta=arr(lambda c: c.composite_delta),
     )
-    t = np.array(
-        [np.nan if c.expiry is None else max((c.expiry - as_of).days, 0) / DAYS_PER_YEAR for c in cs],
-        dtype=float,
+
+    # -- book -----------------------------------------------------------------------------
+    pos = sc.positions
+    book = book_from_arrays(
+        contracts,
+        contract=[p.contract for p in pos],
+        quantity=np.array([p.quantity for p in pos], dtype=float),
+        account=[p.account for p in pos],
     )
+    return Inputs(scenario=sc, book=book, contracts=contracts, market=market, grid=grid)
+
+
+def contracts_from_arrays(
+    sc: ScenarioFile,
+    market: xr.Dataset,
+    *,
+    names,
+    type,
+    underlying,
+    multiplier,
+    expiry=None,
+    strike=None,
+    price=None,
+    vol=None,
+    group=None,
+    option_on=None,
+    american=None,
+    premium_style=None,
+    risk_array=None,
+    composite_delta=None,
+    n_points: int | None = None,
+) -> xr.Dataset:
+    """The ``contract`` Dataset from arrays (one entry per contract).
+
+    This is the array path that scenario files, clearing-house files and large synthetic or
+    stored books share. Missing optional arrays default to "not given" (NaN / False).
+
+    Parameters
+    ----------
+    sc
+        The scenario (valuation date, FX table, file name for errors).
+    market
+        The market Dataset (its ``underlying`` coordinate resolves ``underlying``).
+    names, type, underlying
+        Contract names, types (future | call | put | stock | cfd) and underlying names.
+    multiplier
+        Currency per price point per contract.
+    expiry
+        ``datetime64[D]`` expiries (NaT where none).
+    strike, price, vol
+        Options' strikes, given prices (futures settlement / option premium) and given vols [decimal]; NaN = not given.
+    group
+        Combined commodity / class group (default: the underlying).
+    option_on
+        ``"future"`` (Black-76) or ``"spot"`` (Black-Scholes-Merton) per option; ignored for others.
+    american, premium_style
+        Booleans per contract (American exercise; premium-style option).
+    risk_array, composite_delta
+        Given SPAN risk arrays ``(n, n_points)`` (NaN rows = compute) and composite deltas.
+    """
+    file = sc.file
+    n = len(names)
+    type_ = np.asarray(type, dtype=object)
+    und = np.asarray(underlying, dtype=object)
+    und_names = market["underlying"].values.tolist()
+    und_index_map = {u: i for i, u in enumerate(und_names)}
+    try:
+        und_index = np.array([und_index_map[u] for u in und], dtype=np.int64)
+    except KeyError as e:
+        raise InputError(f"unknown underlying {e.args[0]!r}", file=file, key_path="contracts") from None
+
+    def floats(a):
+        return np.full(n, np.nan) if a is None else np.asarray(a, dtype=float)
+
+    def bools(a, default=False):
+        return np.full(n, default) if a is None else np.asarray(a, dtype=bool)
+
+    expiry = (
+        np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        if expiry is None
+        else np.asarray(expiry, dtype="datetime64[D]")
+    )
+    as_of = np.datetime64(sc.as_of_date, "D")
+    days = (expiry - as_of).astype("timedelta64[D]").astype(float)
+    days[np.isnat(expiry)] = np.nan
+    t = np.maximum(days, 0.0) / DAYS_PER_YEAR
+    exp_y = expiry.astype("datetime64[Y]").astype(np.int64) + 1970
+    exp_m = expiry.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    month = np.where(np.isnat(expiry), 0, exp_y * 100 + exp_m).astype(np.int64)
+
+    is_option = np.isin(type_, ["call", "put"])
+    on_future = np.asarray(option_on if option_on is not None else [""] * n, dtype=object) == "future"
+    model = np.where(is_option, np.where(on_future, pricing.BLACK76, pricing.BSM), pricing.LINEAR).astype(
+        np.int64
+    )
+    if n_points is None:
+        n_points = 16 if sc.span is None or sc.span.scenario_set is None else len(sc.span.scenario_set)
+    ra = np.full((n, n_points), np.nan) if risk_array is None else np.asarray(risk_array, dtype=float)
+    ccy = market["currency"].values[und_index] if n else np.array([], dtype=object)
+    strike_a, price_a, vol_a = floats(strike), floats(price), floats(vol)
     contracts = xr.Dataset(
         {
-            "type": ("contract", np.array([c.type for c in cs], dtype=object)),
-            "underlying": ("contract", np.array([c.underlying for c in cs], dtype=object)),
-            "underlying_index": ("contract", np.array([und_index[c.underlying] for c in cs], dtype=np.int64)),
-            "group": ("contract", np.array([c.group or c.underlying for c in cs], dtype=object)),
-            "multiplier": ("contract", arr(lambda c: c.multiplier)),
-            "strike": ("contract", arr(lambda c: c.strike)),
-            "price": ("contract", arr(lambda c: c.price)),
-            "given_vol": ("contract", arr(lambda c: c.vol)),
+            "type": ("contract", type_),
+            "underlying": ("contract", und),
+            "underlying_index": ("contract", und_index),
+            "group": ("contract", und.copy() if group is None else np.asarray(group, dtype=object)),
+            "multiplier": ("contract", np.asarray(multiplier, dtype=float)),
+            "strike": ("contract", strike_a),
+            "price": ("contract", price_a),
+            "given_vol": ("contract", vol_a),
+            "expiry": ("contract", expiry),
             "t": ("contract", t),
-            "month": ("contract", np.array([_month(c.expiry) for c in cs], dtype=np.int64)),
+            "month": ("contract", month),
             "is_option": ("contract", is_option),
-            "is_call": ("contract", np.array([c.type == "call" for c in cs], dtype=bool)),
-            "american": ("contract", np.array([c.exercise == "american" for c in cs], dtype=bool)),
-            "premium_style": ("contract", is_option & np.array([c.premium_style == "premium" for c in cs])),
+            "is_call": ("contract", type_ == "call"),
+            "american": ("contract", bools(american) & is_option),
+            "premium_style": ("contract", is_option & bools(premium_style, True)),
             "model": ("contract", model),
             "risk_array": (("contract", "scenario"), ra),
-            "composite_delta": ("contract", arr(lambda c: c.composite_delta)),
-            "currency": ("contract", np.array([ccy[und_index[c.underlying]] for c in cs], dtype=object)),
+            "composite_delta": ("contract", floats(composite_delta)),
+            "currency": ("contract", np.asarray(ccy, dtype=object)),
         },
-        coords={"contract": names, "scenario": np.arange(1, n_points + 1)},
+        coords={"contract": np.asarray(names, dtype=object), "scenario": np.arange(1, n_points + 1)},
     )
     contracts["t"].attrs.update(units="year", description="time to expiry, ACT/365")
     contracts["multiplier"].attrs.update(units="currency per price point per contract")
@@ -274,65 +442,83 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
     )
 
     # base vol: own vol, else implied from a given option premium, else the underlying's
-    und_vol = market["vol"].values[contracts["underlying_index"].values]
-    base_vol = np.where(np.isnan(contracts["given_vol"].values), und_vol, contracts["given_vol"].values)
-    implied_from = is_option & np.isnan(contracts["given_vol"].values) & ~np.isnan(contracts["price"].values)
+    und_vol = market["vol"].values[und_index]
+    base_vol = np.where(np.isnan(vol_a), und_vol, vol_a)
+    implied_from = is_option & np.isnan(vol_a) & ~np.isnan(price_a)
     if implied_from.any():
         sel = np.flatnonzero(implied_from)
-        ui = contracts["underlying_index"].values[sel]
+        ui = und_index[sel]
         iv = pricing.implied_vol(
-            contracts["price"].values[sel],
+            price_a[sel],
             model[sel],
-            base_price[ui],
-            contracts["strike"].values[sel],
+            market["base_price"].values[ui],
+            strike_a[sel],
             t[sel],
             market["rate"].values[ui],
             market["dividend_yield"].values[ui],
-            contracts["is_call"].values[sel],
+            type_[sel] == "call",
             contracts["american"].values[sel],
         )
         bad = np.flatnonzero(np.isnan(iv))
         if bad.size:
-            name = names[sel[bad[0]]]
             raise InputError(
                 "the option premium is outside the no-arbitrage bounds of its model: no implied vol",
                 file=file,
-                key_path=("contracts", name, "price"),
+                key_path=("contracts", str(names[sel[bad[0]]]), "price"),
             )
         base_vol[sel] = iv
     contracts["base_vol"] = ("contract", base_vol)
     needs_vol = is_option & np.isnan(base_vol) & np.isnan(ra).any(axis=1)
     if needs_vol.any():
-        name = names[int(np.flatnonzero(needs_vol)[0])]
-        und = sc.contracts[name].underlying
+        name = str(names[int(np.flatnonzero(needs_vol)[0])])
+        u = und[int(np.flatnonzero(needs_vol)[0])]
         raise InputError(
-            f"option {name!r} needs a vol: give contracts.{name}.vol, a premium (price), or market.{und}.vol",
+            f"option {name!r} needs a vol: give contracts.{name}.vol, a premium (price), or market.{u}.vol",
             file=file,
             key_path=("contracts", name),
         )
+    return contracts
 
-    # -- book -----------------------------------------------------------------------------
-    contract_index = {n: i for i, n in enumerate(names)}
-    pos = sc.positions
-    acct_names: list[str] = []
-    acct_index: dict[str, int] = {}
-    for p in pos:
-        if p.account not in acct_index:
-            acct_index[p.account] = len(acct_names)
-            acct_names.append(p.account)
+
+def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None) -> xr.Dataset:
+    """The ``position`` Dataset from arrays.
+
+    Parameters
+    ----------
+    contracts
+        The contract Dataset the positions refer to.
+    contract
+        Contract names, or integer indices into ``contracts``.
+    quantity
+        Signed quantities [contracts], long positive.
+    account
+        Account names (default ``"main"``), or integer account codes.
+    """
+    contract = np.asarray(contract)
+    n = contract.shape[0]
+    if contract.dtype.kind in "iu":
+        contract_index = contract.astype(np.int64)
+        contract_names = contracts["contract"].values[contract_index]
+    else:
+        lookup = {str(c): i for i, c in enumerate(contracts["contract"].values.tolist())}
+        contract_index = np.array([lookup[str(c)] for c in contract], dtype=np.int64)
+        contract_names = contract.astype(object)
+    account = np.full(n, "main", dtype=object) if account is None else np.asarray(account)
+    acct_names, first, acct_index = np.unique(account, return_index=True, return_inverse=True)
+    # accounts in order of first appearance
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    acct_index = rank[acct_index.reshape(-1)]
     book = xr.Dataset(
         {
-            "contract": ("position", np.array([p.contract for p in pos], dtype=object)),
-            "contract_index": (
-                "position",
-                np.array([contract_index[p.contract] for p in pos], dtype=np.int64),
-            ),
-            "quantity": ("position", np.array([p.quantity for p in pos], dtype=float)),
-            "account": ("position", np.array([p.account for p in pos], dtype=object)),
-            "account_index": ("position", np.array([acct_index[p.account] for p in pos], dtype=np.int64)),
-            "account_name": ("account", np.array(acct_names, dtype=object)),
+            "contract": ("position", contract_names),
+            "contract_index": ("position", contract_index),
+            "quantity": ("position", np.asarray(quantity, dtype=float)),
+            "account_index": ("position", acct_index.astype(np.int64)),
+            "account_name": ("account", np.asarray([str(a) for a in acct_names[order]], dtype=object)),
         },
-        coords={"position": np.arange(len(pos))},
+        coords={"position": np.arange(n)},
     )
     book["quantity"].attrs.update(units="contracts", description="signed quantity, long positive")
-    return Inputs(scenario=sc, book=book, contracts=contracts, market=market, grid=grid)
+    return book

@@ -9,7 +9,7 @@ import xarray as xr
 
 from ..result import to_plain
 
-__all__ = ["span_to_dict", "span_table"]
+__all__ = ["span_to_dict", "span_table", "base_grid_point"]
 
 _GROUP_KEYS = (
     "scan_risk",
@@ -26,6 +26,8 @@ _ACCOUNT_KEYS = ("maintenance", "initial", "net_option_value", "span_risk")
 def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
     """Per account: the ``span`` object of the JSON contract."""
     out: dict[str, Any] = {}
+    pos_a = ds["position_account"].values
+    pos_k = ds["position_contract"].values
     for a, acct in enumerate(ds["account"].values.tolist()):
         d = ds.isel(account=a)
         obj: dict[str, Any] = {k: to_plain(d[k], gd) for k in _ACCOUNT_KEYS}
@@ -39,7 +41,7 @@ def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
             gobj["fx_rate"] = float(ds["group_fx"].values[g])
             groups[name] = gobj
         obj["groups"] = groups
-        held = np.flatnonzero(d["holds_contract"].values)
+        held = np.unique(pos_k[pos_a == a])
         obj["risk_arrays"] = {
             str(ds["contract"].values[k]): to_plain(ds["risk_array"].isel(contract=k), gd + ["scenario"])
             for k in held
@@ -58,14 +60,26 @@ def _fmt(x: float) -> str:
     return f"{x:,.2f}"
 
 
+def base_grid_point(ds: xr.Dataset, dims: list[str]) -> dict[str, int]:
+    """Index of the "no change" point of each grid dim (shift 0, scale 1, step 0), else the first."""
+    neutral = {"shift": 0.0, "vol_shift": 0.0, "price_scan_scale": 1.0, "vol_scan_scale": 1.0}
+    out = {}
+    for dim in dims:
+        vals = ds[dim].values
+        hit = np.flatnonzero(vals == neutral[dim]) if dim in neutral and vals.dtype.kind == "f" else []
+        out[dim] = int(hit[0]) if len(hit) else 0
+    return out
+
+
 def span_table(ds: xr.Dataset, account: str) -> str:
-    """A readable SPAN breakdown of one account (first grid point only when there are grid dims)."""
+    """A readable SPAN breakdown of one account (at the base grid point when there are grid dims)."""
     d = ds.sel(account=account)
-    gd = [dim for dim in d["maintenance"].dims]
+    gd = list(d["maintenance"].dims)
     note = ""
     if gd:
-        d = d.isel({dim: 0 for dim in gd})
-        note = "  (first grid point: " + ", ".join(f"{dim}={ds[dim].values[0]}" for dim in gd) + ")"
+        point = base_grid_point(ds, gd)
+        d = d.isel(point)
+        note = "  (grid point " + ", ".join(f"{dim}={ds[dim].values[i]}" for dim, i in point.items()) + ")"
     ccy = ds.attrs.get("currency", "")
     lines = [f"SPAN  account {account}  [{ccy}]{note}"]
     head = f"{'combined commodity':<20}{'scan risk':>14}{'scenario':>9}{'intra':>12}{'spot':>12}{'inter cr.':>12}{'SOM':>12}{'CC risk':>14}"

@@ -11,7 +11,6 @@ their spread definitions).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import xarray as xr
@@ -42,21 +41,19 @@ def _held_contracts(inputs: Inputs) -> np.ndarray:
 
 def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -> _Groups:
     sc = inputs.scenario
-    group_of = contracts["group"].values
-    names: list[str] = []
-    for g in group_of:
-        if g not in names:
-            names.append(str(g))
-    index = {n: i for i, n in enumerate(names)}
+    group_of = contracts["group"].values.astype(str)
+    uniq, first, codes = np.unique(group_of, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # groups in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    names = [str(n) for n in uniq[order]]
     ccp = [params.combined_commodities.get(n, CombinedCommodityParams()) for n in names]
-    currency = []
-    for n, p in zip(names, ccp):
-        first = int(np.flatnonzero(group_of == n)[0])
-        currency.append(p.currency or str(contracts["currency"].values[first]))
+    ccy_of_contract = contracts["currency"].values
+    currency = [p.currency or str(ccy_of_contract[first[order[i]]]) for i, p in enumerate(ccp)]
     fx = np.array(
         [sc.fx_rate(c, key_path=f"span.combined_commodities.{n}.currency") for n, c in zip(names, currency)]
     )
-    return _Groups(names, ccp, np.array([index[g] for g in group_of], dtype=np.int64), currency, fx)
+    return _Groups(names, ccp, rank[codes.reshape(-1)].astype(np.int64), currency, fx)
 
 
 def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
@@ -154,14 +151,9 @@ def _risk_arrays(
     scen = _scenario_arrays(groups, params)
     given = contracts["risk_array"]
     need = given.isnull().any("scenario").values
-    value = partial(pricing.value, engine=engine)
-    delta_fn = partial(pricing.delta, engine=engine)
 
-    sub = {"contract": contracts["contract"].values}
-    level = inputs.underlying_level().sel(sub)
-    vol = inputs.contract_vol().sel(sub)
-    r = inputs.rate().sel(sub)
-    q = inputs.dividend_yield().sel(sub)
+    level = inputs.underlying_level(contracts)
+    vol = inputs.contract_vol(contracts)
 
     price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
     t_after = _lookahead(contracts, groups).assign_coords(contract=contracts["contract"])
@@ -183,34 +175,17 @@ def _risk_arrays(
     vm = scen["vol_move"].isel(group=cc).drop_vars("group", errors="ignore")
     w = scen["weight"].isel(group=cc).drop_vars("group", errors="ignore")
 
-    def ufunc(fn, s, vol_, t_):
-        return xr.apply_ufunc(
-            fn,
-            contracts["model"],
-            s,
-            contracts["strike"].fillna(0.0),
-            t_,
-            vol_,
-            r,
-            q,
-            contracts["is_call"],
-            contracts["american"],
-            dask="parallelized",
-            output_dtypes=[float],
-        )
-
-    t_now = contracts["t"].fillna(0.0)
-    v_now = ufunc(value, level, vol, t_now)
+    v_now = inputs.revalue(contracts, level, vol, engine=engine)
     moved_level = (level + pm * price_range).clip(min=0.0)
     moved_vol = (vol + vm * vol_range).clip(min=0.0)
-    v_moved = ufunc(value, moved_level, moved_vol, t_after)
+    v_moved = inputs.revalue(contracts, moved_level, moved_vol, t_after, engine=engine)
     loss = -(v_moved - v_now) * contracts["multiplier"] * w
     loss = (loss.round(params.array_precision) + 0.0).where(xr.DataArray(need, dims="contract"))
 
     # composite delta at the 7 delta points (vol unchanged, after time decay)
     dp = scenario_sets.composite_delta_points()
     d_level = (level + dp["price_move"] * price_range).clip(min=0.0)
-    deltas = ufunc(delta_fn, d_level, vol, t_after)
+    deltas = inputs.revalue(contracts, d_level, vol, t_after, engine=engine, func=pricing.delta)
     cdelta_model = (deltas * dp["weight"]).sum("delta_point")
     given_cd = contracts["composite_delta"]
     # a given risk array without a composite delta: the model's delta where it can be computed
@@ -417,13 +392,9 @@ def span_margin(
     fx = groups.fx[None, :, None]
 
     # -- net option value (premium-style options), reporting currency -------------------------------
-    premium = _premium(inputs, contracts, engine)
-    contract_fx = np.array(
-        [
-            sc.fx_rate(c, key_path=f"contracts.{n}")
-            for c, n in zip(contracts["currency"].values, contracts["contract"].values)
-        ]
-    )
+    premium = inputs.option_premium(contracts, engine=engine)
+    ccys, ccy_code = np.unique(contracts["currency"].values.astype(str), return_inverse=True)
+    contract_fx = np.array([sc.fx_rate(c, key_path="market") for c in ccys])[ccy_code.reshape(-1)]
     nov_per_contract = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(
         0.0
     ) * xr.DataArray(contract_fx, dims="contract")
@@ -472,7 +443,8 @@ def span_margin(
                 (loss * fx[..., None, :]).reshape((n_a, n_c, n_s) + gshape),
             ),
             "held": (("account", "group"), held_ac),
-            "holds_contract": (("account", "contract"), _held_matrix(pos_a, pos_k, n_a, n_k)),
+            "position_account": ("position", pos_a),
+            "position_contract": ("position", pos_k),
             "risk_array": arrays["risk_array"],
             "composite_delta": arrays["composite_delta"],
             "group_currency": ("group", np.array(groups.currency, dtype=object)),
@@ -508,59 +480,9 @@ def span_margin(
     return ds
 
 
-def _held_matrix(pos_a, pos_k, n_a, n_k) -> np.ndarray:
-    out = np.zeros((n_a, n_k), dtype=bool)
-    out[pos_a, pos_k] = True
-    return out
-
-
 def _merge_legs(legs: list[tuple]) -> list[tuple]:
     """Legs on the same tier (or CC) and side draw from one pool: merge them by adding ratios."""
     merged: dict[tuple, float] = {}
     for key, side, ratio in legs:
         merged[(key, side)] = merged.get((key, side), 0.0) + ratio
     return [(key, side, ratio) for (key, side), ratio in merged.items()]
-
-
-def _premium(inputs: Inputs, contracts: xr.Dataset, engine) -> xr.DataArray:
-    """Option premium per unit at the (grid) market [price units]; given premiums are exact at the base market."""
-    sub = {"contract": contracts["contract"].values}
-    value = partial(pricing.value, engine=engine)
-    level = inputs.underlying_level().sel(sub)
-    vol = inputs.contract_vol().sel(sub)
-    r = inputs.rate().sel(sub)
-    q = inputs.dividend_yield().sel(sub)
-    t = contracts["t"].fillna(0.0)
-
-    def v(s, sig):
-        return xr.apply_ufunc(
-            value,
-            contracts["model"],
-            s,
-            contracts["strike"].fillna(0.0),
-            t,
-            sig,
-            r,
-            q,
-            contracts["is_call"],
-            contracts["american"],
-            dask="parallelized",
-            output_dtypes=[float],
-        )
-
-    is_opt = contracts["is_option"]
-    can_price = contracts["base_vol"].notnull()
-    unpriced = (is_opt & contracts["premium_style"] & contracts["price"].isnull() & ~can_price).values
-    if unpriced.any():
-        name = str(contracts["contract"].values[int(np.flatnonzero(unpriced)[0])])
-        raise InputError(
-            "a premium-style option needs a price (premium) or a vol for its net option value",
-            file=inputs.scenario.file,
-            key_path=("contracts", name, "price"),
-        )
-    base_level = inputs.market["base_price"].isel(underlying=contracts["underlying_index"])
-    model_now = v(level, vol.fillna(0.0))
-    model_base = v(base_level, contracts["base_vol"].fillna(0.0))
-    given = contracts["price"]
-    prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)
-    return prem.where(is_opt, 0.0)

@@ -1,0 +1,174 @@
+"""SPAN throughput on a synthetic book: 10,000 accounts x 100 positions (half options).
+
+Prints option-scenario revaluations per second (the pricing kernel alone) and total seconds for
+the full SPAN of the book, with the numba engine and the numpy engine.
+
+Every option position is its own contract (its own strike and expiry): the worst case, where no
+risk array is shared between positions. Futures positions share 4 months x 20 underlyings.
+
+Run:  .venv/bin/python benchmarks/span_throughput.py [--accounts 10000] [--positions 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from marginsim.kernels import pricing
+from marginsim.methods.span import span_margin
+from marginsim.model import Inputs, book_from_arrays, build_inputs, contracts_from_arrays
+from marginsim.scenario import parse_scenario
+
+N_UNDERLYINGS = 20
+MONTHS = ["2026-12-18", "2027-03-19", "2027-06-18", "2027-09-17"]
+
+
+def synthetic(n_accounts: int, n_positions: int, seed: int = 7) -> Inputs:
+    rng = np.random.default_rng(seed)
+    unds = [f"U{i:02d}" for i in range(N_UNDERLYINGS)]
+    prices = rng.uniform(50, 5000, N_UNDERLYINGS).round(2)
+    sc = parse_scenario(
+        {
+            "name": "span-throughput",
+            "as_of": "2026-11-20",
+            "market": {
+                u: {"price": float(p), "vol": float(v), "rate": 0.03}
+                for u, p, v in zip(unds, prices, rng.uniform(0.15, 0.5, N_UNDERLYINGS))
+            },
+            "span": {
+                "combined_commodities": {
+                    u: {
+                        "price_scan": 0.08,
+                        "vol_scan": 0.04,
+                        "som": {"rate": 10},
+                        "intra_spreads": [
+                            {
+                                "priority": 1,
+                                "rate": 25,
+                                "legs": [{"tier": 0, "side": "A"}, {"tier": 0, "side": "B"}],
+                            }
+                        ],
+                    }
+                    for u in unds
+                },
+                "inter_spreads": [
+                    {
+                        "priority": i,
+                        "credit_rate": 0.5,
+                        "legs": [
+                            {"group": unds[2 * i], "side": "A"},
+                            {"group": unds[2 * i + 1], "side": "B"},
+                        ],
+                    }
+                    for i in range(N_UNDERLYINGS // 2)
+                ],
+            },
+        }
+    )
+    market = build_inputs(sc).market
+    n_fut = N_UNDERLYINGS * len(MONTHS)
+    n_total = n_accounts * n_positions
+    n_opt = n_total // 2
+    n_fpos = n_total - n_opt
+    fut_und = np.repeat(np.arange(N_UNDERLYINGS), len(MONTHS))
+    opt_und = rng.integers(0, N_UNDERLYINGS, n_opt)
+    und = np.concatenate([fut_und, opt_und])
+    names = np.array([f"F{i}" for i in range(n_fut)] + [f"O{i}" for i in range(n_opt)], dtype=object)
+    types = np.array(
+        ["future"] * n_fut + list(np.where(rng.random(n_opt) < 0.5, "call", "put")), dtype=object
+    )
+    expiry = np.concatenate(
+        [
+            np.tile(np.array(MONTHS, dtype="datetime64[D]"), N_UNDERLYINGS),
+            np.array(MONTHS, dtype="datetime64[D]")[rng.integers(0, 4, n_opt)],
+        ]
+    )
+    strike = np.concatenate([np.full(n_fut, np.nan), prices[opt_und] * rng.uniform(0.7, 1.3, n_opt)])
+    contracts = contracts_from_arrays(
+        sc,
+        market,
+        names=names,
+        type=types,
+        underlying=np.array(unds, dtype=object)[und],
+        multiplier=np.full(n_fut + n_opt, 10.0),
+        expiry=expiry,
+        strike=strike,
+        option_on=np.array(["future"] * (n_fut + n_opt), dtype=object),
+    )
+    # each account: 50 futures positions (random months) and 50 option positions (own contracts)
+    fut_pos = rng.integers(0, n_fut, n_fpos)
+    opt_pos = n_fut + np.arange(n_opt)
+    contract = np.concatenate([fut_pos, opt_pos])
+    account = np.concatenate(
+        [
+            np.repeat(np.arange(n_accounts), n_positions - n_positions // 2),
+            np.repeat(np.arange(n_accounts), n_positions // 2),
+        ]
+    )
+    qty = rng.integers(1, 20, n_total) * np.where(rng.random(n_total) < 0.5, -1, 1)
+    book = book_from_arrays(contracts, contract=contract, quantity=qty, account=account)
+    return Inputs(scenario=sc, book=book, contracts=contracts, market=market)
+
+
+def kernel_throughput(engine: str, n_options: int = 500_000, n_scen: int = 16, repeat: int = 3) -> float:
+    rng = np.random.default_rng(1)
+    f = rng.uniform(50, 150, (n_options, 1)) * (1 + np.linspace(-0.24, 0.24, n_scen))
+    k = rng.uniform(70, 130, (n_options, 1))
+    t = rng.uniform(0.02, 1.0, (n_options, 1))
+    vol = rng.uniform(0.1, 0.6, (n_options, 1)) + np.tile([0.04, -0.04], n_scen // 2)
+    is_call = rng.random((n_options, 1)) < 0.5
+    model = np.full((n_options, 1), pricing.BLACK76)
+    pricing.value(
+        model[:10], f[:10], k[:10], t[:10], vol[:10], 0.03, 0.0, is_call[:10], engine=engine
+    )  # compile
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        pricing.value(model, f, k, t, vol, 0.03, 0.0, is_call, engine=engine)
+        best = min(best, time.perf_counter() - t0)
+    return n_options * n_scen / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accounts", type=int, default=10_000)
+    ap.add_argument("--positions", type=int, default=100)
+    args = ap.parse_args()
+    print(
+        f"machine: {os.cpu_count()} cores; book: {args.accounts:,} accounts x {args.positions} positions "
+        f"({args.accounts * args.positions // 2:,} option positions, each its own contract)"
+    )
+    rates = {}
+    for engine in ("numba", "numpy"):
+        rates[engine] = kernel_throughput(engine)
+        print(
+            f"pricing kernel [{engine:5s}]: {rates[engine] / 1e6:8.1f} million option-scenario revaluations/s"
+        )
+    print(f"numba / numpy kernel speed-up: {rates['numba'] / rates['numpy']:.1f}x")
+
+    t0 = time.perf_counter()
+    inputs = synthetic(args.accounts, args.positions)
+    print(f"build synthetic book: {time.perf_counter() - t0:.2f} s")
+    n_opt = int(inputs.contracts["is_option"].sum())
+    totals = {}
+    for engine in ("numba", "numpy"):
+        if engine == "numba":
+            span_margin(synthetic(10, 10), engine=engine)  # compile outside the timing
+        t0 = time.perf_counter()
+        ds = span_margin(inputs, engine=engine)
+        totals[engine] = time.perf_counter() - t0
+        # revaluations inside the full SPAN: 16 scenarios + 7 delta points + 1 base + 2 for the premium
+        revals = n_opt * (16 + 7 + 1 + 2)
+        print(
+            f"full SPAN [{engine:5s}]: {totals[engine]:6.2f} s for {ds.sizes['account']:,} accounts "
+            f"({revals / totals[engine] / 1e6:.1f} million option revaluations/s end to end); "
+            f"total maintenance {float(ds['maintenance'].sum()):,.0f}"
+        )
+    print(f"numba / numpy full SPAN speed-up: {totals['numpy'] / totals['numba']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
