@@ -75,6 +75,10 @@ class Inputs:
     def accounts(self) -> list[str]:
         return [str(a) for a in self.book["account_name"].values]
 
+    def _per_contract(self, name: str, contracts: xr.Dataset) -> xr.DataArray:
+        """A market variable looked up for each contract's underlying (dims ``contract`` + grid dims)."""
+        return self.market[name].isel(underlying=contracts["underlying_index"]).drop_vars("underlying")
+
     def underlying_level(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Price level each contract moves with [price units], over ``contract`` and market grid dims.
 
@@ -88,8 +92,8 @@ class Inputs:
             A subset of :attr:`contracts` (default: all).
         """
         c = self.contracts if contracts is None else contracts
-        mkt_price = self.market["price"].isel(underlying=c["underlying_index"])
-        base = self.market["base_price"].isel(underlying=c["underlying_index"])
+        mkt_price = self._per_contract("price", c)
+        base = self._per_contract("base_price", c)
         given = c["price"]
         is_fut = c["type"] == "future"
         level = xr.where(is_fut & given.notnull(), given * mkt_price / base, mkt_price)
@@ -110,13 +114,11 @@ class Inputs:
 
     def rate(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Interest rate per contract [decimal per year], from its underlying."""
-        c = self.contracts if contracts is None else contracts
-        return self.market["rate"].isel(underlying=c["underlying_index"])
+        return self._per_contract("rate", self.contracts if contracts is None else contracts)
 
     def dividend_yield(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Dividend yield per contract [decimal per year], from its underlying."""
-        c = self.contracts if contracts is None else contracts
-        return self.market["dividend_yield"].isel(underlying=c["underlying_index"])
+        return self._per_contract("dividend_yield", self.contracts if contracts is None else contracts)
 
     def revalue(
         self,
@@ -190,7 +192,7 @@ class Inputs:
                 key_path=("contracts", name, "price"),
             )
         model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)
-        base_level = self.market["base_price"].isel(underlying=c["underlying_index"])
+        base_level = self._per_contract("base_price", c)
         model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
         given = c["price"]
         prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)

@@ -11,8 +11,10 @@ their spread definitions).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .. import scenario_sets
@@ -20,6 +22,7 @@ from ..errors import InputError
 from ..kernels import pricing
 from ..kernels import span as K
 from ..kernels.grouping import apply_to_entries, group_sum, membership
+from ..kernels.scan import revalue_scan
 from ..model import DAYS_PER_YEAR, Inputs
 from ..scenario import CombinedCommodityParams, SpanParams
 
@@ -36,24 +39,32 @@ class _Groups:
 
 
 def _held_contracts(inputs: Inputs) -> np.ndarray:
-    return np.unique(inputs.book["contract_index"].values)
+    n = inputs.contracts.sizes["contract"]
+    held = np.zeros(n, dtype=bool)
+    held[inputs.book["contract_index"].values] = True
+    return np.flatnonzero(held)
+
+
+def _take(obj, idx: np.ndarray, size: int):
+    """``obj.isel(contract=idx)``, skipped when ``idx`` is every contract in order (large books)."""
+    if idx.size == size:
+        return obj
+    return obj.isel(contract=idx)
 
 
 def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -> _Groups:
     sc = inputs.scenario
-    group_of = contracts["group"].values.astype(str)
-    uniq, first, codes = np.unique(group_of, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # groups in order of first appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    names = [str(n) for n in uniq[order]]
+    codes, uniq = pd.factorize(contracts["group"].values)  # groups in order of first appearance
+    names = [str(n) for n in uniq]
+    first = np.zeros(len(names), dtype=np.int64)
+    first[codes[::-1]] = np.arange(codes.size)[::-1]
     ccp = [params.combined_commodities.get(n, CombinedCommodityParams()) for n in names]
     ccy_of_contract = contracts["currency"].values
-    currency = [p.currency or str(ccy_of_contract[first[order[i]]]) for i, p in enumerate(ccp)]
+    currency = [p.currency or str(ccy_of_contract[first[i]]) for i, p in enumerate(ccp)]
     fx = np.array(
         [sc.fx_rate(c, key_path=f"span.combined_commodities.{n}.currency") for n, c in zip(names, currency)]
     )
-    return _Groups(names, ccp, rank[codes.reshape(-1)].astype(np.int64), currency, fx)
+    return _Groups(names, ccp, codes.astype(np.int64), currency, fx)
 
 
 def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
@@ -139,7 +150,7 @@ def risk_arrays(
     """
     params = params or inputs.scenario.span or SpanParams()
     if contracts is None:
-        contracts = inputs.contracts.isel(contract=_held_contracts(inputs))
+        contracts = _take(inputs.contracts, _held_contracts(inputs), inputs.contracts.sizes["contract"])
     groups = _resolve_groups(inputs, contracts, params)
     return _risk_arrays(inputs, contracts, groups, params, engine)
 
@@ -170,29 +181,68 @@ def _risk_arrays(
             key_path=("span", "combined_commodities", g),
         )
 
-    cc = xr.DataArray(groups.index_of_contract, dims="contract")
-    pm = scen["price_move"].isel(group=cc).drop_vars("group", errors="ignore")
-    vm = scen["vol_move"].isel(group=cc).drop_vars("group", errors="ignore")
-    w = scen["weight"].isel(group=cc).drop_vars("group", errors="ignore")
-
-    v_now = inputs.revalue(contracts, level, vol, engine=engine)
-    moved_level = (level + pm * price_range).clip(min=0.0)
-    moved_vol = (vol + vm * vol_range).clip(min=0.0)
-    v_moved = inputs.revalue(contracts, moved_level, moved_vol, t_after, engine=engine)
-    loss = -(v_moved - v_now) * contracts["multiplier"] * w
-    loss = (loss.round(params.array_precision) + 0.0).where(xr.DataArray(need, dims="contract"))
-
-    # composite delta at the 7 delta points (vol unchanged, after time decay)
+    # revalue the contracts without a given risk array: one fused pass over scenarios and delta points
     dp = scenario_sets.composite_delta_points()
-    d_level = (level + dp["price_move"] * price_range).clip(min=0.0)
-    deltas = inputs.revalue(contracts, d_level, vol, t_after, engine=engine, func=pricing.delta)
-    cdelta_model = (deltas * dp["weight"]).sum("delta_point")
+    idx = np.flatnonzero(need)
+    n_all = contracts.sizes["contract"]
+    c = _take(contracts, idx, n_all)
+    loss, deltas = xr.apply_ufunc(
+        partial(
+            _loss_items,
+            price_moves=scen["price_move"].values,
+            vol_moves=scen["vol_move"].values,
+            weights=scen["weight"].values,
+            delta_moves=dp["price_move"].values,
+            decimals=params.array_precision,
+            engine=engine,
+        ),
+        c["model"],
+        _take(level, idx, n_all),
+        c["strike"].fillna(0.0),
+        _take(price_range, idx, n_all),
+        _take(vol, idx, n_all),
+        _take(vol_range, idx, n_all),
+        c["t"].fillna(0.0),
+        _take(t_after, idx, n_all),
+        inputs.rate(c),
+        inputs.dividend_yield(c),
+        c["is_call"],
+        c["american"],
+        xr.DataArray(groups.index_of_contract[idx], dims="contract"),
+        c["multiplier"],
+        output_core_dims=[["scenario"], ["delta_point"]],
+        dask="parallelized",
+        output_dtypes=[float, float],
+        dask_gufunc_kwargs={
+            "output_sizes": {"scenario": scen.sizes["scenario"], "delta_point": dp.sizes["delta_point"]}
+        },
+    )
+    loss = loss.assign_coords(scenario=contracts["scenario"])
+    if idx.size != n_all:
+        loss = loss.reindex(contract=contracts["contract"].values)
+    cdelta_model = (deltas * dp["weight"].values).sum("delta_point")
+    if idx.size != n_all:
+        cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     given_cd = contracts["composite_delta"]
     # a given risk array without a composite delta: the model's delta where it can be computed
-    cd_fallback = xr.where(contracts["is_option"], cdelta_model.where(np.isfinite(cdelta_model)), 1.0)
-    cdelta = xr.where(
-        given_cd.notnull(), given_cd, xr.where(xr.DataArray(need, dims="contract"), cdelta_model, cd_fallback)
-    )
+    if (~need).any():
+        rest = np.flatnonzero(~need)
+        cr = contracts.isel(contract=rest)
+        d_level = (level.isel(contract=rest) + dp["price_move"] * price_range.isel(contract=rest)).clip(
+            min=0.0
+        )
+        d_rest = inputs.revalue(
+            cr,
+            d_level,
+            vol.isel(contract=rest),
+            t_after.isel(contract=rest),
+            engine=engine,
+            func=pricing.delta,
+        )
+        cd_rest = (d_rest * dp["weight"]).sum("delta_point")
+        cd_rest = xr.where(cr["is_option"], cd_rest.where(np.isfinite(cd_rest)), 1.0)
+        cdelta_model = cdelta_model.fillna(cd_rest.reindex(contract=contracts["contract"].values))
+    cdelta = xr.where(given_cd.notnull(), given_cd, cdelta_model)
 
     ra = xr.where(given.notnull(), given, loss)
     gd = [d for d in inputs.grid_dims if d in ra.dims]
@@ -214,6 +264,61 @@ def _risk_arrays(
     out["composite_delta"].attrs.update(units="delta per contract", description="SPAN composite delta")
     out["price_scan_range"].attrs.update(units="price points", description="price scan range per contract")
     return out
+
+
+def _loss_items(
+    model,
+    level,
+    strike,
+    price_range,
+    vol,
+    vol_range,
+    t_now,
+    t_after,
+    r,
+    q,
+    is_call,
+    american,
+    set_index,
+    multiplier,
+    *,
+    price_moves,
+    vol_moves,
+    weights,
+    delta_moves,
+    decimals,
+    engine,
+):
+    """apply_ufunc kernel: risk arrays (weighted losses, rounded) and deltas of items.
+
+    Broadcasts the item arrays, runs the fused scan, turns values into losses in place (large
+    books: no extra temporaries) and restores the shape with trailing ``scenario`` / ``delta_point``.
+    """
+    arrays = np.broadcast_arrays(
+        model,
+        level,
+        strike,
+        price_range,
+        vol,
+        vol_range,
+        t_now,
+        t_after,
+        r,
+        q,
+        is_call,
+        american,
+        set_index,
+        multiplier,
+    )
+    shape = arrays[0].shape
+    flat = [np.ravel(a) for a in arrays]
+    v_now, loss, deltas = revalue_scan(*flat[:13], price_moves, vol_moves, delta_moves, engine=engine)
+    loss -= v_now[:, None]
+    loss *= -flat[13][:, None]
+    loss *= weights[flat[12]]
+    np.round(loss, decimals, out=loss)
+    loss += 0.0  # -0.0 -> 0.0
+    return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))
 
 
 def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, ...]) -> np.ndarray:
@@ -261,7 +366,7 @@ def span_margin(
         )
     book = inputs.book
     held = _held_contracts(inputs)
-    contracts = inputs.contracts.isel(contract=held)
+    contracts = _take(inputs.contracts, held, inputs.contracts.sizes["contract"])
     n_k = contracts.sizes["contract"]
     local = np.full(inputs.contracts.sizes["contract"], -1, dtype=np.int64)
     local[held] = np.arange(n_k)
@@ -393,8 +498,8 @@ def span_margin(
 
     # -- net option value (premium-style options), reporting currency -------------------------------
     premium = inputs.option_premium(contracts, engine=engine)
-    ccys, ccy_code = np.unique(contracts["currency"].values.astype(str), return_inverse=True)
-    contract_fx = np.array([sc.fx_rate(c, key_path="market") for c in ccys])[ccy_code.reshape(-1)]
+    ccy_code, ccys = pd.factorize(contracts["currency"].values)
+    contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
     nov_per_contract = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(
         0.0
     ) * xr.DataArray(contract_fx, dims="contract")
