@@ -37,6 +37,65 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_span_file(args: argparse.Namespace) -> int:
+    import json
+
+    from .io.span_model import file_contract_ids, load_span_file
+    from .io.spanxml import summarize
+
+    sf = load_span_file(args.file)
+    if args.contracts is not None:
+        listing = file_contract_ids(sf, args.contracts or None)
+        if args.json:
+            rows = [
+                {
+                    "id": str(c),
+                    **{
+                        k: listing[k].values[i].item()
+                        for k in ("type", "group", "price", "strike", "multiplier", "month")
+                    },
+                }
+                for i, c in enumerate(listing["contract"].values)
+            ]
+            sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+            return 0
+        print(f"{'id':<32}{'type':<8}{'combined commodity':<20}{'price':>12}{'strike':>10}{'multiplier':>12}")
+        for i, c in enumerate(listing["contract"].values):
+            k = listing["strike"].values[i]
+            print(
+                f"{str(c):<32}{listing['type'].values[i]:<8}{listing['group'].values[i]:<20}"
+                f"{listing['price'].values[i]:>12g}{'' if k != k else f'{k:g}':>10}"
+                f"{listing['multiplier'].values[i]:>12g}"
+            )
+        return 0
+    info = summarize(sf)
+    if args.json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return 0
+    print(f"{info['file']}")
+    print(
+        f"  SPAN XML format {info['file_format']}, clearing org {info['clearing_org']}, "
+        f"business date {info['business_date']} (created {info['created']})"
+    )
+    print(f"  exchanges: {', '.join(info['exchanges'])}; currencies used: {', '.join(info['currencies'])}")
+    if info.get("conversion_rates"):
+        print("  conversion rates: " + ", ".join(f"{k} {v}" for k, v in info["conversion_rates"].items()))
+    print(f"  combined commodities: {info['n_combined_commodities']}")
+    pf = info["n_portfolios"]
+    ct = info["n_contracts"]
+    print(f"  portfolios: {pf['futures']} futures, {pf['options']} options, {pf['physical']} physical")
+    print(
+        f"  contracts: {ct['futures']} futures, {ct['options']} options "
+        f"({info['n_option_series']} series), {ct['physical']} physical"
+    )
+    print(
+        f"  spreads: {info['n_intra_spreads']} intra-commodity, {info['n_inter_spreads']} inter-commodity; "
+        f"{info['n_scan_points']} scan points"
+    )
+    print("  combined commodities: " + ", ".join(sf.combined_commodities))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="marginsim", description="Simulate broker and clearing-house margin.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -47,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--method", action="append", help="run this method (repeatable); default: all that apply")
     m.add_argument("--engine", choices=["auto", "numba", "numpy"], default="auto", help="pricing engine")
     m.set_defaults(func=_cmd_margin)
+
+    f = sub.add_parser("span-file", help="what a clearing-house SPAN XML file holds")
+    f.add_argument("file", help="SPAN XML file (format 4.00)")
+    f.add_argument(
+        "--contracts",
+        nargs="*",
+        metavar="CC",
+        help="list contract ids (of these combined commodities; all without one)",
+    )
+    f.add_argument("--json", action="store_true", help="print JSON")
+    f.set_defaults(func=_cmd_span_file)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
     s.set_defaults(func=_cmd_schema)

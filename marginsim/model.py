@@ -11,21 +11,26 @@ Every method consumes an :class:`Inputs` bundle of these; nothing here computes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .errors import InputError
 from .kernels import pricing
-from .scenario import ScenarioFile
+from .scenario import ScenarioFile, SpanParams
 
 __all__ = [
     "Inputs",
     "build_inputs",
     "contracts_from_arrays",
+    "build_market",
+    "build_grid",
     "book_from_arrays",
+    "contract_indices",
     "GRID_DIMS",
     "DAYS_PER_YEAR",
 ]
@@ -34,7 +39,7 @@ __all__ = [
 DAYS_PER_YEAR = 365.0
 
 #: The grid dims, in the order results list them.
-GRID_DIMS = ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale", "step")
+GRID_DIMS = ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale", "step", "path")
 
 _MODEL_OF_TYPE = {"future": pricing.LINEAR, "stock": pricing.LINEAR, "cfd": pricing.LINEAR}
 
@@ -57,6 +62,10 @@ class Inputs:
         ``dividend_yield``, ``currency``, ``fx``.
     grid
         Coordinates of the parameter grid dims (``price_scan_scale``, ``vol_scan_scale``).
+    span_params
+        SPAN parameters when they come from a clearing-house file (merged with the scenario's).
+    span_file
+        The parsed clearing-house file, if any.
     """
 
     scenario: ScenarioFile
@@ -64,12 +73,37 @@ class Inputs:
     contracts: xr.Dataset
     market: xr.Dataset
     grid: xr.Dataset = field(default_factory=xr.Dataset)
+    span_params: SpanParams | None = None
+    span_file: Any = None
 
     @property
     def grid_dims(self) -> tuple[str, ...]:
         """The what-if dims present, in result order."""
         present = set(self.market.dims) | set(self.grid.dims)
         return tuple(d for d in GRID_DIMS if d in present)
+
+    def with_book(self, contract, quantity, account=None) -> Inputs:
+        """The same contracts and market with another book (many portfolios against one file).
+
+        Parameters
+        ----------
+        contract
+            Contract names (or integer indices into :attr:`contracts`), one per position.
+        quantity
+            Signed quantities [contracts], long positive.
+        account
+            Account (portfolio) names, one per position (default ``"main"``).
+        """
+        normalise = None
+        if self.span_file is not None:
+            from .io.span_model import canonical_id as normalise
+        contract = np.asarray(contract)
+        if contract.dtype.kind not in "iu":
+            contract = contract_indices(
+                self.contracts, contract, normalise=normalise, file=self.scenario.file
+            )
+        book = book_from_arrays(self.contracts, contract=contract, quantity=quantity, account=account)
+        return replace(self, book=book)
 
     @property
     def accounts(self) -> list[str]:
@@ -191,10 +225,16 @@ class Inputs:
                 file=self.scenario.file,
                 key_path=("contracts", name, "price"),
             )
+        given = c["price"]
+        market_moves = any(d in self.market.dims for d in ("shift", "step", "path", "vol_shift"))
+        if not market_moves and bool(given.notnull().where(is_opt, True).all()):
+            # no grid move and every option has its premium: the premiums are the answer
+            return given.where(is_opt, 0.0).assign_attrs(
+                units="price units", description="option premium per unit of underlying"
+            )
         model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)
         base_level = self._per_contract("base_price", c)
         model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
-        given = c["price"]
         prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)
         prem = prem.where(is_opt, 0.0)
         prem.attrs.update(units="price units", description="option premium per unit of underlying")
@@ -214,70 +254,23 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
     Inputs
         Book, contracts, market and grid Datasets.
     """
-    file = sc.file
+    if sc.span is not None and sc.span.source is not None:
+        from .io.span_model import inputs_from_span_file
 
-    # -- market ---------------------------------------------------------------------------
-    und_names = list(sc.market)
-    und_index = {n: i for i, n in enumerate(und_names)}
-    m = [sc.market[n] for n in und_names]
-    ccy = [u.currency or sc.currency for u in m]
-    fx = [sc.fx_rate(c, key_path=f"market.{n}.currency") for c, n in zip(ccy, und_names)]
-    base_price = np.array([u.price for u in m], dtype=float)
-    market = xr.Dataset(
-        {
-            "base_price": ("underlying", base_price),
-            "price": ("underlying", base_price),
-            "vol": ("underlying", np.array([np.nan if u.vol is None else u.vol for u in m], dtype=float)),
-            "rate": ("underlying", np.array([u.rate for u in m], dtype=float)),
-            "dividend_yield": ("underlying", np.array([u.dividend_yield for u in m], dtype=float)),
-            "currency": ("underlying", np.array(ccy, dtype=object)),
-            "fx": ("underlying", np.array(fx, dtype=float)),
-        },
-        coords={"underlying": und_names},
-        attrs={"as_of": str(sc.as_of), "currency": sc.currency},
-    )
-    market["price"].attrs.update(units="price units", description="underlying price")
-    market["fx"].attrs.update(
-        units=f"{sc.currency} per unit", description="value of one unit of the currency"
-    )
+        return inputs_from_span_file(sc)
 
-    grid = xr.Dataset()
-    g = sc.grid
-    if g is not None:
-        if g.shift is not None:
-            if isinstance(g.shift, dict):
-                n = len(next(iter(g.shift.values())))
-                sh = np.zeros((len(und_names), n))
-                for und, vals in g.shift.items():
-                    sh[und_index[und]] = vals
-                coord = np.arange(n)
-            else:
-                sh = np.broadcast_to(np.asarray(g.shift, dtype=float), (len(und_names), len(g.shift)))
-                coord = np.asarray(g.shift, dtype=float)
-            if np.any(sh <= -1):
-                raise InputError(
-                    "a shift of -100 % or less gives a price of zero or below",
-                    file=file,
-                    key_path="grid.shift",
-                )
-            shift = xr.DataArray(sh, dims=("underlying", "shift"), coords={"shift": coord})
-            market["price"] = market["price"] * (1.0 + shift)
-            market["shift_value"] = shift
-        if g.path is not None:
-            n = len(next(iter(g.path.values())))
-            factor = np.ones((len(und_names), n))
-            for und, vals in g.path.items():
-                factor[und_index[und]] = np.asarray(vals, dtype=float) / sc.market[und].price
-            path = xr.DataArray(factor, dims=("underlying", "step"), coords={"step": np.arange(n)})
-            market["price"] = market["price"] * path
-        if g.vol_shift is not None:
-            market["vol_shift_value"] = xr.DataArray(
-                np.asarray(g.vol_shift, dtype=float), dims="vol_shift", coords={"vol_shift": g.vol_shift}
-            )
-        for name in ("price_scan_scale", "vol_scan_scale"):
-            vals = getattr(g, name)
-            if vals is not None:
-                grid.coords[name] = np.asarray(vals, dtype=float)
+    # -- market and grid -------------------------------------------------------------------
+    m = list(sc.market.values())
+    market = build_market(
+        sc,
+        names=list(sc.market),
+        price=np.array([u.price for u in m], dtype=float),
+        currency=[u.currency or sc.currency for u in m],
+        vol=np.array([np.nan if u.vol is None else u.vol for u in m], dtype=float),
+        rate=np.array([u.rate for u in m], dtype=float),
+        dividend_yield=np.array([u.dividend_yield for u in m], dtype=float),
+    )
+    grid = build_grid(sc)
 
     # -- contracts ------------------------------------------------------------------------
     names = list(sc.contracts)
@@ -324,6 +317,143 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
     return Inputs(scenario=sc, book=book, contracts=contracts, market=market, grid=grid)
 
 
+def build_market(
+    sc: ScenarioFile,
+    *,
+    names,
+    price,
+    currency,
+    vol=None,
+    rate=None,
+    dividend_yield=None,
+) -> xr.Dataset:
+    """The market Dataset (dim ``underlying`` plus the market grid dims of ``sc.grid``).
+
+    Parameters
+    ----------
+    sc
+        The scenario (reporting currency, FX table, grid).
+    names, price, currency
+        Underlying names, prices [price units] and currencies.
+    vol, rate, dividend_yield
+        Implied vol [decimal] (NaN: none), rate and dividend yield [decimal per year].
+    """
+    file = sc.file
+    names = [str(n) for n in names]
+    n_u = len(names)
+    und_index = {n: i for i, n in enumerate(names)}
+    ccy = [str(c) for c in currency]
+    fx = [sc.fx_rate(c, key_path=f"market.{n}.currency") for c, n in zip(ccy, names)]
+    base_price = np.asarray(price, dtype=float).reshape(n_u)
+
+    def col(a, fill):
+        return np.full(n_u, fill) if a is None else np.asarray(a, dtype=float).reshape(n_u)
+
+    market = xr.Dataset(
+        {
+            "base_price": ("underlying", base_price),
+            "price": ("underlying", base_price),
+            "vol": ("underlying", col(vol, np.nan)),
+            "rate": ("underlying", col(rate, 0.0)),
+            "dividend_yield": ("underlying", col(dividend_yield, 0.0)),
+            "currency": ("underlying", np.array(ccy, dtype=object)),
+            "fx": ("underlying", np.array(fx, dtype=float)),
+        },
+        coords={"underlying": names},
+        attrs={"as_of": str(sc.as_of), "currency": sc.currency},
+    )
+    market["price"].attrs.update(units="price units", description="underlying price")
+    market["fx"].attrs.update(
+        units=f"{sc.currency} per unit", description="value of one unit of the currency"
+    )
+    g = sc.grid
+    if g is None:
+        return market
+    if g.shift is not None:
+        if isinstance(g.shift, dict):
+            n = len(next(iter(g.shift.values())))
+            sh = np.zeros((n_u, n))
+            for und, vals in g.shift.items():
+                sh[und_index[und]] = vals
+            coord = np.arange(n)
+        else:
+            sh = np.broadcast_to(np.asarray(g.shift, dtype=float), (n_u, len(g.shift)))
+            coord = np.asarray(g.shift, dtype=float)
+        if np.any(sh <= -1):
+            raise InputError(
+                "a shift of -100 % or less gives a price of zero or below", file=file, key_path="grid.shift"
+            )
+        shift = xr.DataArray(sh, dims=("underlying", "shift"), coords={"shift": coord})
+        market["price"] = market["price"] * (1.0 + shift)
+        market["shift_value"] = shift
+    if g.path is not None:
+        n = len(next(iter(g.path.values())))
+        level = np.repeat(base_price[:, None], n, axis=1)
+        for und, vals in g.path.items():
+            level[und_index[und]] = vals
+        # price * level / base (not price * (level / base)): the path's own prices come out exactly
+        path = xr.DataArray(level, dims=("underlying", "step"), coords={"step": np.arange(n)})
+        market["price"] = market["price"] * path / xr.DataArray(base_price, dims="underlying")
+    if g.monte_carlo is not None:
+        market["price"] = market["price"] * _monte_carlo_factor(sc, market)
+    if g.vol_shift is not None:
+        market["vol_shift_value"] = xr.DataArray(
+            np.asarray(g.vol_shift, dtype=float), dims="vol_shift", coords={"vol_shift": g.vol_shift}
+        )
+    return market
+
+
+def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
+    """``grid.monte_carlo``: simulated price / start price, dims (underlying, step, path)."""
+    from .kernels.cfd import gbm_paths
+
+    mc, file = sc.grid.monte_carlo, sc.file
+    if sc.grid.path is not None:
+        raise InputError(
+            "give grid.path or grid.monte_carlo, not both", file=file, key_path="grid.monte_carlo"
+        )
+    names = market["underlying"].values.tolist()
+    drift = mc.drift if isinstance(mc.drift, dict) else {}
+    for key, table in (("vol", mc.vol), ("drift", drift)):
+        for und in table:
+            if und not in names:
+                raise InputError(
+                    f"unknown underlying {und!r}", file=file, key_path=("grid", "monte_carlo", key, und)
+                )
+    vol = np.array([mc.vol.get(n, v) for n, v in zip(names, market["vol"].values)], dtype=float)
+    mu = (
+        np.array([drift.get(n, 0.0) for n in names]) if drift else np.full(len(names), float(mc.drift or 0.0))
+    )
+    moves = np.flatnonzero(np.nan_to_num(vol) > 0)  # underlyings without a vol keep their price
+    factor = np.ones((len(names), mc.steps + 1, mc.paths))
+    try:
+        factor[moves] = gbm_paths(
+            np.ones(moves.size),
+            vol[moves],
+            mu[moves],
+            paths=mc.paths,
+            steps=mc.steps,
+            dt=mc.step_days / DAYS_PER_YEAR,
+            correlation=mc.correlation,
+            seed=mc.seed,
+        )
+    except ValueError as e:
+        raise InputError(str(e), file=file, key_path="grid.monte_carlo.correlation") from None
+    coords = {"step": np.arange(mc.steps + 1), "path": np.arange(mc.paths)}
+    return xr.DataArray(factor, dims=("underlying", "step", "path"), coords=coords)
+
+
+def build_grid(sc: ScenarioFile) -> xr.Dataset:
+    """The parameter grid dims (``price_scan_scale``, ``vol_scan_scale``) as coordinates."""
+    grid = xr.Dataset()
+    if sc.grid is not None:
+        for name in ("price_scan_scale", "vol_scan_scale"):
+            vals = getattr(sc.grid, name)
+            if vals is not None:
+                grid.coords[name] = np.asarray(vals, dtype=float)
+    return grid
+
+
 def contracts_from_arrays(
     sc: ScenarioFile,
     market: xr.Dataset,
@@ -342,6 +472,7 @@ def contracts_from_arrays(
     premium_style=None,
     risk_array=None,
     composite_delta=None,
+    month=None,
     n_points: int | None = None,
 ) -> xr.Dataset:
     """The ``contract`` Dataset from arrays (one entry per contract).
@@ -371,6 +502,8 @@ def contracts_from_arrays(
         Booleans per contract (American exercise; premium-style option).
     risk_array, composite_delta
         Given SPAN risk arrays ``(n, n_points)`` (NaN rows = compute) and composite deltas.
+    month
+        Contract month (YYYYMM) for the SPAN delta ledger; default (or 0): from the expiry.
     """
     file = sc.file
     n = len(names)
@@ -400,7 +533,12 @@ def contracts_from_arrays(
     t = np.maximum(days, 0.0) / DAYS_PER_YEAR
     exp_y = expiry.astype("datetime64[Y]").astype(np.int64) + 1970
     exp_m = expiry.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    month = np.where(np.isnat(expiry), 0, exp_y * 100 + exp_m).astype(np.int64)
+    from_expiry = np.where(np.isnat(expiry), 0, exp_y * 100 + exp_m).astype(np.int64)
+    if month is None:
+        month = from_expiry
+    else:
+        month = np.asarray(month, dtype=np.int64)
+        month = np.where(month > 0, month, from_expiry)
 
     is_option = np.isin(type_, ["call", "put"])
     on_future = np.asarray(option_on if option_on is not None else [""] * n, dtype=object) == "future"
@@ -482,6 +620,42 @@ def contracts_from_arrays(
     return contracts
 
 
+def contract_indices(
+    contracts: xr.Dataset, names, *, normalise=None, file: str | None = None, what: str = ""
+) -> np.ndarray:
+    """Positions of contract ``names`` in ``contracts`` (vectorised hash lookup).
+
+    Parameters
+    ----------
+    contracts
+        The contract Dataset.
+    names
+        Contract names, one per position.
+    normalise
+        Optional function applied to the names that do not match as given (e.g. strike spelling).
+    file, what
+        For the error: the input file, and a hint appended to the message.
+
+    Raises
+    ------
+    InputError
+        Naming the first position whose contract is unknown (key path ``positions[i].contract``).
+    """
+    index = pd.Index(contracts["contract"].values)
+    names = np.asarray(names, dtype=object)
+    idx = index.get_indexer(names)
+    miss = np.flatnonzero(idx < 0)
+    if miss.size and normalise is not None:
+        idx[miss] = index.get_indexer(np.array([normalise(str(x)) for x in names[miss]], dtype=object))
+        miss = np.flatnonzero(idx < 0)
+    if miss.size:
+        i = int(miss[0])
+        raise InputError(
+            f"unknown contract {names[i]!r}{what}", file=file, key_path=("positions", i, "contract")
+        )
+    return idx.astype(np.int64)
+
+
 def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None) -> xr.Dataset:
     """The ``position`` Dataset from arrays.
 
@@ -500,11 +674,9 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
     n = contract.shape[0]
     if contract.dtype.kind in "iu":
         contract_index = contract.astype(np.int64)
-        contract_names = contracts["contract"].values[contract_index]
     else:
-        lookup = {str(c): i for i, c in enumerate(contracts["contract"].values.tolist())}
-        contract_index = np.array([lookup[str(c)] for c in contract], dtype=np.int64)
-        contract_names = contract.astype(object)
+        contract_index = contract_indices(contracts, contract)
+    contract_names = contracts["contract"].values[contract_index]
     account = np.full(n, "main", dtype=object) if account is None else np.asarray(account)
     acct_names, first, acct_index = np.unique(account, return_index=True, return_inverse=True)
     # accounts in order of first appearance

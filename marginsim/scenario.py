@@ -24,7 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from .cfd_params import CfdParams, MonteCarloParams
 from .errors import InputError
+from .portfolio_margin_params import PortfolioMarginParams
 
 __all__ = [
     "Underlying",
@@ -261,7 +263,7 @@ class ScenarioPoint(_Model):
 class SpanParams(_Model):
     """SPAN parameters of a scenario file."""
 
-    source: str | None = Field(None, description="A clearing-house SPAN file (not yet supported).")
+    source: str | None = Field(None, description="A clearing-house SPAN XML file (format 4.00): risk arrays and parameters come from it; positions name contracts by its ids (PFCODE:F:PERIOD, PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY).")
     combined_commodities: dict[str, CombinedCommodityParams] = Field(default_factory=dict)
     inter_spreads: list[InterSpread] = Field(default_factory=list)
     scenario_set: list[ScenarioPoint] | None = Field(
@@ -305,6 +307,9 @@ class GridParams(_Model):
     path: dict[str, list[PosFloat]] | None = Field(
         None, description="Price path per underlying: adds dim `step`."
     )
+    monte_carlo: MonteCarloParams | None = Field(
+        None, description="Simulated price paths: adds dims `step` and `path` (not with `path`)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GridParams:
@@ -341,8 +346,8 @@ class ScenarioFile(_Model):
     contracts: dict[str, Contract] = Field(default_factory=dict)
     positions: list[Position] = Field(default_factory=list)
     span: SpanParams | None = None
-    portfolio_margin: dict[str, Any] | None = None
-    cfd: dict[str, Any] | None = None
+    portfolio_margin: PortfolioMarginParams | None = None
+    cfd: CfdParams | None = None
     account: dict[str, Any] | None = None
     grid: GridParams | None = None
     _file: str | None = PrivateAttr(None)

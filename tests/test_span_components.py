@@ -299,3 +299,36 @@ def test_currency_conversion_of_cc_risk():
     ds = run(sc).sel(account="main")
     assert float(ds["maintenance"]) == pytest.approx(1080.0)
     assert str(ds["group_currency"].sel(group="ABC").values) == "EUR"
+
+
+def test_span_margins_only_futures_and_options_on_futures_in_a_mixed_book():
+    sc = scenario(
+        {"ABC": {"price": 1000.0, "vol": 0.2}, "XYZ": {"price": 50.0, "vol": 0.3}},
+        {
+            "DEC": future("ABC", "2026-12-18", 1000.0),
+            "XYZ": {"type": "stock", "underlying": "XYZ"},
+            "XYZ-C": {
+                "type": "call",
+                "underlying": "XYZ",
+                "option_on": "spot",
+                "strike": 55,
+                "expiry": "2027-01-15",
+                "multiplier": 100,
+            },
+        },
+        [
+            {"contract": "DEC", "quantity": 1},
+            {"contract": "XYZ", "quantity": 1000},
+            {"contract": "XYZ-C", "quantity": -5},
+        ],
+        {"combined_commodities": {"ABC": {"price_scan_amount": 1000.0}}},
+    )
+    ds = run(sc)
+    assert list(ds["group"].values) == ["ABC"]
+    assert float(ds["maintenance"].sel(account="main")) == 1000.0
+    from marginsim.methods import applicable_methods
+    from marginsim.scenario import parse_scenario
+
+    assert "span" not in applicable_methods(
+        parse_scenario({**sc, "span": None, "positions": sc["positions"][1:]})
+    )

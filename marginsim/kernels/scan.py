@@ -2,16 +2,14 @@
 
 This is the hot path of SPAN risk arrays (and of any scan-based method): for each item (a
 contract at one grid point) the value now, the values at each scenario's moved price and vol
-after the look-ahead time, and the deltas at the delta points. The numba engine runs one
-compiled loop, parallel over items, that keeps everything of one item in registers; the numpy
-engine evaluates the same formulas (:mod:`marginsim.kernels.pricing`) with broadcasting. Both
-give the same numbers. American options go through the pricing module's tree on both engines.
+after the look-ahead time, and the deltas at the delta points, evaluated by the pricing module's
+engines (numba: compiled, blocked and parallel; numpy: array operations) on the broadcast item x
+scenario arrays. American options go through the pricing module's tree.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -21,92 +19,35 @@ __all__ = ["revalue_scan"]
 
 
 @functools.cache
-def _numba_scan_kernel():
+def _numba_moves():
     import numba
 
-    value = numba.njit(inline="always")(pricing._euro_value_kernel)
-    pricing_black76 = pricing.BLACK76
-    pricing_bsm = pricing.BSM
-    sqrt1_2 = math.sqrt(0.5)
-    delta = numba.njit(inline="always")(pricing._euro_delta_kernel)
-
     @numba.njit(parallel=True, cache=True)
-    def kernel(
-        model,
-        level,
-        strike,
-        price_range,
-        vol,
-        vol_range,
-        t_now,
-        t_after,
-        r,
-        q,
-        is_call,
-        set_index,
-        price_moves,
-        vol_moves,
-        delta_moves,
-        v_now,
-        v_moved,
-        dlt,
+    def moves(
+        level, price_range, vol, vol_range, set_index, price_moves, vol_moves, x, v
     ):  # pragma: no cover
-        n = level.shape[0]
         n_s = price_moves.shape[1]
-        n_d = delta_moves.shape[0]
-        for i in numba.prange(n):
-            m = model[i]
-            lv = level[i]
-            k = strike[i]
-            pr = price_range[i]
-            sg = vol[i]
-            vr = vol_range[i]
-            ta = t_after[i]
-            ri = r[i]
-            qi = q[i]
-            c = is_call[i]
+        for i in numba.prange(level.shape[0]):
             j = set_index[i]
-            v_now[i] = value(m, lv, k, t_now[i], sg, ri, qi, c)
-            fast = (m == pricing_black76 or m == pricing_bsm) and ta > 0.0 and k > 0.0
-            if fast:
-                # invariants of the item, hoisted out of the scenario loop
-                df = math.exp(-ri * ta)
-                ff = 1.0 if m == pricing_black76 else math.exp((ri - qi) * ta)
-                sqt = math.sqrt(ta)
-            last_x = -1.0
-            log_fk = 0.0
             for s in range(n_s):
-                x = lv + price_moves[j, s] * pr
-                if x < 0.0:
-                    x = 0.0
-                v = sg + vol_moves[j, s] * vr
-                if v < 0.0:
-                    v = 0.0
-                sd = v * sqt if fast else 0.0
-                if fast and sd > 0.0 and x > 0.0:
-                    fwd = x * ff
-                    if x != last_x:  # scenarios sharing a price move share the log
-                        log_fk = math.log(fwd / k)
-                        last_x = x
-                    d1 = log_fk / sd + 0.5 * sd
-                    d2 = d1 - sd
-                    if c:
-                        v_moved[i, s] = df * (
-                            fwd * 0.5 * math.erfc(-d1 * sqrt1_2) - k * 0.5 * math.erfc(-d2 * sqrt1_2)
-                        )
-                    else:
-                        v_moved[i, s] = df * (
-                            k * 0.5 * math.erfc(d2 * sqrt1_2) - fwd * 0.5 * math.erfc(d1 * sqrt1_2)
-                        )
-                else:
-                    v_moved[i, s] = value(m, x, k, ta, v, ri, qi, c)
-            for d in range(n_d):
-                x = lv + delta_moves[d] * pr
-                if x < 0.0:
-                    x = 0.0
-                dlt[i, d] = delta(m, x, k, ta, sg, ri, qi, c)
+                xi = level[i] + price_moves[j, s] * price_range[i]
+                vi = vol[i] + vol_moves[j, s] * vol_range[i]
+                x[i, s] = 0.0 if xi < 0.0 else xi  # NaN stays NaN, as np.maximum
+                v[i, s] = 0.0 if vi < 0.0 else vi
 
-    return kernel
+    return moves
+
+
+def _moved(eng, level, price_range, vol, vol_range, set_index, price_moves, vol_moves):
+    """Moved prices and vols ``(n, S)``, floored at 0."""
+    if eng == "numba":
+        x = np.empty((level.shape[0], price_moves.shape[1]))
+        v = np.empty_like(x)
+        _numba_moves()(level, price_range, vol, vol_range, set_index, price_moves, vol_moves, x, v)
+        return x, v
+    x = np.maximum(level[:, None] + price_moves[set_index] * price_range[:, None], 0.0)
+    v = np.maximum(vol[:, None] + vol_moves[set_index] * vol_range[:, None], 0.0)
+    return x, v
 
 
 def revalue_scan(
@@ -163,41 +104,16 @@ def revalue_scan(
     price_moves = f(np.atleast_2d(price_moves), dtype=float)
     vol_moves = f(np.atleast_2d(vol_moves), dtype=float)
     delta_moves = f(delta_moves, dtype=float)
-    n = level.shape[0]
-    n_s = price_moves.shape[1]
-    if eng == "numba":
-        v_now = np.empty(n)
-        v_moved = np.empty((n, n_s))
-        deltas = np.empty((n, delta_moves.shape[0]))
-        _numba_scan_kernel()(
-            model,
-            level,
-            strike,
-            price_range,
-            vol,
-            vol_range,
-            t_now,
-            t_after,
-            r,
-            q,
-            is_call,
-            set_index,
-            price_moves,
-            vol_moves,
-            delta_moves,
-            v_now,
-            v_moved,
-            deltas,
-        )
-    else:
-        col = (model, strike, t_after, r, q, is_call)
-        m, k, ta, r2, q2, c = (a[:, None] for a in col)
-        v_now = pricing.value(model, level, strike, t_now, vol, r, q, is_call, engine="numpy")
-        x = np.maximum(level[:, None] + price_moves[set_index] * price_range[:, None], 0.0)
-        v = np.maximum(vol[:, None] + vol_moves[set_index] * vol_range[:, None], 0.0)
-        v_moved = pricing.value(m, x, k, ta, v, r2, q2, c, engine="numpy")
-        xd = np.maximum(level[:, None] + delta_moves[None, :] * price_range[:, None], 0.0)
-        deltas = pricing.delta(m, xd, k, ta, vol[:, None], r2, q2, c, engine="numpy")
+    col = (model, strike, t_after, r, q, is_call)
+    m, k, ta, r2, q2, c = (a[:, None] for a in col)
+    v_now = pricing.value(model, level, strike, t_now, vol, r, q, is_call, engine=eng)
+    x, v = _moved(eng, level, price_range, vol, vol_range, set_index, price_moves, vol_moves)
+    v_moved = pricing.value(m, x, k, ta, v, r2, q2, c, engine=eng)
+    no_vol_move = np.zeros((1, delta_moves.shape[0]))
+    xd, vd = _moved(
+        eng, level, price_range, vol, vol_range, np.zeros_like(set_index), delta_moves[None, :], no_vol_move
+    )
+    deltas = pricing.delta(m, xd, k, ta, vd, r2, q2, c, engine=eng)
     tree = american & (model != pricing.LINEAR)
     if tree.any():
         i = np.flatnonzero(tree)

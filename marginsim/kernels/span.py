@@ -158,36 +158,39 @@ def intra_commodity_spreads(
     Parameters
     ----------
     month_delta
-        Net delta per contract month, last axis = months [delta units].
+        Net delta per contract month, **first** axis = months [delta units]; the other axes
+        (accounts, grid points) ride along.
     spreads
         Spreads in priority order; each leg's ``index`` is a boolean mask over the months.
 
     Returns
     -------
     charge, remaining, consumed
-        ``charge`` [currency], shape ``month_delta.shape[:-1]``; ``remaining`` month deltas after
-        the spreads; ``consumed`` absolute delta used per month.
+        ``charge`` [currency], shape ``month_delta.shape[1:]``; ``remaining`` month deltas after
+        the spreads; ``consumed`` absolute delta used per month (both shaped like ``month_delta``).
     """
     remaining = np.array(month_delta, dtype=float, copy=True)
     consumed = np.zeros_like(remaining)
-    charge = np.zeros(remaining.shape[:-1])
+    charge = np.zeros(remaining.shape[1:])
     for spread in spreads:
+        rows = [np.flatnonzero(leg.index) for leg in spread.legs]
         for direction in (1, -1):
-            n = np.full(remaining.shape[:-1], np.inf)
-            for leg in spread.legs:
-                s = _sign(leg.side, direction)
-                avail = (np.maximum(s * remaining, 0.0) * leg.index).sum(axis=-1)
+            parts = []
+            n = np.full(remaining.shape[1:], np.inf)
+            for leg, r in zip(spread.legs, rows):
+                part = np.maximum(_sign(leg.side, direction) * remaining[r], 0.0)
+                avail = part.sum(axis=0)
+                parts.append((part, avail))
                 n = np.minimum(n, avail / leg.ratio)
             n = np.where(np.isfinite(n), n, 0.0)
-            for leg in spread.legs:
-                s = _sign(leg.side, direction)
-                part = np.maximum(s * remaining, 0.0) * leg.index
-                avail = part.sum(axis=-1)
+            if not n.any():
+                continue
+            for leg, r, (part, avail) in zip(spread.legs, rows, parts):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     frac = np.where(avail > 0, n * leg.ratio / np.where(avail > 0, avail, 1.0), 0.0)
-                take = part * np.minimum(frac, 1.0)[..., None]
-                remaining -= s * take
-                consumed += take
+                take = part * np.minimum(frac, 1.0)
+                remaining[r] -= _sign(leg.side, direction) * take
+                consumed[r] += take
             charge += n * spread.rate
     return charge, remaining, consumed
 
@@ -204,7 +207,8 @@ def spot_month_charge(
     Parameters
     ----------
     remaining, consumed
-        Month deltas left after intra spreads, and absolute deltas consumed by them (last axis = months).
+        Month deltas left after intra spreads, and absolute deltas consumed by them (first
+        axis = months).
     spot_mask
         Boolean mask of the spot months.
     rate_spread
@@ -212,8 +216,8 @@ def spot_month_charge(
     rate_outright
         Charge per unit of spot-month delta left after spreads [currency per delta].
     """
-    used = (consumed * spot_mask).sum(axis=-1)
-    left = (np.abs(remaining) * spot_mask).sum(axis=-1)
+    used = consumed[spot_mask].sum(axis=0)
+    left = np.abs(remaining[spot_mask]).sum(axis=0)
     return rate_spread * used + rate_outright * left
 
 

@@ -12,10 +12,13 @@ from typing import Any
 import xarray as xr
 from pydantic import BaseModel
 
+from ..cfd_params import CfdParams
 from ..model import Inputs
 from ..scenario import ScenarioFile, SpanParams
 from . import span as _span
 from ._json import span_table, span_to_dict
+from .cfd import cfd_margin, cfd_table, cfd_to_dict
+from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
@@ -49,18 +52,34 @@ class MethodSpec:
 
 
 def _span_applies(sc: ScenarioFile) -> bool:
+    """SPAN runs with a `span` section, or for books holding futures or options on futures."""
     if sc.span is not None:
         return True
     held = {p.contract for p in sc.positions}
-    return any(sc.contracts[c].type in ("future", "call", "put") for c in held if c in sc.contracts)
+    return any(
+        sc.contracts[c].type == "future" or sc.contracts[c].option_on == "future"
+        for c in held
+        if c in sc.contracts
+    )
 
 
 def _run_span(inputs: Inputs, engine: str = "auto") -> xr.Dataset:
     return _span.span_margin(inputs, engine=engine)
 
 
+def _cfd_applies(sc: ScenarioFile) -> bool:
+    if sc.cfd is not None:
+        return True
+    held = {p.contract for p in sc.positions}
+    return any(sc.contracts[c].type == "cfd" for c in held if c in sc.contracts)
+
+
 REGISTRY: dict[str, MethodSpec] = {
     "span": MethodSpec("span", _run_span, SpanParams, span_to_dict, span_table, _span_applies),
+    "cfd": MethodSpec("cfd", cfd_margin, CfdParams, cfd_to_dict, cfd_table, _cfd_applies),
+    "portfolio_margin": MethodSpec(
+        "portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies
+    ),
 }
 
 

@@ -38,10 +38,27 @@ class _Groups:
     fx: np.ndarray
 
 
-def _held_contracts(inputs: Inputs) -> np.ndarray:
+def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
+    """Which contracts SPAN margins (bool per contract).
+
+    Futures, options on futures, contracts with a given risk array (clearing-house files: their
+    physicals and options on the physical), and any contract of a combined commodity that the
+    scenario gives SPAN parameters for. Stocks, CFDs and stock options outside those are left to
+    the other methods.
+    """
+    c = inputs.contracts
+    on_future = (c["model"] == pricing.BLACK76).values
+    given = c["risk_array"].notnull().all("scenario").values
+    named = np.isin(c["group"].values.astype(str), list(params.combined_commodities))
+    return (c["type"] == "future").values | (c["is_option"].values & on_future) | given | named
+
+
+def _held_contracts(inputs: Inputs, scope: np.ndarray | None = None) -> np.ndarray:
     n = inputs.contracts.sizes["contract"]
     held = np.zeros(n, dtype=bool)
     held[inputs.book["contract_index"].values] = True
+    if scope is not None:
+        held &= scope
     return np.flatnonzero(held)
 
 
@@ -148,9 +165,13 @@ def risk_arrays(
         positive], ``composite_delta`` (contract, grid dims) [delta per contract], ``group``,
         ``computed`` (bool: from the model).
     """
-    params = params or inputs.scenario.span or SpanParams()
+    params = params or inputs.span_params or inputs.scenario.span or SpanParams()
     if contracts is None:
-        contracts = _take(inputs.contracts, _held_contracts(inputs), inputs.contracts.sizes["contract"])
+        contracts = _take(
+            inputs.contracts,
+            _held_contracts(inputs, in_scope(inputs, params)),
+            inputs.contracts.sizes["contract"],
+        )
     groups = _resolve_groups(inputs, contracts, params)
     return _risk_arrays(inputs, contracts, groups, params, engine)
 
@@ -225,8 +246,9 @@ def _risk_arrays(
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     given_cd = contracts["composite_delta"]
     # a given risk array without a composite delta: the model's delta where it can be computed
-    if (~need).any():
-        rest = np.flatnonzero(~need)
+    lacking = ~need & given_cd.isnull().values
+    if lacking.any():
+        rest = np.flatnonzero(lacking)
         cr = contracts.isel(contract=rest)
         d_level = (level.isel(contract=rest) + dp["price_move"] * price_range.isel(contract=rest)).clip(
             min=0.0
@@ -357,15 +379,12 @@ def span_margin(
     """
     sc = inputs.scenario
     file = sc.file
-    params = params or sc.span or SpanParams()
-    if params.source is not None:
-        raise InputError(
-            "reading clearing-house SPAN files (span.source) is not available yet",
-            file=file,
-            key_path="span.source",
-        )
+    params = params or inputs.span_params or sc.span or SpanParams()
+    scope = in_scope(inputs, params)
     book = inputs.book
-    held = _held_contracts(inputs)
+    if not scope[book["contract_index"].values].all():
+        book = book.isel(position=np.flatnonzero(scope[book["contract_index"].values]))
+    held = _held_contracts(inputs, scope)
     contracts = _take(inputs.contracts, held, inputs.contracts.sizes["contract"])
     n_k = contracts.sizes["contract"]
     local = np.full(inputs.contracts.sizes["contract"], -1, dtype=np.int64)
@@ -410,8 +429,11 @@ def span_margin(
     cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
     rows_acm = rows_ac * n_m + month_idx[pos_k]
     Rm = membership(rows_acm, pos_k, qty, n_a * n_c * n_m, n_k)
-    ledger = np.moveaxis(group_sum(Rm, np.nan_to_num(cdelta)).reshape(n_a, n_c, n_m, n_g), 2, -1)  # (A,C,G,M)
-    net_delta = ledger.sum(axis=-1)
+    # month-delta ledger, laid out (C, M, A, G): months lead, so reductions over months are fast
+    ledger = np.ascontiguousarray(
+        group_sum(Rm, np.nan_to_num(cdelta)).reshape(n_a, n_c, n_m, n_g).transpose(1, 2, 0, 3)
+    )
+    net_delta = ledger.sum(axis=1).transpose(1, 0, 2)  # (A, C, G)
 
     uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
     inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
@@ -445,12 +467,15 @@ def span_margin(
             spreads.append(
                 K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
             )
-        ch, rem, used = K.intra_commodity_spreads(ledger[:, c], spreads)
-        intra[:, c] = ch
-        remaining[:, c] = rem
+        if not spreads and p.spot is None:
+            continue
+        acc = np.flatnonzero(held_ac[:, c])  # only the accounts holding this combined commodity
+        ch, rem, used = K.intra_commodity_spreads(ledger[c][:, acc], spreads)
+        intra[acc, c] = ch
+        remaining[c][:, acc] = rem
         if p.spot is not None:
             spot_mask = real & np.isin(padded, p.spot.months)
-            spot[:, c] = K.spot_month_charge(rem, used, spot_mask, p.spot.rate_spread, p.spot.rate_outright)
+            spot[acc, c] = K.spot_month_charge(rem, used, spot_mask, p.spot.rate_spread, p.spot.rate_outright)
 
     # -- inter-commodity credit -------------------------------------------------------------------
     scen = _scenario_arrays(groups, params)
@@ -468,7 +493,7 @@ def span_margin(
         inter_spreads.append(
             K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
         )
-    rem_net = np.moveaxis(remaining.sum(axis=-1), 1, -1)  # (A, G, C)
+    rem_net = remaining.sum(axis=1).transpose(1, 2, 0)  # (C, A, G) -> (A, G, C)
     credit, _ = K.inter_commodity_credit(rem_net, np.moveaxis(wfpr, 1, -1), inter_spreads)
     credit = np.moveaxis(credit, -1, 1)  # (A, C, G)
 

@@ -1,0 +1,139 @@
+"""Parse + margin 10,000 random portfolios on a real SPAN file, against the peer package `marginism`.
+
+marginsim margins every portfolio in one vectorised call (the `account` dim); `marginism`
+(PyPI, a dev dependency) parses the same format and computes one portfolio at a time. Both get
+the same random portfolios of 1-20 positions (futures and options of the file). The script prints
+both times, the ratio, and how many portfolios agree on scanning risk to the cent, then the
+agreement of every other component with the reason for each difference.
+
+Run:  .venv/bin/python benchmarks/span_file.py [--file ../shared/data/span/takas.spn] [--portfolios 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import marginsim
+from marginsim.io.span_model import file_contract_table
+from marginsim.io.spanxml import read_span_xml
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "span" / "takas.spn"
+
+
+def random_portfolios(path: Path, n: int, seed: int = 11):
+    """``n`` portfolios of 1-20 positions: (account, contract id, quantity) rows, plus peer positions."""
+    sf = read_span_xml(path)
+    t = file_contract_table(sf)
+    # marginism resolves a position by (symbol = pfCode = combined commodity, expiry, type, strike):
+    # keep the contracts whose portfolio code is their combined commodity's code, as on NSE
+    pf_code = np.array([str(n).split(":")[0] for n in t["names"]])
+    ok = (pf_code == t["group"].astype(str)) & np.isin(t["type"], ["future", "call", "put"])
+    ids = t["names"][ok]
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 21, n)
+    account = np.repeat(np.arange(n), sizes)
+    pick = rng.integers(0, ids.size, sizes.sum())
+    qty = rng.integers(1, 11, sizes.sum()) * np.where(rng.random(sizes.sum()) < 0.5, -1, 1)
+    return sf, ids[pick], qty.astype(float), account
+
+
+def peer_positions(contract_ids, qty, account, n):
+    from marginism import Position
+
+    out = [[] for _ in range(n)]
+    for cid, q, a in zip(contract_ids, qty, account):
+        parts = str(cid).split(":")
+        if parts[1] == "F":
+            out[a].append(Position(parts[0], "FUT", float(q), expiry=parts[2]))
+        else:
+            out[a].append(
+                Position(
+                    parts[0],
+                    "CE" if parts[1] == "C" else "PE",
+                    float(q),
+                    expiry=parts[2],
+                    strike=float(parts[3]),
+                )
+            )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    ap.add_argument("--portfolios", type=int, default=10_000)
+    args = ap.parse_args()
+    if not args.file.exists():
+        raise SystemExit(f"no SPAN file at {args.file}")
+    n = args.portfolios
+    _, ids, qty, account = random_portfolios(args.file, n)
+    print(f"{n:,} random portfolios of 1-20 positions ({ids.size:,} positions) on {args.file.name}")
+
+    # -- marginsim: parse once, then all portfolios in one vectorised call -------------------------------
+    from marginsim.io import span_model
+    from marginsim.methods.span import span_margin
+
+    base = {"name": "bench", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(args.file)}}
+    span_margin(marginsim.load(base).with_book(ids[:5], qty[:5], account[:5]))  # compile, warm caches
+    span_model._read_cached.cache_clear()  # time the parse too
+    t0 = time.perf_counter()
+    inputs = marginsim.load(base)  # parse the file, build contracts and parameters
+    t_parse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ds = span_margin(inputs.with_book(ids, qty, [f"p{a}" for a in account]))
+    t_margin = time.perf_counter() - t0
+    t_ours = t_parse + t_margin
+    order = np.argsort([int(a[1:]) for a in ds["account"].values])
+    ours_scan = ds["scan_risk"].sum("group").values[order]
+    ours_intra = ds["intra_spread_charge"].sum("group").values[order]
+    ours_inter = ds["inter_spread_credit"].sum("group").values[order]
+    ours_som = ds["short_option_minimum"].sum("group").values[order]
+    ours_nov = ds["net_option_value"].values[order]
+
+    # -- marginism: parse, then one portfolio at a time ------------------------------------------------
+    from marginism import SpanCalculator
+
+    positions = peer_positions(ids, qty, account, n)
+    t0 = time.perf_counter()
+    calc = SpanCalculator.from_file(str(args.file))
+    p_parse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = [calc.calculate(p) for p in positions]
+    p_margin = time.perf_counter() - t0
+    t_peer = p_parse + p_margin
+    print(f"{'':12}{'parse':>10}{'margin':>10}{'total':>10}   seconds")
+    print(f"{'marginsim':12}{t_parse:10.3f}{t_margin:10.3f}{t_ours:10.3f}   (all portfolios in one call)")
+    print(f"{'marginism':12}{p_parse:10.3f}{p_margin:10.3f}{t_peer:10.3f}   (one portfolio at a time)")
+    print(f"speed-up: margin {p_margin / t_margin:.1f}x, parse + margin {t_peer / t_ours:.1f}x")
+
+    peer_scan = np.array([sum(c.scan_risk for c in r.by_commodity.values()) for r in results])
+    peer_cal = np.array([sum(c.calendar_spread_charge for c in r.by_commodity.values()) for r in results])
+    peer_som = np.array([sum(c.short_option_minimum for c in r.by_commodity.values()) for r in results])
+    peer_nov = np.array([r.net_option_value for r in results])
+    unmatched = sum(len(r.unmatched) for r in results)
+
+    def agree(a, b):
+        return int(np.sum(np.abs(np.round(a, 2) - np.round(b, 2)) < 0.005))
+
+    print(
+        f"scanning risk agrees to the cent: {agree(ours_scan, peer_scan):,} / {n:,} portfolios "
+        f"(peer could not match {unmatched} positions)"
+    )
+    print(f"net option value agrees         : {agree(ours_nov, peer_nov):,} / {n:,}")
+    print(
+        f"intra (calendar) charge agrees  : {agree(ours_intra, peer_cal):,} / {n:,}   "
+        f"(ours > 0 in {int((ours_intra > 0).sum()):,}; peer > 0 in {int((peer_cal > 0).sum()):,})"
+    )
+    print(f"short option minimum agrees     : {agree(ours_som, peer_som):,} / {n:,}")
+    print(
+        f"inter-commodity credit          : ours > 0 in {int((ours_inter > 0).sum()):,} portfolios; "
+        "the peer computes none"
+    )
+
+
+if __name__ == "__main__":
+    main()

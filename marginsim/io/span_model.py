@@ -1,0 +1,425 @@
+"""A clearing-house SPAN file as the project's data model.
+
+:func:`inputs_from_span_file` turns a parsed :class:`~marginsim.io.spanxml.SpanFile` into the
+same :class:`~marginsim.model.Inputs` a scenario file gives (contracts with their given risk
+arrays and composite deltas, a market, a book) plus the SPAN parameters the file publishes
+(scenario set, combined commodities with their intra spreads, tiers, SOM rate and method, spot
+charges, inter spreads), so every SPAN component runs on it unchanged.
+
+Contract identifiers
+--------------------
+Positions name the file's contracts as ``PFCODE:KIND:PERIOD[:STRIKE]``:
+
+- futures: ``AKBNKE:F:201606S0`` (portfolio code, ``F``, the file's period code),
+- options: ``AKBNKE:C:201606S0:6.25`` / ``AKBNKE:P:201606S0:6.25`` (strike as written in the
+  file, trailing zeros dropped; ``6.250`` and ``6.25`` name the same option),
+- physicals: ``AKBNKE:PHY``.
+
+``marginsim span-file FILE --contracts [CC]`` lists them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from ..model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
+from ..scenario import ScenarioFile, SpanParams
+from .spanxml import SpanFile, read_span_xml
+
+__all__ = [
+    "contract_id",
+    "canonical_id",
+    "file_contract_table",
+    "span_params_from_file",
+    "inputs_from_span_file",
+    "load_span_file",
+]
+
+
+def _strike_text(k: float) -> str:
+    text = repr(float(k))  # shortest round-trip text: 6.25, 7.5, 6.0
+    if "e" in text or "E" in text:
+        return np.format_float_positional(float(k), trim="-")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def contract_id(pf_code: str, kind: str, period: str | None = None, strike: float | None = None) -> str:
+    """The identifier of a file contract (see the module docstring)."""
+    if kind == "PHY":
+        return f"{pf_code}:PHY"
+    if kind == "F":
+        return f"{pf_code}:F:{period}"
+    return f"{pf_code}:{kind}:{period}:{_strike_text(strike)}"
+
+
+def canonical_id(text: str) -> str:
+    """Normalise a user's identifier (strike spelling) to the canonical form."""
+    parts = text.strip().split(":")
+    if len(parts) == 4 and parts[1] in ("C", "P"):
+        try:
+            return contract_id(parts[0], parts[1], parts[2], float(parts[3]))
+        except ValueError:
+            return text
+    return text.strip()
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cached(path: str, mtime_ns: int, size: int) -> SpanFile:
+    return read_span_xml(path)
+
+
+def load_span_file(path: str | os.PathLike[str], *, scenario_file: str | None = None) -> SpanFile:
+    """Read a SPAN XML file (cached per path, modification time and size)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(
+            f"clearing-house file not found: {p}", file=scenario_file, key_path="span.source"
+        ) from None
+    return _read_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+def _month(period: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(period), dtype=np.int64)
+    for i, pe in enumerate(period):  # one small string per contract, at the I/O edge
+        digits = str(pe)[:6]
+        out[i] = int(digits) if digits.isdigit() and len(digits) == 6 else 0
+    return out
+
+
+def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
+    """Every contract of the file as arrays: ids, kind, combined commodity, prices, risk arrays...
+
+    Returns
+    -------
+    dict
+        ``names`` (ids), ``type`` (future | call | put | stock), ``group`` (combined commodity),
+        ``multiplier`` (cvf), ``price``, ``strike``, ``expiry`` (datetime64[D]), ``month``
+        (YYYYMM), ``premium_style``, ``risk_array`` (n, points), ``composite_delta``, ``currency``,
+        ``vol``.
+    """
+    cc_of: dict[tuple[str, int], str] = {}
+    for cc in sf.combined_commodities.values():
+        for link in cc.pf_links:
+            cc_of[(link.exchange, link.pf_id)] = cc.code
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "names",
+            "type",
+            "group",
+            "multiplier",
+            "price",
+            "strike",
+            "expiry",
+            "period",
+            "premium_style",
+            "risk_array",
+            "composite_delta",
+            "currency",
+            "vol",
+            "on_future",
+        )
+    }
+
+    def add(pf, kind_names, types, strikes, expiry, premium):
+        c = pf.contracts
+        n = len(c.ids)
+        if n == 0:
+            return
+        group = cc_of.get((pf.exchange, pf.pf_id))
+        if group is None:
+            return  # a portfolio no combined commodity links: it cannot be margined
+        cols["names"].append(np.asarray(kind_names, dtype=object))
+        cols["type"].append(np.asarray(types, dtype=object))
+        cols["group"].append(np.full(n, group, dtype=object))
+        cols["multiplier"].append(np.asarray(c.cvf, dtype=float))
+        cols["price"].append(np.asarray(c.price, dtype=float))
+        cols["strike"].append(np.asarray(strikes, dtype=float))
+        cols["expiry"].append(np.asarray(expiry, dtype="datetime64[D]"))
+        cols["period"].append(np.asarray(c.period, dtype=object))
+        cols["premium_style"].append(np.full(n, premium, dtype=bool))
+        cols["risk_array"].append(np.asarray(c.risk_arrays, dtype=float))
+        cols["composite_delta"].append(np.asarray(c.composite_delta, dtype=float))
+        cols["currency"].append(np.full(n, pf.currency, dtype=object))
+        cols["vol"].append(np.asarray(c.volatility, dtype=float))
+        cols["on_future"].append(np.full(n, pf.pf_type in ("OOF",), dtype=bool))
+
+    for ex in sf.exchanges:
+        for pf in ex.physical_portfolios:
+            n = len(pf.contracts.ids)
+            names = (
+                [contract_id(pf.pf_code, "PHY")]
+                if n == 1
+                else [f"{pf.pf_code}:PHY:{pe}" for pe in pf.contracts.period]
+            )
+            add(
+                pf,
+                names,
+                ["stock"] * n,
+                np.full(n, np.nan),
+                np.full(n, np.datetime64("NaT"), "datetime64[D]"),
+                False,
+            )
+        for pf in ex.futures_portfolios:
+            c = pf.contracts
+            add(
+                pf,
+                [contract_id(pf.pf_code, "F", pe) for pe in c.period],
+                ["future"] * len(c.ids),
+                np.full(len(c.ids), np.nan),
+                c.settlement_date,
+                False,
+            )
+        for pf in ex.option_portfolios:
+            c = pf.contracts
+            kinds = np.where(c.is_call, "C", "P")
+            names = [contract_id(pf.pf_code, kd, pe, k) for kd, pe, k in zip(kinds, c.period, c.strike)]
+            add(
+                pf,
+                names,
+                np.where(c.is_call, "call", "put"),
+                c.strike,
+                c.settlement_date,
+                (pf.value_meth or "EQTY").upper() != "FUT",
+            )
+    if not cols["names"]:
+        raise InputError("the file holds no contract linked to a combined commodity", file=str(sf.path))
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    out["month"] = _month(out.pop("period"))
+    return out
+
+
+def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
+    """The file's SPAN parameters in the scenario file's ``span`` format (a mapping).
+
+    Intra spreads keep their priority, rate (currency per spread) and legs; tiers with periods
+    become month ranges; SOM takes the first SOM tier's rate and ``somMeth``; spot rates become the
+    spot-month charge; inter spreads (method ``W``) keep priority, credit rate (fraction) and legs.
+    """
+    file = str(sf.path)
+    pdef = sf.point_def(rate_id)
+    scan = pdef.scan
+    scenario_set = [
+        {"price": float(p), "vol": float(v), "weight": float(w), "pair": int(q)}
+        for p, v, w, q in zip(scan.price_move, scan.vol_move, scan.weight, scan.paired_point)
+    ]
+    ccs: dict[str, Any] = {}
+    for code, cc in sf.combined_commodities.items():
+        entry: dict[str, Any] = {"currency": cc.currency}
+        tiers = []
+        for t in cc.intra_tiers:
+            if t.tn >= 1 and t.start_period and t.end_period:
+                tiers.append({"tier": t.tn, "months": [int(t.start_period[:6]), int(t.end_period[:6])]})
+        if tiers:
+            entry["tiers"] = tiers
+        spreads = []
+        for sp in cc.d_spreads:
+            rate = sp.rate(rate_id)
+            if not np.isfinite(rate):
+                continue
+            legs = [
+                {"tier": leg.tier, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs if leg.cc == code
+            ]
+            if len(legs) != len(sp.legs) or sp.unparsed_legs:
+                raise InputError(
+                    f"intra spread {sp.spread} of {code} has legs this version cannot use",
+                    file=file,
+                    key_path=f"ccDef[{code}].dSpread[{sp.spread}]",
+                )
+            spreads.append({"priority": sp.spread, "rate": rate, "legs": legs})
+        if spreads:
+            entry["intra_spreads"] = spreads
+        som = cc.som_rate(rate_id)
+        if np.isfinite(som) and som > 0:
+            entry["som"] = {"rate": som, "method": "net" if (cc.som_meth or "").upper() == "NET" else "gross"}
+        spot = [s for s in cc.spot_rates if s.rate_id == rate_id]
+        if spot:
+            rates = {(s.spread_rate, s.outright_rate) for s in spot}
+            if len(rates) > 1:
+                raise InputError(
+                    f"{code} has different spot-month rates by period; this version takes one pair per combined "
+                    "commodity",
+                    file=file,
+                    key_path=f"ccDef[{code}].spotRate",
+                )
+            rs, ro = rates.pop()
+            entry["spot"] = {
+                "months": sorted({int(s.period[:6]) for s in spot}),
+                "rate_spread": rs,
+                "rate_outright": ro,
+            }
+        ccs[code] = entry
+    inter = []
+    for sp in sf.inter_spreads:
+        rate = sp.rate(rate_id)
+        if not np.isfinite(rate):
+            continue
+        if sp.charge_method.upper() != "W" or sp.unparsed_legs:
+            raise InputError(
+                f"inter spread {sp.spread} uses method {sp.charge_method!r}; this version computes method W",
+                file=file,
+                key_path=f"interSpreads.dSpread[{sp.spread}]",
+            )
+        inter.append(
+            {
+                "priority": sp.spread,
+                "credit_rate": rate,
+                "legs": [{"group": leg.cc, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs],
+            }
+        )
+    return {"combined_commodities": ccs, "inter_spreads": inter, "scenario_set": scenario_set}
+
+
+def _merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in user.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
+    """The data model of a scenario whose ``span.source`` names a clearing-house SPAN file.
+
+    The file's contracts and parameters come first; the scenario's own ``market`` and
+    ``contracts`` are added, and what the scenario's ``span`` section sets explicitly overrides
+    the file's parameters (per combined commodity, key by key; ``inter_spreads`` as a whole).
+    FX: the scenario's ``fx`` first, else the file's conversion rates.
+    """
+    assert sc.span is not None and sc.span.source is not None
+    sf = load_span_file(sc.span.source, scenario_file=sc.file)
+    table = file_contract_table(sf)
+
+    # FX: the file's conversion rates fill what the scenario does not give
+    fx = dict(sc.fx)
+    for cr in sf.conversion_rates:
+        # factor: units of to_currency per unit of from_currency
+        if cr.to_currency == sc.currency and cr.from_currency not in fx:
+            fx[cr.from_currency] = cr.factor
+        elif cr.from_currency == sc.currency and cr.to_currency not in fx and cr.factor > 0:
+            fx[cr.to_currency] = 1.0 / cr.factor
+    sc_fx = sc.model_copy(update={"fx": fx})
+    sc_fx._file = sc.file
+
+    # one underlying per combined commodity (file risk arrays do not need a market; a level is
+    # still kept for grid shifts and user-defined contracts)
+    groups, first = np.unique(table["group"].astype(str), return_index=True)
+    level = np.where(
+        np.isfinite(table["price"][first]) & (table["price"][first] > 0), table["price"][first], 1.0
+    )
+    market = build_market(
+        sc_fx,
+        names=list(groups) + list(sc.market),
+        price=np.concatenate([level, [u.price for u in sc.market.values()]]),
+        currency=list(table["currency"][first]) + [u.currency or sc.currency for u in sc.market.values()],
+        vol=np.concatenate(
+            [np.full(len(groups), np.nan), [np.nan if u.vol is None else u.vol for u in sc.market.values()]]
+        ),
+        rate=np.concatenate([np.zeros(len(groups)), [u.rate for u in sc.market.values()]]),
+        dividend_yield=np.concatenate(
+            [np.zeros(len(groups)), [u.dividend_yield for u in sc.market.values()]]
+        ),
+    )
+    file_names = table["names"]
+    user = list(sc.contracts.items())
+    clash = set(sc.contracts) & set(file_names.tolist())
+    if clash:
+        raise InputError(
+            f"contract {sorted(clash)[0]!r} is also defined by the clearing-house file",
+            file=sc.file,
+            key_path=("contracts", sorted(clash)[0]),
+        )
+    n_points = table["risk_array"].shape[1]
+
+    def user_col(get, fill=np.nan, dtype=float):
+        return np.array([fill if get(c) is None else get(c) for _, c in user], dtype=dtype)
+
+    user_ra = np.full((len(user), n_points), np.nan)
+    for i, (_, c) in enumerate(user):
+        if c.risk_array is not None:
+            user_ra[i] = c.risk_array
+    contracts = contracts_from_arrays(
+        sc_fx,
+        market,
+        names=np.concatenate([file_names, np.array([n for n, _ in user], dtype=object)]),
+        type=np.concatenate([table["type"], np.array([c.type for _, c in user], dtype=object)]),
+        underlying=np.concatenate([table["group"], np.array([c.underlying for _, c in user], dtype=object)]),
+        multiplier=np.concatenate([table["multiplier"], user_col(lambda c: c.multiplier)]),
+        expiry=np.concatenate(
+            [
+                table["expiry"],
+                np.array(
+                    [np.datetime64(c.expiry, "D") if c.expiry else np.datetime64("NaT") for _, c in user],
+                    dtype="datetime64[D]",
+                ),
+            ]
+        ),
+        strike=np.concatenate([table["strike"], user_col(lambda c: c.strike)]),
+        price=np.concatenate([table["price"], user_col(lambda c: c.price)]),
+        vol=np.concatenate([np.where(table["vol"] > 0, table["vol"], np.nan), user_col(lambda c: c.vol)]),
+        group=np.concatenate(
+            [table["group"], np.array([c.group or c.underlying for _, c in user], dtype=object)]
+        ),
+        option_on=np.array(
+            list(np.where(table["on_future"], "future", "spot")) + [c.option_on or "" for _, c in user],
+            dtype=object,
+        ),
+        american=np.concatenate(
+            [np.zeros(len(file_names), bool), [c.exercise == "american" for _, c in user]]
+        ),
+        premium_style=np.concatenate(
+            [table["premium_style"], [c.premium_style == "premium" for _, c in user]]
+        ),
+        risk_array=np.concatenate([table["risk_array"], user_ra]),
+        composite_delta=np.concatenate([table["composite_delta"], user_col(lambda c: c.composite_delta)]),
+        month=np.concatenate([table["month"], np.zeros(len(user), np.int64)]),
+        n_points=n_points,
+    )
+    # positions: canonical ids (vectorised lookup); an unknown id is an error naming the position
+    idx = contract_indices(
+        contracts,
+        [p.contract for p in sc.positions],
+        normalise=canonical_id,
+        file=sc.file,
+        what=f": not in the clearing-house file {Path(sc.span.source).name} (ids are PFCODE:F:PERIOD, "
+        "PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY; list them with `marginsim span-file FILE --contracts`) "
+        "nor in `contracts`",
+    )
+    book = book_from_arrays(
+        contracts,
+        contract=idx,
+        quantity=np.array([p.quantity for p in sc.positions], float),
+        account=[p.account for p in sc.positions],
+    )
+
+    file_params = span_params_from_file(sf)
+    user_params = sc.span.model_dump(exclude_unset=True, exclude={"source"})
+    merged = _merge(file_params, user_params)
+    merged["source"] = sc.span.source
+    try:
+        params = SpanParams.model_validate(merged)
+    except Exception as e:  # noqa: BLE001 - report as bad input
+        raise InputError(f"the file's SPAN parameters do not validate: {e}", file=str(sf.path)) from None
+    inputs = Inputs(scenario=sc_fx, book=book, contracts=contracts, market=market)
+    inputs.span_params = params
+    inputs.span_file = sf
+    return inputs
+
+
+def file_contract_ids(sf: SpanFile, groups: Sequence[str] | None = None) -> xr.Dataset:
+    """A listing of the file's contracts (ids, kind, combined commodity, price, multiplier)."""
+    t = file_contract_table(sf)
+    sel = np.ones(len(t["names"]), bool) if not groups else np.isin(t["group"].astype(str), list(groups))
+    return xr.Dataset(
+        {k: ("contract", t[k][sel]) for k in ("type", "group", "price", "strike", "multiplier", "month")},
+        coords={"contract": t["names"][sel]},
+    )
