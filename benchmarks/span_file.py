@@ -84,10 +84,10 @@ def main() -> None:
     inputs = marginsim.load(base)  # parse the file, build contracts and parameters
     t_parse = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ds = span_margin(inputs.with_book(ids, qty, [f"p{a}" for a in account]))
+    ds = span_margin(inputs.with_book(ids, qty, account))
     t_margin = time.perf_counter() - t0
     t_ours = t_parse + t_margin
-    order = np.argsort([int(a[1:]) for a in ds["account"].values])
+    order = np.argsort(ds["account"].values.astype(int))
     ours_scan = ds["scan_risk"].sum("group").values[order]
     ours_intra = ds["intra_spread_charge"].sum("group").values[order]
     ours_inter = ds["inter_spread_credit"].sum("group").values[order]

@@ -859,3 +859,22 @@ def test_engines_agree_on_the_retail_book():
     b = cfd_margin(inputs, engine="numpy")
     for v in a.data_vars:
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
+def test_accounts_with_cash_only_and_stocks_only():
+    sc = scenario(
+        [{"contract": "S", "quantity": 5}],
+        {"X": {"price": 10}},
+        contracts={"S": {"type": "stock", "underlying": "X"}},
+        cfd={
+            "accounts": {"main": {"cash": 1000}, "other": {"cash": 5}},
+            "concentration": {"mode": "always"},
+        },
+        path={"X": [10, 20]},
+    )
+    r = marginsim.margin(sc)
+    ds = r["cfd"]
+    np.testing.assert_array_equal(ds["available_cash"].sel(account="other"), [5.0, 5.0])
+    np.testing.assert_allclose(ds["concentration_loss"].sel(account="main"), [15.0, 30.0])
+    out = r.to_dict()["accounts"]
+    assert out["other"]["cfd"]["positions"] == {} and out["main"]["cfd"]["close_out"] == [[], []]

@@ -251,9 +251,11 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
             raise InputError(f"unknown underlying {name!r}", file=file, key_path=("cfd", "underlyings", name))
     holds_cfd = np.zeros(n_a, dtype=bool)
     holds_cfd[pos_acct[cfd_rows]] = True
-    for a in np.flatnonzero(holds_cfd & np.array([n not in params.accounts for n in acct_names])):
+    unfunded = np.flatnonzero(holds_cfd & ~np.isin(np.array(acct_names, dtype=object), list(params.accounts)))
+    if unfunded.size:
+        name = acct_names[int(unfunded[0])]
         raise InputError(
-            f"account {acct_names[a]!r} holds CFD positions: give its funding, cfd.accounts.{acct_names[a]}.cash",
+            f"account {name!r} holds CFD positions: give its funding, cfd.accounts.{name}.cash",
             file=file,
             key_path=("cfd", "accounts"),
         )

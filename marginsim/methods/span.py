@@ -85,18 +85,35 @@ def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -
 
 
 def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
-    """Scenario set per combined commodity: dims (group, scenario)."""
+    """Scenario set per combined commodity: dims (group, scenario).
+
+    The user's (or clearing-house file's) set is shared by every combined commodity; otherwise
+    each combined commodity gets the 16 SPAN scenarios with its own extreme move and cover fraction
+    (sets with equal parameters are built once).
+    """
     if params.scenario_set is not None:
         pts = params.scenario_set
         base = scenario_sets.custom(
             [p.price for p in pts], [p.vol for p in pts], [p.weight for p in pts], [p.pair for p in pts]
         )
-        sets = [base] * len(groups.names)
+        keys = [0] * len(groups.names)
+        uniq = [base]
     else:
-        sets = [scenario_sets.span16(p.extreme.multiplier, p.extreme.cover_fraction) for p in groups.params]
-    if not sets:
-        return scenario_sets.span16().expand_dims(group=[])
-    return xr.concat(sets, dim="group", coords="minimal", compat="override").assign_coords(group=groups.names)
+        pairs = [(p.extreme.multiplier, p.extreme.cover_fraction) for p in groups.params]
+        distinct = list(dict.fromkeys(pairs)) or [
+            (scenario_sets.DEFAULT_EXTREME_MULTIPLIER, scenario_sets.DEFAULT_COVER_FRACTION)
+        ]
+        uniq = [scenario_sets.span16(m, f) for m, f in distinct]
+        keys = [distinct.index(k) for k in pairs]
+    stacked = {
+        v: np.stack([u[v].values for u in uniq])[keys] for v in ("price_move", "vol_move", "weight", "pair")
+    }
+    if not keys:
+        stacked = {v: np.stack([u[v].values for u in uniq])[:0] for v in stacked}
+    return xr.Dataset(
+        {v: (("group", "scenario"), a) for v, a in stacked.items()},
+        coords={"group": groups.names, "scenario": uniq[0]["scenario"].values},
+    )
 
 
 def _scan_ranges(
