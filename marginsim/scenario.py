@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from .account_params import AccountParams
 from .cfd_params import CfdParams, MonteCarloParams
 from .errors import InputError
 from .portfolio_margin_params import PortfolioMarginParams
@@ -348,7 +349,7 @@ class ScenarioFile(_Model):
     span: SpanParams | None = None
     portfolio_margin: PortfolioMarginParams | None = None
     cfd: CfdParams | None = None
-    account: dict[str, Any] | None = None
+    account: AccountParams | None = None
     grid: GridParams | None = None
     _file: str | None = PrivateAttr(None)
 

@@ -17,6 +17,7 @@ from ..model import Inputs
 from ..scenario import ScenarioFile, SpanParams
 from . import span as _span
 from ._json import span_table, span_to_dict
+from .account import AccountParams, account_applies, account_margin, account_table, account_to_dict
 from .cfd import cfd_margin, cfd_table, cfd_to_dict
 from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
 
@@ -79,6 +80,9 @@ REGISTRY: dict[str, MethodSpec] = {
     "cfd": MethodSpec("cfd", cfd_margin, CfdParams, cfd_to_dict, cfd_table, _cfd_applies),
     "portfolio_margin": MethodSpec(
         "portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies
+    ),
+    "account": MethodSpec(
+        "account", account_margin, AccountParams, account_to_dict, account_table, account_applies
     ),
 }
 
