@@ -28,6 +28,9 @@ def margin(
     methods: list[str] | str | None = None,
     *,
     engine: str = "auto",
+    chunks: int | None = None,
+    book: str | Path | None = None,
+    compute: bool = True,
 ) -> MarginResult:
     """Run margin methods on a scenario.
 
@@ -41,18 +44,49 @@ def margin(
         else every method the book needs.
     engine
         Pricing engine: ``"numba"``, ``"numpy"`` or ``"auto"``.
+    chunks
+        Accounts per chunk [count]: margin the book chunk by chunk of accounts on dask
+        (:mod:`marginsim.scale`); the numbers are the same as in one piece. Default: in one piece,
+        unless the caller has connected a ``distributed.Client``, which then gets about two chunks
+        per worker thread. Methods that do not run chunk by chunk run in memory.
+    book
+        A stored book (zarr or netCDF, :mod:`marginsim.io.book`) that replaces the scenario's
+        positions; it is read chunk by chunk (``chunks`` accounts each, default 1000).
+    compute
+        With chunks: compute the results (one pass, on dask's current scheduler: the connected
+        ``distributed.Client`` if any, else threads). ``False``: return lazy results.
 
     Returns
     -------
     MarginResult
         One xarray Dataset per method; ``.to_dict()`` gives the JSON contract.
     """
+    from . import scale
     from .methods import REGISTRY, applicable_methods
 
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
+    in_memory = None if scale.is_lazy(inputs) else inputs
+    held_names = None
+    if book is not None:
+        from .io.book import read_book
+
+        inputs = read_book(book, inputs, accounts=chunks or 1000)
+        held_names = inputs.contracts["contract"].values[inputs.universe.contract_index]
+        in_memory = None
+    elif in_memory is not None:
+        client = scale.current_client()
+        if chunks is None and client is not None:  # the caller connected a cluster: use it
+            chunks = scale.auto_accounts_per_chunk(inputs.book.sizes["account"], client)
+        if chunks is not None:
+            inputs = scale.chunk(inputs, accounts=chunks)
     if isinstance(methods, str):
         methods = [methods]
-    names = applicable_methods(inputs.scenario) if methods is None else list(methods)
+    if methods is not None:
+        names = list(methods)
+    elif held_names is not None:
+        names = scale.stored_book_methods(inputs, held_names)
+    else:
+        names = applicable_methods(inputs.scenario)
     for n in names:
         if n not in REGISTRY:
             available = ", ".join(REGISTRY)
@@ -62,6 +96,20 @@ def margin(
                 key_path="methods",
             )
     result = MarginResult(inputs)
+    lazy = scale.is_lazy(inputs)
     for n in names:
-        result.methods[n] = REGISTRY[n].run(inputs, engine=engine)
+        if lazy and n not in scale.CHUNKABLE:
+            if in_memory is None:
+                raise InputError(
+                    f"method {n!r} does not run on a stored or chunked book (chunked methods: "
+                    f"{', '.join(scale.CHUNKABLE)})",
+                    file=inputs.scenario.file,
+                    key_path="methods",
+                )
+            result.methods[n] = REGISTRY[n].run(in_memory, engine=engine)
+        else:
+            result.methods[n] = REGISTRY[n].run(inputs, engine=engine)
+    if lazy and compute:
+        done = scale.compute(*result.methods.values())
+        result.methods = dict(zip(result.methods, done))
     return result

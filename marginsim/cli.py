@@ -15,7 +15,14 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     from .api import margin
     from .methods import REGISTRY
 
-    result = margin(args.file, methods=args.method, engine=args.engine)
+    client = _connect(args.scheduler)
+    try:
+        result = margin(
+            args.file, methods=args.method, engine=args.engine, chunks=args.chunks, book=args.book
+        )
+    finally:
+        if client is not None:
+            client.close()
     if args.json:
         sys.stdout.write(result.to_json() + "\n")
         return 0
@@ -28,6 +35,20 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             print()
             print(REGISTRY[name].table(ds, acct))
     return 0
+
+
+def _connect(address: str | None):
+    """A ``distributed.Client`` connected to the scheduler at ``address`` (never a new cluster)."""
+    if not address:
+        return None
+    try:
+        from distributed import Client
+
+        return Client(address)  # timeout: dask config distributed.comm.timeouts.connect (30 s)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise InputError(
+            f"cannot connect to the dask scheduler {address!r}: {e}", key_path="--scheduler"
+        ) from None
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -105,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print the JSON result contract")
     m.add_argument("--method", action="append", help="run this method (repeatable); default: all that apply")
     m.add_argument("--engine", choices=["auto", "numba", "numpy"], default="auto", help="pricing engine")
+    m.add_argument(
+        "--chunks",
+        type=int,
+        metavar="N",
+        help="margin N accounts per chunk on dask (same numbers as in one piece)",
+    )
+    m.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the chunks on the dask.distributed scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786)",
+    )
+    m.add_argument(
+        "--book", metavar="PATH", help="a stored book (zarr or netCDF) instead of the file's positions"
+    )
     m.set_defaults(func=_cmd_margin)
 
     f = sub.add_parser("span-file", help="what a clearing-house SPAN XML file holds")
@@ -120,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
     s.set_defaults(func=_cmd_schema)
+
+    from .studies.cli import add_study_parser
+
+    add_study_parser(sub)
     return p
 
 

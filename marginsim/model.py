@@ -33,6 +33,7 @@ __all__ = [
     "contract_indices",
     "GRID_DIMS",
     "DAYS_PER_YEAR",
+    "Universe",
 ]
 
 #: Day count of times inside kernels (ACT/365).
@@ -42,6 +43,31 @@ DAYS_PER_YEAR = 365.0
 GRID_DIMS = ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale", "step", "path")
 
 _MODEL_OF_TYPE = {"future": pricing.LINEAR, "stock": pricing.LINEAR, "cfd": pricing.LINEAR}
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The whole book, as seen by a method that runs on one chunk of its accounts.
+
+    A method's non-account coords (SPAN's ``contract`` and ``group``, the class groups of portfolio
+    margin) come from the contracts the book holds. When a method runs on a chunk of accounts
+    (:mod:`marginsim.scale`), those coords must be the whole book's, so that every chunk's result
+    has the same coords and the chunks concatenate along ``account`` into the whole book's result.
+
+    Attributes
+    ----------
+    contract_index
+        Sorted indices into :attr:`Inputs.contracts` of the contracts held anywhere in the book.
+    accounts
+        Names of every account of the whole book.
+    extra_accounts
+        Whether this chunk carries the accounts a method adds that hold no position (CFD: the
+        funded accounts of ``cfd.accounts`` without positions). True for exactly one chunk.
+    """
+
+    contract_index: np.ndarray
+    accounts: frozenset[str] = frozenset()
+    extra_accounts: bool = True
 
 
 @dataclass
@@ -66,6 +92,9 @@ class Inputs:
         SPAN parameters when they come from a clearing-house file (merged with the scenario's).
     span_file
         The parsed clearing-house file, if any.
+    universe
+        The whole book, when :attr:`book` is one chunk of its accounts (see :class:`Universe`);
+        ``None``: the book is whole.
     """
 
     scenario: ScenarioFile
@@ -75,6 +104,7 @@ class Inputs:
     grid: xr.Dataset = field(default_factory=xr.Dataset)
     span_params: SpanParams | None = None
     span_file: Any = None
+    universe: Universe | None = None
 
     @property
     def grid_dims(self) -> tuple[str, ...]:
@@ -103,7 +133,20 @@ class Inputs:
                 self.contracts, contract, normalise=normalise, file=self.scenario.file
             )
         book = book_from_arrays(self.contracts, contract=contract, quantity=quantity, account=account)
-        return replace(self, book=book)
+        return replace(self, book=book, universe=None)
+
+    def held_contracts(self) -> np.ndarray:
+        """Sorted indices into :attr:`contracts` of the contracts held: by the whole book when
+        :attr:`universe` is set (a chunk of a larger book), else by :attr:`book`."""
+        if self.universe is not None:
+            return self.universe.contract_index
+        return np.unique(self.book["contract_index"].values)
+
+    def book_accounts(self) -> frozenset[str]:
+        """Names of the accounts of the whole book (:attr:`universe`), else of :attr:`book`."""
+        if self.universe is not None:
+            return self.universe.accounts
+        return frozenset(self.accounts)
 
     @property
     def accounts(self) -> list[str]:

@@ -264,7 +264,10 @@ class ScenarioPoint(_Model):
 class SpanParams(_Model):
     """SPAN parameters of a scenario file."""
 
-    source: str | None = Field(None, description="A clearing-house SPAN XML file (format 4.00): risk arrays and parameters come from it; positions name contracts by its ids (PFCODE:F:PERIOD, PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY).")
+    source: str | None = Field(
+        None,
+        description="A clearing-house SPAN XML file (format 4.00): risk arrays and parameters come from it; positions name contracts by its ids (PFCODE:F:PERIOD, PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY).",
+    )
     combined_commodities: dict[str, CombinedCommodityParams] = Field(default_factory=dict)
     inter_spreads: list[InterSpread] = Field(default_factory=list)
     scenario_set: list[ScenarioPoint] | None = Field(

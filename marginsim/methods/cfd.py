@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import partial
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
+from .. import scale
 from ..cfd_params import CfdParams
 from ..errors import InputError
 from ..kernels import cfd as K
@@ -228,15 +231,21 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
         position: class, rates, ``open_price``, ``position_initial``, ``position_maintenance``
         (fixed at opening), ``close_step`` (-1: not closed), ``position_realised``, ``rejected``.
         With a ``path`` dim: ``close_out_probability``, ``written_off_mean``, ``written_off_q99``,
-        ``written_off_max`` over paths.
+        ``written_off_max`` over paths. With a dask-backed book or market (:mod:`marginsim.scale`)
+        the result is lazy.
     """
+    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
+        return scale.lazy_margin(inputs, "cfd", partial(cfd_margin, params=params, engine=engine))
     sc = inputs.scenario
     file = sc.file
     params = params or sc.cfd or CfdParams()
     book, contracts, market = inputs.book, inputs.contracts, inputs.market
 
     # -- accounts and positions -----------------------------------------------------------------
-    acct_names = list(inputs.accounts) + [a for a in params.accounts if a not in inputs.accounts]
+    # funded accounts without positions come after the book's (in one chunk only of a chunked book)
+    in_book = inputs.book_accounts()
+    extra = inputs.universe is None or inputs.universe.extra_accounts
+    acct_names = list(inputs.accounts) + [a for a in params.accounts if extra and a not in in_book]
     n_a = len(acct_names)
     ci = book["contract_index"].values
     ctype = contracts["type"].values[ci] if ci.size else np.array([], dtype=object)
@@ -367,11 +376,10 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
     nights = np.concatenate([[0.0], np.diff(np.floor(times + 1e-9))])
     yf = nights * yf_scale
 
-    opened = [sc.positions[int(i)].opened for i in cfd_rows]
+    opened, given_px = _orders(inputs, cfd_rows)
     t_open = np.array([-np.inf if t is None else _days(t) for t in opened], dtype=float)
     new_order = t_open >= times[0]
     open_step = np.where(new_order, np.searchsorted(times, t_open, side="left"), 0).astype(np.int64)
-    given_px = np.array([sc.positions[int(i)].open_price or np.nan for i in cfd_rows], dtype=float)
     base_px = market["base_price"].values[p_und] if n_p else np.zeros(0)
     open_px = np.where(np.isnan(given_px) & ~new_order, base_px, given_px)
 
@@ -529,6 +537,31 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
     return ds
 
 
+def _orders(inputs: Inputs, rows: np.ndarray) -> tuple[list, np.ndarray]:
+    """Opening times and given open prices of book ``rows``.
+
+    From the book's ``opened`` (datetimes or ``datetime64``; None / NaT: held before the path) and
+    ``open_price`` (NaN: none) when it has them (a stored book), else from the scenario file's
+    ``positions`` by the book's position numbers (which a chunk of the book keeps).
+    """
+    book, sc = inputs.book, inputs.scenario
+    if "opened" in book or "open_price" in book:
+        px = book["open_price"].values[rows] if "open_price" in book else np.full(rows.size, np.nan)
+        opened = [None] * rows.size
+        if "opened" in book:
+            raw = book["opened"].values[rows]
+            if raw.dtype.kind == "M":
+                ts = pd.to_datetime(raw)
+                opened = [None if pd.isna(t) else t.to_pydatetime() for t in ts]
+            else:
+                opened = [None if t is None or t != t else t for t in raw]
+        return opened, np.asarray(px, dtype=float)
+    where = book["position"].values[rows]
+    opened = [sc.positions[int(i)].opened for i in where]
+    px = np.array([sc.positions[int(i)].open_price or np.nan for i in where], dtype=float)
+    return opened, px
+
+
 def _by_group(rows: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum the rows of ``values`` (first axis) into ``n_groups`` groups (sparse membership)."""
     n = values.shape[0]
@@ -567,9 +600,12 @@ def _concentration(ds, inputs, params, is_stock, cfd_rows, p_und, qty, mf, bd, h
         conc.mode
     ]
     ds["concentration_applies"] = ("account", applies)
-    if not applies.any():
-        return
     sdims = (*bd, *(["step"] if has_step else []))
+    shape = (n_a, *(ds.sizes[d] for d in sdims))
+    if not applies.any():  # the same variables, NaN: a result's variables never depend on the book's data
+        nan_ = np.full(shape, np.nan)
+        _put_concentration(ds, conc, ("account", *sdims), nan_, nan_, np.zeros(shape, dtype=bool))
+        return
     price = market["price"].transpose("underlying", *sdims).values.reshape(n_u, -1)  # (U, G)
     # CFD exposure of the positions open on arrival at the step (before its close-out)
     open_pre = _open_on_arrival(ds, bd, has_step)
@@ -600,14 +636,23 @@ def _concentration(ds, inputs, params, is_stock, cfd_rows, p_und, qty, mf, bd, h
     )
     cfd_mm = _by_group(p_acct, mm_pos, n_a)
     standard = cfd_mm + stock_std
-    combined = np.maximum(loss, standard)
-    shape = (n_a, *(ds.sizes[d] for d in sdims))
     nan = ~applies[:, None]
-    dims = ("account", *sdims)
-    ds["concentration_loss"] = (dims, np.where(nan, np.nan, loss).reshape(shape))
-    ds["standard_requirement"] = (dims, np.where(nan, np.nan, standard).reshape(shape))
-    ds["combined_maintenance"] = (dims, np.where(nan, np.nan, combined).reshape(shape))
-    ds["concentration_binding"] = (dims, ((loss > standard) & applies[:, None]).reshape(shape))
+    _put_concentration(
+        ds,
+        conc,
+        ("account", *sdims),
+        np.where(nan, np.nan, loss).reshape(shape),
+        np.where(nan, np.nan, standard).reshape(shape),
+        ((loss > standard) & applies[:, None]).reshape(shape),
+    )
+
+
+def _put_concentration(ds, conc, dims, loss, standard, binding) -> None:
+    """The concentration variables (NaN for accounts it does not apply to), with their attrs."""
+    ds["concentration_loss"] = (dims, loss)
+    ds["standard_requirement"] = (dims, standard)
+    ds["combined_maintenance"] = (dims, np.maximum(loss, standard))
+    ds["concentration_binding"] = (dims, binding)
     ccy = ds.attrs["currency"]
     ds["concentration_loss"].attrs.update(
         units=ccy,

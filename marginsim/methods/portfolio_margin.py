@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import scenario_sets
+from .. import scale, scenario_sets
 from ..errors import InputError
 from ..kernels import portfolio_margin as K
 from ..kernels import pricing
@@ -355,7 +355,13 @@ def portfolio_margin(
           class group [losses positive], with ``price_move`` (group, price_point) the actual moves;
         - per class group: ``product_class``, ``scan_range_up`` / ``_down``, ``us_security``,
           ``initial_ratio``, ``single_name_applies``, ``single_name_move_up`` / ``_down``.
+
+        With a dask-backed book or market (:mod:`marginsim.scale`) the result is lazy.
     """
+    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
+        return scale.lazy_margin(
+            inputs, "portfolio_margin", partial(portfolio_margin, params=params, engine=engine)
+        )
     sc = inputs.scenario
     file = sc.file
     params = params or sc.portfolio_margin or PortfolioMarginParams()
@@ -365,7 +371,8 @@ def portfolio_margin(
     # -- the positions of this method ----------------------------------------------------------------
     in_pm = _pm_contract_mask(allc)
     pos_sel = np.flatnonzero(in_pm[book["contract_index"].values])
-    held = np.unique(book["contract_index"].values[pos_sel])
+    # held by the whole book (inputs.universe, for a chunk of accounts): the same class groups in every chunk
+    held = np.intersect1d(inputs.held_contracts(), np.flatnonzero(in_pm))
     contracts = allc.isel(contract=held)
     n_k = len(held)
     local = np.full(allc.sizes["contract"], -1, dtype=np.int64)
@@ -519,14 +526,16 @@ def portfolio_margin(
     market_value = _gsum(Ra, _flat(mv_unit, ["contract"], gd, gsizes))  # (A, G)
     accounts = inputs.accounts
     cash = np.full(n_a, np.nan)
+    row_of = {a: i for i, a in enumerate(accounts)}
     for name, amount in params.cash.items():
-        if name not in accounts:
+        if name not in inputs.book_accounts():
             raise InputError(
                 f"account {name!r} has no positions in the book",
                 file=file,
                 key_path=("portfolio_margin", "cash", name),
             )
-        cash[accounts.index(name)] = amount
+        if name in row_of:  # else: in another chunk of the book's accounts
+            cash[row_of[name]] = amount
     equity = cash[:, None] + market_value
     has_cash = ~np.isnan(cash)[:, None] & np.ones((1, n_g), dtype=bool)
     open_min, keep_min = params.equity_thresholds()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import scenario_sets
+from .. import scale, scenario_sets
 from ..errors import InputError
 from ..kernels import pricing
 from ..kernels import span as K
@@ -54,9 +54,11 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
 
 
 def _held_contracts(inputs: Inputs, scope: np.ndarray | None = None) -> np.ndarray:
+    """Contracts held (by the whole book when ``inputs.universe`` is set: the result's ``contract``
+    and ``group`` coords are then the same for every chunk of accounts)."""
     n = inputs.contracts.sizes["contract"]
     held = np.zeros(n, dtype=bool)
-    held[inputs.book["contract_index"].values] = True
+    held[inputs.held_contracts()] = True
     if scope is not None:
         held &= scope
     return np.flatnonzero(held)
@@ -392,8 +394,11 @@ def span_margin(
         ``intra_spread_charge``, ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``,
         ``risk``, ``scan_loss`` (per scenario); per contract: ``risk_array``, ``composite_delta``.
         Amounts per account and group are in the scenario's reporting currency; risk arrays in each
-        contract's own currency. Every grid dim of the inputs is a dim of the result.
+        contract's own currency. Every grid dim of the inputs is a dim of the result. With a
+        dask-backed book or market (:mod:`marginsim.scale`) the result is lazy.
     """
+    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
+        return scale.lazy_margin(inputs, "span", partial(span_margin, params=params, engine=engine))
     sc = inputs.scenario
     file = sc.file
     params = params or inputs.span_params or sc.span or SpanParams()
@@ -565,6 +570,7 @@ def span_margin(
         "group": groups.names,
         "scenario": arrays["scenario"].values,
         "contract": contracts["contract"].values,
+        "position": book["position"].values,  # the book's position numbers (SPAN's positions only)
     }
     for d in gd:
         coords[d] = (

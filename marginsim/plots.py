@@ -1,0 +1,644 @@
+"""Plotly figures of margin results, and an offline renderer for notebooks and HTML reports.
+
+The study notebooks call these builders so that they stay thin and the figures can be tested
+without a kernel. Every builder takes result Datasets (or DataArrays) of :func:`marginsim.margin`
+and returns a :class:`plotly.graph_objects.Figure`; none loops over grid points, accounts or
+positions (the data is already on array axes).
+
+:func:`use_offline_renderer` must run once at the top of a notebook: it embeds plotly.js once
+in the notebook's outputs and makes every later figure a ``<div>`` plus a call to the embedded
+``Plotly``, with no script from a CDN (plotly's own ``notebook`` renderer adds a MathJax script
+from a CDN to every figure, and ``notebook_connected`` loads plotly.js itself from a CDN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import plotly.io as pio
+import xarray as xr
+from plotly.io._base_renderers import HtmlRenderer
+
+__all__ = [
+    "OFFLINE_RENDERER",
+    "OfflineRenderer",
+    "use_offline_renderer",
+    "risk_array_heatmap",
+    "span_waterfall",
+    "grid_heatmap",
+    "lines_over",
+    "grouped_bars",
+    "components_bars",
+    "group_bars",
+    "loss_grid_heatmap",
+    "single_name_heatmap",
+    "path_figure",
+    "leverage_heatmap",
+    "state_path_figure",
+    "balances_bars",
+]
+
+#: Name of the renderer registered by :func:`use_offline_renderer`.
+OFFLINE_RENDERER = "marginsim_offline"
+
+# Loss (red) to gain (blue) colour scale, zero in white.
+_DIVERGING = "RdBu_r"
+_SEQUENTIAL = "Reds"
+
+
+class OfflineRenderer(HtmlRenderer):
+    """Plotly renderer for notebooks that are exported to HTML and read offline.
+
+    On activation it displays plotly.js once (inline, no network); each figure is then a
+    ``<div>`` and a script that calls the global ``Plotly``. No MathJax, no CDN. plotly.js is
+    loaded with any AMD loader (``define``) hidden, so that it sets ``window.Plotly`` even in a
+    page that has require.js.
+    """
+
+    def __init__(self, config: dict | None = None) -> None:
+        super().__init__(connected=False, full_html=False, global_init=True, config=config)
+
+    def activate(self) -> None:  # noqa: D102 - plotly's renderer API
+        from IPython.display import display_html
+        from plotly.offline import get_plotlyjs
+
+        script = (
+            "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};"
+            "window.__marginsimDefine = window.define; window.define = undefined;</script>\n"
+            f"<script>{get_plotlyjs()}</script>\n"
+            "<script>window.define = window.__marginsimDefine;</script>"
+        )
+        display_html(script, raw=True)
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:  # noqa: D102 - plotly's renderer API
+        from plotly.io import to_html
+
+        html = to_html(
+            fig_dict,
+            config={"displaylogo": False, **self.config},
+            auto_play=False,
+            include_plotlyjs=False,
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=480,
+            validate=False,
+        )
+        return {"text/html": html}
+
+
+def use_offline_renderer(*, mimetype: bool = True) -> str:
+    """Register :class:`OfflineRenderer` and make it plotly's default renderer.
+
+    Parameters
+    ----------
+    mimetype
+        Also emit plotly's JSON mimetype, which JupyterLab renders natively; HTML export uses the
+        ``text/html`` part (with the embedded plotly.js).
+
+    Returns
+    -------
+    str
+        The renderer string now in ``plotly.io.renderers.default``.
+    """
+    pio.renderers[OFFLINE_RENDERER] = OfflineRenderer()
+    default = f"plotly_mimetype+{OFFLINE_RENDERER}" if mimetype else OFFLINE_RENDERER
+    pio.renderers.default = default
+    return default
+
+
+def _base_point(da: xr.DataArray, keep: Sequence[str]) -> xr.DataArray:
+    """``da`` at the base point of its grid dims (see :func:`marginsim.studies.base_point`)."""
+    from .studies.books import base_point
+
+    return base_point(da, keep)
+
+
+def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
+    fig.update_layout(title=title, template="plotly_white", margin={"t": 60, "l": 60, "r": 20, "b": 50}, **kw)
+    return fig
+
+
+# -- SPAN ---------------------------------------------------------------------------------------
+
+
+def risk_array_heatmap(span: xr.Dataset, *, title: str = "SPAN risk arrays") -> go.Figure:
+    """Risk arrays as a heat map: contract (rows) x scenario (columns).
+
+    Parameters
+    ----------
+    span
+        Result of the ``span`` method; ``risk_array`` (contract, scenario) [currency per long
+        contract, losses positive]. Other dims are taken at their base point.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    ra = _base_point(span["risk_array"], ("contract", "scenario")).transpose("contract", "scenario")
+    z = ra.values
+    lim = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"S{int(s)}" for s in ra["scenario"].values],
+            y=[str(c) for c in ra["contract"].values],
+            colorscale=_DIVERGING,
+            zmid=0.0,
+            zmin=-lim,
+            zmax=lim,
+            colorbar={"title": "loss"},
+            hovertemplate="contract %{y}<br>scenario %{x}<br>loss %{z:,.2f}<extra></extra>",
+        )
+    )
+    return _layout(fig, title, xaxis_title="scenario", yaxis_title="contract", yaxis_autorange="reversed")
+
+
+def span_waterfall(span: xr.Dataset, account: str, *, title: str | None = None) -> go.Figure:
+    """The SPAN requirement of one account as a waterfall.
+
+    Scanning risk, plus intra-commodity spread and spot-month charges, less the inter-commodity
+    credit, plus the short-option-minimum uplift, gives the SPAN risk; less the net option value
+    gives the maintenance margin (floored at 0); the initial margin follows.
+
+    Parameters
+    ----------
+    span
+        Result of the ``span`` method (grid dims are taken at their base point).
+    account
+        The account to show.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    ds = span.sel(account=account)
+    one = {v: _base_point(ds[v], ("group",)) for v in ds.data_vars if "account" in span[v].dims}
+    scan = float(one["scan_risk"].sum())
+    intra = float(one["intra_spread_charge"].sum())
+    spot = float(one["spot_charge"].sum())
+    inter = float(one["inter_spread_credit"].sum())
+    span_risk = float(one["span_risk"])
+    som = span_risk - (scan + intra + spot - inter)
+    nov = float(one["net_option_value"])
+    maint = float(one["maintenance"])
+    floor = maint - (span_risk - nov)
+    initial = float(one["initial"])
+    steps = [
+        ("scanning risk", "relative", scan),
+        ("intra-commodity spreads", "relative", intra),
+        ("spot month", "relative", spot),
+        ("inter-commodity credit", "relative", -inter),
+        ("short option minimum", "relative", som),
+        ("SPAN risk", "total", span_risk),
+        ("net option value", "relative", -nov),
+    ]
+    if abs(floor) > 1e-9:
+        steps.append(("floor at 0", "relative", floor))
+    steps += [("maintenance", "total", maint), ("initial uplift", "relative", initial - maint)]
+    steps.append(("initial", "total", initial))
+    names, measure, values = zip(*steps)
+    fig = go.Figure(
+        go.Waterfall(
+            x=list(names),
+            measure=list(measure),
+            y=list(values),
+            text=[f"{(v if abs(v) >= 0.5 else 0.0):,.0f}" for v in values],
+            textposition="outside",
+            connector={"line": {"color": "#999"}},
+        )
+    )
+    cur = span.attrs.get("currency", "")
+    return _layout(fig, title or f"SPAN margin breakdown, account {account}", yaxis_title=cur)
+
+
+def grid_heatmap(
+    da: xr.DataArray,
+    x: str,
+    y: str,
+    *,
+    title: str,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    zlabel: str = "",
+    fmt: str = ",.0f",
+    colorscale: str = _SEQUENTIAL,
+) -> go.Figure:
+    """A 2-D DataArray (dims ``y`` x ``x``) as an annotated heat map.
+
+    Parameters
+    ----------
+    da
+        Values over exactly the dims ``x`` and ``y``.
+    x, y
+        Dim names for the columns and the rows.
+    title, xlabel, ylabel, zlabel
+        Labels.
+    fmt
+        d3 number format of the cell text.
+    colorscale
+        Plotly colour scale name.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    arr = da.transpose(y, x)
+    fig = go.Figure(
+        go.Heatmap(
+            z=arr.values,
+            x=[str(v) for v in arr[x].values],
+            y=[str(v) for v in arr[y].values],
+            colorscale=colorscale,
+            colorbar={"title": zlabel},
+            texttemplate=f"%{{z:{fmt}}}",
+            hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>{zlabel} %{{z:{fmt}}}<extra></extra>",
+        )
+    )
+    return _layout(fig, title, xaxis_title=xlabel or x, yaxis_title=ylabel or y)
+
+
+def lines_over(
+    data: xr.Dataset | xr.DataArray,
+    dim: str,
+    *,
+    by: str | None = None,
+    title: str,
+    ylabel: str = "",
+    xlabel: str | None = None,
+    percent_x: bool = False,
+) -> go.Figure:
+    """Lines of one or more variables along ``dim``, one line per variable and value of ``by``.
+
+    Parameters
+    ----------
+    data
+        A DataArray, or a Dataset whose variables all share ``dim`` (and ``by``).
+    dim
+        The x axis dim.
+    by
+        A second dim: one line per coordinate value (e.g. ``account``).
+    title, ylabel, xlabel
+        Labels.
+    percent_x
+        Format the x axis as a percentage.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    ds = data.to_dataset(name=data.name or "value") if isinstance(data, xr.DataArray) else data
+    frame = ds.to_dataframe().reset_index()
+    id_vars = [dim] + ([by] if by else [])
+    long = frame.melt(id_vars=id_vars, value_vars=list(ds.data_vars), var_name="variable")
+    long["line"] = long["variable"] if not by else long[by].astype(str) + ": " + long["variable"]
+    fig = px.line(long, x=dim, y="value", color="line", markers=True)
+    fig = _layout(fig, title, xaxis_title=xlabel or dim, yaxis_title=ylabel, legend_title_text="")
+    if percent_x:
+        fig.update_xaxes(tickformat=".0%")
+    return fig
+
+
+def grouped_bars(frame: pd.DataFrame, *, title: str, ylabel: str = "", xlabel: str = "") -> go.Figure:
+    """Grouped bars: one group per row of ``frame``, one bar colour per column.
+
+    Parameters
+    ----------
+    frame
+        Rows: the x categories; columns: the series.
+    title, ylabel, xlabel
+        Labels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    long = frame.rename_axis(index="category", columns="series").stack().rename("value").reset_index()
+    long[["category", "series"]] = long[["category", "series"]].astype(str)
+    fig = px.bar(long, x="category", y="value", color="series", barmode="group", text_auto=",.0f")
+    return _layout(fig, title, yaxis_title=ylabel, xaxis_title=xlabel, legend_title_text="")
+
+
+# -- portfolio margin ---------------------------------------------------------------------------
+
+
+def components_bars(pm: xr.Dataset, components: Sequence[str], *, title: str) -> go.Figure:
+    """Portfolio-margin components side by side, one bar colour per account.
+
+    Parameters
+    ----------
+    pm
+        Result of the ``portfolio_margin`` method (grid dims at their base point).
+    components
+        Component variables (dim ``account``), e.g. :data:`marginsim.methods.portfolio_margin.COMPONENTS`.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    arr = xr.concat([_base_point(pm[c], ("account",)) for c in components], dim="component")
+    frame = pd.DataFrame(arr.values, index=list(components), columns=[str(a) for a in pm["account"].values])
+    return grouped_bars(frame, title=title, ylabel=pm.attrs.get("currency", ""), xlabel="component")
+
+
+def group_bars(
+    da: xr.DataArray, *, title: str, highlight: xr.DataArray | None = None, ylabel: str = ""
+) -> go.Figure:
+    """Bars per class group (sorted, largest first), highlighted groups in red.
+
+    Parameters
+    ----------
+    da
+        Values over dim ``group``.
+    title, ylabel
+        Labels.
+    highlight
+        Boolean over ``group``: groups to colour as drivers.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    order = np.argsort(-np.nan_to_num(da.values, nan=-np.inf), kind="stable")
+    groups = da["group"].values[order]
+    hl = np.zeros(order.size, bool) if highlight is None else highlight.values[order].astype(bool)
+    fig = go.Figure(
+        go.Bar(
+            x=[str(g) for g in groups],
+            y=da.values[order],
+            marker_color=np.where(hl, "#d62728", "#1f77b4").tolist(),
+            texttemplate="%{y:,.0f}",
+        )
+    )
+    return _layout(fig, title, yaxis_title=ylabel, xaxis_title="class group")
+
+
+def loss_grid_heatmap(scan_loss: xr.DataArray, price_move: xr.DataArray, *, title: str) -> go.Figure:
+    """The class-group loss grid: class group (rows) x price point (columns), worst vol point.
+
+    Parameters
+    ----------
+    scan_loss
+        Losses over (group, price_point, vol_point) [currency, losses positive].
+    price_move
+        Price move of each point per group (group, price_point) [fraction], shown on hover.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    worst = scan_loss.max("vol_point").transpose("group", "price_point")
+    moves = price_move.transpose("group", "price_point").values
+    lim = float(np.nanmax(np.abs(worst.values))) if worst.size else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=worst.values,
+            x=[f"{p:+.1f}" for p in worst["price_point"].values],
+            y=[str(g) for g in worst["group"].values],
+            customdata=moves * 100.0,
+            colorscale=_DIVERGING,
+            zmid=0.0,
+            zmin=-lim,
+            zmax=lim,
+            colorbar={"title": "loss"},
+            hovertemplate="%{y}, price point %{x} (move %{customdata:+.1f} %)<br>"
+            "loss %{z:,.0f}<extra></extra>",
+        )
+    )
+    return _layout(
+        fig,
+        title,
+        xaxis_title="price point (multiple of the scan range; worst vol point)",
+        yaxis_title="class group",
+        yaxis_autorange="reversed",
+    )
+
+
+def single_name_heatmap(loss: xr.DataArray, *, title: str) -> go.Figure:
+    """Single-name stress losses: class group x single-name method.
+
+    Parameters
+    ----------
+    loss
+        Losses over (group, single_name_method) [currency].
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    return grid_heatmap(
+        loss,
+        "single_name_method",
+        "group",
+        title=title,
+        xlabel="method (blank: does not apply)",
+        zlabel="loss",
+    )
+
+
+# -- CFD ----------------------------------------------------------------------------------------
+
+
+def path_figure(
+    ds: xr.Dataset,
+    variables: Sequence[str],
+    *,
+    marker: str | None = None,
+    marker_name: str = "close-out",
+    title: str,
+    ylabel: str = "",
+) -> go.Figure:
+    """Variables along ``step`` (one line each), with markers where ``marker`` is true.
+
+    Parameters
+    ----------
+    ds
+        Dataset whose variables have the single dim ``step``.
+    variables
+        Variables to draw.
+    marker
+        A boolean variable over ``step``: points to mark (drawn on the first variable).
+    marker_name
+        Legend name of the markers.
+    title, ylabel
+        Labels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    steps = ds["step"].values
+    fig = go.Figure(
+        [
+            go.Scatter(x=steps, y=ds[v].values, mode="lines+markers", name=v.replace("_", " "))
+            for v in variables
+        ]
+    )
+    if marker is not None:
+        hit = ds[marker].values.astype(bool)
+        fig.add_trace(
+            go.Scatter(
+                x=steps[hit],
+                y=ds[variables[0]].values[hit],
+                mode="markers",
+                marker={"symbol": "x", "size": 14, "color": "#d62728"},
+                name=marker_name,
+            )
+        )
+    return _layout(fig, title, xaxis_title="step", yaxis_title=ylabel)
+
+
+def leverage_heatmap(
+    da: xr.DataArray, *, title: str, zlabel: str, fmt: str = ".1%", colorscale: str = _SEQUENTIAL
+) -> go.Figure:
+    """A result over (cfd_class, leverage_used) as a heat map.
+
+    Parameters
+    ----------
+    da
+        Values over dims ``cfd_class`` and ``leverage_used`` [fraction of the cap].
+    title, zlabel
+        Labels.
+    fmt
+        d3 format of the cell text.
+    colorscale
+        Plotly colour scale.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    fig = grid_heatmap(
+        da,
+        "leverage_used",
+        "cfd_class",
+        title=title,
+        xlabel="leverage used (fraction of the retail cap)",
+        ylabel="leverage class",
+        zlabel=zlabel,
+        fmt=fmt,
+        colorscale=colorscale,
+    )
+    return fig
+
+
+# -- account layer ------------------------------------------------------------------------------
+
+
+def state_path_figure(
+    path: xr.Dataset, state_names: Sequence[str], *, title: str, time_labels: Sequence[str] | None = None
+) -> go.Figure:
+    """Risk ratios along ``step`` over the state bands, the state per step, and the deadlines.
+
+    Top: the general risk ratio (initial / equity) and the maintenance risk ratio (maintenance /
+    equity) [percent] over bands: below 100 % general is normal; at or above it a margin call;
+    a maintenance ratio at or above 100 % is forced liquidation. Bottom: the state of each step.
+    Steps with an outstanding margin call carry their deadline.
+
+    Parameters
+    ----------
+    path
+        Over dim ``step``: ``risk_ratio``, ``maintenance_risk_ratio`` [1 = 100 %], ``state``
+        (codes into ``state_names``), ``deadline`` (datetime64, NaT when none).
+    state_names
+        Name of each state code (normal, margin call, forced liquidation).
+    title
+        Figure title.
+    time_labels
+        Labels of the steps (e.g. local times); default: the step numbers.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    from plotly.subplots import make_subplots
+
+    x = list(time_labels) if time_labels is not None else [str(s) for s in path["step"].values]
+    general = np.minimum(path["risk_ratio"].values * 100.0, 1e4)
+    maint = np.minimum(path["maintenance_risk_ratio"].values * 100.0, 1e4)
+    state = path["state"].values.astype(int)
+    deadline = pd.to_datetime(path["deadline"].values)
+    due = ~pd.isna(deadline)
+    labels = np.array([str(n).replace("_", " ") for n in state_names], dtype=object)
+    top = float(max(np.nanmax(general), np.nanmax(maint), 120.0)) * 1.1
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.06)
+    fig.add_trace(go.Scatter(x=x, y=general, mode="lines+markers", name="general risk ratio"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=maint, mode="lines+markers", name="maintenance risk ratio (forced liquidation at 100 %)"
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=np.asarray(x, dtype=object)[due].tolist(),
+            y=general[due],
+            mode="markers+text",
+            text=["due " + d.strftime("%a %d %b %H:%M") for d in deadline[due]],
+            textposition="top center",
+            marker={"symbol": "diamond", "size": 11, "color": "#000"},
+            name="margin-call deadline",
+        ),
+        row=1,
+        col=1,
+    )
+    n = max(len(state_names) - 1, 1)
+    fig.add_trace(
+        go.Heatmap(
+            z=[state.tolist()],
+            x=x,
+            y=["state"],
+            zmin=0,
+            zmax=n,
+            colorscale=[[0.0, "#2ca02c"], [0.5, "#ff7f0e"], [1.0, "#d62728"]],
+            showscale=False,
+            text=[labels[np.clip(state, 0, len(labels) - 1)].tolist()],
+            texttemplate="%{text}",
+            hovertemplate="step %{x}: %{text}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    # bands after the traces: plotly skips shapes on subplots that are still empty
+    fig.add_hrect(y0=0, y1=100, fillcolor="#2ca02c", opacity=0.2, line_width=0, layer="below", row=1, col=1)
+    fig.add_hrect(y0=100, y1=top, fillcolor="#ff7f0e", opacity=0.2, line_width=0, layer="below", row=1, col=1)
+    fig.add_hline(y=100, line_dash="dash", line_color="#d62728", row=1, col=1)
+    fig.update_yaxes(title_text="risk ratio (%)", range=[0, top], row=1, col=1)
+    fig.add_annotation(x=x[0], y=50, text="normal", showarrow=False, xanchor="left", row=1, col=1)
+    fig.add_annotation(
+        x=x[0], y=min(top * 0.95, 115), text="margin call", showarrow=False, xanchor="left", row=1, col=1
+    )
+    return _layout(fig, title, legend={"orientation": "h", "y": -0.15})
+
+
+def balances_bars(before: pd.Series, after: pd.Series, *, title: str, ylabel: str = "") -> go.Figure:
+    """Balances before and after (e.g. a forced currency conversion), side by side.
+
+    Parameters
+    ----------
+    before, after
+        Balances indexed by currency group or currency.
+    title, ylabel
+        Labels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    frame = pd.DataFrame({"before": before, "after": after}).fillna(0.0)
+    return grouped_bars(frame, title=title, ylabel=ylabel)

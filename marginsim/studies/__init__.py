@@ -1,0 +1,75 @@
+"""Studies: parameterised notebooks (``notebooks/``), papermill runs and HTML reports.
+
+- :mod:`marginsim.studies.runner`: find, run and export study notebooks (``marginsim study``).
+- :mod:`marginsim.studies.books`: what the notebooks compute (what-if variants of a scenario,
+  summary tables), each in one call over grid dims or accounts.
+- :mod:`marginsim.plots`: the plotly figures, and the offline renderer the notebooks use.
+"""
+
+from .books import (
+    applicable_methods,
+    balances_before_after,
+    base_point,
+    cfd_leverage_book,
+    connect,
+    decision_point,
+    headline,
+    leverage_grid,
+    load_book,
+    margin_by_method,
+    movements,
+    pm_top_driver,
+    straight_path,
+    summary_table,
+    with_grid,
+    without_group,
+)
+from .runner import (
+    KERNEL_NAME,
+    Study,
+    StudyError,
+    StudyRun,
+    atomic_write_text,
+    ensure_kernel,
+    export_html,
+    external_resources,
+    get_study,
+    list_studies,
+    notebooks_dir,
+    run_all,
+    run_study,
+    study_parameters,
+)
+
+__all__ = [
+    "KERNEL_NAME",
+    "Study",
+    "StudyError",
+    "StudyRun",
+    "applicable_methods",
+    "atomic_write_text",
+    "balances_before_after",
+    "base_point",
+    "cfd_leverage_book",
+    "connect",
+    "decision_point",
+    "ensure_kernel",
+    "export_html",
+    "external_resources",
+    "get_study",
+    "headline",
+    "leverage_grid",
+    "list_studies",
+    "load_book",
+    "margin_by_method",
+    "movements",
+    "notebooks_dir",
+    "pm_top_driver",
+    "run_all",
+    "run_study",
+    "straight_path",
+    "study_parameters",
+    "summary_table",
+    "with_grid",
+    "without_group",
+]

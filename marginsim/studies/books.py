@@ -1,0 +1,473 @@
+"""What the study notebooks compute: variants of a scenario, what-ifs and summary tables.
+
+Every variant is built as data and computed in one call of :func:`marginsim.margin`: a grid of
+what-ifs is a grid dim of the scenario (``grid:``), many books are many accounts. Nothing here
+loops over grid points, accounts or positions to compute a margin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..api import margin
+from ..errors import InputError
+from ..model import GRID_DIMS, Inputs, build_inputs
+from ..result import MarginResult
+from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
+
+__all__ = [
+    "base_point",
+    "load_book",
+    "with_grid",
+    "applicable_methods",
+    "margin_by_method",
+    "headline",
+    "summary_table",
+    "without_group",
+    "pm_top_driver",
+    "cfd_leverage_book",
+    "leverage_grid",
+    "straight_path",
+    "decision_point",
+    "movements",
+    "balances_before_after",
+    "connect",
+]
+
+
+def base_point(da: xr.DataArray | xr.Dataset, keep: Sequence[str] = ()) -> Any:
+    """``da`` at the base point of its what-if grid dims (those of :data:`marginsim.model.GRID_DIMS`
+    not in ``keep``); other dims (account, group, movement...) are left whole.
+
+    The base point is ``shift = 0`` where the shift grid has it, else the first coordinate
+    (``step`` 0: the start of a path; ``path`` 0: the first simulated path).
+
+    Parameters
+    ----------
+    da
+        A result variable or Dataset.
+    keep
+        Grid dims to keep whole.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+    """
+    sel: dict[str, int] = {}
+    for d in da.dims:
+        if d in keep or d not in GRID_DIMS:
+            continue
+        if d == "shift" and "shift" in da.coords and (da["shift"].values == 0.0).any():
+            sel[d] = int(np.flatnonzero(da["shift"].values == 0.0)[0])
+        else:
+            sel[d] = 0
+    return da.isel(sel)
+
+
+def load_book(path: str | Path) -> ScenarioFile:
+    """A validated scenario file (:func:`marginsim.load_scenario`)."""
+    return load_scenario(path)
+
+
+def with_grid(sc: ScenarioFile, **grid: Any) -> ScenarioFile:
+    """The scenario with its ``grid:`` replaced by ``grid`` (no grid when empty).
+
+    Parameters
+    ----------
+    sc
+        A validated scenario.
+    **grid
+        Keys of the ``grid:`` section, e.g. ``shift=[-0.1, 0, 0.1]`` or
+        ``price_scan_scale=[...], vol_scan_scale=[...]``.
+
+    Returns
+    -------
+    ScenarioFile
+        A copy (the file it came from is kept, so relative paths still resolve).
+    """
+    new = GridParams(**grid) if grid else None
+    return sc.model_copy(update={"grid": new})
+
+
+def applicable_methods(sc: ScenarioFile) -> list[str]:
+    """Every registered method that applies to the book (ignoring the file's ``methods:`` list)."""
+    from ..methods import REGISTRY
+
+    return [name for name, spec in REGISTRY.items() if spec.applies(sc)]
+
+
+def margin_by_method(
+    sc: ScenarioFile | Inputs, methods: Sequence[str] | None = None
+) -> tuple[MarginResult, dict[str, str]]:
+    """Run each method on the same book; a method that cannot run is reported, not raised.
+
+    Parameters
+    ----------
+    sc
+        The scenario (or its data model, built once and shared by the methods).
+    methods
+        Method names; default: :func:`applicable_methods`.
+
+    Returns
+    -------
+    (MarginResult, dict)
+        The results of the methods that ran, and method -> the reason for each that could not.
+    """
+    inputs = sc if isinstance(sc, Inputs) else build_inputs(sc)
+    names = list(methods) if methods is not None else applicable_methods(inputs.scenario)
+    result = MarginResult(inputs)
+    problems: dict[str, str] = {}
+    for name in names:  # a handful of methods, each over the whole book
+        try:
+            result.methods[name] = margin(inputs, methods=[name]).methods[name]
+        except InputError as e:
+            problems[name] = str(e)
+    return result, problems
+
+
+def headline(result: MarginResult) -> pd.DataFrame:
+    """Maintenance and initial margin per account and method, at the base point of the grid.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``account``; columns (``method``, ``maintenance`` | ``initial``) [reporting currency].
+    """
+    frames = {
+        name: base_point(ds[["maintenance", "initial"]], keep=("account",)).to_dataframe()[
+            ["maintenance", "initial"]
+        ]
+        for name, ds in result.methods.items()
+    }
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, axis=1, names=["method", "amount"])
+    table.index.name = "account"
+    return table
+
+
+def summary_table(result: MarginResult, problems: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The opening table of a report: one row per account and method.
+
+    Columns: maintenance, initial [reporting currency], what set the requirement (binding
+    component or largest combined commodity), and a note (grid point, or why a method did not run).
+    """
+    rows = []
+    for name, ds in result.methods.items():
+        at = base_point(ds, keep=("account", "group"))
+        extra = {d: ds[d].values[0] if d != "shift" else 0.0 for d in result.grid_dims if d in ds.dims}
+        note = ", ".join(f"{k}={v}" for k, v in extra.items())
+        if name == "portfolio_margin" and "binding" in at:
+            driver = at["binding"].to_pandas().astype(str)
+        elif "risk" in at and "group" in at["risk"].dims and at.sizes.get("group", 0):
+            driver = at["risk"].idxmax("group").to_pandas().astype(str)
+        else:
+            driver = pd.Series("", index=at["account"].values)
+        part = pd.DataFrame(
+            {
+                "method": name,
+                "maintenance": at["maintenance"].to_pandas(),
+                "initial": at["initial"].to_pandas(),
+                "set by": driver,
+                "note": note,
+            }
+        )
+        rows.append(part)
+    for name, why in (problems or {}).items():
+        rows.append(pd.DataFrame({"method": [name], "note": [f"not run: {why}"]}, index=["(all)"]))
+    if not rows:
+        return pd.DataFrame(columns=["account", "method", "maintenance", "initial", "set by", "note"])
+    out = pd.concat(rows)
+    out.index.name = "account"
+    out = out.reset_index()
+    order = [*map(str, result.inputs.accounts), "(all)"]
+    out["account"] = pd.Categorical(out["account"].astype(str), categories=order, ordered=True)
+    out = out.sort_values("account", kind="stable")  # accounts in book order, methods in run order
+    out["account"] = out["account"].astype(str)
+    return out.set_index(["account", "method"])
+
+
+def without_group(inputs: Inputs, group: str, account: str | None = None) -> Inputs:
+    """A what-if: the book without the positions of one group (class group or combined commodity).
+
+    Parameters
+    ----------
+    inputs
+        The data model of the book.
+    group
+        The group whose positions are removed (their quantities set to 0).
+    account
+        Only in this account (default: every account).
+
+    Returns
+    -------
+    Inputs
+        A copy; the original is unchanged.
+    """
+    book = inputs.book
+    pos_group = inputs.contracts["group"].values[book["contract_index"].values]
+    drop = pos_group == group
+    if account is not None:
+        names = list(book["account_name"].values)
+        if account not in names:
+            raise KeyError(f"no account {account!r} (accounts: {', '.join(map(str, names))})")
+        drop &= book["account_index"].values == names.index(account)
+    new_book = book.assign(quantity=book["quantity"].where(~xr.DataArray(drop, dims="position"), 0.0))
+    return dataclasses.replace(inputs, book=new_book)
+
+
+def pm_top_driver(pm: xr.Dataset, account: str) -> str:
+    """The class group behind an account's binding portfolio-margin component.
+
+    ``single_name``: the single-name driver; ``concentration``: the riskiest class group of the
+    stress; ``scan`` / ``minimum`` / ``extreme``: the class group with the largest part of it.
+
+    Parameters
+    ----------
+    pm
+        Result of the ``portfolio_margin`` method (grid dims at their base point).
+    account
+        The account.
+
+    Returns
+    -------
+    str
+        The class group ("" when nothing is charged).
+    """
+    at = base_point(pm.sel(account=account), keep=("group", "driver_rank", "single_name_method"))
+    binding = str(at["binding"].values)
+    if binding == "single_name":
+        return str(at["single_name_driver"].values)
+    if binding == "concentration":
+        return str(at["concentration_driver"].isel(driver_rank=0).values)
+    per_group = {"scan": "group_scan", "minimum": "group_minimum", "extreme": "group_extreme"}
+    var = per_group.get(binding)
+    if var is None or at.sizes.get("group", 0) == 0:
+        return ""
+    return str(at[var].idxmax("group").values)
+
+
+def cfd_leverage_book(
+    sc: ScenarioFile,
+    leverage_used: Sequence[float],
+    class_vols: Mapping[str, float],
+    *,
+    paths: int,
+    steps: int,
+    step_days: float = 1.0,
+    seed: int = 0,
+    cash: float | None = None,
+    price: float = 100.0,
+) -> tuple[ScenarioFile, pd.DataFrame]:
+    """A synthetic CFD book: one account per (leverage class, leverage used), on Monte Carlo paths.
+
+    Each account holds one long CFD on an underlying of its class (price ``price``, vol
+    ``class_vols[class]``, in the scenario's currency) sized so that its initial margin is
+    ``leverage_used`` x its cash: at 1.0 the account uses the whole retail cap (e.g. 30:1 for
+    a major currency pair). The leverage table, client type and financing come from the
+    scenario's ``cfd:`` section.
+
+    Parameters
+    ----------
+    sc
+        The scenario whose CFD parameters (and, when ``cash`` is not given, the first CFD
+        account's cash) are used.
+    leverage_used
+        Fractions of the leverage cap [0-1].
+    class_vols
+        Annualised vol per leverage class [decimal]; its keys are the classes studied.
+    paths, steps, step_days, seed
+        The Monte Carlo grid (``grid.monte_carlo``).
+    cash
+        Cash of each account [reporting currency].
+    price
+        Start price of every underlying [price units].
+
+    Returns
+    -------
+    (ScenarioFile, pandas.DataFrame)
+        The book, and per account its ``cfd_class``, ``leverage_used``, ``leverage`` (x:1 used),
+        ``cap`` (x:1 allowed).
+    """
+    from ..cfd_params import CfdParams
+
+    cfd = sc.cfd or CfdParams()
+    classes = list(class_vols)
+    missing = [c for c in classes if c not in cfd.leverage]
+    if missing:
+        raise InputError(
+            f"unknown leverage classes {missing} (known: {', '.join(cfd.leverage)})", file=sc.file
+        )
+    if cash is None:
+        first = next(iter(cfd.accounts.values()), None)
+        cash = _money(first.cash, sc) if first is not None else 10_000.0
+    combos = pd.DataFrame(
+        list(itertools.product(classes, map(float, leverage_used))), columns=["cfd_class", "leverage_used"]
+    )
+    combos["cap"] = combos["cfd_class"].map(cfd.leverage).astype(float)
+    combos["leverage"] = combos["leverage_used"] * combos["cap"]
+    combos["account"] = (
+        combos["cfd_class"] + " @ " + (combos["leverage_used"] * 100).round(1).astype(str) + "%"
+    )
+    combos["underlying"] = "U_" + combos["cfd_class"]
+    combos["contract"] = combos["underlying"] + "-CFD"
+    combos["quantity"] = combos["leverage"] * cash / price
+    data: dict[str, Any] = {
+        "name": f"{sc.name}-leverage",
+        "description": f"Synthetic CFD books by leverage class and leverage used ({sc.name}).",
+        "as_of": sc.as_of,
+        "currency": sc.currency,
+        "methods": ["cfd"],
+        "market": {
+            f"U_{c}": {"price": price, "vol": float(class_vols[c]), "currency": sc.currency} for c in classes
+        },
+        "contracts": {f"U_{c}-CFD": {"type": "cfd", "underlying": f"U_{c}"} for c in classes},
+        "positions": combos[["contract", "quantity", "account"]]
+        .assign(open_price=price)
+        .to_dict(orient="records"),
+        "cfd": {
+            **cfd.model_dump(mode="python", exclude={"accounts", "underlyings", "step_times", "step_days"}),
+            "accounts": {a: {"cash": cash} for a in combos["account"]},
+            "underlyings": {f"U_{c}": {"cfd_class": c} for c in classes},
+        },
+        "grid": {
+            "monte_carlo": {
+                "paths": int(paths),
+                "steps": int(steps),
+                "step_days": step_days,
+                "seed": int(seed),
+            }
+        },
+    }
+    return parse_scenario(data, file=sc.file), combos.set_index("account")
+
+
+def _money(value: Any, sc: ScenarioFile) -> float:
+    if isinstance(value, Mapping):
+        return float(sum(v * sc.fx_rate(c) for c, v in value.items()))
+    return float(value)
+
+
+def leverage_grid(values: xr.DataArray, combos: pd.DataFrame) -> xr.DataArray:
+    """Per-account results of :func:`cfd_leverage_book` as a grid (cfd_class, leverage_used)."""
+    idx = combos.loc[values["account"].values]
+    return (
+        values.assign_coords(
+            cfd_class=("account", idx["cfd_class"].values),
+            leverage_used=("account", idx["leverage_used"].values),
+        )
+        .set_index(account=["cfd_class", "leverage_used"])
+        .unstack("account")
+    )
+
+
+def straight_path(sc: ScenarioFile, steps: int, move: float) -> dict[str, list[float]]:
+    """A ``grid.path``: every price moves in a straight line by ``move`` over ``steps`` steps.
+
+    Parameters
+    ----------
+    sc
+        The scenario (its market prices are step 0).
+    steps
+        Number of steps (at least 1).
+    move
+        Relative move at the last step [fraction], e.g. ``-0.1``.
+
+    Returns
+    -------
+    dict
+        Underlying -> prices, for ``with_grid(sc, path=...)``.
+    """
+    names = list(sc.market)
+    start = np.array([sc.market[n].price for n in names], dtype=float)
+    levels = start[:, None] * (1.0 + move * np.linspace(0.0, 1.0, max(int(steps), 1)))[None, :]
+    return dict(zip(names, levels.tolist()))
+
+
+def decision_point(ds: xr.Dataset, attr: str = "conversion_point") -> dict[str, int]:
+    """The grid point a plan of the account method was made at (its ``attrs[attr]``, ``"step=4"``).
+
+    Returns
+    -------
+    dict
+        Dim -> index; empty without grid dims.
+    """
+    text = str(ds.attrs.get(attr, "") or "")
+    pairs = [p.split("=") for p in text.replace(" ", "").split(",") if "=" in p]
+    return {k: int(v) for k, v in pairs if k in ds.dims}
+
+
+def movements(ds: xr.Dataset, account: str | None = None) -> pd.DataFrame:
+    """The forced conversion / transfer plan of the account method as a table (one row a movement)."""
+    cols = [v for v in ds.data_vars if ds[v].dims == ("movement",)]
+    frame = ds[cols].to_dataframe() if cols else pd.DataFrame(columns=["movement_account"])
+    if account is not None and len(frame):
+        frame = frame[frame["movement_account"] == account]
+    return frame
+
+
+def balances_before_after(ds: xr.Dataset, account: str) -> pd.DataFrame:
+    """Balances per currency group and currency before and after the forced conversion plan.
+
+    The plan is replayed on the balances at its decision point: each movement takes ``amount``
+    of ``movement_currency`` out of ``from_group`` and puts ``to_amount`` of ``to_currency``
+    into ``to_group``.
+
+    Parameters
+    ----------
+    ds
+        Result of the ``account`` method.
+    account
+        The account.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (``currency_group``, ``currency``); columns ``before``, ``after`` [the currency],
+        ``before_base``, ``after_base`` [base currency]; rows that are zero before and after
+        are left out.
+    """
+    bal = ds["balance"].sel(account=account).isel(decision_point(ds))
+    bal = base_point(bal, keep=("currency_group", "currency"))
+    before = bal.to_series()
+    mv = movements(ds, account)
+    names = ["currency_group", "currency"]
+    out = mv.groupby(["from_group", "movement_currency"])["amount"].sum().rename_axis(names)
+    into = mv.groupby(["to_group", "to_currency"])["to_amount"].sum().rename_axis(names)
+    after = before.sub(out, fill_value=0.0).add(into, fill_value=0.0)
+    frame = pd.DataFrame({"before": before, "after": after}).fillna(0.0)
+    fx = ds["fx_base"].to_series()
+    rate = fx.reindex(frame.index.get_level_values("currency")).to_numpy()
+    frame["before_base"] = frame["before"] * rate
+    frame["after_base"] = frame["after"] * rate
+    keep = (frame["before"].abs() > 0) | (frame["after"].abs() > 0)
+    return frame[keep]
+
+
+def connect(scheduler: str | None):
+    """Connect a dask.distributed client to ``scheduler`` (an address); ``None``/empty: none.
+
+    The library never creates a cluster: the caller gives the address of a running scheduler.
+
+    Returns
+    -------
+    distributed.Client or None
+    """
+    if not scheduler:
+        return None
+    try:
+        from distributed import Client
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise InputError(
+            f"scheduler {scheduler!r} given but dask.distributed is not installed "
+            "(pip install 'dask[distributed]')"
+        ) from e
+    return Client(scheduler)

@@ -1,0 +1,154 @@
+"""``marginsim study ...``: list, run and schedule the study notebooks."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from typing import Any
+
+__all__ = ["add_study_parser", "parse_value"]
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p KEY VALUE`` value: YAML flow syntax (``3``, ``0.5``, ``null``, ``[1, 2]``,
+    ``{a: 1}``), else the text itself; dates stay text."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (dt.date, dt.datetime)):
+        return text
+    return value
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .runner import list_studies, notebooks_dir, study_parameters
+
+    studies = list_studies(args.notebooks)
+    if not studies:
+        print(f"no study notebooks in {args.notebooks or notebooks_dir()}", file=sys.stderr)
+        return 1
+    for s in studies:
+        print(f"{s.name:<24}{s.title}")
+        if s.summary:
+            print(f"{'':<24}{s.summary}")
+        if args.verbose:
+            for p, info in study_parameters(s).items():
+                print(f"{'':<26}-p {p} {info['default']}  {info.get('help') or ''}".rstrip())
+    return 0
+
+
+def _report(run) -> None:
+    if run.ok:
+        print(f"{run.study}: ok in {run.seconds:.1f} s -> {run.html}")
+    else:
+        print(
+            f"{run.study}: FAILED after {run.seconds:.1f} s: {run.error}\n"
+            f"  executed notebook kept for debugging: {run.notebook}\n"
+            f"  report not replaced: {run.html}",
+            file=sys.stderr,
+        )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_study
+
+    params = {k: parse_value(v) for k, v in (args.param or [])}
+    run = run_study(
+        args.name,
+        args.scenario,
+        params,
+        out=args.out,
+        scheduler=args.scheduler,
+        timeout=args.timeout or None,
+        progress=not args.no_progress,
+        notebooks=args.notebooks,
+    )
+    _report(run)
+    return 0 if run.ok else 1
+
+
+def _cmd_run_all(args: argparse.Namespace) -> int:
+    from .runner import run_all
+
+    runs = run_all(
+        names=args.only,
+        out=args.out,
+        scheduler=args.scheduler,
+        timeout=args.timeout or None,
+        progress=not args.no_progress,
+        notebooks=args.notebooks,
+    )
+    for r in runs:
+        _report(r)
+    failed = [r.study for r in runs if not r.ok]
+    print(
+        f"{len(runs) - len(failed)} of {len(runs)} studies ok"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _cmd_kernel(args: argparse.Namespace) -> int:
+    from .runner import ensure_kernel
+
+    print(ensure_kernel())
+    return 0
+
+
+def _guard(func):
+    def run(args: argparse.Namespace) -> int:
+        from .runner import StudyError
+
+        try:
+            return func(args)
+        except StudyError as e:
+            print(f"marginsim: error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def add_study_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``study list | run | run-all | kernel`` to the ``marginsim`` command line."""
+    st = sub.add_parser("study", help="parameterised study notebooks: run them, export HTML reports")
+    ss = st.add_subparsers(dest="study_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", default="reports", help="output folder of reports and executed notebooks")
+        p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
+        p.add_argument(
+            "--timeout", type=float, default=600.0, help="execution timeout per cell [s] (0: none)"
+        )
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--notebooks", metavar="DIR", help="folder of the study notebooks")
+
+    ls = ss.add_parser("list", help="the studies and what they show")
+    ls.add_argument("-v", "--verbose", action="store_true", help="also list each study's parameters")
+    ls.add_argument("--notebooks", metavar="DIR", help="folder of the study notebooks")
+    ls.set_defaults(func=_guard(_cmd_list))
+
+    r = ss.add_parser("run", help="run one study with papermill and write its HTML report")
+    r.add_argument("name", help="study name (see `marginsim study list`)")
+    r.add_argument("--scenario", metavar="FILE", help="scenario file (default: the study's own)")
+    r.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="a notebook parameter (YAML value: 3, 0.5, null, '[1, 2]'); repeatable",
+    )
+    common(r)
+    r.set_defaults(func=_guard(_cmd_run))
+
+    ra = ss.add_parser("run-all", help="run every study on its defaults (for scheduled jobs)")
+    ra.add_argument("--only", nargs="+", metavar="NAME", help="run only these studies")
+    common(ra)
+    ra.set_defaults(func=_guard(_cmd_run_all))
+
+    k = ss.add_parser("kernel", help="register the project kernel for JupyterLab")
+    k.set_defaults(func=_guard(_cmd_kernel))

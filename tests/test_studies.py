@@ -1,0 +1,517 @@
+"""Studies: the notebooks run by papermill on small parameters, their HTML reports checked offline
+in a real headless browser, and the runner's failure paths (atomic report, kept notebook)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from headless_browser import chromium, render
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+import marginsim
+from marginsim import plots, studies
+from marginsim.cli import main
+from marginsim.studies import runner
+from marginsim.studies.cli import parse_value
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SCENARIOS = ROOT / "scenarios"
+
+#: Small parameters per study (seconds per run) and the figures each report must show at least.
+SMALL: dict[str, dict] = {
+    "overview": {"n_shift": 3},
+    "span_study": {"n_scan": 2, "n_shift": 3},
+    "portfolio_margin_study": {"n_shift": 3},
+    "cfd_study": {"n_paths": 200, "n_steps": 5, "leverage_used": [0.5, 1.0]},
+    "account_study": {},  # the default path has 5 steps
+}
+MIN_FIGURES = {
+    "overview": 3,
+    "span_study": 4,
+    "portfolio_margin_study": 6,
+    "cfd_study": 3,
+    "account_study": 2,
+}
+REQUIRED = ("overview", "span_study", "portfolio_margin_study", "cfd_study", "account_study")
+STUDY_NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+FIGURE_DIV = re.compile(r'class="plotly-graph-div"')
+
+
+# -- the committed notebooks ----------------------------------------------------------------------
+
+
+def test_required_studies_exist():
+    assert set(REQUIRED) <= set(STUDY_NAMES)
+    assert set(STUDY_NAMES) <= set(SMALL), "every notebook needs small test parameters in SMALL"
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_notebook_is_committed_clean(name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), (
+        "commit notebooks without outputs"
+    )
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "plain words" in nb.cells[0].source
+    assert nb.metadata["kernelspec"]["name"] == runner.KERNEL_NAME
+    params = studies.study_parameters(studies.get_study(name))
+    for p in ("scenario", "out_dir", "seed", "scheduler"):
+        assert p in params
+    assert any(p.startswith("n_") for p in params), "a grid size parameter"
+    assert params["scheduler"]["default"] == "None"
+    default_scenario = (NOTEBOOKS / eval(params["scenario"]["default"])).resolve()
+    assert default_scenario.is_file()
+    # everything else is derived: the parameters cell only assigns literals
+    src = tagged[0].source
+    assert "import" not in src and "marginsim" not in src
+
+
+def test_study_list_cli(capsys):
+    assert main(["study", "list", "-v"]) == 0
+    out = capsys.readouterr().out
+    for name in STUDY_NAMES:
+        assert name in out
+    assert "-p scenario" in out
+
+
+# -- running every notebook on small parameters ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    done = {}
+    for name in STUDY_NAMES:
+        done[name] = studies.run_study(name, parameters=SMALL[name], out=out, progress=False, timeout=300)
+    return done
+
+
+def _figures(nb) -> int:
+    return sum(
+        len(FIGURE_DIV.findall(o.get("data", {}).get("text/html", "")))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type in ("display_data", "execute_result")
+    )
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_study_runs_and_exports(runs, name):
+    run = runs[name]
+    assert run.ok, f"{name} failed: {run.error}; see {run.notebook}"
+    assert run.html.is_file() and run.notebook.is_file()
+    leftovers = [p.name for p in run.html.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    nb = nbformat.read(run.notebook, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    n_fig = _figures(nb)
+    assert n_fig >= MIN_FIGURES[name]
+    html = run.html.read_text(encoding="utf-8")
+    # offline: nothing from the network, plotly.js embedded exactly once, every figure in the page
+    assert studies.external_resources(html) == []
+    assert html.count("window.__marginsimDefine = window.define") == 1
+    assert len(FIGURE_DIV.findall(html)) == n_fig
+    assert not re.search(r"<script[^>]+src=", html)
+    # no code (--no-input), and the page opens with the summary and its table
+    assert "use_offline_renderer" not in html and "studies.connect(scheduler)" not in html
+    code_cells = re.findall(r'class="jp-Cell jp-CodeCell[^"]*"', html)
+    assert code_cells and all("jp-mod-noInput" in c for c in code_cells)
+    summary = html.index(">Summary<")
+    assert summary < html.index("<table") < html.index("plotly-graph-div")
+    # the notebook wrote its outputs into the output folder
+    assert list(run.html.parent.glob(f"{name}-*.json"))
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_report_renders_in_headless_browser(request, name, tmp_path):
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    run = request.getfixturevalue("runs")[name]
+    assert run.ok, run.error
+    expected = _figures(nbformat.read(run.notebook, as_version=4))
+    page = render(run.html, tmp_path)
+    assert page.probe_ran, "the page's scripts did not run"
+    assert page.errors == []
+    assert page.plots == expected
+    assert page.svgs >= 2 * expected
+
+
+# -- the runner: failure paths, atomic report, kernel, parameters -----------------------------------
+
+
+def _tiny_notebook(folder: Path, name: str = "tiny") -> Path:
+    """A small study: optional sleep and failure, one plotly figure."""
+    cells = [
+        new_markdown_cell("# Tiny\n\nIn plain words: a test study."),
+        new_code_cell(
+            f"scenario = {str(SCENARIOS / 'span_seed_example.yaml')!r}\nout_dir = '.'\nfail = False\n"
+            "sleep = 0.0\nn_points = 2\nseed = 0\nscheduler = None",
+            metadata={"tags": ["parameters"]},
+        ),
+        new_code_cell(
+            "import time\nimport plotly.graph_objects as go\nfrom marginsim import plots\nplots.use_offline_renderer()"
+        ),
+        new_markdown_cell("## Summary"),
+        new_code_cell("time.sleep(sleep)\nif fail:\n    raise RuntimeError('boom')"),
+        new_code_cell("go.Figure(go.Bar(x=list(range(n_points)), y=list(range(n_points)))).show()"),
+    ]
+    nb = new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {
+            "name": runner.KERNEL_NAME,
+            "display_name": "Python (marginsim)",
+            "language": "python",
+        },
+        "language_info": {"name": "python"},
+        "marginsim": {"title": "Tiny", "summary": "a test study"},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    nbdir = tmp_path / "nbs"
+    _tiny_notebook(nbdir)
+    out = tmp_path / "out"
+    out.mkdir()
+    return nbdir, out
+
+
+def test_failed_run_keeps_notebook_and_previous_report(tiny, capsys):
+    nbdir, out = tiny
+    report = out / "tiny-span-seed-example.html"
+    report.write_text("PREVIOUS GOOD REPORT")
+    before = report.stat().st_mtime_ns
+    status = main(
+        [
+            "study",
+            "run",
+            "tiny",
+            "--notebooks",
+            str(nbdir),
+            "--out",
+            str(out),
+            "-p",
+            "fail",
+            "true",
+            "--no-progress",
+        ]
+    )
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "RuntimeError" in err and "boom" in err
+    assert report.read_text() == "PREVIOUS GOOD REPORT" and report.stat().st_mtime_ns == before
+    kept = out / "tiny-span-seed-example.ipynb"
+    nb = nbformat.read(kept, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "RuntimeError"
+    assert sorted(p.name for p in out.iterdir()) == sorted([report.name, kept.name])
+
+
+def test_successful_run_replaces_report(tiny):
+    nbdir, out = tiny
+    report = out / "tiny-span-seed-example.html"
+    report.write_text("OLD")
+    run = studies.run_study(
+        "tiny",
+        out=out,
+        notebooks=nbdir,
+        progress=False,
+        parameters={"n_points": 3},
+        scheduler="tcp://127.0.0.1:8786",
+    )
+    assert run.ok, run.error
+    assert run.parameters["scheduler"] == "tcp://127.0.0.1:8786"  # passed on, not connected by the runner
+    html = report.read_text()
+    assert html != "OLD" and "plotly-graph-div" in html
+    assert run.parameters["scenario"] == str((SCENARIOS / "span_seed_example.yaml").resolve())
+    assert run.parameters["out_dir"] == str(out.resolve())
+    assert oct(report.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_timeout_fails_the_run(tiny):
+    nbdir, out = tiny
+    run = studies.run_study(
+        "tiny", out=out, notebooks=nbdir, progress=False, timeout=2, parameters={"sleep": 60.0}
+    )
+    assert not run.ok
+    assert "timeout" in run.error.lower() or "timed out" in run.error.lower()
+    assert not run.html.exists() and run.notebook.is_file()
+
+
+def test_export_failure_keeps_previous_report(tiny, monkeypatch):
+    nbdir, out = tiny
+    report = out / "tiny-span-seed-example.html"
+    report.write_text("OLD")
+
+    def broken(*a, **k):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(runner, "export_html", broken)
+    run = studies.run_study("tiny", out=out, notebooks=nbdir, progress=False)
+    assert not run.ok and "exporter broke" in run.error
+    assert report.read_text() == "OLD" and run.notebook.is_file()
+
+
+def test_run_all_reports_each_and_fails_on_any(tmp_path, capsys):
+    nbdir = tmp_path / "nbs"
+    _tiny_notebook(nbdir, "a_ok")
+    bad = _tiny_notebook(nbdir, "b_bad")
+    nb = nbformat.read(bad, as_version=4)
+    nb.cells[1].source = nb.cells[1].source.replace("fail = False", "fail = True")
+    nbformat.write(nb, bad)
+    out = tmp_path / "out"
+    assert main(["study", "run-all", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]) == 1
+    text = capsys.readouterr()
+    assert "1 of 2 studies ok; failed: b_bad" in text.out
+    assert (out / "a_ok-span-seed-example.html").is_file()
+    assert not (out / "b_bad-span-seed-example.html").exists()
+    assert (out / "b_bad-span-seed-example.ipynb").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["study", "run", "no_such_study"], "no study 'no_such_study'"),
+        (["study", "run", "tiny", "-p", "nope", "1"], "no parameter 'nope'"),
+        (["study", "run", "tiny", "--scenario", "missing.yaml"], "scenario file not found"),
+    ],
+)
+def test_bad_requests_exit_2_before_running(tiny, capsys, argv, message):
+    nbdir, out = tiny
+    assert main([*argv, "--notebooks", str(nbdir), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_invalid_scenario_exits_2(tiny, tmp_path, capsys):
+    nbdir, out = tiny
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nas_of: 2026-11-20\nunknown_key: 1\n")
+    assert (
+        main(["study", "run", "tiny", "--scenario", str(bad), "--notebooks", str(nbdir), "--out", str(out)])
+        == 2
+    )
+    assert "unknown_key" in capsys.readouterr().err
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path, monkeypatch):
+    target = tmp_path / "report.html"
+    target.write_text("old")
+    studies.atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        studies.atomic_write_text(target, "newer")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_project_kernel_is_this_python(tmp_path, monkeypatch):
+    folder = studies.ensure_kernel()
+    spec = json.loads((folder / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    # a stale 'marginsim' kernelspec earlier on the Jupyter path does not change what runs
+    stale = tmp_path / "jp" / "kernels" / runner.KERNEL_NAME
+    stale.mkdir(parents=True)
+    (stale / "kernel.json").write_text(
+        json.dumps({"argv": ["/no/such/python", "-m", "x"], "display_name": "x"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jp"))
+    km = runner._kernel_manager_class()(kernel_name=runner.KERNEL_NAME)
+    assert km.kernel_spec.argv[0] == sys.executable
+
+
+def test_no_scheduler_no_client():
+    assert studies.connect(None) is None and studies.connect("") is None
+
+
+def test_parse_value():
+    assert parse_value("3") == 3
+    assert parse_value("0.5") == 0.5
+    assert parse_value("null") is None
+    assert parse_value("[0.5, 1]") == [0.5, 1]
+    assert parse_value("{gold: 0.2}") == {"gold": 0.2}
+    assert parse_value("main") == "main"
+    assert parse_value("2026-11-20") == "2026-11-20"
+    assert parse_value("[unclosed") == "[unclosed"
+
+
+# -- HTML: the CDN check ----------------------------------------------------------------------------
+
+
+def _small_nb():
+    nb = new_notebook(cells=[new_markdown_cell("# t\n\n$x^2$"), new_code_cell("1")])
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)]
+    return nb
+
+
+def test_external_resources_finds_network_loads():
+    page = (
+        '<html><head><script src="https://cdn.example/x.js"></script>'
+        '<link rel="stylesheet" href="//cdn.example/a.css">'
+        "<style>@import url('http://fonts.example/f.css');</style>"
+        '<script src="local.js"></script><script>var u = "https://in.a.string";</script>'
+        '<img src="data:image/png;base64,AAAA"></head></html>'
+    )
+    found = studies.external_resources(page)
+    assert "https://cdn.example/x.js" in found and "//cdn.example/a.css" in found
+    assert any("fonts.example" in f for f in found)
+    assert len(found) == 3
+
+
+def test_default_lab_template_loads_from_cdn_ours_does_not():
+    from nbconvert import HTMLExporter
+
+    default, _ = HTMLExporter(template_name="lab").from_notebook_node(_small_nb())
+    assert studies.external_resources(default), (
+        "nbconvert's lab template loads require.js / MathJax from a CDN"
+    )
+    ours = studies.export_html(_small_nb(), title="t")
+    assert studies.external_resources(ours) == []
+    assert "<title>t</title>" in ours
+    assert "require.min.js" not in ours and "mathjax" not in ours.lower()
+
+
+def test_offline_renderer_figure_has_no_cdn():
+    name = plots.use_offline_renderer()
+    assert plots.OFFLINE_RENDERER in name
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    bundle = pio.renderers[plots.OFFLINE_RENDERER].to_mimebundle(go.Figure(go.Bar(y=[1, 2])).to_dict())
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and "plotly-graph-div" in html
+    assert studies.external_resources(html) == [] and "mathjax" not in html.lower()
+    assert len(html) < 20_000, "plotly.js is embedded once per notebook, not per figure"
+
+
+# -- figures and what-ifs without a kernel ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def span_result():
+    return marginsim.margin(SCENARIOS / "span_inter_commodity.yaml")
+
+
+def test_span_figures(span_result):
+    span = span_result["span"]
+    heat = plots.risk_array_heatmap(span)
+    assert heat.data[0].type == "heatmap" and np.shape(heat.data[0].z) == (3, 16)
+    fall = plots.span_waterfall(span, "hedge-fund")
+    wf = fall.data[0]
+    assert wf.type == "waterfall"
+    at = studies.base_point(span.sel(account="hedge-fund"), keep=("group",))
+    totals = dict(zip(wf.x, wf.y))
+    assert totals["maintenance"] == pytest.approx(float(at["maintenance"]))
+    assert totals["SPAN risk"] == pytest.approx(float(at["span_risk"]))
+    # relative bars add up to the totals
+    rel = np.array([y for y, m in zip(wf.y, wf.measure) if m == "relative"])
+    assert rel.sum() == pytest.approx(float(at["initial"]))
+    lines = plots.lines_over(span[["maintenance", "initial"]], "shift", by="account", title="t")
+    assert len(lines.data) == 4
+
+
+def test_scan_range_grid_is_one_call():
+    book = studies.load_book(SCENARIOS / "span_seed_example.yaml")
+    res = marginsim.margin(
+        studies.with_grid(book, price_scan_scale=[0.5, 1.0, 2.0], vol_scan_scale=[1.0, 2.0])
+    )
+    m = res["span"]["maintenance"]
+    assert dict(m.sizes) == {"account": 1, "price_scan_scale": 3, "vol_scan_scale": 2}
+    base = marginsim.margin(book)["span"]["maintenance"].sel(account="main")
+    assert float(m.sel(account="main", price_scan_scale=1.0, vol_scan_scale=1.0)) == pytest.approx(
+        float(base)
+    )
+    fig = plots.grid_heatmap(m.sel(account="main"), "vol_scan_scale", "price_scan_scale", title="t")
+    assert np.shape(fig.data[0].z) == (3, 2)
+
+
+def test_without_group_and_top_driver():
+    book = studies.load_book(SCENARIOS / "pm_small_cap_concentrated.yaml")
+    inputs = marginsim.load(book)
+    pm = marginsim.margin(inputs, methods=["portfolio_margin"])["portfolio_margin"]
+    driver = studies.pm_top_driver(pm, "main")
+    assert driver == str(pm["single_name_driver"].sel(account="main").values)  # binding: single name
+    what_if = studies.without_group(inputs, driver, "main")
+    assert inputs.book["quantity"].values.any()  # original unchanged
+    moved = what_if.book["quantity"].values != inputs.book["quantity"].values
+    groups = inputs.contracts["group"].values[inputs.book["contract_index"].values]
+    assert set(groups[moved]) == {driver}
+    after = marginsim.margin(what_if, methods=["portfolio_margin"])["portfolio_margin"]
+    assert float(after["maintenance"].sel(account="main")) < float(pm["maintenance"].sel(account="main"))
+
+
+def test_cfd_leverage_book_one_account_per_cell():
+    book = studies.load_book(SCENARIOS / "cfd_seed_example.yaml")
+    mc_book, combos = studies.cfd_leverage_book(
+        book, [0.5, 1.0], {"major_fx": 0.08, "crypto": 0.7}, paths=50, steps=3, seed=1
+    )
+    assert len(combos) == 4 and set(combos["cap"]) == {30.0, 2.0}
+    cfd = marginsim.margin(mc_book, methods=["cfd"])["cfd"]
+    init = studies.base_point(cfd["initial"], keep=("account",)).to_pandas()
+    # initial margin = leverage used x cash (2,000 EUR in the seed file)
+    assert init.values == pytest.approx((combos.loc[init.index, "leverage_used"] * 2000.0).values)
+    grid = studies.leverage_grid(cfd["close_out_probability"], combos)
+    assert dict(grid.sizes) == {"cfd_class": 2, "leverage_used": 2}
+    assert ((grid >= 0) & (grid <= 1)).all()
+
+
+def test_overview_summary_lists_every_method_that_applies():
+    book = studies.load_book(SCENARIOS / "overview_mixed_book.yaml")
+    assert set(studies.applicable_methods(book)) >= {"span", "portfolio_margin", "cfd"}
+    res, problems = studies.margin_by_method(book)
+    assert problems == {}
+    table = studies.summary_table(res, {"account": "not landed"})
+    assert list(table.index.get_level_values("account").unique()) == ["main", "hedged", "(all)"]
+    assert table.loc[("(all)", "account"), "note"] == "not run: not landed"
+    heads = studies.headline(res)
+    assert heads.loc["main", ("span", "maintenance")] == pytest.approx(
+        float(res["span"]["maintenance"].sel(account="main"))
+    )
+
+
+def test_account_plan_replayed_on_balances():
+    res = marginsim.margin(SCENARIOS / "account_forced_conversion.yaml", methods=["account"])
+    acc = res["account"]
+    moved = studies.balances_before_after(acc, "client-b")  # a transfer-only plan: HKD NonHK_ -> HK_
+    assert moved.loc[("HK_", "HKD"), "after"] - moved.loc[("HK_", "HKD"), "before"] == pytest.approx(164000.0)
+    assert moved.loc[("NonHK_", "HKD"), "after"] - moved.loc[("NonHK_", "HKD"), "before"] == pytest.approx(
+        -164000.0
+    )
+    # a conversion keeps the base value (at the plan's rate = the FX table's cross rate)
+    conv = studies.balances_before_after(acc, "client-a")
+    assert conv["after_base"].sum() == pytest.approx(conv["before_base"].sum(), rel=1e-6)
+    assert len(studies.movements(acc, "client-a")) == 1
+
+
+def test_straight_path_and_decision_point():
+    book = studies.load_book(SCENARIOS / "account_hk_margin_call.yaml")
+    path = studies.straight_path(book, 3, -0.1)
+    assert path["HSI"] == pytest.approx([25000.0, 23750.0, 22500.0])
+    acc = marginsim.margin(studies.with_grid(book, path=path), methods=["account"])["account"]
+    assert acc.sizes["step"] == 3
+    full = marginsim.margin(book, methods=["account"])["account"]
+    assert studies.decision_point(full) == {"step": 4}
