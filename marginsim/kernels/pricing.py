@@ -211,26 +211,32 @@ def _ncdf(x, e):  # pragma: no cover - compiled by numba
     return 0.5 + 0.5 * (x * _SQRT1_2 * rat) if small else outer
 
 
-def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, out):  # pragma: no cover - compiled
+def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, rep, out):  # pragma: no cover - compiled
     """European / linear value (or delta) of every element into ``out``, in parallel blocks.
 
-    Every input is a 1-D array of length 1 (broadcast) or ``out.size``. Each block runs a few
+    Every input is a 1-D array of length 1 (broadcast), ``out.size``, or ``out.size // rep``
+    (one value per item, repeated for ``rep`` consecutive elements: an ``(n, 1)`` array against an
+    ``(n, rep)`` result, as in a scan of every item over ``rep`` scenarios, without materialising it). Each block runs a few
     short passes: gather and exponents, ``exp``, ``log``, ``d1``, ``exp(-d^2/2)``, the branch-free
     Black formula, and a last pass that handles linear elements and the edge cases.
     """
     n = out.size
     nblocks = (n + _BLOCK - 1) // _BLOCK
-    im = 1 if model.size > 1 else 0
-    i_s = 1 if s.size > 1 else 0
-    ik = 1 if k.size > 1 else 0
-    it = 1 if t.size > 1 else 0
-    iv = 1 if vol.size > 1 else 0
-    ir = 1 if r.size > 1 else 0
-    iq = 1 if q.size > 1 else 0
-    ic = 1 if is_call.size > 1 else 0
+    n_items = n // rep
+    # index mode per input: 0 one value, 1 one per element, 2 one per item (element // rep)
+    im = 1 if model.size == n else (2 if model.size == n_items else 0)
+    i_s = 1 if s.size == n else (2 if s.size == n_items else 0)
+    ik = 1 if k.size == n else (2 if k.size == n_items else 0)
+    it = 1 if t.size == n else (2 if t.size == n_items else 0)
+    iv = 1 if vol.size == n else (2 if vol.size == n_items else 0)
+    ir = 1 if r.size == n else (2 if r.size == n_items else 0)
+    iq = 1 if q.size == n else (2 if q.size == n_items else 0)
+    ic = 1 if is_call.size == n else (2 if is_call.size == n_items else 0)
     for b in _prange(nblocks):
         start = b * _BLOCK
         m = min(_BLOCK, n - start)
+        item = start // rep
+        pos = start - item * rep
         mb = np.empty(_BLOCK, np.int64)
         sb = np.empty(_BLOCK)
         kb = np.empty(_BLOCK)
@@ -247,19 +253,24 @@ def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, out):  # pragma
         vb = np.empty(_BLOCK)
         for j in range(m):
             i = start + j
-            mj = model[i * im]
-            tj = t[i * it]
-            rj = r[i * ir]
-            qj = q[i * iq]
+            mj = model[i if im == 1 else (item if im == 2 else 0)]
+            tj = t[i if it == 1 else (item if it == 2 else 0)]
+            rj = r[i if ir == 1 else (item if ir == 2 else 0)]
+            qj = q[i if iq == 1 else (item if iq == 2 else 0)]
             mb[j] = mj
-            sb[j] = s[i * i_s]
-            kb[j] = k[i * ik]
+            sb[j] = s[i if i_s == 1 else (item if i_s == 2 else 0)]
+            kb[j] = k[i if ik == 1 else (item if ik == 2 else 0)]
             tb[j] = tj
-            wb[j] = 1.0 if is_call[i * ic] else -1.0
-            sdb[j] = vol[i * iv] * math.sqrt(tj) if tj > 0.0 else math.nan
+            wb[j] = 1.0 if is_call[i if ic == 1 else (item if ic == 2 else 0)] else -1.0
+            vj = vol[i if iv == 1 else (item if iv == 2 else 0)]
+            sdb[j] = vj * math.sqrt(tj) if tj > 0.0 else math.nan
             dfb[j] = -rj * tj
             fb[j] = (rj - qj) * tj if mj == BSM else 0.0
             ddb[j] = -qj * tj
+            pos += 1
+            if pos == rep:
+                pos = 0
+                item += 1
         for j in range(m):
             dfb[j] = math.exp(dfb[j])
         for j in range(m):
@@ -530,7 +541,7 @@ def _numba_euro() -> Callable:
     import numba
 
     ncdf = numba.njit(inline="always", error_model="numpy")(_ncdf)
-    sig = _signature("i8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1", "f8[w]")
+    sig = _signature("i8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1", "i8", "f8[w]")
     return _compile(_euro_blocks, sig, {"_ncdf": ncdf}, parallel=True)
 
 
@@ -741,6 +752,33 @@ def _flat(shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
     return np.broadcast_to(x, shape).ravel()
 
 
+def _flat_items(shape: tuple[int, ...], args) -> tuple[int, list[np.ndarray]]:
+    """1-D inputs for the blocked kernel, and the repeat factor of per-item inputs.
+
+    An input shaped like the result with a last axis of length 1 (an ``(n, 1)`` array against an
+    ``(n, S)`` result) is passed as its ``n`` values with ``rep = S`` instead of being broadcast
+    to ``n * S`` values; everything else as :func:`_flat`.
+    """
+    rep = shape[-1] if len(shape) >= 2 and shape[-1] > 1 else 1
+    item_shape = shape[:-1] + (1,)
+    flat = []
+    items = False
+    for a in args:
+        a = np.asarray(a)
+        padded = (1,) * (len(shape) - a.ndim) + a.shape
+        if rep > 1 and a.size > 1 and padded == item_shape:
+            flat.append(np.ravel(np.broadcast_to(a.reshape(padded), item_shape)))
+            items = True
+        else:
+            flat.append(_flat(shape, a))
+    if not items:
+        rep = 1
+    n = int(np.prod(shape))
+    if rep > 1 and n // rep == n:  # pragma: no cover - rep > 1 always divides a larger n
+        rep = 1
+    return rep, flat
+
+
 def _tree(eng: str, s, k, t, vol, r, q, is_call, on_future, steps: int, want_delta: bool) -> np.ndarray:
     """Tree values (or deltas) on already-coerced arguments, with the broadcast shape."""
     args = (s, k, t, vol, r, q, is_call, on_future)
@@ -765,7 +803,8 @@ def _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_del
     shape = np.broadcast_shapes(*(a.shape for a in args), american.shape)
     out = np.empty(shape)
     if eng == "numba":
-        _numba_euro()(*(_flat(shape, a) for a in args), want_delta, out.reshape(-1))
+        rep, flat = _flat_items(shape, args)
+        _numba_euro()(*flat, want_delta, rep, out.reshape(-1))
     else:
         out[...] = _euro_numpy(*args, want_delta)
     if american.any():
