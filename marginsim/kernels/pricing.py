@@ -251,6 +251,14 @@ def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, rep, out):  # p
         eb = np.empty(_BLOCK)
         cb = np.empty(_BLOCK)
         vb = np.empty(_BLOCK)
+        # time, rate and yield one per item (or one in all): the discount and carry factors and
+        # sqrt(t) are computed once per item, not once per element (same operations, same numbers)
+        hoist = it != 1 and ir != 1 and iq != 1
+        last = -1
+        h_df = 0.0
+        h_ff = 0.0
+        h_dd = 0.0
+        h_sq = 0.0
         for j in range(m):
             i = start + j
             mj = model[i if im == 1 else (item if im == 2 else 0)]
@@ -258,27 +266,42 @@ def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, rep, out):  # p
             rj = r[i if ir == 1 else (item if ir == 2 else 0)]
             qj = q[i if iq == 1 else (item if iq == 2 else 0)]
             mb[j] = mj
-            sb[j] = s[i if i_s == 1 else (item if i_s == 2 else 0)]
+            sj = s[i if i_s == 1 else (item if i_s == 2 else 0)]
+            sb[j] = sj
             kb[j] = k[i if ik == 1 else (item if ik == 2 else 0)]
             tb[j] = tj
             wb[j] = 1.0 if is_call[i if ic == 1 else (item if ic == 2 else 0)] else -1.0
             vj = vol[i if iv == 1 else (item if iv == 2 else 0)]
-            sdb[j] = vj * math.sqrt(tj) if tj > 0.0 else math.nan
-            dfb[j] = -rj * tj
-            fb[j] = (rj - qj) * tj if mj == BSM else 0.0
-            ddb[j] = -qj * tj
+            if hoist:
+                if item != last:
+                    last = item
+                    h_df = math.exp(-rj * tj)
+                    g = (rj - qj) * tj
+                    h_ff = math.exp(g) if g != 0.0 else 1.0
+                    h_dd = math.exp(-qj * tj)
+                    h_sq = math.sqrt(tj) if tj > 0.0 else math.nan
+                sdb[j] = vj * h_sq if tj > 0.0 else math.nan
+                dfb[j] = h_df
+                fb[j] = sj * h_ff if mj == BSM else sj
+                ddb[j] = h_dd if mj == BSM else h_df
+            else:
+                sdb[j] = vj * math.sqrt(tj) if tj > 0.0 else math.nan
+                dfb[j] = -rj * tj
+                fb[j] = (rj - qj) * tj if mj == BSM else 0.0
+                ddb[j] = -qj * tj
             pos += 1
             if pos == rep:
                 pos = 0
                 item += 1
-        for j in range(m):
-            dfb[j] = math.exp(dfb[j])
-        for j in range(m):
-            fb[j] = sb[j] * (math.exp(fb[j]) if fb[j] != 0.0 else 1.0)
-        if want_delta:
-            # discount of the model's delta: exp(-q t) for BSM, exp(-r t) for BLACK76
+        if not hoist:
             for j in range(m):
-                ddb[j] = math.exp(ddb[j]) if mb[j] == BSM else dfb[j]
+                dfb[j] = math.exp(dfb[j])
+            for j in range(m):
+                fb[j] = sb[j] * (math.exp(fb[j]) if fb[j] != 0.0 else 1.0)
+            if want_delta:
+                # discount of the model's delta: exp(-q t) for BSM, exp(-r t) for BLACK76
+                for j in range(m):
+                    ddb[j] = math.exp(ddb[j]) if mb[j] == BSM else dfb[j]
         for j in range(m):
             fkb[j] = fb[j] / kb[j]
             d1b[j] = math.log(fkb[j])
