@@ -48,7 +48,7 @@ def margin(
         Accounts per chunk [count]: margin the book chunk by chunk of accounts on dask
         (:mod:`marginsim.scale`); the numbers are the same as in one piece. Default: in one piece,
         unless the caller has connected a ``distributed.Client``, which then gets about two chunks
-        per worker thread. Methods that do not run chunk by chunk run in memory.
+        per worker thread. Every method runs chunk by chunk (:data:`marginsim.scale.CHUNKABLE`).
     book
         A stored book (zarr or netCDF, :mod:`marginsim.io.book`) that replaces the scenario's
         positions; it is read chunk by chunk (``chunks`` accounts each, default 1000).
@@ -65,15 +65,13 @@ def margin(
     from .methods import REGISTRY, applicable_methods
 
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
-    in_memory = None if scale.is_lazy(inputs) else inputs
     held_names = None
     if book is not None:
         from .io.book import read_book
 
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.universe.contract_index]
-        in_memory = None
-    elif in_memory is not None:
+    elif not scale.is_lazy(inputs):
         client = scale.current_client()
         if chunks is None and client is not None:  # the caller connected a cluster: use it
             chunks = scale.auto_accounts_per_chunk(inputs.book.sizes["account"], client)
@@ -99,16 +97,13 @@ def margin(
     lazy = scale.is_lazy(inputs)
     for n in names:
         if lazy and n not in scale.CHUNKABLE:
-            if in_memory is None:
-                raise InputError(
-                    f"method {n!r} does not run on a stored or chunked book (chunked methods: "
-                    f"{', '.join(scale.CHUNKABLE)})",
-                    file=inputs.scenario.file,
-                    key_path="methods",
-                )
-            result.methods[n] = REGISTRY[n].run(in_memory, engine=engine)
-        else:
-            result.methods[n] = REGISTRY[n].run(inputs, engine=engine)
+            raise InputError(
+                f"method {n!r} does not run on a stored or chunked book (chunked methods: "
+                f"{', '.join(scale.CHUNKABLE)})",
+                file=inputs.scenario.file,
+                key_path="methods",
+            )
+        result.methods[n] = REGISTRY[n].run(inputs, engine=engine)
     if lazy and compute:
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))

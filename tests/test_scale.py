@@ -6,6 +6,8 @@
 - A stored (zarr) book is read chunk by chunk and gives the same JSON as the scenario's book.
 - A real ``distributed.LocalCluster`` (two worker processes on loopback) gives the in-memory
   numbers to the cent for SPAN, portfolio margin and CFD path simulation.
+- The account layer too: its plans' rows (padded per chunk, compacted after computing), funded
+  accounts without positions (once) and the whole book's liquidation step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.io.book import open_book, read_book, write_book
 from marginsim.methods import REGISTRY
+from marginsim.methods.account import account_margin
 from marginsim.methods.cfd import cfd_margin
 from marginsim.methods.portfolio_margin import portfolio_margin
 from marginsim.methods.span import span_margin
@@ -58,6 +61,70 @@ def assert_same(got: xr.Dataset, want: xr.Dataset) -> None:
 def _scenario(name: str) -> dict:
     data = yaml.safe_load((SCENARIOS / name).read_text())
     return data
+
+
+def _account_book() -> dict:
+    """Four accounts (one funded without positions) in HKD, USD and CNH, positions interleaved, a
+    path along which the third account falls into forced liquidation first (the plan's step is the
+    whole book's), currency shortfalls (conversion plans) and a client instruction."""
+    spread = {"priority": 1, "rate": 500, "legs": [{"tier": 0, "side": "A"}, {"tier": 0, "side": "B"}]}
+    iron = {"margin": {"type": "percentage", "initial": 0.12, "maintenance": 0.10}}
+    hsi = {"type": "fixed", "initial": 100_000, "maintenance": 80_000, "currency": "HKD"}
+    return {
+        "name": "account book",
+        "as_of": "2026-03-10T17:00:00",
+        "currency": "USD",
+        "fx": {"HKD": 0.125, "CNH": 0.14, "EUR": 1.1},
+        "methods": ["account"],
+        "market": {
+            "HSI": {"price": 20000, "vol": 0.2, "currency": "HKD"},
+            "ES": {"price": 5000, "vol": 0.2, "currency": "USD"},
+            "IRON": {"price": 800, "vol": 0.3, "currency": "CNH"},
+        },
+        "contracts": {
+            "HSI-F": {"type": "future", "underlying": "HSI", "multiplier": 50, "expiry": "2026-03-30"},
+            "ES-M": {"type": "future", "underlying": "ES", "multiplier": 50, "expiry": "2026-06-19"},
+            "ES-U": {"type": "future", "underlying": "ES", "multiplier": 50, "expiry": "2026-09-18"},
+            "IRON-F": {"type": "future", "underlying": "IRON", "multiplier": 100, "expiry": "2026-05-15"},
+        },
+        "positions": [
+            {"contract": "ES-M", "quantity": 1, "account": "plain"},
+            {"contract": "HSI-F", "quantity": 2, "account": "hk"},
+            {"contract": "ES-M", "quantity": 5, "account": "spread"},
+            {"contract": "IRON-F", "quantity": 25, "account": "hk"},
+            {"contract": "ES-U", "quantity": -5, "account": "spread"},
+            {"contract": "IRON-F", "quantity": 30, "account": "spread"},
+            {"contract": "HSI-F", "quantity": -1, "account": "hk"},
+        ],
+        "grid": {"path": {"IRON": [800, 700, 650]}},
+        "span": {
+            "combined_commodities": {"ES": {"price_scan": 0.06, "vol_scan": 0.04, "intra_spreads": [spread]}}
+        },
+        "account": {
+            "products": {
+                "HSI-F": {"currency_group": "HK_", "margin": hsi, "fee_per_contract": 40},
+                "IRON-F": iron,
+            },
+            "liquidation": {"fee_per_contract_usd": 2.0},
+            "accounts": {
+                "spread": {"cash": {"NonHK_": {"USD": 20_000}, "CN_": {"CNH": 330_000}}},
+                "hk": {
+                    "cash": {"NonHK_": {"USD": 60_000}, "HK_": {"HKD": 10_000}},
+                    "instructions": [
+                        {
+                            "kind": "transfer",
+                            "amount": 5_000,
+                            "currency": "USD",
+                            "from_group": "NonHK_",
+                            "to_group": "CN_",
+                        }
+                    ],
+                },
+                "plain": {"cash": {"NonHK_": {"USD": 100_000}}},
+                "spare": {"cash": {"HK_": {"HKD": 40_000}}},
+            },
+        },
+    }
 
 
 def _many_accounts(inputs, n_accounts: int, seed: int = 3, keep=()):
@@ -134,6 +201,78 @@ def test_cfd_funded_accounts_without_positions_come_once():
     assert_same(got, whole)
 
 
+# ------------------------------------------------------------------------------------------------
+# the account layer
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accounts", [1, 2, 3, 10])
+def test_account_layer_chunked_equals_whole(accounts):
+    inputs = load(_account_book())
+    whole = account_margin(inputs)
+    # what the book exercises: plans of several accounts, liquidation rows of two accounts
+    # interleaved in the book, a funded account without positions, and a liquidation step that is
+    # the whole book's (the first account alone is never in forced liquidation)
+    assert whole["account"].values.tolist() == ["plain", "hk", "spread", "spare"]
+    assert whole["liquidation_account"].values.tolist() == ["hk", "hk", "spread", "hk"]
+    assert set(whole["movement_account"].values.tolist()) == {"hk", "spread"}
+    assert whole.attrs["liquidation_point"] == "step=1"
+    lazy = account_margin(scale.chunk(inputs, accounts=accounts))
+    assert all(v.chunks is not None for v in lazy.data_vars.values())
+    (got,) = scale.compute(lazy, scheduler="sync")
+    assert_same(got, whole)
+
+
+def test_account_layer_chunked_with_injected_requirements():
+    # requirements of some accounts (and a currency the book does not use): each chunk takes its own
+    inputs = load(_account_book())
+    shape = (2, 1, 1, 3)
+    req = xr.Dataset(
+        {
+            "initial": (("account", "currency_group", "currency", "step"), np.full(shape, 1000.0)),
+            "maintenance": (("account", "currency_group", "currency", "step"), np.full(shape, 800.0)),
+        },
+        coords={"account": ["hk", "spare"], "currency_group": ["NonHK_"], "currency": ["EUR"]},
+    )
+    whole = account_margin(inputs, requirements=req)
+    lazy = account_margin(scale.chunk(inputs, accounts=1), requirements=req)
+    (got,) = scale.compute(lazy, scheduler="sync")
+    assert_same(got, whole)
+    bad = req.assign_coords(account=["hk", "nobody"])
+    with pytest.raises(InputError, match="unknown accounts"):
+        scale.compute(account_margin(scale.chunk(inputs, accounts=1), requirements=bad), scheduler="sync")
+
+
+@pytest.mark.parametrize("name", ["account_hk_margin_call.yaml", "account_forced_conversion.yaml"])
+def test_account_scenarios_chunked_equal_whole(name):
+    inputs = load(SCENARIOS / name)
+    whole = account_margin(inputs)
+    (got,) = scale.compute(account_margin(scale.chunk(inputs, accounts=1)), scheduler="threads")
+    assert_same(got, whole)
+
+
+def test_account_layer_many_accounts():
+    # chunks that hold different contracts and currencies
+    base = load(_account_book())
+    inputs = _many_accounts(base, 17, keep=["spread", "hk"])
+    whole = account_margin(inputs)
+    for accounts in (1, 4, 7):
+        (got,) = scale.compute(account_margin(scale.chunk(inputs, accounts=accounts)), scheduler="threads")
+        assert_same(got, whole)
+
+
+def test_account_json_is_identical_with_and_without_chunks(tmp_path, capsys):
+    for name in ("account_hk_margin_call.yaml", "account_forced_conversion.yaml"):
+        path = str(SCENARIOS / name)
+        assert main(["margin", path, "--json"]) == 0
+        plain = capsys.readouterr().out
+        assert main(["margin", path, "--json", "--chunks", "1"]) == 0
+        assert capsys.readouterr().out == plain
+        stored = write_book(tmp_path / f"{name}.zarr", load(path))
+        assert main(["margin", path, "--json", "--book", str(stored), "--chunks", "1"]) == 0
+        assert capsys.readouterr().out == plain
+
+
 def test_json_is_identical_with_and_without_chunks(capsys):
     for name in ("overview_mixed_book.yaml", "span_inter_commodity.yaml", "cfd_seed_example.yaml"):
         path = str(SCENARIOS / name)
@@ -164,12 +303,18 @@ def test_building_the_graph_computes_nothing(tmp_path):
     paths = load(SCENARIOS / "cfd_retail_book.yaml")
     grid = load(SCENARIOS / "span_inter_commodity.yaml")
     stored = write_book(tmp_path / "book.zarr", mixed)
+    account = load(_account_book())
+    account_stored = write_book(tmp_path / "account.zarr", account)
     with assert_lazy():
         for inputs in (scale.chunk(mixed, accounts=1), read_book(stored, mixed, accounts=1)):
             for run in (span_margin, portfolio_margin, cfd_margin):
                 ds = run(inputs)
                 assert all(v.chunks is not None for v in ds.data_vars.values())
         cfd_margin(scale.chunk(paths, accounts=1, grid={"path": 500}))
+        # the account layer, with a liquidation step reduced over the whole book
+        for inputs in (scale.chunk(account, accounts=1), read_book(account_stored, account, accounts=2)):
+            ds = account_margin(inputs)
+            assert all(v.chunks is not None for v in ds.data_vars.values())
         span_margin(scale.chunk(grid, accounts=1, grid={"shift": 2}))
         portfolio_margin(scale.chunk(grid, accounts=1, grid={"shift": 2}))
     with pytest.raises(AssertionError, match="computed"), assert_lazy():
@@ -288,16 +433,19 @@ def test_local_cluster_equals_in_memory_to_the_cent(client):
     span_in = _many_accounts(load(SCENARIOS / "span_inter_commodity.yaml"), 12)
     pm_in = load(SCENARIOS / "pm_diversified_large_cap.yaml")
     cfd_in = load(SCENARIOS / "cfd_retail_book.yaml")  # Monte Carlo: 2000 paths x 21 steps
+    acct_in = load(_account_book())
     lazy = (
         span_margin(scale.chunk(span_in, accounts=5, grid={"shift": 2})),
         portfolio_margin(scale.chunk(pm_in, accounts=1)),
         cfd_margin(scale.chunk(cfd_in, accounts=1, grid={"path": 1000})),
+        account_margin(scale.chunk(acct_in, accounts=1)),
     )
     with get_task_stream(client) as ts:
         got = scale.compute(*lazy)  # the connected client is dask's scheduler
     workers = {t["worker"] for t in ts.data}
     assert len(workers) == 2  # both workers ran tasks
-    for g, want in zip(got, (span_margin(span_in), portfolio_margin(pm_in), cfd_margin(cfd_in))):
+    wants = (span_margin(span_in), portfolio_margin(pm_in), cfd_margin(cfd_in), account_margin(acct_in))
+    for g, want in zip(got, wants, strict=True):
         assert_same(g, want)
 
 

@@ -29,13 +29,14 @@ import dataclasses
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import scale
 from ..account_params import CURRENCY_GROUPS, INVESTOR_CLASSES, AccountParams, ProductParams
 from ..errors import InputError
 from ..kernels import account as K
@@ -158,6 +159,7 @@ class _Ctx:
     pos_k: np.ndarray  # per book position: global contract index
     span_params: SpanParams
     file: str | None
+    book_accounts: frozenset[str] = frozenset()  # every account of the whole book
 
 
 def _product(params: AccountParams, contract: str, group: str, underlying: str) -> tuple[str, ProductParams]:
@@ -176,11 +178,16 @@ def _build_ctx(inputs: Inputs, params: AccountParams, extra_ccys: set[str]) -> _
     file = sc.file
     book = inputs.book
     contracts = inputs.contracts
-    accounts = list(inputs.accounts) + [a for a in params.accounts if a not in inputs.accounts]
+    # funded accounts without positions come after the book's (in one chunk only of a chunked book)
+    in_book = inputs.book_accounts()
+    extra = inputs.universe is None or inputs.universe.extra_accounts
+    accounts = list(inputs.accounts) + [a for a in params.accounts if extra and a not in in_book]
     book_acct = book["account_index"].values.astype(np.int64)
 
     n_all = contracts.sizes["contract"]
-    held = np.unique(book["contract_index"].values).astype(np.int64)
+    # held by the whole book (inputs.universe, for a chunk of accounts): the same currencies and
+    # stocks in every chunk
+    held = np.asarray(inputs.held_contracts(), dtype=np.int64)
     local = np.full(n_all, -1, dtype=np.int64)
     local[held] = np.arange(held.size)
     names = contracts["contract"].values[held].astype(str)
@@ -304,6 +311,7 @@ def _build_ctx(inputs: Inputs, params: AccountParams, extra_ccys: set[str]) -> _
         pos_k=book["contract_index"].values.astype(np.int64),
         span_params=span_params,
         file=file,
+        book_accounts=in_book,
     )
 
 
@@ -365,6 +373,14 @@ def _sub_inputs(inputs: Inputs, rows: np.ndarray, quantity=None, account=None) -
         inputs.contracts, contract=np.asarray(k, dtype=np.int64), quantity=q, account=a
     )
     sc = inputs.scenario
+    if account is None and inputs.universe is not None:
+        # a chunk of a larger book: the rows keep their position numbers (which index the scenario
+        # file's positions) and the book's order data
+        new_book = new_book.assign_coords(position=book["position"].values[rows])
+        for name in ("open_price", "opened"):
+            if name in book:
+                new_book[name] = ("position", book[name].values[rows])
+        return dataclasses.replace(inputs, book=new_book)
     if account is None and len(sc.positions) == book.sizes["position"]:
         sc = sc.model_copy(update={"positions": [sc.positions[int(i)] for i in rows]})
         sc._file = inputs.scenario.file
@@ -463,7 +479,9 @@ def _span_lines(
         return out
     labels = np.array([str(a) for a in pa], dtype=object)
     sub = dataclasses.replace(
-        inputs_x, book=book_from_arrays(inputs_x.contracts, contract=pk, quantity=q, account=labels)
+        inputs_x,
+        book=book_from_arrays(inputs_x.contracts, contract=pk, quantity=q, account=labels),
+        universe=None,  # virtual accounts of this book only: the combined commodities it holds
     )
     ds = span_margin(sub, engine=engine)
     sub_acct = np.array([int(a) for a in ds["account"].values.tolist()], dtype=np.int64)
@@ -557,9 +575,17 @@ def _injected_lines(ctx: _Ctx, req: xr.Dataset, gd, gshape, *, markup: bool) -> 
     C = len(ctx.ccys)
     out = _empty_lines(len(ctx.accounts), C, n_g)
     accts = [str(a) for a in req["account"].values.tolist()]
-    unknown = [a for a in accts if a not in ctx.accounts]
+    known = set(ctx.accounts) | set(ctx.book_accounts) | set(ctx.params.accounts)
+    unknown = [a for a in accts if a not in known]
     if unknown:
         raise InputError(f"requirements for unknown accounts {unknown}")
+    # a chunk of a larger book: the requirements of this chunk's accounts only
+    mine = [i for i, a in enumerate(accts) if a in ctx.accounts]
+    if not mine:
+        return out
+    if len(mine) < len(accts):
+        req = req.isel(account=mine)
+        accts = [accts[i] for i in mine]
     a_idx = np.array([ctx.accounts.index(a) for a in accts], dtype=np.int64)
     for gname in req["currency_group"].values.tolist():
         for cname in req["currency"].values.tolist():
@@ -615,6 +641,8 @@ def _cash_arrays(ctx: _Ctx) -> dict[str, np.ndarray]:
     lme_not_due = np.zeros((n_a, G, C))
     as_of = ctx.sc.as_of_date
     for name, f in ctx.params.accounts.items():  # per account definition of the scenario file
+        if name not in ctx.accounts:  # another chunk's
+            continue
         a = ctx.accounts.index(name)
         for g, row in f.cash.items():
             for c, v in row.items():
@@ -648,9 +676,8 @@ def _position_values(ctx: _Ctx, inputs: Inputs, engine: str) -> dict[str, np.nda
     mult = ctx.k_mult[kk]
     typ = ctx.k_type[kk]
     ref = base_level.copy()
-    sc = ctx.sc
-    if len(sc.positions) == n_p:
-        open_px = np.array([np.nan if p.open_price is None else p.open_price for p in sc.positions])
+    open_px = _open_prices(inputs)
+    if open_px is not None:
         ref = np.where((typ == "cfd") & ~np.isnan(open_px), open_px, ref)
     variation = q[:, None] * mult[:, None] * (level - ref[:, None])
     stock_value = q[:, None] * mult[:, None] * level
@@ -671,6 +698,34 @@ def _position_values(ctx: _Ctx, inputs: Inputs, engine: str) -> dict[str, np.nda
         )
         option[is_opt] = q[is_opt, None] * mult[is_opt, None] * prem[np.searchsorted(uniq, pk[is_opt])]
     return {"counted": counted, "option": option, "level": level, "base_level": base_level}
+
+
+def _open_prices(inputs: Inputs) -> np.ndarray | None:
+    """Given open prices of the book's positions (NaN: none), or None when the book has none.
+
+    From the book's ``open_price`` (a stored book) when it has one, else from the scenario file's
+    ``positions``: the whole book's when it is the scenario's book, by the position numbers (which
+    a chunk of the book keeps) for a chunk of a larger book.
+    """
+    book, sc = inputs.book, inputs.scenario
+    if "open_price" in book:
+        return np.asarray(book["open_price"].values, dtype=float)
+    n_p = book.sizes["position"]
+    if inputs.universe is None:
+        if len(sc.positions) != n_p:
+            return None
+        where = np.arange(n_p)
+    else:
+        where = np.asarray(book["position"].values, dtype=np.int64)
+        if where.size and (where.min() < 0 or where.max() >= len(sc.positions)):
+            return None
+    return np.array(
+        [
+            np.nan if sc.positions[int(i)].open_price is None else sc.positions[int(i)].open_price
+            for i in where
+        ],
+        dtype=float,
+    )
 
 
 def _to_lines(ctx: _Ctx, per_pos: np.ndarray) -> np.ndarray:
@@ -764,6 +819,89 @@ def account_margin(
         ``currency_initial``, ``conversion_test_met``; the plans (dims ``movement``,
         ``liquidation``); interest (dims ``account``, ``currency``); eligibility flags (dims
         ``account``, ``position``, ``stock``).
+
+        With a dask-backed book or market (:mod:`marginsim.scale`): the same result as a lazy
+        Dataset, margined chunk by chunk of accounts (see :func:`_lazy_account_margin`).
+    """
+    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
+        return _lazy_account_margin(inputs, params, requirements=requirements, engine=engine)
+    return _account_margin(inputs, params, requirements=requirements, engine=engine)
+
+
+def _max_movements(n_ccy: int, params: AccountParams) -> int:
+    """The most rows an account can give the forced conversion plan: the client's instructions, then
+    at most one movement per (from group, currency) -> (to group, currency) pair the planner has."""
+    pairs = n_ccy * G * (G - 1) + n_ccy * (n_ccy - 1) * G * G
+    return pairs + max((len(f.instructions) for f in params.accounts.values()), default=0)
+
+
+def _lazy_account_margin(
+    inputs: Inputs, params: AccountParams | None, *, requirements: xr.Dataset | None, engine: pricing.Engine
+) -> xr.Dataset:
+    """The account layer on lazy inputs, one dask task per chunk of accounts.
+
+    Every account is margined on its own except for two things, which are made whole-book here:
+
+    * the plans' rows (``movement``, ``liquidation``) vary in number with the data: each chunk pads
+      them to the most rows its accounts (:func:`_max_movements`) or positions (one each) can give,
+      and :func:`marginsim.scale.compact` drops the padding after computing;
+    * the liquidation plan's step, with ``account.decision.liquidation_step: first``, is the first
+      step at which *any* account of the book is in forced liquidation: a first pass computes the
+      states chunk by chunk and reduces them to that step, which every chunk of the second pass
+      takes (the ``liquidation_point`` attr comes back with the computed result).
+    """
+    import dask.array as da
+
+    sc = inputs.scenario
+    if params is None:
+        params = sc.account if sc.account is not None else AccountParams()
+    run = partial(_account_margin, params=params, requirements=requirements, engine=engine)
+    deps: dict[str, Any] = {}
+    gd, gshape = _grid(inputs)
+    if "step" in gd and params.decision.liquidation_step == "first":
+        states = scale.lazy_margin(inputs, "account", partial(run, stage="state"))
+        shell = _Shell(params=params, file=sc.file)
+        point = _decision_point(shell, inputs, gd, gshape, None, kind="liquidation", step=0)
+        along = (
+            states["state"].isel({d: i for d, i in point.items() if d != "step"}).transpose("account", "step")
+        )
+        hit = (along.data == K.FORCED_LIQUIDATION).any(axis=0)
+        n_s = gshape[gd.index("step")]
+        deps["liquidation_step"] = da.where(hit.any(), da.argmax(hit), n_s - 1)
+    return scale.lazy_margin(
+        inputs,
+        "account",
+        run,
+        deps=deps,
+        ragged={
+            "movement": ("account", lambda t: _max_movements(t.sizes["currency"], params), None),
+            "liquidation": ("position", lambda t: 1, "liquidation_position"),
+        },
+        data_attrs=("conversion_point", "liquidation_point"),
+    )
+
+
+@dataclass
+class _Shell:
+    """What :func:`_decision_point` reads of a context."""
+
+    params: AccountParams
+    file: str | None
+
+
+def _account_margin(
+    inputs: Inputs,
+    params: AccountParams | None = None,
+    *,
+    requirements: xr.Dataset | None = None,
+    engine: pricing.Engine = "auto",
+    liquidation_step: Any = None,
+    stage: str = "all",
+) -> xr.Dataset:
+    """:func:`account_margin` on in-memory inputs (a whole book or one chunk of it).
+
+    ``liquidation_step`` overrides the step of the liquidation plan (the whole book's, for a chunk);
+    ``stage="state"`` returns ``state`` only (the first pass of a chunked run).
     """
     sc = inputs.scenario
     if params is None:
@@ -829,6 +967,11 @@ def account_margin(
     ratio = K.risk_ratio(init_b, equity_b)
     mratio = K.risk_ratio(maint_b, equity_b)
     state = K.risk_state(equity_b, init_b, maint_b)
+    if stage == "state":
+        return xr.Dataset(
+            {"state": (("account", *gd), state.reshape((n_a, *(gshape or ()))))},
+            coords={"account": ctx.accounts, **_grid_coords(inputs, gd)},
+        )
 
     # -- groups and the conversion / transfer tests ---------------------------------------------------
     group_base = (balance * u4).sum(axis=2)  # (A, G, n_g)
@@ -892,7 +1035,7 @@ def account_margin(
     # -- plans at their decision points ---------------------------------------------------------------
     conv_point = _decision_point(ctx, inputs, gd, gshape, state, kind="settlement")
     movements, conv_summary = _conversion_plans(ctx, balance, lines, conv_point, gd, gshape)
-    liq_point = _decision_point(ctx, inputs, gd, gshape, state, kind="liquidation")
+    liq_point = _decision_point(ctx, inputs, gd, gshape, state, kind="liquidation", step=liquidation_step)
     liquidation, liq_summary = _liquidation_plans(
         ctx, inputs, liq_point, gd, gshape, state, equity_b, init_b, lines, by_source, pv, engine
     )
@@ -986,8 +1129,9 @@ def _point_str(point: dict[str, int]) -> str:
     return ", ".join(f"{d}={i}" for d, i in point.items())
 
 
-def _decision_point(ctx, inputs, gd, gshape, state, *, kind: str) -> dict[str, int]:
-    """Grid point of a plan: base point of the what-if dims, the chosen step and path."""
+def _decision_point(ctx, inputs, gd, gshape, state, *, kind: str, step: Any = None) -> dict[str, int]:
+    """Grid point of a plan: base point of the what-if dims, the chosen step and path (``step``:
+    given, e.g. the whole book's first step in forced liquidation for a chunk of it)."""
     if not gd:
         return {}
     shell = xr.Dataset(coords=_grid_coords(inputs, gd))
@@ -1005,7 +1149,9 @@ def _decision_point(ctx, inputs, gd, gshape, state, *, kind: str) -> dict[str, i
     if "step" in gd:
         n_s = gshape[gd.index("step")]
         choice = d.settlement_step if kind == "settlement" else d.liquidation_step
-        if choice == "last":
+        if step is not None:
+            step = int(step)
+        elif choice == "last":
             step = n_s - 1
         elif choice == "first":
             st = state.reshape((state.shape[0], *gshape))
@@ -1232,7 +1378,9 @@ def _liquidation_plans(ctx, inputs, point, gd, gshape, state, equity_b, init_b, 
         rows = rows[still[pa_all[rows]]]
         if rows.size == 0:
             break
-        rounds[still] += 1
+        # a round counts for the accounts it closes positions of (not for one with none left while
+        # other accounts go on: an account's plan never depends on the other accounts)
+        rounds[np.unique(pa_all[rows])] += 1
         # release of each candidate: leave-one-out (exact) or stand-alone margin
         counts = np.bincount(pa_all[rows], minlength=n_a)
         if int((counts.astype(np.int64) ** 2).sum()) <= p.leave_one_out_max_rows:
@@ -1287,7 +1435,7 @@ def _liquidation_plans(ctx, inputs, point, gd, gshape, state, equity_b, init_b, 
                 "liquidation",
                 np.array([ctx.accounts[a] for a in pa_all[done]], dtype=object),
             ),
-            "liquidation_position": ("liquidation", done.astype(np.int64)),
+            "liquidation_position": ("liquidation", book["position"].values[done].astype(np.int64)),
             "liquidation_contract": ("liquidation", book["contract"].values[done].astype(object)),
             "liquidation_quantity": ("liquidation", q0[done]),
             "close": ("liquidation", closed[done]),
@@ -1350,7 +1498,7 @@ def _interest(ctx: _Ctx, inputs: Inputs, money) -> xr.Dataset:
                 -q[is_short_stock] * ctx.k_mult[kk[is_short_stock]] * lvl[is_short_stock],
             )
     for name, f in ctx.params.accounts.items():
-        if f.short_proceeds is not None:
+        if f.short_proceeds is not None and name in ctx.accounts:
             a = ctx.accounts.index(name)
             short[a] = 0.0
             for c, v in f.short_proceeds.items():
@@ -1396,17 +1544,11 @@ def _interest(ctx: _Ctx, inputs: Inputs, money) -> xr.Dataset:
 def _ready_market(ctx: _Ctx, inputs: Inputs) -> xr.Dataset | None:
     """Ready-market test of the foreign stocks held (dim ``stock``), or None when none is held."""
     sc, rp = ctx.sc, ctx.params.ready_market
-    book = inputs.book
-    pk = book["contract_index"].values
-    if pk.size == 0:
+    held = ctx.held  # by the whole book: the same stocks in every chunk of a chunked book
+    if held.size == 0:
         return None
     stock_und = sorted(
-        set(
-            inputs.contracts["underlying"]
-            .values[pk[ctx.k_type[ctx.local[pk]] == "stock"]]
-            .astype(str)
-            .tolist()
-        )
+        set(inputs.contracts["underlying"].values[held[ctx.k_type == "stock"]].astype(str).tolist())
     )
     foreign = [
         u
@@ -1494,6 +1636,8 @@ def _eligibility(ctx: _Ctx, inputs: Inputs, equity_b: np.ndarray, gd, gshape) ->
     approved = np.zeros(n_a, dtype=bool)
     experience = np.zeros(n_a, dtype=bool)
     for name, f in ctx.params.accounts.items():  # per account definition
+        if name not in ctx.accounts:  # another chunk's
+            continue
         a = ctx.accounts.index(name)
         if f.opening_assets is not None:
             opening[a] = sum(
@@ -1565,7 +1709,8 @@ def _eligibility(ctx: _Ctx, inputs: Inputs, equity_b: np.ndarray, gd, gshape) ->
             "reporting_level": ("position", report),
             "over_position_limit": ("position", over),
             "reportable": ("position", reportable),
-        }
+        },
+        coords={"position": book["position"].values},
     )
 
 
