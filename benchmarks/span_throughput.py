@@ -15,6 +15,7 @@ import argparse
 import os
 import time
 
+import _synthetic  # noqa: I001 - the sibling module of the benchmark scripts
 import numpy as np
 
 from marginsim import scenario_sets
@@ -36,38 +37,8 @@ def synthetic(n_accounts: int, n_positions: int, seed: int = 7) -> Inputs:
         {
             "name": "span-throughput",
             "as_of": "2026-11-20",
-            "market": {
-                u: {"price": float(p), "vol": float(v), "rate": 0.03}
-                for u, p, v in zip(unds, prices, rng.uniform(0.15, 0.5, N_UNDERLYINGS))
-            },
-            "span": {
-                "combined_commodities": {
-                    u: {
-                        "price_scan": 0.08,
-                        "vol_scan": 0.04,
-                        "som": {"rate": 10},
-                        "intra_spreads": [
-                            {
-                                "priority": 1,
-                                "rate": 25,
-                                "legs": [{"tier": 0, "side": "A"}, {"tier": 0, "side": "B"}],
-                            }
-                        ],
-                    }
-                    for u in unds
-                },
-                "inter_spreads": [
-                    {
-                        "priority": i,
-                        "credit_rate": 0.5,
-                        "legs": [
-                            {"group": unds[2 * i], "side": "A"},
-                            {"group": unds[2 * i + 1], "side": "B"},
-                        ],
-                    }
-                    for i in range(N_UNDERLYINGS // 2)
-                ],
-            },
+            "market": _synthetic.market(unds, prices, rng.uniform(0.15, 0.5, N_UNDERLYINGS)),
+            "span": _synthetic.span_parameters(unds),
         }
     )
     market = build_inputs(sc).market
