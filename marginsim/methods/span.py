@@ -307,50 +307,16 @@ def _risk_arrays(
     return out
 
 
-def _loss_items(
-    model,
-    level,
-    strike,
-    price_range,
-    vol,
-    vol_range,
-    t_now,
-    t_after,
-    r,
-    q,
-    is_call,
-    american,
-    set_index,
-    multiplier,
-    *,
-    price_moves,
-    vol_moves,
-    weights,
-    delta_moves,
-    decimals,
-    engine,
-):
+def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, engine):
     """apply_ufunc kernel: risk arrays (weighted losses, rounded) and deltas of items.
 
-    Broadcasts the item arrays, runs the fused scan, turns values into losses in place (large
-    books: no extra temporaries) and restores the shape with trailing ``scenario`` / ``delta_point``.
+    ``items`` are the item arrays of :func:`marginsim.kernels.scan.revalue_scan` (model, level,
+    strike, price range, vol, vol range, time now, time after the look-ahead, rate, yield, call
+    flag, American flag, scenario-set row) followed by the multiplier. Broadcasts them, runs the
+    fused scan, turns values into losses in place (large books: no extra temporaries) and restores
+    the shape with trailing ``scenario`` / ``delta_point``.
     """
-    arrays = np.broadcast_arrays(
-        model,
-        level,
-        strike,
-        price_range,
-        vol,
-        vol_range,
-        t_now,
-        t_after,
-        r,
-        q,
-        is_call,
-        american,
-        set_index,
-        multiplier,
-    )
+    arrays = np.broadcast_arrays(*items)
     shape = arrays[0].shape
     flat = [np.ravel(a) for a in arrays]
     v_now, loss, deltas = revalue_scan(*flat[:13], price_moves, vol_moves, delta_moves, engine=engine)
