@@ -24,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ._params import StrictModel as _Model
 
 __all__ = [
     "CURRENCY_GROUPS",
@@ -96,12 +98,6 @@ DEFAULT_FTSE_WORLD_COUNTRIES: list[str] = [
     "AU", "AT", "BE", "CA", "DK", "FI", "FR", "DE", "HK", "IE", "IL", "IT", "JP", "LU", "NL",
     "NZ", "NO", "PL", "PT", "SG", "KR", "ES", "SE", "CH", "GB", "US",
 ]  # fmt: skip
-
-
-class _Model(BaseModel):
-    """Base: unknown keys are errors (same configuration as :mod:`marginsim.scenario`)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class FixedMargin(_Model):

@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from ._params import StrictModel as _Model
 
 __all__ = [
     "DEFAULT_LEVERAGE",
@@ -69,12 +71,6 @@ DEFAULT_MAJOR_INDICES: dict[str, list[str]] = {
     "ASX 200": ["S&P/ASX 200", "AS51", "XJO", "AUSTRALIA 200", "AU200", "IBAU200"],
     "EURO STOXX 50": ["SX5E", "EU 50", "EU50", "ESTX50", "STOXX50E", "IBEU50"],
 }
-
-
-class _Model(BaseModel):
-    """Base: unknown keys are errors (same configuration as :mod:`marginsim.scenario`)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class CfdAccount(_Model):

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -24,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._params import StrictModel as _Model
 from .account_params import AccountParams
 from .cfd_params import CfdParams, MonteCarloParams
 from .errors import InputError
@@ -54,12 +53,6 @@ __all__ = [
 NonNegFloat = Annotated[float, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
-
-
-class _Model(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class Underlying(_Model):

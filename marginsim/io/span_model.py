@@ -89,11 +89,10 @@ def load_span_file(path: str | os.PathLike[str], *, scenario_file: str | None = 
 
 
 def _month(period: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(period), dtype=np.int64)
-    for i, pe in enumerate(period):  # one small string per contract, at the I/O edge
-        digits = str(pe)[:6]
-        out[i] = int(digits) if digits.isdigit() and len(digits) == 6 else 0
-    return out
+    """Contract month YYYYMM from the file's period codes (``201606S0`` -> 201606; 0 where none)."""
+    head = np.char.ljust(np.asarray(period, dtype=str), 6).astype("<U6")
+    ok = np.char.isdigit(head)
+    return np.where(ok, np.where(ok, head, "0").astype(np.int64), 0).astype(np.int64)
 
 
 def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
