@@ -140,7 +140,8 @@ class Inputs:
         :attr:`universe` is set (a chunk of a larger book), else by :attr:`book`."""
         if self.universe is not None:
             return self.universe.contract_index
-        return np.unique(self.book["contract_index"].values)
+        n = self.contracts.sizes["contract"]
+        return np.flatnonzero(np.bincount(self.book["contract_index"].values, minlength=n))
 
     def book_accounts(self) -> frozenset[str]:
         """Names of the accounts of the whole book (:attr:`universe`), else of :attr:`book`."""
@@ -150,7 +151,7 @@ class Inputs:
 
     @property
     def accounts(self) -> list[str]:
-        return [str(a) for a in self.book["account_name"].values]
+        return _as_names(self.book["account_name"].values).tolist()
 
     def _per_contract(self, name: str, contracts: xr.Dataset) -> xr.DataArray:
         """A market variable looked up for each contract's underlying (dims ``contract`` + grid dims)."""
@@ -721,21 +722,24 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
         contract_index = contract_indices(contracts, contract)
     contract_names = contracts["contract"].values[contract_index]
     account = np.full(n, "main", dtype=object) if account is None else np.asarray(account)
-    acct_names, first, acct_index = np.unique(account, return_index=True, return_inverse=True)
-    # accounts in order of first appearance
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    acct_index = rank[acct_index.reshape(-1)]
+    acct_index, acct_names = pd.factorize(account.reshape(-1))  # accounts in order of first appearance
     book = xr.Dataset(
         {
             "contract": ("position", contract_names),
             "contract_index": ("position", contract_index),
             "quantity": ("position", np.asarray(quantity, dtype=float)),
             "account_index": ("position", acct_index.astype(np.int64)),
-            "account_name": ("account", np.asarray([str(a) for a in acct_names[order]], dtype=object)),
+            "account_name": ("account", _as_names(acct_names)),
         },
         coords={"position": np.arange(n)},
     )
     book["quantity"].attrs.update(units="contracts", description="signed quantity, long positive")
     return book
+
+
+def _as_names(values) -> np.ndarray:
+    """Names as an object array of ``str`` (account numbers become their decimal strings)."""
+    arr = np.asarray(values)
+    if arr.dtype == object and all(type(v) is str for v in arr):
+        return arr
+    return arr.astype(str).astype(object)

@@ -74,8 +74,14 @@ def scanning_risk(loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scenario with the largest loss (the first one on ties).
     """
     active = np.argmax(loss, axis=-1)
-    risk = np.maximum(np.take_along_axis(loss, active[..., None], axis=-1)[..., 0], 0.0)
+    risk = np.maximum(_pick(loss, active), 0.0)
     return risk, active
+
+
+def _pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[..., index]`` element by element (one index per leading cell)."""
+    flat = values.reshape(-1, values.shape[-1])
+    return flat[np.arange(flat.shape[0]), index.ravel()].reshape(index.shape)
 
 
 def price_risk(
@@ -100,9 +106,7 @@ def price_risk(
         Price risk [currency], floored at 0.
     """
     time_risk = loss[..., time_scenarios].mean(axis=-1)
-    a = np.take_along_axis(loss, active[..., None], axis=-1)[..., 0]
-    b = np.take_along_axis(loss, pair[active][..., None], axis=-1)[..., 0]
-    return np.maximum((a + b) / 2.0 - time_risk, 0.0)
+    return np.maximum((_pick(loss, active) + _pick(loss, pair[active])) / 2.0 - time_risk, 0.0)
 
 
 def weighted_futures_price_risk(price_risk_: np.ndarray, net_delta: np.ndarray) -> np.ndarray:

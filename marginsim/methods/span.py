@@ -21,9 +21,9 @@ from .. import scale, scenario_sets
 from ..errors import InputError
 from ..kernels import pricing
 from ..kernels import span as K
-from ..kernels.grouping import apply_to_entries, group_sum, membership
+from ..kernels import span_pairs as SP
 from ..kernels.scan import revalue_scan
-from ..model import DAYS_PER_YEAR, Inputs
+from ..model import DAYS_PER_YEAR, Inputs, _as_names
 from ..scenario import CombinedCommodityParams, SpanParams
 
 __all__ = ["span_margin", "risk_arrays"]
@@ -196,12 +196,25 @@ def risk_arrays(
 
 
 def _risk_arrays(
-    inputs: Inputs, contracts: xr.Dataset, groups: _Groups, params: SpanParams, engine
+    inputs: Inputs,
+    contracts: xr.Dataset,
+    groups: _Groups,
+    params: SpanParams,
+    engine,
+    scen: xr.Dataset | None = None,
+    *,
+    scan_range: bool = True,
 ) -> xr.Dataset:
     file = inputs.scenario.file
-    scen = _scenario_arrays(groups, params)
+    scen = _scenario_arrays(groups, params) if scen is None else scen
     given = contracts["risk_array"]
     need = given.isnull().any("scenario").values
+    given_cd = contracts["composite_delta"]
+    if not scan_range and not need.any() and not inputs.grid_dims and given_cd.notnull().all():
+        # every array given (a clearing-house file) and no grid: nothing to compute
+        ra = given.transpose("contract", "scenario").assign_attrs(_RISK_ARRAY_ATTRS)
+        cd = given_cd.assign_attrs(units="delta per contract", description="SPAN composite delta")
+        return xr.Dataset({"risk_array": ra, "composite_delta": cd, "computed": ("contract", need)})
 
     level = inputs.underlying_level(contracts)
     vol = inputs.contract_vol(contracts)
@@ -263,7 +276,6 @@ def _risk_arrays(
     cdelta_model = (deltas * dp["weight"].values).sum("delta_point")
     if idx.size != n_all:
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
-    given_cd = contracts["composite_delta"]
     # a given risk array without a composite delta: the model's delta where it can be computed
     lacking = ~need & given_cd.isnull().values
     if lacking.any():
@@ -289,22 +301,22 @@ def _risk_arrays(
     gd = [d for d in inputs.grid_dims if d in ra.dims]
     ra = ra.transpose("contract", "scenario", *gd)
     cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
-    ra.attrs.update(
-        units="currency per long contract",
-        description="SPAN risk array, losses positive",
-        convention="SPAN: loss = -pnl",
-    )
-    out = xr.Dataset(
-        {
-            "risk_array": ra,
-            "composite_delta": cdelta,
-            "computed": ("contract", need),
-            "price_scan_range": price_range.broadcast_like(cdelta),
-        }
-    )
+    ra.attrs.update(_RISK_ARRAY_ATTRS)
+    out = xr.Dataset({"risk_array": ra, "composite_delta": cdelta, "computed": ("contract", need)})
     out["composite_delta"].attrs.update(units="delta per contract", description="SPAN composite delta")
-    out["price_scan_range"].attrs.update(units="price points", description="price scan range per contract")
+    if scan_range:
+        out["price_scan_range"] = price_range.broadcast_like(cdelta)
+        out["price_scan_range"].attrs.update(
+            units="price points", description="price scan range per contract"
+        )
     return out
+
+
+_RISK_ARRAY_ATTRS = {
+    "units": "currency per long contract",
+    "description": "SPAN risk array, losses positive",
+    "convention": "SPAN: loss = -pnl",
+}
 
 
 def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, engine):
@@ -339,7 +351,11 @@ def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, .
 
 
 def span_margin(
-    inputs: Inputs, params: SpanParams | None = None, *, engine: pricing.Engine = "auto"
+    inputs: Inputs,
+    params: SpanParams | None = None,
+    *,
+    engine: pricing.Engine = "auto",
+    scan_loss: bool = True,
 ) -> xr.Dataset:
     """SPAN margin of every account of the book.
 
@@ -350,7 +366,13 @@ def span_margin(
     params
         SPAN parameters; default: the scenario file's ``span`` section.
     engine
-        Pricing engine for computed risk arrays: ``"numba"``, ``"numpy"`` or ``"auto"``.
+        ``"numba"``, ``"numpy"`` or ``"auto"``: pricing engine for computed risk arrays, and the
+        engine of the aggregation over (account, combined commodity) pairs
+        (:mod:`marginsim.kernels.span_pairs`; both give the same results).
+    scan_loss
+        Include ``scan_loss``, the loss of every (account, combined commodity) per scenario. It is
+        the one result of size accounts x combined commodities x scenarios: leave it out for large
+        books of many small portfolios when only the requirements are wanted.
 
     Returns
     -------
@@ -358,15 +380,19 @@ def span_margin(
         Per account: ``maintenance``, ``initial``, ``net_option_value``, ``span_risk``; per account
         and combined commodity (``group``): ``scan_risk``, ``active_scenario`` (1-based),
         ``intra_spread_charge``, ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``,
-        ``risk``, ``scan_loss`` (per scenario); per contract: ``risk_array``, ``composite_delta``.
-        Amounts per account and group are in the scenario's reporting currency; risk arrays in each
-        contract's own currency. Every grid dim of the inputs is a dim of the result. With a
-        dask-backed book or market (:mod:`marginsim.scale`) the result is lazy.
+        ``risk``, ``held``, ``scan_loss`` (per scenario; with ``scan_loss=True``); per contract:
+        ``risk_array``, ``composite_delta``. Amounts per account and group are in the scenario's
+        reporting currency; risk arrays in each contract's own currency. Every grid dim of the
+        inputs is a dim of the result. With a dask-backed book or market (:mod:`marginsim.scale`)
+        the result is lazy.
     """
     if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
-        return scale.lazy_margin(inputs, "span", partial(span_margin, params=params, engine=engine))
+        return scale.lazy_margin(
+            inputs, "span", partial(span_margin, params=params, engine=engine, scan_loss=scan_loss)
+        )
     sc = inputs.scenario
     file = sc.file
+    eng = pricing._resolve_engine(engine)
     params = params or inputs.span_params or sc.span or SpanParams()
     scope = in_scope(inputs, params)
     book = inputs.book
@@ -381,7 +407,8 @@ def span_margin(
     n_c = len(groups.names)
     n_a = book.sizes["account"]
     gd = list(inputs.grid_dims)
-    arrays = _risk_arrays(inputs, contracts, groups, params, engine)
+    scen = _scenario_arrays(groups, params)
+    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False)
     gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
     for d in gd:
         if gsizes[d] is None:
@@ -391,42 +418,37 @@ def span_margin(
 
     pos_k = local[book["contract_index"].values]
     pos_a = book["account_index"].values
-    qty = book["quantity"].values
-    pos_c = groups.index_of_contract[pos_k]
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    cc_of_k = groups.index_of_contract
+    pairs = SP.pairs_of(pos_a, cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
+    n_p = pairs.size
 
-    # -- scanning risk per (account, cc) ---------------------------------------------------------
-    rows_ac = pos_a * n_c + pos_c
-    R = membership(rows_ac, pos_k, qty, n_a * n_c, n_k)
-    held_ac = np.bincount(rows_ac, minlength=n_a * n_c).reshape(n_a, n_c) > 0
+    # -- scanning risk per pair ----------------------------------------------------------------------
     ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
     n_s = ra.shape[1]
-    loss = group_sum(R, ra).reshape(n_a, n_c, n_s, n_g)
-    loss_last = np.moveaxis(loss, 2, -1)  # (A, C, G, S)
-    scan_risk, active = K.scanning_risk(loss_last)
+    loss = SP.segment_sum(pairs.of_position, pos_k, qty, np.moveaxis(ra, 1, -1), n_p, eng)  # (P, G, S)
+    scan_risk, active = K.scanning_risk(loss)  # (P, G)
 
-    # -- deltas by month -------------------------------------------------------------------------
-    month = contracts["month"].values
-    month_lists: list[np.ndarray] = []
-    month_idx = np.zeros(n_k, dtype=np.int64)
-    for c in range(n_c):
-        sel = groups.index_of_contract == c
-        months = np.unique(month[sel])
-        month_lists.append(months)
-        month_idx[sel] = np.searchsorted(months, month[sel])
-    n_m = max((len(m) for m in month_lists), default=1)
+    # -- deltas by month: the ledger, one row per (pair, month of its CC) ---------------------------
+    month = contracts["month"].values.astype(np.int64)
+    cc_month = np.unique(np.stack([cc_of_k, month], axis=1), axis=0).reshape(-1, 2)  # sorted by CC
+    first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
+    span_m = month.max(initial=0) + 1
+    month_idx = np.searchsorted(cc_month[:, 0] * span_m + cc_month[:, 1], cc_of_k * span_m + month)
+    month_idx -= first[cc_of_k]
+    n_months = np.diff(first)  # months per combined commodity
+    n_m = max(int(n_months.max(initial=1)), 1)
+    row0 = np.concatenate([[0], np.cumsum(n_months[pairs.cc])])  # rows of pair p: row0[p]:row0[p+1]
     cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
-    rows_acm = rows_ac * n_m + month_idx[pos_k]
-    Rm = membership(rows_acm, pos_k, qty, n_a * n_c * n_m, n_k)
-    # month-delta ledger, laid out (C, M, A, G): months lead, so reductions over months are fast
-    ledger = np.ascontiguousarray(
-        group_sum(Rm, np.nan_to_num(cdelta)).reshape(n_a, n_c, n_m, n_g).transpose(1, 2, 0, 3)
-    )
-    net_delta = ledger.sum(axis=1).transpose(1, 0, 2)  # (A, C, G)
+    ledger = SP.segment_sum(
+        row0[pairs.of_position] + month_idx[pos_k], pos_k, qty, np.nan_to_num(cdelta), int(row0[-1]), eng
+    )  # (R, G)
+    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))  # (P, G)
 
     uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
     inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
     uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
-    nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[groups.index_of_contract]
+    nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[cc_of_k]
     if nan_delta.any():
         name = str(contracts["contract"].values[int(np.flatnonzero(nan_delta)[0])])
         raise InputError(
@@ -435,12 +457,11 @@ def span_margin(
             key_path=("contracts", name, "composite_delta"),
         )
 
-    # -- intra-commodity spreads and spot charge, per combined commodity's definitions -----------
-    intra = np.zeros((n_a, n_c, n_g))
-    spot = np.zeros((n_a, n_c, n_g))
-    remaining = ledger.copy()
+    # -- intra-commodity spreads and spot charge, per combined commodity's definitions -------------
+    cc_spreads: list[list[K.Spread]] = []
+    cc_spot: list[tuple[np.ndarray, float, float] | None] = []
     for c, p in enumerate(groups.params):
-        months = month_lists[c]
+        months = cc_month[first[c] : first[c + 1], 1]
         real = np.zeros(n_m, dtype=bool)
         real[: len(months)] = True
         padded = np.zeros(n_m, dtype=np.int64)
@@ -455,23 +476,22 @@ def span_margin(
             spreads.append(
                 K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
             )
-        if not spreads and p.spot is None:
-            continue
-        acc = np.flatnonzero(held_ac[:, c])  # only the accounts holding this combined commodity
-        ch, rem, used = K.intra_commodity_spreads(ledger[c][:, acc], spreads)
-        intra[acc, c] = ch
-        remaining[c][:, acc] = rem
-        if p.spot is not None:
-            spot_mask = real & np.isin(padded, p.spot.months)
-            spot[acc, c] = K.spot_month_charge(rem, used, spot_mask, p.spot.rate_spread, p.spot.rate_outright)
+        cc_spreads.append(spreads)
+        cc_spot.append(
+            None
+            if p.spot is None
+            else (real & np.isin(padded, p.spot.months), p.spot.rate_spread, p.spot.rate_outright)
+        )
+    if any(cc_spreads) or any(s is not None for s in cc_spot):
+        table = SP.intra_table(cc_spreads, cc_spot, n_m)
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, table, eng)
+    else:
+        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
 
-    # -- inter-commodity credit -------------------------------------------------------------------
-    scen = _scenario_arrays(groups, params)
-    pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
-    pair = np.where(pair < 0, np.arange(n_s), pair)
+    # -- inter-commodity credit ------------------------------------------------------------------------
+    pair_s = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
+    pair_s = np.where(pair_s < 0, np.arange(n_s), pair_s)
     time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
-    prisk = K.price_risk(loss_last, active, pair, time_idx)
-    wfpr = K.weighted_futures_price_risk(prisk, net_delta)
     gindex = {n: i for i, n in enumerate(groups.names)}
     inter_spreads = []
     for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
@@ -481,33 +501,27 @@ def span_margin(
         inter_spreads.append(
             K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
         )
-    rem_net = remaining.sum(axis=1).transpose(1, 2, 0)  # (C, A, G) -> (A, G, C)
-    credit, _ = K.inter_commodity_credit(rem_net, np.moveaxis(wfpr, 1, -1), inter_spreads)
-    credit = np.moveaxis(credit, -1, 1)  # (A, C, G)
+    credit = np.zeros((n_p, n_g))
+    if inter_spreads:
+        prisk = K.price_risk(loss, active, pair_s, time_idx)
+        wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+        credit = SP.inter_credit(net_left, wfpr, pairs, SP.inter_table(inter_spreads), eng)
 
-    # -- short option minimum ----------------------------------------------------------------------
-    is_call = contracts["is_call"].values & contracts["is_option"].values
-    is_put = ~contracts["is_call"].values & contracts["is_option"].values
-
-    def count(kind_mask, short):
-        m = apply_to_entries(R, lambda v, k: np.maximum(-v if short else v, 0.0) * kind_mask[k])
-        return np.asarray(m.sum(axis=1)).reshape(n_a, n_c)
-
+    # -- short option minimum --------------------------------------------------------------------------
+    is_option = contracts["is_option"].values
+    is_call = contracts["is_call"].values & is_option
+    is_put = ~contracts["is_call"].values & is_option
+    counts = SP.option_counts(pairs.of_position, pos_k, qty, is_call, is_put, n_p, eng)
     som_rate = np.array([0.0 if p.som is None else p.som.rate for p in groups.params])
-    som_net = np.array([p.som is not None and p.som.method == "net" for p in groups.params])
+    som_net = np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool)
     som = K.short_option_minimum(
-        count(is_call, True),
-        count(is_put, True),
-        count(is_call, False),
-        count(is_put, False),
-        som_rate,
-        som_net,
-    )[..., None]
+        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], som_rate[pairs.cc], som_net[pairs.cc]
+    )[:, None]  # (P, 1)
 
     # -- combined commodity risk, in its currency, then in the reporting currency ------------------
     risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
     ratio = np.array([p.initial_ratio or params.initial_ratio for p in groups.params])
-    fx = groups.fx[None, :, None]
+    fx = groups.fx[pairs.cc][:, None]
 
     # -- net option value (premium-style options), reporting currency -------------------------------
     premium = inputs.option_premium(contracts, engine=engine)
@@ -516,24 +530,32 @@ def span_margin(
     nov_per_contract = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(
         0.0
     ) * xr.DataArray(contract_fx, dims="contract")
-    Ra = membership(pos_a, pos_k, qty, n_a, n_k)
-    nov = group_sum(Ra, _flat(nov_per_contract, ["contract"], gd, gshape))  # (A, G)
+    nov = SP.segment_sum(pos_a, pos_k, qty, _flat(nov_per_contract, ["contract"], gd, gshape), n_a, eng)
 
-    span_risk = (risk_cc * fx).sum(axis=1)
-    initial_risk = (risk_cc * ratio[None, :, None] * fx).sum(axis=1)
+    every_pair = np.arange(n_p)
+    ones = np.ones(n_p)
+    span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_a, eng)  # (A, G)
+    initial_risk = SP.segment_sum(
+        pairs.account, every_pair, ones, risk_cc * ratio[pairs.cc][:, None] * fx, n_a, eng
+    )
     maintenance = np.maximum(span_risk - nov, 0.0)
     initial = np.maximum(initial_risk - nov, 0.0)
 
     # -- result ---------------------------------------------------------------------------------------
-    def acg(a):  # (A, C, G) -> DataArray
-        return (("account", "group", *gd), a.reshape((n_a, n_c) + gshape))
+    ccy = {"units": sc.currency}
+    acg_dims = ("account", "group", *gd)
 
-    def ag(a):
-        return (("account", *gd), a.reshape((n_a,) + gshape))
+    def acg(name, a, fill=0.0, units=ccy):  # (P, G) per pair -> (A, C, grid...)
+        return xr.Variable(
+            acg_dims, pairs.to_dense(a, fill).reshape((n_a, n_c) + gshape), _attrs(name, units)
+        )
+
+    def ag(name, a):
+        return xr.Variable(("account", *gd), a.reshape((n_a,) + gshape), _attrs(name, ccy))
 
     coords = {
-        "account": inputs.accounts,
-        "group": groups.names,
+        "account": _as_names(book["account_name"].values),
+        "group": np.array(groups.names, dtype=object),
         "scenario": arrays["scenario"].values,
         "contract": contracts["contract"].values,
         "position": book["position"].values,  # the book's position numbers (SPAN's positions only)
@@ -544,59 +566,56 @@ def span_margin(
             if d in arrays.coords
             else (inputs.market[d].values if d in inputs.market.coords else inputs.grid[d].values)
         )
-    ds = xr.Dataset(
-        {
-            "maintenance": ag(maintenance),
-            "initial": ag(initial),
-            "net_option_value": ag(nov),
-            "span_risk": ag(span_risk),
-            "scan_risk": acg(scan_risk * fx),
-            "active_scenario": (("account", "group", *gd), (active + 1).reshape((n_a, n_c) + gshape)),
-            "intra_spread_charge": acg(intra * fx),
-            "spot_charge": acg(spot * fx),
-            "inter_spread_credit": acg(credit * fx),
-            "short_option_minimum": acg(np.broadcast_to(som, (n_a, n_c, n_g)) * fx),
-            "risk": acg(risk_cc * fx),
-            "scan_loss": (
-                ("account", "group", "scenario", *gd),
-                (loss * fx[..., None, :]).reshape((n_a, n_c, n_s) + gshape),
-            ),
-            "held": (("account", "group"), held_ac),
-            "position_account": ("position", pos_a),
-            "position_contract": ("position", pos_k),
-            "risk_array": arrays["risk_array"],
-            "composite_delta": arrays["composite_delta"],
-            "group_currency": ("group", np.array(groups.currency, dtype=object)),
-            "group_fx": ("group", groups.fx),
-            "contract_currency": ("contract", contracts["currency"].values),
-        },
-        coords=coords,
-        attrs={"method": "span", "currency": sc.currency, "scenario": sc.name},
+    data = {
+        "maintenance": ag("maintenance", maintenance),
+        "initial": ag("initial", initial),
+        "net_option_value": ag("net_option_value", nov),
+        "span_risk": ag("span_risk", span_risk),
+        "scan_risk": acg("scan_risk", scan_risk * fx),
+        "active_scenario": acg("active_scenario", active + 1, fill=1, units=None),
+        "intra_spread_charge": acg("intra_spread_charge", intra * fx),
+        "spot_charge": acg("spot_charge", spot * fx),
+        "inter_spread_credit": acg("inter_spread_credit", credit * fx),
+        "short_option_minimum": acg("short_option_minimum", np.broadcast_to(som * fx, (n_p, n_g))),
+        "risk": acg("risk", risk_cc * fx),
+        "held": (("account", "group"), pairs.to_dense(np.ones(n_p, dtype=bool), False), _attrs("held")),
+        "position_account": ("position", pos_a),
+        "position_contract": ("position", pos_k),
+        "risk_array": arrays["risk_array"].variable,
+        "composite_delta": arrays["composite_delta"].variable,
+        "group_currency": ("group", np.array(groups.currency, dtype=object)),
+        "group_fx": ("group", groups.fx),
+        "contract_currency": ("contract", contracts["currency"].values),
+    }
+    if scan_loss:
+        dense = pairs.to_dense(loss * fx[..., None])  # (A, C, G, S)
+        data["scan_loss"] = xr.Variable(
+            ("account", "group", "scenario", *gd),
+            np.moveaxis(dense, -1, 2).reshape((n_a, n_c, n_s) + gshape),
+            _attrs("scan_loss", ccy),
+        )
+    return xr.Dataset(
+        data, coords=coords, attrs={"method": "span", "currency": sc.currency, "scenario": sc.name}
     )
-    for v in (
-        "maintenance",
-        "initial",
-        "net_option_value",
-        "span_risk",
-        "scan_risk",
-        "intra_spread_charge",
-        "spot_charge",
-        "inter_spread_credit",
-        "short_option_minimum",
-        "risk",
-        "scan_loss",
-    ):
-        ds[v].attrs["units"] = sc.currency
-    ds["maintenance"].attrs["description"] = "SPAN requirement: max(0, sum of CC risks - net option value)"
-    ds["initial"].attrs["description"] = (
-        "maintenance with each CC risk scaled by its initial/maintenance ratio"
-    )
-    ds["net_option_value"].attrs["description"] = "value of premium-style options, long positive"
-    ds["span_risk"].attrs["description"] = "sum of combined commodity risks"
-    ds["risk"].attrs["description"] = "max(scan + intra + spot - inter credit, short option minimum)"
-    ds["scan_loss"].attrs["description"] = "loss per scenario (SPAN convention: losses positive)"
-    ds["active_scenario"].attrs["description"] = "1-based scenario of the scanning risk"
-    return ds
+
+
+def _attrs(name: str, units: dict | None = None) -> dict:
+    out = dict(units or {})
+    if name in _DESCRIPTIONS:
+        out["description"] = _DESCRIPTIONS[name]
+    return out
+
+
+_DESCRIPTIONS = {
+    "maintenance": "SPAN requirement: max(0, sum of CC risks - net option value)",
+    "initial": "maintenance with each CC risk scaled by its initial/maintenance ratio",
+    "net_option_value": "value of premium-style options, long positive",
+    "span_risk": "sum of combined commodity risks",
+    "risk": "max(scan + intra + spot - inter credit, short option minimum)",
+    "scan_loss": "loss per scenario (SPAN convention: losses positive)",
+    "active_scenario": "1-based scenario of the scanning risk",
+    "held": "the account holds a position in the combined commodity",
+}
 
 
 def _merge_legs(legs: list[tuple]) -> list[tuple]:

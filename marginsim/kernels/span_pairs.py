@@ -1,0 +1,685 @@
+"""SPAN aggregation over the (account, combined commodity) pairs a book holds.
+
+A book of many small portfolios holds a few combined commodities per account: laid out densely as
+(account x combined commodity x scenario) most cells are empty. These kernels work on the pairs
+actually held instead, account-major (the pairs of one account are a contiguous slice), and come
+in two engines with the same results:
+
+* ``"numpy"``: sparse matrix products and the reference kernels of :mod:`marginsim.kernels.span`,
+  one call per combined commodity (per definition, never per position or account);
+* ``"numba"``: compiled loops over positions and pairs (one pass each, no sorting, parallel over
+  pairs and accounts), with the same arithmetic in the same order as the reference kernels.
+
+Inputs and outputs are plain numpy arrays; units are those of the callers (currency, delta,
+contracts). Nothing here knows about xarray.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import span as K
+from .grouping import apply_to_entries, group_sum, membership
+
+__all__ = [
+    "Pairs",
+    "pairs_of",
+    "segment_sum",
+    "option_counts",
+    "IntraTable",
+    "intra_table",
+    "intra_and_spot",
+    "InterTable",
+    "inter_table",
+    "inter_credit",
+]
+
+
+# -- layout ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The (account, combined commodity) pairs held, account-major (combined commodities in
+    order inside an account).
+
+    Attributes
+    ----------
+    account, cc
+        Account and combined commodity index of each pair, shape ``(P,)``.
+    of_position
+        Pair index of each position, shape ``(N,)``.
+    account_ptr
+        Pairs of account ``a`` are ``account_ptr[a]:account_ptr[a + 1]``, shape ``(A + 1,)``.
+    n_accounts, n_cc
+        Sizes of the dense (account, combined commodity) layout.
+    """
+
+    account: np.ndarray
+    cc: np.ndarray
+    of_position: np.ndarray
+    account_ptr: np.ndarray
+    n_accounts: int
+    n_cc: int
+
+    @property
+    def size(self) -> int:
+        return int(self.account.size)
+
+    @functools.cached_property
+    def dense_index(self) -> np.ndarray:
+        """Flat index of each pair in an (account, combined commodity) array."""
+        return self.account * self.n_cc + self.cc
+
+    @functools.cached_property
+    def of_cc(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, ptr)``: the pairs of combined commodity ``c`` are ``order[ptr[c]:ptr[c + 1]]``."""
+        order = np.argsort(self.cc, kind="stable")
+        return order, np.searchsorted(self.cc[order], np.arange(self.n_cc + 1))
+
+    def to_dense(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Pair values ``(P, ...)`` spread into an ``(A, C, ...)`` array (``fill`` where not held)."""
+        shape = (self.n_accounts * self.n_cc,) + values.shape[1:]
+        out = np.zeros(shape, dtype=values.dtype) if fill == 0 else np.full(shape, fill, dtype=values.dtype)
+        out[self.dense_index] = values
+        return out.reshape((self.n_accounts, self.n_cc) + values.shape[1:])
+
+
+def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: int, n_cc: int) -> Pairs:
+    """The pairs held by positions (no sorting: one pass over a dense mark of the pair space)."""
+    key = np.asarray(position_account, dtype=np.int64) * n_cc + position_cc
+    mark = np.zeros(n_accounts * n_cc, dtype=bool)
+    mark[key] = True
+    pair_key = np.flatnonzero(mark)
+    rank = np.empty(n_accounts * n_cc, dtype=np.int64)
+    rank[pair_key] = np.arange(pair_key.size)
+    account = pair_key // n_cc
+    return Pairs(
+        account=account,
+        cc=pair_key - account * n_cc,
+        of_position=rank[key],
+        account_ptr=np.searchsorted(account, np.arange(n_accounts + 1)),
+        n_accounts=n_accounts,
+        n_cc=n_cc,
+    )
+
+
+# -- numba kernels (module-level Python functions, compiled on first use, cached on disk) -----------
+
+_prange = range  # numba.prange in the compiled copies
+
+
+def _scatter(rows, src, weight, table, out):  # pragma: no cover - compiled
+    n_t = table.shape[1]
+    for i in range(rows.size):
+        r = rows[i]
+        s = src[i]
+        w = weight[i]
+        for t in range(n_t):
+            out[r, t] += w * table[s, t]
+
+
+def _counts(pair, contract, qty, kind, n_pairs, n_contracts, out):  # pragma: no cover
+    # positions grouped by pair (counting sort), then netted per contract inside a pair
+    ptr = np.zeros(n_pairs + 1, dtype=np.int64)
+    for i in range(pair.size):
+        ptr[pair[i] + 1] += 1
+    for p in range(n_pairs):
+        ptr[p + 1] += ptr[p]
+    fill = ptr[:-1].copy()
+    order = np.empty(pair.size, dtype=np.int64)
+    for i in range(pair.size):
+        order[fill[pair[i]]] = i
+        fill[pair[i]] += 1
+    stamp = np.full(n_contracts, -1, dtype=np.int64)
+    net = np.zeros(n_contracts)
+    seen = np.empty(pair.size, dtype=np.int64)
+    for p in range(n_pairs):
+        m = 0
+        for j in range(ptr[p], ptr[p + 1]):
+            i = order[j]
+            k = contract[i]
+            if kind[k] == 0:
+                continue
+            if stamp[k] != p:
+                stamp[k] = p
+                net[k] = 0.0
+                seen[m] = k
+                m += 1
+            net[k] += qty[i]
+        for j in range(m):
+            k = seen[j]
+            v = net[k]
+            col = 0 if kind[k] == 1 else 1
+            if v < 0.0:
+                out[p, col] += -v
+            elif v > 0.0:
+                out[p, col + 2] += v
+
+
+def _intra(
+    ledger,
+    row0,
+    pair_cc,
+    sp_ptr,
+    sp_rate,
+    leg_ptr,
+    leg_mask,
+    leg_sign,
+    leg_ratio,
+    spot_on,
+    spot_mask,
+    spot_rs,
+    spot_ro,
+    charge,
+    spot,
+    rem_net,
+):  # pragma: no cover - compiled
+    # ledger rows row0[p]:row0[p + 1] are the months of pair p; scratch once per chunk of pairs
+    n_p = pair_cc.size
+    n_g = ledger.shape[1]
+    n_m = leg_mask.shape[1] if leg_mask.shape[0] else 1
+    for p in range(n_p):
+        n_m = max(n_m, row0[p + 1] - row0[p])
+    max_legs = 1
+    for s in range(sp_rate.size):
+        max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
+    n_chunks = min(n_p, 64)
+    for chunk in _prange(n_chunks):
+        rem = np.empty(n_m)
+        cons = np.empty(n_m)
+        part = np.empty((max_legs, n_m))
+        avail = np.empty(max_legs)
+        for p in range(chunk * n_p // n_chunks, (chunk + 1) * n_p // n_chunks):
+            c = pair_cc[p]
+            r0 = row0[p]
+            months = row0[p + 1] - r0
+            for g in range(n_g):
+                for m in range(months):
+                    rem[m] = ledger[r0 + m, g]
+                    cons[m] = 0.0
+                ch = 0.0
+                for s in range(sp_ptr[c], sp_ptr[c + 1]):
+                    l0 = leg_ptr[s]
+                    nl = leg_ptr[s + 1] - l0
+                    for direction in (1.0, -1.0):
+                        n = np.inf
+                        for j in range(nl):
+                            sign = leg_sign[l0 + j] * direction
+                            a = 0.0
+                            for m in range(months):
+                                v = 0.0
+                                if leg_mask[l0 + j, m]:
+                                    v = max(sign * rem[m], 0.0)
+                                    a += v
+                                part[j, m] = v
+                            avail[j] = a
+                            n = min(n, a / leg_ratio[l0 + j])
+                        if not np.isfinite(n):
+                            n = 0.0
+                        if n == 0.0:
+                            continue
+                        for j in range(nl):
+                            sign = leg_sign[l0 + j] * direction
+                            frac = 0.0
+                            if avail[j] > 0.0:
+                                frac = min(n * leg_ratio[l0 + j] / avail[j], 1.0)
+                            for m in range(months):
+                                if leg_mask[l0 + j, m]:
+                                    take = part[j, m] * frac
+                                    rem[m] -= sign * take
+                                    cons[m] += take
+                        ch += n * sp_rate[s]
+                charge[p, g] = ch
+                if spot_on[c]:
+                    used = 0.0
+                    left = 0.0
+                    for m in range(months):
+                        if spot_mask[c, m]:
+                            used += cons[m]
+                            left += abs(rem[m])
+                    spot[p, g] = spot_rs[c] * used + spot_ro[c] * left
+                total = 0.0
+                for m in range(months):
+                    total += rem[m]
+                rem_net[p, g] = total
+
+
+def _inter(
+    rem_net,
+    wfpr,
+    ptr,
+    pair_cc,
+    rate,
+    leg_ptr,
+    leg_cc,
+    leg_sign,
+    leg_ratio,
+    cc_sp_ptr,
+    cc_sp,
+    credit,
+):  # pragma: no cover - compiled
+    # per account (its pairs are ptr[a]:ptr[a + 1]) only the spreads whose legs are all on CCs it
+    # holds, in priority order, on a per-chunk scratch over CCs
+    n_g = rem_net.shape[1]
+    n_accounts = ptr.size - 1
+    n_cc = cc_sp_ptr.size - 1
+    n_chunks = min(n_accounts, 64)
+    for chunk in _prange(n_chunks):
+        rem = np.zeros(n_cc)
+        w = np.zeros(n_cc)
+        cr = np.zeros(n_cc)
+        stamp = np.full(rate.size, -1, dtype=np.int64)
+        held = np.full(n_cc, -1, dtype=np.int64)
+        cand = np.empty(rate.size, dtype=np.int64)
+        for a in range(chunk * n_accounts // n_chunks, (chunk + 1) * n_accounts // n_chunks):
+            for j in range(ptr[a], ptr[a + 1]):
+                held[pair_cc[j]] = a
+            m = 0  # candidates: spreads whose legs are all on CCs the account holds
+            for j in range(ptr[a], ptr[a + 1]):
+                c = pair_cc[j]
+                for i in range(cc_sp_ptr[c], cc_sp_ptr[c + 1]):
+                    s = cc_sp[i]
+                    if stamp[s] != a:
+                        stamp[s] = a
+                        every = True
+                        for k in range(leg_ptr[s], leg_ptr[s + 1]):
+                            if held[leg_cc[k]] != a:
+                                every = False
+                        if every:
+                            cand[m] = s
+                            m += 1
+            if m == 0:
+                continue
+            for i in range(1, m):  # insertion sort: a handful of spreads, priority order
+                s = cand[i]
+                j = i - 1
+                while j >= 0 and cand[j] > s:
+                    cand[j + 1] = cand[j]
+                    j -= 1
+                cand[j + 1] = s
+            for g in range(n_g):
+                for p in range(ptr[a], ptr[a + 1]):
+                    rem[pair_cc[p]] = rem_net[p, g]
+                    w[pair_cc[p]] = wfpr[p, g]
+                for i in range(m):
+                    s = cand[i]
+                    for direction in (1.0, -1.0):
+                        n = np.inf
+                        for j in range(leg_ptr[s], leg_ptr[s + 1]):
+                            v = max(leg_sign[j] * direction * rem[leg_cc[j]], 0.0)
+                            n = min(n, v / leg_ratio[j])
+                            if n == 0.0:
+                                break
+                        if n == 0.0 or not np.isfinite(n):
+                            continue
+                        for j in range(leg_ptr[s], leg_ptr[s + 1]):
+                            c = leg_cc[j]
+                            cr[c] += n * leg_ratio[j] * w[c] * rate[s]
+                            rem[c] -= leg_sign[j] * direction * n * leg_ratio[j]
+                for p in range(ptr[a], ptr[a + 1]):
+                    c = pair_cc[p]
+                    credit[p, g] = cr[c]
+                    rem[c] = 0.0
+                    w[c] = 0.0
+                    cr[c] = 0.0
+
+
+_PARALLEL = {"_intra", "_inter"}
+_COMPILED: dict = {}
+
+
+def _kernel(name: str):
+    """The compiled kernel ``name`` (numba, ``cache=True``), built on first use."""
+    if name not in _COMPILED:
+        import numba
+
+        fn = globals()[name]
+        env = dict(fn.__globals__, _prange=numba.prange)
+        clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
+        clone.__qualname__ = fn.__qualname__
+        clone.__module__ = fn.__module__
+        _COMPILED[name] = numba.njit(cache=True, error_model="numpy", parallel=name in _PARALLEL)(clone)
+    return _COMPILED[name]
+
+
+# -- sums over positions ---------------------------------------------------------------------------
+
+
+def segment_sum(
+    rows: np.ndarray, src: np.ndarray, weight: np.ndarray, table: np.ndarray, n_rows: int, engine: str
+) -> np.ndarray:
+    """``out[rows[i]] += weight[i] * table[src[i]]`` for every position ``i``.
+
+    Parameters
+    ----------
+    rows, src, weight
+        Target row, source row of ``table`` and weight (e.g. quantity [contracts]) per position.
+    table
+        Values per source row, shape ``(K, ...)`` (e.g. risk arrays per contract).
+    n_rows
+        Number of target rows.
+    engine
+        ``"numba"`` or ``"numpy"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_rows,) + table.shape[1:]``.
+    """
+    table = np.asarray(table, dtype=float)
+    flat = table.reshape(table.shape[0], int(np.prod(table.shape[1:])))
+    if engine == "numba":
+        out = np.zeros((n_rows, flat.shape[1]))
+        _kernel("_scatter")(
+            np.ascontiguousarray(rows, dtype=np.int64),
+            np.ascontiguousarray(src, dtype=np.int64),
+            np.ascontiguousarray(weight, dtype=float),
+            np.ascontiguousarray(flat),
+            out,
+        )
+    else:
+        out = group_sum(membership(rows, src, weight, n_rows, table.shape[0]), flat)
+    return out.reshape((n_rows,) + table.shape[1:])
+
+
+def option_counts(
+    pair: np.ndarray,
+    contract: np.ndarray,
+    qty: np.ndarray,
+    is_call: np.ndarray,
+    is_put: np.ndarray,
+    n_pairs: int,
+    engine: str,
+) -> np.ndarray:
+    """Short calls, short puts, long calls, long puts per pair [contracts], shape ``(P, 4)``.
+
+    Positions in the same contract inside a pair are netted first (a long and a short of one
+    series are not a short option).
+    """
+    n_k = is_call.size
+    if engine == "numba":
+        kind = np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64)
+        out = np.zeros((n_pairs, 4))
+        _kernel("_counts")(
+            np.ascontiguousarray(pair, dtype=np.int64),
+            np.ascontiguousarray(contract, dtype=np.int64),
+            np.ascontiguousarray(qty, dtype=float),
+            kind,
+            n_pairs,
+            n_k,
+            out,
+        )
+        return out
+    R = membership(pair, contract, qty, n_pairs, n_k)
+    cols = []
+    for mask, short in ((is_call, True), (is_put, True), (is_call, False), (is_put, False)):
+        m = apply_to_entries(
+            R, lambda v, k, mask=mask, short=short: np.maximum(-v if short else v, 0.0) * mask[k]
+        )
+        cols.append(np.asarray(m.sum(axis=1)).ravel())
+    return np.stack(cols, axis=1)
+
+
+# -- intra-commodity spreads and spot charge ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntraTable:
+    """Intra spread and spot definitions of every combined commodity, as flat arrays.
+
+    Spreads of combined commodity ``c`` are ``sp_ptr[c]:sp_ptr[c + 1]`` in priority order; legs of
+    spread ``s`` are ``leg_ptr[s]:leg_ptr[s + 1]`` with a month mask (over the CC's padded month
+    axis), a side sign (+1 for A, -1 for B) and a ratio [delta per spread]. Spot months per CC
+    with the spread / outright rates [currency per delta].
+    """
+
+    sp_ptr: np.ndarray
+    sp_rate: np.ndarray
+    leg_ptr: np.ndarray
+    leg_mask: np.ndarray
+    leg_sign: np.ndarray
+    leg_ratio: np.ndarray
+    spot_on: np.ndarray
+    spot_mask: np.ndarray
+    spot_rate_spread: np.ndarray
+    spot_rate_outright: np.ndarray
+
+    def spreads(self, c: int) -> list[K.Spread]:
+        """The spreads of combined commodity ``c`` for the reference kernel."""
+        out = []
+        for s in range(self.sp_ptr[c], self.sp_ptr[c + 1]):
+            legs = [
+                K.SpreadLeg(self.leg_mask[j], "A" if self.leg_sign[j] > 0 else "B", float(self.leg_ratio[j]))
+                for j in range(self.leg_ptr[s], self.leg_ptr[s + 1])
+            ]
+            out.append(K.Spread(float(self.sp_rate[s]), legs))
+        return out
+
+    def active(self, c: int) -> bool:
+        """Whether combined commodity ``c`` has spreads or a spot charge."""
+        return bool(self.sp_ptr[c + 1] > self.sp_ptr[c] or self.spot_on[c])
+
+
+def intra_table(
+    spreads: Sequence[Sequence[K.Spread]],
+    spot: Sequence[tuple[np.ndarray, float, float] | None],
+    n_months: int,
+) -> IntraTable:
+    """Flatten per-CC spreads (legs' ``index`` = month masks of length ``n_months``) and spot
+    definitions (month mask, rate on spread deltas, rate on outright deltas; ``None`` for none)."""
+    sp_ptr = np.zeros(len(spreads) + 1, dtype=np.int64)
+    rates, leg_ptr, masks, signs, ratios = [], [0], [], [], []
+    for c, cc_spreads in enumerate(spreads):
+        sp_ptr[c + 1] = sp_ptr[c] + len(cc_spreads)
+        for sp in cc_spreads:
+            rates.append(sp.rate)
+            for leg in sp.legs:
+                masks.append(np.asarray(leg.index, dtype=bool))
+                signs.append(1.0 if leg.side == "A" else -1.0)
+                ratios.append(leg.ratio)
+            leg_ptr.append(len(masks))
+    n_c = len(spreads)
+    spot_on = np.array([s is not None for s in spot], dtype=bool)
+    spot_mask = np.zeros((n_c, n_months), dtype=bool)
+    rs = np.zeros(n_c)
+    ro = np.zeros(n_c)
+    for c, s in enumerate(spot):
+        if s is not None:
+            spot_mask[c], rs[c], ro[c] = s
+    return IntraTable(
+        sp_ptr=sp_ptr,
+        sp_rate=np.array(rates, dtype=float),
+        leg_ptr=np.array(leg_ptr, dtype=np.int64),
+        leg_mask=np.array(masks, dtype=bool).reshape(len(masks), n_months),
+        leg_sign=np.array(signs, dtype=float),
+        leg_ratio=np.array(ratios, dtype=float),
+        spot_on=spot_on,
+        spot_mask=spot_mask,
+        spot_rate_spread=rs,
+        spot_rate_outright=ro,
+    )
+
+
+def intra_and_spot(
+    ledger: np.ndarray, row0: np.ndarray, pairs: Pairs, table: IntraTable, engine: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intra spread charge, spot charge and the net delta left, per pair.
+
+    Parameters
+    ----------
+    ledger
+        Net delta per (pair, month) row and grid point, shape ``(R, G)`` [delta]: the months of
+        pair ``p`` are rows ``row0[p]:row0[p + 1]``, in the order of its CC's month axis (every
+        pair of a combined commodity has the same number of rows).
+    row0
+        Row offsets, shape ``(P + 1,)``.
+    pairs
+        The pair layout.
+    table
+        Definitions (:func:`intra_table`).
+    engine
+        ``"numba"`` or ``"numpy"`` (the reference kernels, one call per combined commodity).
+
+    Returns
+    -------
+    charge, spot, net_left
+        ``(P, G)`` each: intra spread charge [currency], spot charge [currency], net delta left
+        after the spreads [delta].
+    """
+    n_p = pairs.size
+    n_g = ledger.shape[1]
+    charge = np.zeros((n_p, n_g))
+    spot = np.zeros((n_p, n_g))
+    net_left = np.zeros((n_p, n_g))
+    if engine == "numba":
+        _kernel("_intra")(
+            np.ascontiguousarray(ledger),
+            row0,
+            pairs.cc,
+            table.sp_ptr,
+            table.sp_rate,
+            table.leg_ptr,
+            table.leg_mask,
+            table.leg_sign,
+            table.leg_ratio,
+            table.spot_on,
+            table.spot_mask,
+            table.spot_rate_spread,
+            table.spot_rate_outright,
+            charge,
+            spot,
+            net_left,
+        )
+        return charge, spot, net_left
+    order, ptr = pairs.of_cc
+    for c in range(pairs.n_cc):
+        sel = order[ptr[c] : ptr[c + 1]]  # the pairs of this combined commodity
+        if not sel.size:
+            continue
+        months = int(row0[sel[0] + 1] - row0[sel[0]])
+        rows = (row0[sel][:, None] + np.arange(months)).ravel()
+        block = np.moveaxis(ledger[rows].reshape(sel.size, months, n_g), 1, 0)  # (M, P_c, G)
+        if not table.active(c):
+            net_left[sel] = _sequential_sum(block)
+            continue
+        spreads = [
+            K.Spread(sp.rate, [K.SpreadLeg(leg.index[:months], leg.side, leg.ratio) for leg in sp.legs])
+            for sp in table.spreads(c)
+        ]
+        ch, rem, used = K.intra_commodity_spreads(block, spreads)
+        charge[sel] = ch
+        net_left[sel] = _sequential_sum(rem)
+        if table.spot_on[c]:
+            spot[sel] = K.spot_month_charge(
+                rem, used, table.spot_mask[c, :months], table.spot_rate_spread[c], table.spot_rate_outright[c]
+            )
+    return charge, spot, net_left
+
+
+def _sequential_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over the first axis, adding in order (as the compiled kernels do)."""
+    out = np.zeros(a.shape[1:])
+    for row in a:  # months of one combined commodity: a loop over a definition's axis
+        out += row
+    return out
+
+
+# -- inter-commodity credit -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterTable:
+    """Inter spreads in priority order as flat arrays: credit rate [fraction] per spread; legs of
+    spread ``s`` are ``leg_ptr[s]:leg_ptr[s + 1]`` with a combined commodity index, a side sign
+    and a ratio [delta per spread]."""
+
+    rate: np.ndarray
+    leg_ptr: np.ndarray
+    leg_cc: np.ndarray
+    leg_sign: np.ndarray
+    leg_ratio: np.ndarray
+
+    def by_cc(self, n_cc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Spreads with a leg on each combined commodity: ``cc_sp[cc_sp_ptr[c]:cc_sp_ptr[c + 1]]``."""
+        spread_of_leg = np.repeat(np.arange(self.rate.size), np.diff(self.leg_ptr))
+        pairs = np.unique(np.stack([self.leg_cc, spread_of_leg], axis=1), axis=0).reshape(-1, 2)
+        return np.searchsorted(pairs[:, 0], np.arange(n_cc + 1)), np.ascontiguousarray(pairs[:, 1])
+
+    def spreads(self) -> list[K.Spread]:
+        """The spreads for the reference kernel."""
+        return [
+            K.Spread(
+                float(self.rate[s]),
+                [
+                    K.SpreadLeg(
+                        int(self.leg_cc[j]), "A" if self.leg_sign[j] > 0 else "B", float(self.leg_ratio[j])
+                    )
+                    for j in range(self.leg_ptr[s], self.leg_ptr[s + 1])
+                ],
+            )
+            for s in range(self.rate.size)
+        ]
+
+
+def inter_table(spreads: Sequence[K.Spread]) -> InterTable:
+    """Flatten inter spreads (legs' ``index`` = combined commodity index)."""
+    legs = [leg for sp in spreads for leg in sp.legs]
+    return InterTable(
+        rate=np.array([sp.rate for sp in spreads], dtype=float),
+        leg_ptr=np.concatenate([[0], np.cumsum([len(sp.legs) for sp in spreads])]).astype(np.int64),
+        leg_cc=np.array([int(leg.index) for leg in legs], dtype=np.int64),
+        leg_sign=np.array([1.0 if leg.side == "A" else -1.0 for leg in legs]),
+        leg_ratio=np.array([leg.ratio for leg in legs], dtype=float),
+    )
+
+
+def inter_credit(
+    net_delta: np.ndarray, wfpr: np.ndarray, pairs: Pairs, table: InterTable, engine: str
+) -> np.ndarray:
+    """Inter-commodity credit per pair [currency], shape ``(P, G)``.
+
+    Parameters
+    ----------
+    net_delta, wfpr
+        Net delta left after intra spreads [delta] and weighted futures price risk [currency per
+        delta] per pair and grid point, shape ``(P, G)``.
+    pairs
+        The pair layout.
+    table
+        Definitions (:func:`inter_table`), in priority order.
+    engine
+        ``"numba"`` (one pass per account over its pairs) or ``"numpy"``
+        (:func:`marginsim.kernels.span.inter_commodity_credit` on an (account, grid, CC) array).
+    """
+    n_g = net_delta.shape[1]
+    if not table.rate.size:
+        return np.zeros((pairs.size, n_g))
+    if engine == "numba":
+        credit = np.zeros((pairs.size, n_g))
+        _kernel("_inter")(
+            np.ascontiguousarray(net_delta, dtype=float),
+            np.ascontiguousarray(wfpr, dtype=float),
+            pairs.account_ptr,
+            pairs.cc,
+            table.rate,
+            table.leg_ptr,
+            table.leg_cc,
+            table.leg_sign,
+            table.leg_ratio,
+            *table.by_cc(pairs.n_cc),
+            credit,
+        )
+        return credit
+    shape = (pairs.n_accounts, n_g, pairs.n_cc)
+    dense_delta = np.zeros(shape)
+    dense_delta[pairs.account, :, pairs.cc] = net_delta
+    dense_wfpr = np.zeros(shape)
+    dense_wfpr[pairs.account, :, pairs.cc] = wfpr
+    credit, _ = K.inter_commodity_credit(dense_delta, dense_wfpr, table.spreads())
+    return credit[pairs.account, :, pairs.cc]

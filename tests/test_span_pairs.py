@@ -1,0 +1,297 @@
+"""SPAN over (account, combined commodity) pairs: layout, both engines, many accounts at once.
+
+The aggregation of :func:`marginsim.methods.span.span_margin` runs over the pairs a book holds,
+with a numba and a numpy engine (:mod:`marginsim.kernels.span_pairs`). These tests check that
+the engines agree, that margining many accounts in one call equals margining each alone, and
+the netting rule of the short option minimum; the component values themselves are checked by
+hand in test_span_components.py and against the real file in test_span_file_margin.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import marginsim
+from marginsim.kernels import span_pairs as SP
+from marginsim.methods.span import span_margin
+
+TAKAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "span" / "takas.spn"
+
+# two combined commodities with every component: tiers, spreads in priority order, spot month,
+# gross and net short option minimum, an inter spread between them, options valued by the model
+MARKET = {
+    "IDX": {"price": 6000.0, "vol": 0.18, "rate": 0.04, "dividend_yield": 0.013},
+    "ENG": {"price": 80.0, "vol": 0.35, "rate": 0.04},
+}
+CONTRACTS = {
+    "IDX-DEC": {
+        "type": "future",
+        "underlying": "IDX",
+        "multiplier": 50,
+        "expiry": "2026-12-18",
+        "price": 6004,
+    },
+    "IDX-MAR": {
+        "type": "future",
+        "underlying": "IDX",
+        "multiplier": 50,
+        "expiry": "2027-03-19",
+        "price": 6045,
+    },
+    "IDX-JUN": {
+        "type": "future",
+        "underlying": "IDX",
+        "multiplier": 50,
+        "expiry": "2027-06-18",
+        "price": 6086,
+    },
+    "IDX-MAR-C": {
+        "type": "call",
+        "underlying": "IDX",
+        "option_on": "future",
+        "strike": 6400,
+        "expiry": "2027-03-19",
+        "multiplier": 50,
+        "price": 88.5,
+    },
+    "IDX-MAR-P": {
+        "type": "put",
+        "underlying": "IDX",
+        "option_on": "future",
+        "strike": 5600,
+        "expiry": "2027-03-19",
+        "multiplier": 50,
+        "price": 96.0,
+    },
+    "ENG-DEC": {"type": "future", "underlying": "ENG", "multiplier": 1000, "expiry": "2026-12-18"},
+    "ENG-MAR": {"type": "future", "underlying": "ENG", "multiplier": 1000, "expiry": "2027-03-19"},
+    "ENG-DEC-C": {
+        "type": "call",
+        "underlying": "ENG",
+        "option_on": "future",
+        "strike": 85,
+        "expiry": "2026-12-18",
+        "multiplier": 1000,
+    },
+    "ENG-DEC-P": {
+        "type": "put",
+        "underlying": "ENG",
+        "option_on": "future",
+        "strike": 75,
+        "expiry": "2026-12-18",
+        "multiplier": 1000,
+    },
+}
+SPAN = {
+    "combined_commodities": {
+        "IDX": {
+            "price_scan": 0.06,
+            "vol_scan": 0.04,
+            "tiers": [{"tier": 1, "months": [202612, 202612]}, {"tier": 2, "months": [202703, 202706]}],
+            "intra_spreads": [
+                {"priority": 1, "rate": 450, "legs": [{"tier": 1, "side": "A"}, {"tier": 2, "side": "B"}]},
+                {"priority": 2, "rate": 300, "legs": [{"tier": 2, "side": "A"}, {"tier": 2, "side": "B"}]},
+            ],
+            "spot": {"months": [202612], "rate_spread": 100, "rate_outright": 250},
+            "som": {"rate": 600, "method": "gross"},
+            "initial_ratio": 1.1,
+        },
+        "ENG": {
+            "price_scan": 0.12,
+            "vol_scan_relative": 0.25,
+            "intra_spreads": [
+                {"priority": 1, "rate": 900, "legs": [{"tier": 0, "side": "A"}, {"tier": 0, "side": "B"}]}
+            ],
+            "som": {"rate": 150, "method": "net"},
+        },
+    },
+    "inter_spreads": [
+        {
+            "priority": 1,
+            "credit_rate": 0.5,
+            "legs": [{"group": "IDX", "side": "A", "ratio": 1}, {"group": "ENG", "side": "B", "ratio": 4}],
+        }
+    ],
+}
+NAMES = sorted(CONTRACTS)
+ACCOUNTS = ["a", "b", "c", "d"]
+
+
+def scenario(positions, **extra):
+    return {
+        "name": "pairs",
+        "as_of": "2026-11-20",
+        "currency": "USD",
+        "market": MARKET,
+        "contracts": CONTRACTS,
+        "positions": [{"contract": c, "quantity": q, "account": a} for a, c, q in positions],
+        "span": SPAN,
+        **extra,
+    }
+
+
+books = st.lists(
+    st.tuples(st.sampled_from(ACCOUNTS), st.sampled_from(NAMES), st.integers(-12, 12).filter(bool)),
+    min_size=1,
+    max_size=24,
+)
+
+PER_ACCOUNT = ("maintenance", "initial", "net_option_value", "span_risk")
+PER_GROUP = (
+    "scan_risk",
+    "intra_spread_charge",
+    "spot_charge",
+    "inter_spread_credit",
+    "short_option_minimum",
+    "risk",
+    "scan_loss",
+)
+
+
+def assert_same(a, b, names=PER_ACCOUNT + PER_GROUP + ("active_scenario", "held")):
+    for v in names:
+        x, y = a[v], b[v].transpose(*a[v].dims)
+        if x.dtype.kind == "f":
+            np.testing.assert_allclose(x.values, y.values, rtol=1e-12, atol=1e-8, err_msg=v)
+        else:
+            np.testing.assert_array_equal(x.values, y.values, err_msg=v)
+
+
+@settings(max_examples=25, deadline=None)
+@given(books)
+def test_engines_agree_on_random_books(positions):
+    inputs = marginsim.load(scenario(positions))
+    assert_same(span_margin(inputs, engine="numba"), span_margin(inputs, engine="numpy"))
+
+
+@settings(max_examples=15, deadline=None)
+@given(books)
+def test_many_accounts_in_one_call_equal_each_account_alone(positions):
+    both = marginsim.margin(scenario(positions))["span"]
+    for acct in both["account"].values:
+        alone = marginsim.margin(scenario([p for p in positions if p[0] == acct]))["span"]
+        one = both.sel(account=[acct]).sel(group=alone["group"].values)
+        assert_same(one, alone, PER_ACCOUNT + PER_GROUP + ("active_scenario",))
+        # combined commodities the account does not hold carry nothing
+        rest = both.sel(account=acct).drop_sel(group=alone["group"].values)
+        assert not rest["held"].any()
+        assert float(abs(rest["risk"]).sum()) == 0.0
+
+
+def test_engines_agree_along_grid_dims():
+    positions = [
+        ("a", "IDX-DEC", 10),
+        ("a", "IDX-MAR", -6),
+        ("a", "IDX-MAR-C", -4),
+        ("a", "ENG-DEC", -8),
+        ("b", "ENG-DEC-C", -3),
+        ("b", "ENG-DEC-P", 2),
+        ("b", "ENG-MAR", 5),
+    ]
+    sc = scenario(positions, grid={"shift": [-0.1, 0.0, 0.1], "vol_scan_scale": [1.0, 2.0]})
+    inputs = marginsim.load(sc)
+    a = span_margin(inputs, engine="numba")
+    b = span_margin(inputs, engine="numpy")
+    assert a["maintenance"].dims == ("account", "shift", "vol_scan_scale")
+    assert_same(a, b)
+    # the grid point with no move equals the run without a grid
+    base = span_margin(marginsim.load(scenario(positions)))
+    point = a.sel(shift=0.0, vol_scan_scale=1.0)
+    np.testing.assert_allclose(point["maintenance"].values, base["maintenance"].values, rtol=1e-12)
+
+
+def test_long_and_short_of_one_series_net_before_the_short_option_minimum():
+    # gross method: short calls vs short puts after netting each series inside the account
+    ds = marginsim.margin(
+        scenario(
+            [
+                ("a", "IDX-MAR-C", 5),
+                ("a", "IDX-MAR-C", -3),  # same series: net long 2, no short call
+                ("b", "IDX-MAR-C", -3),
+                ("b", "IDX-MAR-P", -2),
+            ]
+        )
+    )["span"]
+    som = ds["short_option_minimum"].sel(group="IDX")
+    assert float(som.sel(account="a")) == 0.0
+    assert float(som.sel(account="b")) == 600 * 3
+    # net method (ENG): a long put offsets short puts, not short calls
+    ds = marginsim.margin(
+        scenario(
+            [("a", "ENG-DEC-C", -4), ("a", "ENG-DEC-P", -1), ("a", "ENG-DEC-P", 3), ("a", "ENG-DEC-P", -5)]
+        )
+    )["span"]
+    assert float(ds["short_option_minimum"].sel(account="a", group="ENG")) == 150 * 4
+
+
+def test_scan_loss_is_optional():
+    inputs = marginsim.load(scenario([("a", "IDX-DEC", 1), ("b", "ENG-MAR", -2)]))
+    full = span_margin(inputs)
+    lean = span_margin(inputs, scan_loss=False)
+    assert "scan_loss" in full and "scan_loss" not in lean
+    assert_same(full, lean, PER_ACCOUNT + PER_GROUP[:-1] + ("active_scenario", "held"))
+    # the scan risk is the largest scenario loss of each held pair
+    held = full["held"]
+    np.testing.assert_array_equal(
+        full["scan_risk"].where(held, 0.0).values,
+        full["scan_loss"].max("scenario").clip(min=0).where(held, 0.0).values,
+    )
+
+
+def test_pair_layout_is_account_major():
+    pos_a = np.array([2, 0, 2, 1, 0, 2])
+    pos_c = np.array([1, 3, 0, 3, 3, 1])
+    pairs = SP.pairs_of(pos_a, pos_c, n_accounts=4, n_cc=4)
+    assert pairs.account.tolist() == [0, 1, 2, 2]
+    assert pairs.cc.tolist() == [3, 3, 0, 1]
+    assert pairs.of_position.tolist() == [3, 0, 2, 1, 0, 3]
+    assert pairs.account_ptr.tolist() == [0, 1, 2, 4, 4]  # account 3 holds nothing
+    dense = pairs.to_dense(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert dense.shape == (4, 4)
+    assert dense[2, 0] == 3.0 and dense[2, 1] == 4.0 and dense.sum() == 10.0
+    order, ptr = pairs.of_cc
+    assert [order[ptr[c] : ptr[c + 1]].tolist() for c in range(4)] == [[2], [3], [], [0, 1]]
+
+
+def test_segment_sum_engines_agree():
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 50, 2000)
+    src = rng.integers(0, 30, 2000)
+    w = rng.normal(size=2000)
+    table = rng.normal(size=(30, 4, 3))
+    a = SP.segment_sum(rows, src, w, table, 50, "numba")
+    b = SP.segment_sum(rows, src, w, table, 50, "numpy")
+    expect = np.zeros((50, 4, 3))
+    np.add.at(expect, rows, w[:, None, None] * table[src])
+    np.testing.assert_allclose(a, expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b, expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
+def test_engines_agree_on_many_portfolios_of_the_real_file():
+    base = marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
+    names = base.contracts["contract"].values
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(1, 21, 1500)
+    account = np.repeat(np.arange(sizes.size), sizes)
+    pick = rng.integers(0, names.size, sizes.sum())
+    qty = rng.integers(-10, 11, sizes.sum()).astype(float)
+    inputs = base.with_book(names[pick], qty, account)
+    a = span_margin(inputs, engine="numba")
+    b = span_margin(inputs, engine="numpy")
+    assert_same(a, b)
+    assert float(a["inter_spread_credit"].sum()) > 0 and float(a["intra_spread_charge"].sum()) > 0
+    # a few portfolios margined alone equal their row of the vectorised result
+    for acct in (0, 1, 2, 777):
+        mine = account == acct
+        alone = span_margin(base.with_book(names[pick[mine]], qty[mine], account[mine]))
+        np.testing.assert_allclose(
+            float(a["maintenance"].sel(account=str(acct))), float(alone["maintenance"][0]), rtol=1e-12
+        )
