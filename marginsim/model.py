@@ -722,7 +722,7 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
         contract_index = contract_indices(contracts, contract)
     contract_names = contracts["contract"].values[contract_index]
     account = np.full(n, "main", dtype=object) if account is None else np.asarray(account)
-    acct_index, acct_names = pd.factorize(account.reshape(-1))  # accounts in order of first appearance
+    acct_index, acct_names = _factorize_accounts(account.reshape(-1))
     book = xr.Dataset(
         {
             "contract": ("position", contract_names),
@@ -737,9 +737,26 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
     return book
 
 
-def _as_names(values) -> np.ndarray:
-    """Names as an object array of ``str`` (account numbers become their decimal strings)."""
+def _as_names(values, trusted: bool = False) -> np.ndarray:
+    """Names as an object array of ``str`` (account numbers become their decimal strings).
+
+    ``trusted``: an object array is taken as it is (books built by marginsim hold ``str``).
+    """
     arr = np.asarray(values)
-    if arr.dtype == object and all(type(v) is str for v in arr):
+    if arr.dtype == object and (trusted or all(type(v) is str for v in arr)):
         return arr
     return arr.astype(str).astype(object)
+
+
+def _factorize_accounts(account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Account index of each position and the account names, in order of first appearance.
+
+    Books are usually grouped by account (stored books must be); for numbers in non-decreasing
+    order that is one vectorised pass, otherwise a hash factorisation.
+    """
+    if account.dtype.kind in "iu" and account.size and bool(np.all(account[1:] >= account[:-1])):
+        new = np.empty(account.size, dtype=bool)
+        new[0] = True
+        np.not_equal(account[1:], account[:-1], out=new[1:])
+        return np.cumsum(new) - 1, account[new]
+    return pd.factorize(account)

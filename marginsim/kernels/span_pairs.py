@@ -30,6 +30,7 @@ __all__ = [
     "Pairs",
     "pairs_of",
     "segment_sum",
+    "scan",
     "option_counts",
     "IntraTable",
     "intra_table",
@@ -122,6 +123,25 @@ def _scatter(rows, src, weight, table, out):  # pragma: no cover - compiled
         w = weight[i]
         for t in range(n_t):
             out[r, t] += w * table[s, t]
+
+
+def _scan(loss, pair, time_idx, risk, active, prisk):  # pragma: no cover - compiled
+    n_p, n_g, n_s = loss.shape
+    for p in _prange(n_p):
+        for g in range(n_g):
+            best = 0
+            top = loss[p, g, 0]
+            for s in range(1, n_s):
+                if loss[p, g, s] > top:
+                    top = loss[p, g, s]
+                    best = s
+            risk[p, g] = max(top, 0.0)
+            active[p, g] = best
+            t = 0.0
+            for i in range(time_idx.size):
+                t += loss[p, g, time_idx[i]]
+            t /= time_idx.size
+            prisk[p, g] = max((top + loss[p, g, pair[best]]) / 2.0 - t, 0.0)
 
 
 def _counts(pair, contract, qty, kind, n_pairs, n_contracts, out):  # pragma: no cover
@@ -330,7 +350,7 @@ def _inter(
                     cr[c] = 0.0
 
 
-_PARALLEL = {"_intra", "_inter"}
+_PARALLEL = {"_intra", "_inter", "_scan"}
 _COMPILED: dict = {}
 
 
@@ -386,6 +406,45 @@ def segment_sum(
     else:
         out = group_sum(membership(rows, src, weight, n_rows, table.shape[0]), flat)
     return out.reshape((n_rows,) + table.shape[1:])
+
+
+def scan(
+    loss: np.ndarray, pair: np.ndarray, time_scenarios: np.ndarray, engine: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scanning risk, active scenario and price risk of each pair, in one pass.
+
+    Parameters
+    ----------
+    loss
+        Loss per pair, grid point and scenario, shape ``(P, G, S)`` [currency, losses positive].
+    pair
+        0-based index of each scenario's pair, shape ``(S,)``.
+    time_scenarios
+        0-based indices of the scenarios whose mean loss is the time risk.
+    engine
+        ``"numba"`` or ``"numpy"`` (:func:`marginsim.kernels.span.scanning_risk` and
+        :func:`~marginsim.kernels.span.price_risk`).
+
+    Returns
+    -------
+    risk, active, price_risk
+        ``(P, G)`` each: scanning risk [currency] (largest loss floored at 0), 0-based active
+        scenario (the first on ties), price risk [currency].
+    """
+    if engine == "numba":
+        shape = loss.shape[:2]
+        risk, active, prisk = np.empty(shape), np.empty(shape, dtype=np.int64), np.empty(shape)
+        _kernel("_scan")(
+            np.ascontiguousarray(loss, dtype=float),
+            np.ascontiguousarray(pair, dtype=np.int64),
+            np.ascontiguousarray(time_scenarios, dtype=np.int64),
+            risk,
+            active,
+            prisk,
+        )
+        return risk, active, prisk
+    risk, active = K.scanning_risk(loss)
+    return risk, active, K.price_risk(loss, active, pair, time_scenarios)
 
 
 def option_counts(

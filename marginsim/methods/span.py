@@ -47,10 +47,10 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
     the other methods.
     """
     c = inputs.contracts
-    on_future = (c["model"] == pricing.BLACK76).values
-    given = c["risk_array"].notnull().all("scenario").values
+    on_future = c["model"].values == pricing.BLACK76
+    given = ~np.isnan(c["risk_array"].values).any(axis=1)
     named = np.isin(c["group"].values.astype(str), list(params.combined_commodities))
-    return (c["type"] == "future").values | (c["is_option"].values & on_future) | given | named
+    return (c["type"].values == "future") | (c["is_option"].values & on_future) | given | named
 
 
 def _held_contracts(inputs: Inputs, scope: np.ndarray | None = None) -> np.ndarray:
@@ -427,7 +427,10 @@ def span_margin(
     ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
     n_s = ra.shape[1]
     loss = SP.segment_sum(pairs.of_position, pos_k, qty, np.moveaxis(ra, 1, -1), n_p, eng)  # (P, G, S)
-    scan_risk, active = K.scanning_risk(loss)  # (P, G)
+    scen_pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
+    scen_pair = np.where(scen_pair < 0, np.arange(n_s), scen_pair)
+    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
+    scan_risk, active, prisk = SP.scan(loss, scen_pair, time_idx, eng)  # (P, G) each
 
     # -- deltas by month: the ledger, one row per (pair, month of its CC) ---------------------------
     month = contracts["month"].values.astype(np.int64)
@@ -489,9 +492,6 @@ def span_margin(
         intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
 
     # -- inter-commodity credit ------------------------------------------------------------------------
-    pair_s = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
-    pair_s = np.where(pair_s < 0, np.arange(n_s), pair_s)
-    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
     gindex = {n: i for i, n in enumerate(groups.names)}
     inter_spreads = []
     for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
@@ -503,7 +503,6 @@ def span_margin(
         )
     credit = np.zeros((n_p, n_g))
     if inter_spreads:
-        prisk = K.price_risk(loss, active, pair_s, time_idx)
         wfpr = K.weighted_futures_price_risk(prisk, net_delta)
         credit = SP.inter_credit(net_left, wfpr, pairs, SP.inter_table(inter_spreads), eng)
 
@@ -554,7 +553,7 @@ def span_margin(
         return xr.Variable(("account", *gd), a.reshape((n_a,) + gshape), _attrs(name, ccy))
 
     coords = {
-        "account": _as_names(book["account_name"].values),
+        "account": _as_names(book["account_name"].values, trusted=True),
         "group": np.array(groups.names, dtype=object),
         "scenario": arrays["scenario"].values,
         "contract": contracts["contract"].values,
