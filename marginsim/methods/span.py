@@ -350,6 +350,164 @@ def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, .
     return arr.reshape(arr.shape[: len(lead)] + (-1,))
 
 
+@dataclass
+class _Plan:
+    """Everything SPAN needs that does not depend on the positions: contracts held, combined
+    commodities, risk arrays and deltas as kernel tables, spread definitions, rates."""
+
+    contracts: xr.Dataset  # the contracts held and in scope
+    held: np.ndarray  # their indices into inputs.contracts
+    groups: _Groups
+    arrays: xr.Dataset  # risk_array, composite_delta (xarray, for the result)
+    gd: list[str]
+    gshape: tuple[int, ...]
+    risk_array: np.ndarray  # (K, G, S) [currency per long contract, losses positive]
+    delta: np.ndarray  # (K, G) composite delta, NaN -> 0
+    scenario_pair: np.ndarray  # (S,) 0-based pair of each scenario
+    time_scenarios: np.ndarray  # 0-based scenarios of the time risk
+    month_idx: np.ndarray  # (K,) month of each contract on its CC's month axis
+    n_months: np.ndarray  # (C,) months per CC
+    intra: SP.IntraTable | None
+    inter: SP.InterTable | None
+    is_call: np.ndarray
+    is_put: np.ndarray
+    som_rate: np.ndarray  # (C,) [currency per short option]
+    som_net: np.ndarray  # (C,) bool
+    ratio: np.ndarray  # (C,) initial / maintenance
+    fx: np.ndarray  # (C,) CC currency -> reporting currency
+    nov: np.ndarray  # (K, G) net option value per long contract [reporting currency]
+
+    @property
+    def cc_of_k(self) -> np.ndarray:
+        return self.groups.index_of_contract
+
+    @property
+    def n_cc(self) -> int:
+        return len(self.groups.names)
+
+    @property
+    def n_g(self) -> int:
+        return int(np.prod(self.gshape)) if self.gshape else 1
+
+
+def _plan(inputs: Inputs, params: SpanParams, scope: np.ndarray, engine) -> _Plan:
+    sc = inputs.scenario
+    held = _held_contracts(inputs, scope)
+    contracts = _take(inputs.contracts, held, inputs.contracts.sizes["contract"])
+    groups = _resolve_groups(inputs, contracts, params)
+    n_c = len(groups.names)
+    gd = list(inputs.grid_dims)
+    scen = _scenario_arrays(groups, params)
+    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False)
+    gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
+    for d in gd:
+        if gsizes[d] is None:
+            gsizes[d] = inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)
+    gshape = tuple(gsizes[d] for d in gd)
+    ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
+    n_s = ra.shape[1]
+    scen_pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
+    scen_pair = np.where(scen_pair < 0, np.arange(n_s), scen_pair)
+    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
+
+    # contract months on each combined commodity's month axis
+    cc_of_k = groups.index_of_contract
+    month = contracts["month"].values.astype(np.int64)
+    cc_month = np.unique(np.stack([cc_of_k, month], axis=1), axis=0).reshape(-1, 2)  # sorted by CC
+    first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
+    span_m = month.max(initial=0) + 1
+    month_idx = np.searchsorted(cc_month[:, 0] * span_m + cc_month[:, 1], cc_of_k * span_m + month)
+    month_idx -= first[cc_of_k]
+    n_months = np.diff(first)
+    n_m = max(int(n_months.max(initial=1)), 1)
+
+    cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
+    uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
+    inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
+    uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
+    nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[cc_of_k]
+    if nan_delta.any():
+        name = str(contracts["contract"].values[int(np.flatnonzero(nan_delta)[0])])
+        raise InputError(
+            "a composite_delta is needed for spreads (or a vol to compute it)",
+            file=sc.file,
+            key_path=("contracts", name, "composite_delta"),
+        )
+
+    # intra spreads (tiers as masks over the CC's months) and spot months, per combined commodity
+    cc_spreads: list[list[K.Spread]] = []
+    cc_spot: list[tuple[np.ndarray, float, float] | None] = []
+    for c, p in enumerate(groups.params):
+        months = cc_month[first[c] : first[c + 1], 1]
+        real = np.zeros(n_m, dtype=bool)
+        real[: len(months)] = True
+        padded = np.zeros(n_m, dtype=np.int64)
+        padded[: len(months)] = months
+        tier_mask = {0: real}
+        for t in p.tiers:
+            lo, hi = t.months
+            tier_mask[t.tier] = real & (padded >= lo) & (padded <= hi)
+        spreads = []
+        for sp in sorted(p.intra_spreads, key=lambda s: s.priority):
+            legs = _merge_legs([(leg.tier, leg.side, leg.ratio) for leg in sp.legs])
+            spreads.append(
+                K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
+            )
+        cc_spreads.append(spreads)
+        cc_spot.append(
+            None
+            if p.spot is None
+            else (real & np.isin(padded, p.spot.months), p.spot.rate_spread, p.spot.rate_outright)
+        )
+    intra = None
+    if any(cc_spreads) or any(s is not None for s in cc_spot):
+        intra = SP.intra_table(cc_spreads, cc_spot, n_m)
+
+    # inter spreads between the combined commodities of this book, in priority order
+    gindex = {n: i for i, n in enumerate(groups.names)}
+    inter_spreads = []
+    for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
+        if not all(leg.group in gindex for leg in sp.legs):
+            continue  # a leg's combined commodity is not in this book: no spread can form
+        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in sp.legs])
+        inter_spreads.append(
+            K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
+        )
+
+    # net option value per long contract of premium-style options, reporting currency
+    premium = inputs.option_premium(contracts, engine=engine)
+    ccy_code, ccys = pd.factorize(contracts["currency"].values)
+    contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
+    nov = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(0.0) * xr.DataArray(
+        contract_fx, dims="contract"
+    )
+    is_option = contracts["is_option"].values
+    is_call = contracts["is_call"].values
+    return _Plan(
+        contracts=contracts,
+        held=held,
+        groups=groups,
+        arrays=arrays,
+        gd=gd,
+        gshape=gshape,
+        risk_array=np.ascontiguousarray(np.moveaxis(ra, 1, -1)),
+        delta=np.nan_to_num(cdelta),
+        scenario_pair=scen_pair,
+        time_scenarios=time_idx,
+        month_idx=month_idx,
+        n_months=n_months,
+        intra=intra,
+        inter=SP.inter_table(inter_spreads) if inter_spreads else None,
+        is_call=is_call & is_option,
+        is_put=~is_call & is_option,
+        som_rate=np.array([0.0 if p.som is None else p.som.rate for p in groups.params]),
+        som_net=np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool),
+        ratio=np.array([p.initial_ratio or params.initial_ratio for p in groups.params]),
+        fx=groups.fx,
+        nov=_flat(nov, ["contract"], gd, gshape),
+    )
+
+
 def span_margin(
     inputs: Inputs,
     params: SpanParams | None = None,
@@ -390,158 +548,74 @@ def span_margin(
         return scale.lazy_margin(
             inputs, "span", partial(span_margin, params=params, engine=engine, scan_loss=scan_loss)
         )
-    sc = inputs.scenario
-    file = sc.file
     eng = pricing._resolve_engine(engine)
-    params = params or inputs.span_params or sc.span or SpanParams()
+    params = params or inputs.span_params or inputs.scenario.span or SpanParams()
     scope = in_scope(inputs, params)
     book = inputs.book
     if not scope[book["contract_index"].values].all():
         book = book.isel(position=np.flatnonzero(scope[book["contract_index"].values]))
-    held = _held_contracts(inputs, scope)
-    contracts = _take(inputs.contracts, held, inputs.contracts.sizes["contract"])
-    n_k = contracts.sizes["contract"]
+    # every definition first (contracts, combined commodities, spreads: no positions), then the
+    # book in one pass of compiled kernels, then the result
+    plan = _plan(inputs, params, scope, engine)
+    n_a, n_c, n_g, gshape, gd = book.sizes["account"], plan.n_cc, plan.n_g, plan.gshape, plan.gd
     local = np.full(inputs.contracts.sizes["contract"], -1, dtype=np.int64)
-    local[held] = np.arange(n_k)
-    groups = _resolve_groups(inputs, contracts, params)
-    n_c = len(groups.names)
-    n_a = book.sizes["account"]
-    gd = list(inputs.grid_dims)
-    scen = _scenario_arrays(groups, params)
-    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False)
-    gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
-    for d in gd:
-        if gsizes[d] is None:
-            gsizes[d] = inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)
-    gshape = tuple(gsizes[d] for d in gd)
-    n_g = int(np.prod(gshape)) if gshape else 1
-
+    local[plan.held] = np.arange(plan.held.size)
     pos_k = local[book["contract_index"].values]
     pos_a = book["account_index"].values
     qty = np.asarray(book["quantity"].values, dtype=float)
-    cc_of_k = groups.index_of_contract
-    pairs = SP.pairs_of(pos_a, cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
+    pairs = SP.pairs_of(pos_a, plan.cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
     n_p = pairs.size
 
-    # -- scanning risk per pair ----------------------------------------------------------------------
-    ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
-    n_s = ra.shape[1]
-    loss = SP.segment_sum(pairs.of_position, pos_k, qty, np.moveaxis(ra, 1, -1), n_p, eng)  # (P, G, S)
-    scen_pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
-    scen_pair = np.where(scen_pair < 0, np.arange(n_s), scen_pair)
-    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
-    scan_risk, active, prisk = SP.scan(loss, scen_pair, time_idx, eng)  # (P, G) each
+    # -- scanning risk, active scenario and price risk per pair -------------------------------------
+    loss = SP.segment_sum(pairs.of_position, pos_k, qty, plan.risk_array, n_p, eng)  # (P, G, S)
+    scan_risk, active, prisk = SP.scan(loss, plan.scenario_pair, plan.time_scenarios, eng)
 
     # -- deltas by month: the ledger, one row per (pair, month of its CC) ---------------------------
-    month = contracts["month"].values.astype(np.int64)
-    cc_month = np.unique(np.stack([cc_of_k, month], axis=1), axis=0).reshape(-1, 2)  # sorted by CC
-    first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
-    span_m = month.max(initial=0) + 1
-    month_idx = np.searchsorted(cc_month[:, 0] * span_m + cc_month[:, 1], cc_of_k * span_m + month)
-    month_idx -= first[cc_of_k]
-    n_months = np.diff(first)  # months per combined commodity
-    n_m = max(int(n_months.max(initial=1)), 1)
-    row0 = np.concatenate([[0], np.cumsum(n_months[pairs.cc])])  # rows of pair p: row0[p]:row0[p+1]
-    cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
+    row0 = np.concatenate([[0], np.cumsum(plan.n_months[pairs.cc])])  # rows of pair p: row0[p]:row0[p+1]
     ledger = SP.segment_sum(
-        row0[pairs.of_position] + month_idx[pos_k], pos_k, qty, np.nan_to_num(cdelta), int(row0[-1]), eng
+        row0[pairs.of_position] + plan.month_idx[pos_k], pos_k, qty, plan.delta, int(row0[-1]), eng
     )  # (R, G)
     net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))  # (P, G)
 
-    uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
-    inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
-    uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
-    nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[cc_of_k]
-    if nan_delta.any():
-        name = str(contracts["contract"].values[int(np.flatnonzero(nan_delta)[0])])
-        raise InputError(
-            "a composite_delta is needed for spreads (or a vol to compute it)",
-            file=file,
-            key_path=("contracts", name, "composite_delta"),
-        )
-
-    # -- intra-commodity spreads and spot charge, per combined commodity's definitions -------------
-    cc_spreads: list[list[K.Spread]] = []
-    cc_spot: list[tuple[np.ndarray, float, float] | None] = []
-    for c, p in enumerate(groups.params):
-        months = cc_month[first[c] : first[c + 1], 1]
-        real = np.zeros(n_m, dtype=bool)
-        real[: len(months)] = True
-        padded = np.zeros(n_m, dtype=np.int64)
-        padded[: len(months)] = months
-        tier_mask = {0: real}
-        for t in p.tiers:
-            lo, hi = t.months
-            tier_mask[t.tier] = real & (padded >= lo) & (padded <= hi)
-        spreads = []
-        for sp in sorted(p.intra_spreads, key=lambda s: s.priority):
-            legs = _merge_legs([(leg.tier, leg.side, leg.ratio) for leg in sp.legs])
-            spreads.append(
-                K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
-            )
-        cc_spreads.append(spreads)
-        cc_spot.append(
-            None
-            if p.spot is None
-            else (real & np.isin(padded, p.spot.months), p.spot.rate_spread, p.spot.rate_outright)
-        )
-    if any(cc_spreads) or any(s is not None for s in cc_spot):
-        table = SP.intra_table(cc_spreads, cc_spot, n_m)
-        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, table, eng)
+    # -- intra-commodity spreads and spot charge; inter-commodity credit ----------------------------
+    if plan.intra is not None:
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, plan.intra, eng)
     else:
         intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
-
-    # -- inter-commodity credit ------------------------------------------------------------------------
-    gindex = {n: i for i, n in enumerate(groups.names)}
-    inter_spreads = []
-    for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
-        if not all(leg.group in gindex for leg in sp.legs):
-            continue  # a leg's combined commodity is not in this book: no spread can form
-        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in sp.legs])
-        inter_spreads.append(
-            K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
-        )
     credit = np.zeros((n_p, n_g))
-    if inter_spreads:
+    if plan.inter is not None:
         wfpr = K.weighted_futures_price_risk(prisk, net_delta)
-        credit = SP.inter_credit(net_left, wfpr, pairs, SP.inter_table(inter_spreads), eng)
+        credit = SP.inter_credit(net_left, wfpr, pairs, plan.inter, eng)
 
     # -- short option minimum --------------------------------------------------------------------------
-    is_option = contracts["is_option"].values
-    is_call = contracts["is_call"].values & is_option
-    is_put = ~contracts["is_call"].values & is_option
-    counts = SP.option_counts(pairs.of_position, pos_k, qty, is_call, is_put, n_p, eng)
-    som_rate = np.array([0.0 if p.som is None else p.som.rate for p in groups.params])
-    som_net = np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool)
+    counts = SP.option_counts(pairs.of_position, pos_k, qty, plan.is_call, plan.is_put, n_p, eng)
     som = K.short_option_minimum(
-        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], som_rate[pairs.cc], som_net[pairs.cc]
+        counts[:, 0],
+        counts[:, 1],
+        counts[:, 2],
+        counts[:, 3],
+        plan.som_rate[pairs.cc],
+        plan.som_net[pairs.cc],
     )[:, None]  # (P, 1)
 
     # -- combined commodity risk, in its currency, then in the reporting currency ------------------
     risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
-    ratio = np.array([p.initial_ratio or params.initial_ratio for p in groups.params])
-    fx = groups.fx[pairs.cc][:, None]
-
-    # -- net option value (premium-style options), reporting currency -------------------------------
-    premium = inputs.option_premium(contracts, engine=engine)
-    ccy_code, ccys = pd.factorize(contracts["currency"].values)
-    contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
-    nov_per_contract = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(
-        0.0
-    ) * xr.DataArray(contract_fx, dims="contract")
-    nov = SP.segment_sum(pos_a, pos_k, qty, _flat(nov_per_contract, ["contract"], gd, gshape), n_a, eng)
-
+    fx = plan.fx[pairs.cc][:, None]
+    nov = SP.segment_sum(pos_a, pos_k, qty, plan.nov, n_a, eng)  # (A, G), premium-style options
     every_pair = np.arange(n_p)
     ones = np.ones(n_p)
     span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_a, eng)  # (A, G)
     initial_risk = SP.segment_sum(
-        pairs.account, every_pair, ones, risk_cc * ratio[pairs.cc][:, None] * fx, n_a, eng
+        pairs.account, every_pair, ones, risk_cc * plan.ratio[pairs.cc][:, None] * fx, n_a, eng
     )
     maintenance = np.maximum(span_risk - nov, 0.0)
     initial = np.maximum(initial_risk - nov, 0.0)
 
     # -- result ---------------------------------------------------------------------------------------
+    sc = inputs.scenario
     ccy = {"units": sc.currency}
+    n_s = plan.risk_array.shape[-1]
+    arrays, groups, contracts = plan.arrays, plan.groups, plan.contracts
     acg_dims = ("account", "group", *gd)
 
     def acg(name, a, fill=0.0, units=ccy):  # (P, G) per pair -> (A, C, grid...)
