@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import tracemalloc
 from datetime import date, datetime
 from pathlib import Path
+from unittest import mock
 
 import defusedxml.ElementTree as DET
 import numpy as np
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marginsim.errors import InputError
+from marginsim.io import spanxml
 from marginsim.io.spanxml import (
     DeltaSpread,
     FuturesPortfolio,
@@ -433,6 +436,127 @@ def test_external_entity_is_refused(tmp_path: Path) -> None:
     assert "TOP-SECRET" not in str(ei.value)
 
 
+_BOMB_DTD = '<!DOCTYPE spanFile [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
+
+
+def _with_prolog(prolog: str) -> str:
+    """The small file with ``prolog`` between its XML declaration and its root element."""
+    text = _small_text()
+    i = text.index("<spanFile")
+    return text[:i] + prolog + text[i:].replace("<ec>TESTCH</ec>", "<ec>&b;</ec>", 1)
+
+
+@pytest.mark.parametrize(
+    ("prolog", "encoding"),
+    [
+        (_BOMB_DTD, "utf-8"),
+        ("<!-- a comment first -->\n" + _BOMB_DTD, "utf-8"),
+        ('<?some-pi data="1"?>\n<!-- and a comment -->' + _BOMB_DTD, "utf-8"),
+        ('<!DOCTYPE spanFile SYSTEM "http://127.0.0.1:9/span.dtd">\n', "utf-8"),
+        ('<!DOCTYPE spanFile PUBLIC "-//x//y" "file:///etc/passwd">\n', "utf-8"),
+        ('<!DOCTYPE spanFile [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>\n', "utf-8"),
+        ("<!DOCTYPE spanFile []>\n", "utf-8"),
+        ("<!-- c -->" + _BOMB_DTD, "utf-8-sig"),
+        ("<!-- c -->" + _BOMB_DTD, "utf-16"),  # with a BOM, little-endian here
+        (_BOMB_DTD, "utf-16-be-bom"),
+        (_BOMB_DTD, "utf-16-le"),  # no BOM: detected from the '<' byte pattern
+    ],
+)
+def test_any_doctype_in_the_prolog_is_refused(tmp_path: Path, prolog: str, encoding: str) -> None:
+    text = _with_prolog(prolog)
+    if encoding.startswith("utf-16"):
+        text = text.replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    if encoding == "utf-16-be-bom":
+        raw = b"\xfe\xff" + text.encode("utf-16-be")
+    else:
+        raw = text.encode(encoding)
+    p = tmp_path / "dtd.xml"
+    p.write_bytes(raw)
+    with pytest.raises(InputError, match="DTDForbidden.*nothing was expanded") as ei:
+        read_span_xml(p)
+    assert ei.value.key_path == "prolog" and ei.value.file == str(p)
+
+
+class _RecordingParser(spanxml.XMLParser):  # type: ignore[misc]
+    """The C parser, recording every byte it is given."""
+
+    fed: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        _RecordingParser.fed.append(data)
+        super().feed(data)
+
+
+@pytest.mark.parametrize("block_size", [1, 5, 64, 1 << 16])
+@pytest.mark.parametrize("offset", [-11, -6, -1, 0, 2])
+def test_a_dtd_never_reaches_the_c_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int, offset: int
+) -> None:
+    # the DOCTYPE starts ``offset`` bytes from a block boundary, so it may straddle two blocks
+    decl = '<?xml version="1.0" encoding="UTF-8"?>'
+    rest = _with_prolog(_BOMB_DTD)[len(decl) :]
+    head = decl + "\n<!--"
+    start = len(head) + len("-->") + rest.index("<!DOCTYPE")  # without padding
+    boundary = -(-(start + 16) // block_size) * block_size
+    text = head + "x" * (boundary + offset - start) + "-->" + rest
+    assert text.index("<!DOCTYPE") == boundary + offset
+    p = _write(tmp_path, text)
+    monkeypatch.setattr(spanxml, "_BLOCK_SIZE", block_size)
+    monkeypatch.setattr(spanxml, "XMLParser", _RecordingParser)
+    _RecordingParser.fed = []
+    with pytest.raises(InputError, match="DTDForbidden"):
+        read_span_xml(p)
+    seen = b"".join(_RecordingParser.fed)
+    # the guard refuses the DOCTYPE at its '[', before the C parser gets the block holding it:
+    # the C parser has had exactly the blocks before that one (with offset < 0 and large
+    # blocks, the start of the DOCTYPE), never a declaration
+    raw = text.encode()
+    bracket = raw.index(b"<!DOCTYPE spanFile [") + len("<!DOCTYPE spanFile ")
+    assert raw.startswith(seen)
+    assert len(seen) == bracket // block_size * block_size
+    assert b"ENTITY" not in seen
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    ["<!DOCTYPE spanFile>", '<!ENTITY x SYSTEM "file:///etc/passwd">', '<!ENTITY x "y">'],
+)
+def test_a_declaration_after_the_root_start_is_malformed(tmp_path: Path, snippet: str) -> None:
+    p = _write(tmp_path, _small_text().replace("<definitions>", snippet + "<definitions>", 1))
+    with pytest.raises(InputError, match="malformed XML: not well-formed") as ei:
+        read_span_xml(p)
+    assert ei.value.key_path == "spanFile"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-8-sig"])
+def test_utf16_and_bom_files_read_like_utf8(tmp_path: Path, encoding: str) -> None:
+    text = _small_text()
+    if encoding != "utf-8-sig":
+        text = text.replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    p = tmp_path / "u.xml"
+    p.write_bytes(text.encode(encoding))
+    sf, ref = read_span_xml(p), read_span_xml(SMALL)
+    assert summarize(sf) == {**summarize(ref), "file": str(p)}
+    assert sf.currencies == ref.currencies
+    np.testing.assert_array_equal(
+        sf.option_portfolios[0].contracts.risk_arrays, ref.option_portfolios[0].contracts.risk_arrays
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("x-no-such-encoding", "unknown encoding"),
+        ("shift_jis", "multi-byte encodings are not supported"),  # was a bare ValueError
+    ],
+)
+def test_undecodable_declared_encoding(tmp_path: Path, encoding: str, message: str) -> None:
+    p = _write(tmp_path, _small_text().replace('encoding="UTF-8"', f'encoding="{encoding}"'))
+    with pytest.raises(InputError, match=f"cannot decode the XML: {message}") as ei:
+        read_span_xml(p)
+    assert ei.value.file == str(p)
+
+
 def test_internal_entity_without_dtd_is_an_error(tmp_path: Path) -> None:
     p = _write(tmp_path, _small_text().replace("<ec>TESTCH</ec>", "<ec>&undefined;</ec>"))
     with pytest.raises(InputError, match="undefined entity") as ei:
@@ -492,6 +616,60 @@ def test_any_corruption_is_an_input_error_or_parses(tmp_path: Path, pos: int, by
         read_span_xml(p)
     except InputError:
         pass
+
+
+def _outcome(p: Path) -> tuple[str, object]:
+    try:
+        sf = read_span_xml(p)
+    except InputError as e:
+        return "error", (e.problem, e.key_path)
+    return "ok", (
+        summarize(sf),
+        [(pf.contracts.ids.tolist(), pf.contracts.risk_arrays.tobytes()) for pf in sf.option_portfolios],
+        [(pf.contracts.ids.tolist(), pf.contracts.risk_arrays.tobytes()) for pf in sf.futures_portfolios],
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    block_size=st.integers(min_value=1, max_value=700),
+    pos=st.integers(min_value=0, max_value=len(SMALL.read_bytes())),
+    byte=st.sampled_from([None, *b"<>/&;=!x0.- \x00"]),
+)
+def test_block_boundaries_do_not_matter(tmp_path: Path, block_size: int, pos: int, byte: int | None) -> None:
+    # the partial tree is walked after every block: whatever the blocks, the outcome (data or
+    # error message and key path) is the one of a single-block read
+    raw = SMALL.read_bytes()
+    data = raw[:pos] if byte is None else raw[:pos] + bytes([byte]) + raw[pos + 1 :]
+    p = tmp_path / "b.xml"
+    p.write_bytes(data)
+    expected = _outcome(p)
+    with mock.patch.object(spanxml, "_BLOCK_SIZE", block_size):
+        assert _outcome(p) == expected
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_state_is_restored(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        read_span_xml(SMALL)
+        assert gc.isenabled() is enabled
+        with pytest.raises(InputError):
+            read_span_xml(DATA / "span_malformed.xml")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_a_long_prolog_is_streamed_too(tmp_path: Path) -> None:
+    # the prolog guard reads block by block as well: it holds no copy of the prolog
+    text = _with_prolog("".join(f"<!-- comment {i:06d} {'x' * 80} -->\n" for i in range(30_000)))
+    p = _write(tmp_path, text.replace("<ec>&b;</ec>", "<ec>TESTCH</ec>"))
+    assert p.stat().st_size > 2_500_000
+    peak, sf = _peak_bytes(read_span_xml, p)
+    assert sf.clearing_org == "TESTCH"
+    assert peak < 1_000_000, peak
 
 
 # ---------------------------------------------------------------------------------------------

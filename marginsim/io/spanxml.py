@@ -1,18 +1,43 @@
 """Streaming, hardened reader of SPAN XML risk-parameter files (CME SPAN XML format 4.00, ``.spn``).
 
 Clearing houses publish their SPAN parameters and risk arrays daily as one XML file (tens of
-megabytes for a large exchange). :func:`read_span_xml` reads such a file **streaming**: it walks
-the file with :func:`defusedxml.ElementTree.iterparse`, turns every contract, portfolio and
-combined commodity into plain data as soon as its element is complete, and then removes the
-element from the tree, so memory stays bounded by the largest single portfolio, not by the file.
+megabytes for a large exchange). :func:`read_span_xml` reads such a file **streaming**: it feeds
+the file in 64 KiB blocks to the C-accelerated :class:`xml.etree.ElementTree.XMLParser`, and
+after each block walks the partial tree, turns every complete contract, portfolio and combined
+commodity into plain data and removes its element, so memory stays bounded by the largest single
+portfolio (plus one block), not by the file. Only record- and portfolio-level elements are
+handled one by one in Python; the bulk (risk-array values, contract fields) is read per record.
 
-The parser is hardened: document type declarations (DTDs) are refused outright, so entity
-expansion ("billion laughs") and external entities (XXE) cannot happen; every problem with the
-file (malformed or truncated XML, a missing required element, a non-numeric value, a forbidden
-DTD) is raised as :class:`marginsim.errors.InputError` naming the file and an XML key path such
-as ``spanFile.pointInTime.clearingOrg.exchange[1].futPf[5].fut[1].ra.a[3]``. Indices count from
+Every problem with the file (malformed or truncated XML, a missing required element, a
+non-numeric value, a forbidden DTD, an undecodable encoding) is raised as
+:class:`marginsim.errors.InputError` naming the file and an XML key path such as
+``spanFile.pointInTime.clearingOrg.exchange[1].futPf[5].fut[1].ra.a[3]``. Indices count from
 1 among siblings with the same tag, as in XPath; the index is shown for elements that may
 repeat.
+
+Hardening
+---------
+Document type declarations (DTDs) are refused outright, so entity expansion ("billion laughs",
+quadratic blow-up) and external entities or DTDs (XXE, network or file access) cannot happen:
+
+* **Prolog guard.** Every block is first given to defusedxml's parser
+  (:class:`defusedxml.ElementTree.XMLParser` with ``forbid_dtd``, ``forbid_entities`` and
+  ``forbid_external``: its expat handlers for the DOCTYPE start, entity declarations, unparsed
+  entities and external entity references raise), and only then to the C parser, until the
+  guard reaches the start tag of the root element. A DOCTYPE may only appear in the prolog,
+  before the root element (XML 1.0, production ``prolog``). The guard is the same expat library
+  with the same settings (no forced encoding, namespace separator ``}``) reading the same
+  bytes, so it decodes the prolog exactly as the C parser will (BOMs, UTF-16, declared
+  encodings), and it has read every byte before the C parser receives it: a DOCTYPE is refused
+  at its ``[`` or closing ``>``, before any declaration in it is read, while the C parser has
+  at most seen the part before that (a DOCTYPE that straddles two blocks) and has expanded
+  nothing. The guard stops at the root start tag, so its cost does not grow with the file.
+* **After the root start tag** expat rejects a DOCTYPE or an entity declaration as
+  not well-formed, so no entity other than the five predefined ones and character references
+  can exist, and a reference to any other entity is an "undefined entity" error. The C parser
+  installs no external-entity handler (expat itself never opens files or URLs), and expat
+  >= 2.4 (2.5.0 here) also limits entity amplification: defence in depth for what the guard
+  already refuses.
 
 Units and meanings (from ``spanrisk.xsd`` and checked against the Takasbank file of 2016-05-17)
 ---------------------------------------------------------------------------------------------
@@ -48,19 +73,22 @@ Units and meanings (from ``spanrisk.xsd`` and checked against the Takasbank file
 
 from __future__ import annotations
 
+import gc
 import math
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from operator import attrgetter
 from os import PathLike
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLParser
 
 import defusedxml.ElementTree as _DET
 import numpy as np
-from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml import DefusedXmlException
 
 from marginsim.errors import InputError
 
@@ -816,7 +844,13 @@ _SCAN_FIELDS = (
 _NAN_SCAN = (math.nan,) * len(_SCAN_FIELDS)
 #: Element kinds whose whole subtree is handled at the element's end.
 _SUBTREE_KINDS = frozenset({"record", "skip", "leaf"})
+#: Bytes read and parsed per step (the partial tree is walked after each).
+_BLOCK_SIZE = 1 << 16
+#: Tag of the holder element opened above the document root (not an XML name: never a real tag).
+_HOLDER = "#document"
 _EPOCH = date(1970, 1, 1)
+_isfinite = math.isfinite
+_TEXT = attrgetter("text")
 _NAT_DAYS = int(np.iinfo(np.int64).min)  # the int64 behind datetime64 NaT
 
 
@@ -828,10 +862,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 def _first_children(elem: Element) -> dict[str, Element]:
     """Map each child tag to its first child element with that tag."""
-    out: dict[str, Element] = {}
-    for ch in elem:
-        out.setdefault(ch.tag, ch)
-    return out
+    return {ch.tag: ch for ch in reversed(elem)}  # in reverse: the first one is written last
 
 
 def _repair_text(s: str) -> str:
@@ -892,6 +923,20 @@ _SERIES_COLS = (
 )  # fmt: skip
 
 
+class _RootElementReached(Exception):
+    """Raised by the prolog guard at the root element's start tag: the prolog is over."""
+
+
+class _PrologGuardTarget:
+    """Parser target of the prolog guard: stops it at the start tag of the root element."""
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        raise _RootElementReached
+
+    def close(self) -> None:
+        return None
+
+
 class _Reader:
     """One pass over one file. Holds the open-element stack for key paths."""
 
@@ -905,6 +950,9 @@ class _Reader:
         self.kinds: list[str] = []
         self.elems: list[Element] = []
         self.counts: list[dict[str, int]] = [{}]
+        # number of header leaves kept at the front of each open element (and of the holder)
+        self.kept: list[int] = [0]
+        self.doc: Element = Element(_HOLDER)
         # results
         self.file_format: str | None = None
         self.created: datetime | None = None
@@ -977,6 +1025,23 @@ class _Reader:
         required: bool = False,
         default: float = math.nan,
     ) -> float:
+        el = ch.get(tag)
+        if el is None:
+            if not required:
+                return default
+        else:
+            # fast path: float() ignores the surrounding whitespace that the careful path strips
+            try:
+                v = float(el.text)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                pass
+            else:
+                if _isfinite(v):
+                    return v
+        return self._num(ch, tag, rel, required, default)
+
+    def _num(self, ch: dict[str, Element], tag: str, rel: str, required: bool, default: float) -> float:
+        """:meth:`num` for the absent, empty, non-numeric or non-finite value: the error if any."""
         t = self.text(ch, tag, rel, required=required)
         if t is None:
             return default
@@ -997,6 +1062,15 @@ class _Reader:
         required: bool = False,
         default: int | None = None,
     ) -> int | None:
+        el = ch.get(tag)
+        if el is None:
+            if not required:
+                return default
+        else:
+            try:  # fast path, as in :meth:`num`
+                return int(el.text)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                pass
         t = self.text(ch, tag, rel, required=required)
         if t is None:
             return default
@@ -1052,7 +1126,7 @@ class _Reader:
         ignored; if there are children but none for ``self.rate_id``, that is an error (the
         reader does not mix rate classes).
         """
-        found = [c for c in elem if c.tag == tag]
+        found = elem.findall(tag)
         if not found:
             return None, rel
         many = len(found) > 1
@@ -1086,15 +1160,10 @@ class _Reader:
         ra, rrel = self.pick_by_rate(elem, "ra", rel)
         if ra is None:
             return [math.nan] * n, math.nan
-        texts: list[str | None] = []
-        d_el = None
-        for c in ra:
-            if c.tag == "a":
-                texts.append(c.text)
-            elif c.tag == "d":
-                d_el = c
+        # the values in bulk: the ``a`` children in C, converted by map() in C
+        texts: list[str | None] = list(map(_TEXT, ra.findall("a")))
         try:
-            vals = [float(t) for t in texts]  # type: ignore[arg-type]
+            vals = list(map(float, texts))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             for i, t in enumerate(texts, 1):
                 try:
@@ -1105,13 +1174,15 @@ class _Reader:
                         self._join(rrel, f"a[{i}]"),
                     ) from None
             raise  # pragma: no cover
-        if not all(map(math.isfinite, vals)):
+        if not all(map(_isfinite, vals)):
             i = next(i for i, v in enumerate(vals, 1) if not math.isfinite(v))
             raise self.error("risk array value is not finite", self._join(rrel, f"a[{i}]"))
         if len(vals) != n:
             raise self.error(f"risk array has {len(vals)} values, expected {n} (one per scan point)", rrel)
-        if d_el is None:
+        ds = ra.findall("d")
+        if not ds:
             raise self.error("missing required element <d> (composite delta)", rrel)
+        d_el = ds[-1]
         cd = self.num({"d": d_el}, "d", rrel, required=True)
         return vals, cd
 
@@ -1655,35 +1726,24 @@ class _Reader:
         self.clearing_org_name = self.name(ch, "name")
         self.is_contract_scale = self.bool_(ch, "isContractScale")
 
-    # ---- the event loop -----------------------------------------------------------------------
+    # ---- the tree walk ------------------------------------------------------------------------
 
-    def classify(self, tag: str) -> str:
-        """Decide what to do with a new element from its tag and its parent's kind."""
+    def kind_of(self, tag: str) -> str:
+        """What to do with a new child ``tag`` of the element on top of the stack (no side effects)."""
         parent = self.kinds[-1] if self.kinds else ""
         if parent == "":
-            if tag != "spanFile":
-                raise self.error(f"not a SPAN XML file: the root element is <{tag}>, expected <spanFile>")
-            return "spanFile"
+            return "spanFile"  # :meth:`push` refuses another root
         if parent == "spanFile":
-            if tag == "definitions":
-                return "definitions"
-            if tag == "pointInTime":
-                if self.seen_pit:
-                    raise self.error("more than one <pointInTime> is not supported")
-                self.seen_pit = True
-                return "pointInTime"
+            if tag == "definitions" or tag == "pointInTime":
+                return tag
         elif parent == "definitions":
             if tag == "currencyDef":
                 return "record"
         elif parent == "pointInTime":
             if tag == "clearingOrg":
-                if self.seen_co:
-                    raise self.error("more than one <clearingOrg> is not supported")
-                self.seen_co = True
                 return "clearingOrg"
         elif parent == "clearingOrg":
             if tag == "exchange":
-                self.ex_pfs = {"phyPf": [], "futPf": [], "opt": []}
                 return "exchange"
             if tag in ("ccDef", "curConv", "pbRateDef", "pointDef"):
                 return "record"
@@ -1691,10 +1751,8 @@ class _Reader:
                 return "interSpreads"
         elif parent == "exchange":
             if tag in _PF_TYPES:
-                self.on_pf_start(tag)
                 return "pf"
             if tag in _OTHER_PF:
-                self.ignored[tag] = self.ignored.get(tag, 0) + 1
                 return "skip"
         elif parent == "pf":
             if (tag == "phy" and self.pf_tag == "phyPf") or (tag == "fut" and self.pf_tag == "futPf"):
@@ -1709,7 +1767,49 @@ class _Reader:
                 return "record"
         return "leaf" if tag in _HEADERS.get(parent, ()) else "skip"
 
+    def push(self, elem: Element, tag: str, kind: str) -> None:
+        """Enter ``elem``: onto the open-element stack, with the side effects of its start tag.
+
+        An error raised here names ``elem`` (its tag and index are pushed first; ``kinds[-1]``
+        is still the parent's while the start is checked).
+        """
+        c = self.counts[-1]
+        n = c.get(tag, 0) + 1
+        c[tag] = n
+        self.tags.append(tag)
+        self.idx.append(n)
+        self.counts.append({})
+        self.elems.append(elem)
+        if not self.kinds and tag != "spanFile":
+            raise self.error(f"not a SPAN XML file: the root element is <{tag}>, expected <spanFile>")
+        if kind == "pointInTime":
+            if self.seen_pit:
+                raise self.error("more than one <pointInTime> is not supported")
+            self.seen_pit = True
+        elif kind == "clearingOrg":
+            if self.seen_co:
+                raise self.error("more than one <clearingOrg> is not supported")
+            self.seen_co = True
+        elif kind == "exchange":
+            self.ex_pfs = {"phyPf": [], "futPf": [], "opt": []}
+        elif kind == "pf":
+            self.on_pf_start(tag)
+        elif kind == "skip" and tag in _OTHER_PF and self.kinds[-1] == "exchange":
+            self.ignored[tag] = self.ignored.get(tag, 0) + 1
+        self.kinds.append(kind)
+        self.kept.append(0)
+
+    def pop(self) -> None:
+        """Leave the element on top of the stack."""
+        self.tags.pop()
+        self.idx.pop()
+        self.counts.pop()
+        self.elems.pop()
+        self.kinds.pop()
+        self.kept.pop()
+
     def on_end(self, elem: Element, kind: str) -> None:
+        """Turn a complete record or container (on top of the stack) into data."""
         tag = elem.tag
         if kind == "record":
             parent = self.kinds[-2]
@@ -1747,83 +1847,152 @@ class _Reader:
         elif kind == "spanFile":
             self.on_span_file_end(elem)
 
+    def walk(self, level: int, final: bool, open_ids: frozenset[int] | None = None) -> None:
+        """Turn the complete children of an open element into data and drop them from the tree.
+
+        The C parser appends every element to its parent at its start tag, so after a block has
+        been parsed the partial tree holds everything read so far. A child that has a later
+        sibling is complete; the last child may still be open, so it waits for the next block
+        (or ``final``, once the whole document has been parsed). The open elements are always
+        the last child of their parent, which makes them the ``elems`` stack: ``elems[level]``,
+        if present, is the open child of ``elems[level - 1]`` (of the holder at ``level`` 0)
+        left by an earlier walk. Header leaves are kept at the front of their parent
+        (``kept[level]`` of them) until the parent ends; everything else is removed once read.
+
+        Parameters
+        ----------
+        level
+            Stack depth of the parent (0: the holder element above the document root).
+        final
+            True if the parent is known to be complete.
+        open_ids
+            After a parse error: ``id`` of every element still open (then the last child is
+            complete unless it is one of them, and an open record is pushed onto the stack so
+            that the key path names it).
+        """
+        elems = self.elems
+        parent = self.doc if level == 0 else elems[level - 1]
+        first = self.kept[level]
+        kids = parent[first:]
+        n = len(kids)
+        keep: list[Element] = []
+        done = 0
+        for i, child in enumerate(kids):
+            complete = final or i < n - 1 or (open_ids is not None and id(child) not in open_ids)
+            if len(elems) > level and elems[level] is child:  # an open container, already entered
+                self.walk(level + 1, complete, open_ids)
+                if not complete:
+                    break
+                self.on_end(child, self.kinds[-1])
+                self.pop()
+                done += 1
+                continue
+            tag = child.tag
+            kind = self.kind_of(tag)
+            if kind in _SUBTREE_KINDS:
+                if not complete:
+                    if open_ids is not None:
+                        self.push(child, tag, kind)
+                    break
+                self.push(child, tag, kind)
+                if kind == "leaf":
+                    keep.append(child)
+                else:
+                    self.on_end(child, kind)
+                self.pop()
+            else:
+                self.push(child, tag, kind)
+                self.walk(level + 1, complete, open_ids)
+                if not complete:
+                    break
+                self.on_end(child, kind)
+                self.pop()
+            done += 1
+        if done:
+            # drop what has been read (frees it), keep the header leaves at the front
+            parent[first : first + done] = keep
+            self.kept[level] = first + len(keep)
+
     def run(self) -> SpanFile:
         try:
             fh = open(self.path, "rb")
         except OSError as exc:
             raise InputError(f"cannot open file: {exc.strerror or exc}", file=self.file) from None
         with fh:
-            self._loop(fh)
+            self._parse(fh)
         return self.result()
 
-    def _loop(self, fh: Any) -> None:
-        tags, idx, kinds, elems, counts = self.tags, self.idx, self.kinds, self.elems, self.counts
-        events = _DET.iterparse(
-            fh, events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True
+    def _parse(self, fh: Any) -> None:
+        # The prolog guard: defusedxml's parser, fed every block before the C parser gets it,
+        # until it reaches the root element's start tag (see the module docstring).
+        guard: Any = _DET.XMLParser(
+            target=_PrologGuardTarget(), forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
-        # Elements below a record / skipped / header element are not tracked one by one: the
-        # record is read as a whole at its end. ``depth`` counts open elements of that subtree
-        # (1 = the record itself), which keeps the per-element work of the bulk (``ra/a``) tiny.
-        depth = 0
+        builder = TreeBuilder()
+        # a holder above the document root: a handle on the partial tree while it is built
+        self.doc = builder.start(_HOLDER, {})
+        parser = XMLParser(target=builder)
         try:
-            for event, elem in events:
-                if event == "start":
-                    if depth:
-                        depth += 1
-                        continue
-                    tag = elem.tag
-                    c = counts[-1]
-                    n = c.get(tag, 0) + 1
-                    c[tag] = n
-                    tags.append(tag)
-                    idx.append(n)
-                    counts.append({})
-                    elems.append(elem)
-                    kind = self.classify(tag)  # kinds[-1] is still the parent's here
-                    kinds.append(kind)
-                    if kind in _SUBTREE_KINDS:
-                        depth = 1
-                    continue
-                if depth > 1:
-                    depth -= 1
-                    continue
-                depth = 0
-                kind = kinds[-1]
-                if kind != "leaf":
-                    self.on_end(elem, kind)
-                    if len(elems) > 1:
-                        # free the element: it has been turned into data (or is not needed)
-                        elem.clear()
-                        elems[-2].remove(elem)
-                tags.pop()
-                idx.pop()
-                counts.pop()
-                elems.pop()
-                kinds.pop()
-        except _DET.ParseError as exc:
-            line, col = getattr(exc, "position", (0, 0))
-            msg = str(exc)
-            if "no element found" in msg or ("unclosed token" in msg and kinds):
-                problem = f"the XML ends early (truncated file?): {msg}"
-            else:
-                problem = f"malformed XML: {msg}"
-            where = self.key_path()
-            raise InputError(
-                problem, file=self.file, key_path=where or f"line {line}, column {col}"
-            ) from None
-        except InputError:
-            raise
-        except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden, DefusedXmlException) as exc:
-            raise InputError(
-                f"forbidden XML construct ({type(exc).__name__}): SPAN files must not contain a "
-                "document type declaration or entities; nothing was expanded",
-                file=self.file,
-                key_path=self.key_path() or "prolog",
-            ) from None
-        except (UnicodeError, LookupError) as exc:
-            raise InputError(
-                f"cannot decode the XML: {exc}", file=self.file, key_path=self.key_path()
-            ) from None
+            while True:
+                block = fh.read(_BLOCK_SIZE)
+                if guard is not None:
+                    try:
+                        if block:
+                            guard.feed(block)
+                        else:
+                            guard.close()  # raises: the document ended before its root element
+                    except _RootElementReached:
+                        guard = None
+                    except DefusedXmlException as exc:  # a ValueError: caught before those below
+                        raise InputError(
+                            f"forbidden XML construct ({type(exc).__name__}): SPAN files must not "
+                            "contain a document type declaration or entities; nothing was expanded",
+                            file=self.file,
+                            key_path=self.key_path() or "prolog",
+                        ) from None
+                    except (ValueError, LookupError) as exc:
+                        raise self._decode_error(exc) from None
+                if not block:
+                    break
+                try:
+                    parser.feed(block)
+                except (ValueError, LookupError) as exc:  # ParseError is not a ValueError
+                    raise self._decode_error(exc) from None
+                self.walk(0, False)
+            try:
+                parser.close()
+            except (ValueError, LookupError) as exc:
+                raise self._decode_error(exc) from None
+        except ParseError as exc:
+            self._parse_error(exc, builder)
+        self.walk(0, True)
+
+    def _decode_error(self, exc: Exception) -> InputError:
+        """The error for bytes the parser cannot decode: an unknown or multi-byte declared
+        encoding (``LookupError``, ``ValueError``) or undecodable text (``UnicodeError``)."""
+        return InputError(f"cannot decode the XML: {exc}", file=self.file, key_path=self.key_path())
+
+    def _parse_error(self, exc: ParseError, builder: TreeBuilder) -> None:
+        """Raise the :class:`InputError` for a parse error, with the key path of where it stopped.
+
+        The parser is dead; its tree builder still holds the elements left open, innermost
+        first: closing them one by one names them. The elements read before the error are then
+        turned into data as usual (a bad value there is reported first, as it comes first in
+        the file), which leaves the stack at the open record or container.
+        """
+        open_ids = set()
+        # the C builder closes its current element whatever the tag; the holder is the last
+        while (el := builder.end(_HOLDER)) is not self.doc:
+            open_ids.add(id(el))
+        self.walk(0, False, frozenset(open_ids))
+        line, col = getattr(exc, "position", (0, 0))
+        msg = str(exc)
+        if "no element found" in msg or ("unclosed token" in msg and self.kinds):
+            problem = f"the XML ends early (truncated file?): {msg}"
+        else:
+            problem = f"malformed XML: {msg}"
+        where = self.key_path()
+        raise InputError(problem, file=self.file, key_path=where or f"line {line}, column {col}") from None
 
     def result(self) -> SpanFile:
         if not self.seen_pit or self.business_date is None:
@@ -1883,8 +2052,37 @@ def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:
         entity (refused before anything is expanded), a missing required element, a value that
         is not a number, a risk array with the wrong number of points. The error names the file
         and the XML key path.
+
+    Notes
+    -----
+    The cyclic garbage collector is paused while the file is read and then restored to its
+    previous state (see :func:`_cyclic_gc_paused`): the reader makes no reference cycles, and
+    the collections that its many short-lived elements would trigger cost more than the parse.
     """
-    return _Reader(Path(path), rate_id).run()
+    reader = _Reader(Path(path), rate_id)
+    with _cyclic_gc_paused():
+        return reader.run()
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (restoring its previous state).
+
+    The reader creates tens of thousands of short-lived elements, each of which counts towards
+    the collector's thresholds, so it would traverse the caller's whole heap again and again
+    (a full read of the Takasbank file triggers ~120 young and one full collection, which cost
+    more than the parse itself when numpy and the rest of the package are loaded). The reader
+    makes no reference cycles -- elements, lists, arrays and frozen dataclasses are freed by
+    reference counting as soon as they are dropped -- so pausing the collector changes no
+    memory bound; it only skips those traversals.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def summarize(span_file: SpanFile) -> dict[str, Any]:
