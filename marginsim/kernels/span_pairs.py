@@ -90,6 +90,28 @@ class Pairs:
         out[self.dense_index] = values
         return out.reshape((self.n_accounts, self.n_cc) + values.shape[1:])
 
+    def to_dense_many(self, items: Sequence[tuple[np.ndarray, float]]) -> list[np.ndarray]:
+        """:meth:`to_dense` of several ``(values, fill)`` items (each ``(P, ...)``, numeric).
+
+        The outputs share one zeroed allocation: a large one, which numpy asks the kernel to back
+        with huge pages, so that first-touch page faults (the dominant cost of many medium-sized
+        dense results) are about 500 times fewer. Each output is a view of its own bytes.
+        """
+        shapes = [(self.n_accounts, self.n_cc) + v.shape[1:] for v, _ in items]
+        sizes = [int(np.prod(sh)) * v.dtype.itemsize for sh, (v, _) in zip(shapes, items)]
+        sizes = [-(-n // 64) * 64 for n in sizes]  # keep every view 64-byte aligned
+        buf = np.zeros(sum(sizes), dtype=np.uint8)
+        out, start = [], 0
+        for (values, fill), shape, n in zip(items, shapes, sizes):
+            flat = buf[start : start + n].view(values.dtype)[: int(np.prod(shape))]
+            if fill != 0:
+                flat.fill(fill)
+            view = flat.reshape((self.n_accounts * self.n_cc,) + values.shape[1:])
+            view[self.dense_index] = values
+            out.append(view.reshape(shape))
+            start += n
+        return out
+
 
 def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: int, n_cc: int) -> Pairs:
     """The pairs held by positions (no sorting: one pass over a dense mark of the pair space)."""

@@ -618,10 +618,19 @@ def span_margin(
     arrays, groups, contracts = plan.arrays, plan.groups, plan.contracts
     acg_dims = ("account", "group", *gd)
 
-    def acg(name, a, fill=0.0, units=ccy):  # (P, G) per pair -> (A, C, grid...)
-        return xr.Variable(
-            acg_dims, pairs.to_dense(a, fill).reshape((n_a, n_c) + gshape), _attrs(name, units)
-        )
+    per_pair = {  # (P, G) per pair -> (A, C, grid...), all in one allocation
+        "scan_risk": (scan_risk * fx, 0.0),
+        "active_scenario": (active + 1, 1),
+        "intra_spread_charge": (intra * fx, 0.0),
+        "spot_charge": (spot * fx, 0.0),
+        "inter_spread_credit": (credit * fx, 0.0),
+        "short_option_minimum": (np.broadcast_to(som * fx, (n_p, n_g)), 0.0),
+        "risk": (risk_cc * fx, 0.0),
+    }
+    dense = dict(zip(per_pair, pairs.to_dense_many(list(per_pair.values()))))
+
+    def acg(name, units=ccy):
+        return xr.Variable(acg_dims, dense[name].reshape((n_a, n_c) + gshape), _attrs(name, units))
 
     def ag(name, a):
         return xr.Variable(("account", *gd), a.reshape((n_a,) + gshape), _attrs(name, ccy))
@@ -644,13 +653,13 @@ def span_margin(
         "initial": ag("initial", initial),
         "net_option_value": ag("net_option_value", nov),
         "span_risk": ag("span_risk", span_risk),
-        "scan_risk": acg("scan_risk", scan_risk * fx),
-        "active_scenario": acg("active_scenario", active + 1, fill=1, units=None),
-        "intra_spread_charge": acg("intra_spread_charge", intra * fx),
-        "spot_charge": acg("spot_charge", spot * fx),
-        "inter_spread_credit": acg("inter_spread_credit", credit * fx),
-        "short_option_minimum": acg("short_option_minimum", np.broadcast_to(som * fx, (n_p, n_g))),
-        "risk": acg("risk", risk_cc * fx),
+        "scan_risk": acg("scan_risk"),
+        "active_scenario": acg("active_scenario", units=None),
+        "intra_spread_charge": acg("intra_spread_charge"),
+        "spot_charge": acg("spot_charge"),
+        "inter_spread_credit": acg("inter_spread_credit"),
+        "short_option_minimum": acg("short_option_minimum"),
+        "risk": acg("risk"),
         "held": (("account", "group"), pairs.to_dense(np.ones(n_p, dtype=bool), False), _attrs("held")),
         "position_account": ("position", pos_a),
         "position_contract": ("position", pos_k),
