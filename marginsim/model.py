@@ -261,7 +261,8 @@ class Inputs:
         c = self.contracts if contracts is None else contracts
         is_opt = c["is_option"]
         can_price = c["base_vol"].notnull()
-        unpriced = (is_opt & c["premium_style"] & c["price"].isnull() & ~can_price).values
+        opt, price = is_opt.values, c["price"].values
+        unpriced = opt & c["premium_style"].values & np.isnan(price) & ~can_price.values
         if unpriced.any():
             name = str(c["contract"].values[int(np.flatnonzero(unpriced)[0])])
             raise InputError(
@@ -271,9 +272,9 @@ class Inputs:
             )
         given = c["price"]
         market_moves = any(d in self.market.dims for d in ("shift", "step", "path", "vol_shift"))
-        if not market_moves and bool(given.notnull().where(is_opt, True).all()):
+        if not market_moves and not (opt & np.isnan(price)).any():
             # no grid move and every option has its premium: the premiums are the answer
-            return given.where(is_opt, 0.0).assign_attrs(
+            return given.copy(data=np.where(opt, price, 0.0)).assign_attrs(
                 units="price units", description="option premium per unit of underlying"
             )
         model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)

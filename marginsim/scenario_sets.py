@@ -24,9 +24,11 @@ __all__ = [
     "COMPOSITE_DELTA_MOVES",
     "COMPOSITE_DELTA_WEIGHTS",
     "span16",
+    "span16_arrays",
     "custom",
     "composite_delta_points",
     "time_risk_scenarios",
+    "time_risk_indices",
 ]
 
 #: Default extreme move in multiples of the price scan range (seed document, Takasbank file).
@@ -78,14 +80,22 @@ def span16(
     xarray.Dataset
         Scenario set over ``scenario`` = 1..16.
     """
+    ds = _dataset(*span16_arrays(extreme_multiplier, cover_fraction), name="span16")
+    ds.attrs.update(extreme_multiplier=float(extreme_multiplier), cover_fraction=float(cover_fraction))
+    return ds
+
+
+def span16_arrays(
+    extreme_multiplier: float = DEFAULT_EXTREME_MULTIPLIER,
+    cover_fraction: float = DEFAULT_COVER_FRACTION,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 16 SPAN scenarios as arrays: price move, vol move [scan ranges], weight, 1-based pair."""
     thirds = np.array([0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3], dtype=float) / 3.0
     price = np.concatenate([thirds, [extreme_multiplier, -extreme_multiplier]])
     vol = np.array([1, -1] * 7 + [0, 0], dtype=float)
     weight = np.array([1.0] * 14 + [cover_fraction, cover_fraction])
-    pair = np.array([2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
-    ds = _dataset(price, vol, weight, pair, name="span16")
-    ds.attrs.update(extreme_multiplier=float(extreme_multiplier), cover_fraction=float(cover_fraction))
-    return ds
+    pair = np.array([2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15], dtype=np.int64)
+    return price, vol, weight, pair
 
 
 def custom(
@@ -145,8 +155,12 @@ def time_risk_scenarios(scenarios: xr.Dataset) -> np.ndarray:
 
     SPAN's time risk is the mean loss over them (scenarios 1 and 2 of the standard set).
     """
-    pm = scenarios["price_move"].values
-    idx = np.flatnonzero(pm == 0)
+    return time_risk_indices(scenarios["price_move"].values)
+
+
+def time_risk_indices(price_move: np.ndarray) -> np.ndarray:
+    """:func:`time_risk_scenarios` from the price moves [scan ranges] of a scenario set."""
+    idx = np.flatnonzero(np.asarray(price_move) == 0)
     if idx.size == 0:
         raise ValueError("the scenario set has no point with price move 0 (needed for time risk)")
     return idx

@@ -86,8 +86,20 @@ def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -
     return _Groups(names, ccp, codes.astype(np.int64), currency, fx)
 
 
-def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
-    """Scenario set per combined commodity: dims (group, scenario).
+@dataclass
+class _Scenarios:
+    """Scenario set per combined commodity, arrays of shape (group, scenario): price and vol
+    moves [scan ranges], weights, 1-based pairs (0 = none); ``number`` = the 1-based scenarios."""
+
+    price_move: np.ndarray
+    vol_move: np.ndarray
+    weight: np.ndarray
+    pair: np.ndarray
+    number: np.ndarray
+
+
+def _scenario_arrays(groups: _Groups, params: SpanParams) -> _Scenarios:
+    """Scenario set per combined commodity.
 
     The user's (or clearing-house file's) set is shared by every combined commodity; otherwise
     each combined commodity gets the 16 SPAN scenarios with its own extreme move and cover fraction
@@ -95,27 +107,24 @@ def _scenario_arrays(groups: _Groups, params: SpanParams) -> xr.Dataset:
     """
     if params.scenario_set is not None:
         pts = params.scenario_set
-        base = scenario_sets.custom(
-            [p.price for p in pts], [p.vol for p in pts], [p.weight for p in pts], [p.pair for p in pts]
-        )
+        uniq = [
+            (
+                np.array([p.price for p in pts], dtype=float),
+                np.array([p.vol for p in pts], dtype=float),
+                np.array([p.weight for p in pts], dtype=float),
+                np.array([p.pair or 0 for p in pts], dtype=np.int64),
+            )
+        ]
         keys = [0] * len(groups.names)
-        uniq = [base]
     else:
         pairs = [(p.extreme.multiplier, p.extreme.cover_fraction) for p in groups.params]
         distinct = list(dict.fromkeys(pairs)) or [
             (scenario_sets.DEFAULT_EXTREME_MULTIPLIER, scenario_sets.DEFAULT_COVER_FRACTION)
         ]
-        uniq = [scenario_sets.span16(m, f) for m, f in distinct]
+        uniq = [scenario_sets.span16_arrays(m, f) for m, f in distinct]
         keys = [distinct.index(k) for k in pairs]
-    stacked = {
-        v: np.stack([u[v].values for u in uniq])[keys] for v in ("price_move", "vol_move", "weight", "pair")
-    }
-    if not keys:
-        stacked = {v: np.stack([u[v].values for u in uniq])[:0] for v in stacked}
-    return xr.Dataset(
-        {v: (("group", "scenario"), a) for v, a in stacked.items()},
-        coords={"group": groups.names, "scenario": uniq[0]["scenario"].values},
-    )
+    stacked = [np.stack([u[i] for u in uniq])[keys] for i in range(4)]
+    return _Scenarios(*stacked, number=np.arange(1, uniq[0][0].size + 1))
 
 
 def _scan_ranges(
@@ -201,7 +210,7 @@ def _risk_arrays(
     groups: _Groups,
     params: SpanParams,
     engine,
-    scen: xr.Dataset | None = None,
+    scen: _Scenarios | None = None,
     *,
     scan_range: bool = True,
 ) -> xr.Dataset:
@@ -242,9 +251,9 @@ def _risk_arrays(
     loss, deltas = xr.apply_ufunc(
         partial(
             _loss_items,
-            price_moves=scen["price_move"].values,
-            vol_moves=scen["vol_move"].values,
-            weights=scen["weight"].values,
+            price_moves=scen.price_move,
+            vol_moves=scen.vol_move,
+            weights=scen.weight,
             delta_moves=dp["price_move"].values,
             decimals=params.array_precision,
             engine=engine,
@@ -267,7 +276,7 @@ def _risk_arrays(
         dask="parallelized",
         output_dtypes=[float, float],
         dask_gufunc_kwargs={
-            "output_sizes": {"scenario": scen.sizes["scenario"], "delta_point": dp.sizes["delta_point"]}
+            "output_sizes": {"scenario": scen.number.size, "delta_point": dp.sizes["delta_point"]}
         },
     )
     loss = loss.assign_coords(scenario=contracts["scenario"])
@@ -406,9 +415,9 @@ def _plan(inputs: Inputs, params: SpanParams, scope: np.ndarray, engine) -> _Pla
     gshape = tuple(gsizes[d] for d in gd)
     ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
     n_s = ra.shape[1]
-    scen_pair = scen["pair"].values[0] - 1 if n_c else np.arange(n_s)
+    scen_pair = scen.pair[0] - 1 if n_c else np.arange(n_s)
     scen_pair = np.where(scen_pair < 0, np.arange(n_s), scen_pair)
-    time_idx = scenario_sets.time_risk_scenarios(scen.isel(group=0)) if n_c else np.array([0])
+    time_idx = scenario_sets.time_risk_indices(scen.price_move[0]) if n_c else np.array([0])
 
     # contract months on each combined commodity's month axis
     cc_of_k = groups.index_of_contract
@@ -478,9 +487,11 @@ def _plan(inputs: Inputs, params: SpanParams, scope: np.ndarray, engine) -> _Pla
     premium = inputs.option_premium(contracts, engine=engine)
     ccy_code, ccys = pd.factorize(contracts["currency"].values)
     contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
-    nov = (premium * contracts["multiplier"] * contracts["premium_style"]).fillna(0.0) * xr.DataArray(
-        contract_fx, dims="contract"
-    )
+    prem = premium.transpose("contract", ...)
+    factor = contracts["multiplier"].values * contracts["premium_style"].values
+    nov = prem.values * factor.reshape((-1,) + (1,) * (prem.ndim - 1))
+    nov = np.where(np.isnan(nov), 0.0, nov) * contract_fx.reshape((-1,) + (1,) * (prem.ndim - 1))
+    nov = xr.DataArray(nov, dims=prem.dims)
     is_option = contracts["is_option"].values
     is_call = contracts["is_call"].values
     return _Plan(
