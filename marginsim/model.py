@@ -726,11 +726,12 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
     acct_index, acct_names = _factorize_accounts(account.reshape(-1))
     book = xr.Dataset(
         {
-            "contract": ("position", contract_names),
+            # names are plain str objects: no conversion check of every element (fastpath)
+            "contract": xr.Variable("position", contract_names, fastpath=True),
             "contract_index": ("position", contract_index),
             "quantity": ("position", np.asarray(quantity, dtype=float)),
             "account_index": ("position", acct_index.astype(np.int64)),
-            "account_name": ("account", _as_names(acct_names)),
+            "account_name": xr.Variable("account", _as_names(acct_names), fastpath=True),
         },
         coords={"position": np.arange(n)},
     )

@@ -59,6 +59,9 @@ class Pairs:
         Pairs of account ``a`` are ``account_ptr[a]:account_ptr[a + 1]``, shape ``(A + 1,)``.
     n_accounts, n_cc
         Sizes of the dense (account, combined commodity) layout.
+    pair_at
+        Pair index of every (account, combined commodity) cell, ``-1`` where not held, shape
+        ``(A * C,)`` (int32).
     """
 
     account: np.ndarray
@@ -67,6 +70,7 @@ class Pairs:
     account_ptr: np.ndarray
     n_accounts: int
     n_cc: int
+    pair_at: np.ndarray  # (A * C,) pair index of each (account, CC) cell, -1 where not held
 
     @property
     def size(self) -> int:
@@ -119,16 +123,17 @@ def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: 
     mark = np.zeros(n_accounts * n_cc, dtype=bool)
     mark[key] = True
     pair_key = np.flatnonzero(mark)
-    rank = np.empty(n_accounts * n_cc, dtype=np.int64)
-    rank[pair_key] = np.arange(pair_key.size)
+    pair_at = np.full(n_accounts * n_cc, -1, dtype=np.int32)
+    pair_at[pair_key] = np.arange(pair_key.size, dtype=np.int32)
     account = pair_key // n_cc
     return Pairs(
         account=account,
         cc=pair_key - account * n_cc,
-        of_position=rank[key],
+        of_position=pair_at[key].astype(np.int64),
         account_ptr=np.searchsorted(account, np.arange(n_accounts + 1)),
         n_accounts=n_accounts,
         n_cc=n_cc,
+        pair_at=pair_at,
     )
 
 
@@ -293,101 +298,92 @@ def _intra(
 
 
 def _inter(
-    rem_net,
+    net_left,
     wfpr,
-    ptr,
+    account_ptr,
     pair_cc,
+    pair_at,
     rate,
     leg_ptr,
     leg_cc,
     leg_sign,
     leg_ratio,
-    cc_sp_ptr,
-    cc_sp,
+    spread_ccs,
     credit,
 ):  # pragma: no cover - compiled
-    # per account (its pairs are ptr[a]:ptr[a + 1]) only the spreads whose legs are all on CCs it
-    # holds, in priority order, on a per-chunk scratch over CCs
-    n_g = rem_net.shape[1]
-    n_accounts = ptr.size - 1
-    n_cc = cc_sp_ptr.size - 1
+    # per account, every spread in priority order whose legs are all on CCs it holds (bit sets of
+    # CCs: the account's against each spread's), drawing the deltas left down as spreads form
+    n_g = net_left.shape[1]
+    n_accounts = account_ptr.size - 1
+    n_cc = pair_at.size // max(n_accounts, 1)
+    n_words = spread_ccs.shape[1]
+    max_legs = 1
+    for s in range(rate.size):
+        max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
+    rem = net_left.copy()
     n_chunks = min(n_accounts, 64)
     for chunk in _prange(n_chunks):
-        rem = np.zeros(n_cc)
-        w = np.zeros(n_cc)
-        cr = np.zeros(n_cc)
-        stamp = np.full(rate.size, -1, dtype=np.int64)
-        held = np.full(n_cc, -1, dtype=np.int64)
-        cand = np.empty(rate.size, dtype=np.int64)
+        legs = np.empty(max_legs, dtype=np.int64)
+        held = np.empty(n_words, dtype=np.uint64)
         for a in range(chunk * n_accounts // n_chunks, (chunk + 1) * n_accounts // n_chunks):
-            for j in range(ptr[a], ptr[a + 1]):
-                held[pair_cc[j]] = a
-            m = 0  # candidates: spreads whose legs are all on CCs the account holds
-            for j in range(ptr[a], ptr[a + 1]):
-                c = pair_cc[j]
-                for i in range(cc_sp_ptr[c], cc_sp_ptr[c + 1]):
-                    s = cc_sp[i]
-                    if stamp[s] != a:
-                        stamp[s] = a
-                        every = True
-                        for k in range(leg_ptr[s], leg_ptr[s + 1]):
-                            if held[leg_cc[k]] != a:
-                                every = False
-                        if every:
-                            cand[m] = s
-                            m += 1
-            if m == 0:
-                continue
-            for i in range(1, m):  # insertion sort: a handful of spreads, priority order
-                s = cand[i]
-                j = i - 1
-                while j >= 0 and cand[j] > s:
-                    cand[j + 1] = cand[j]
-                    j -= 1
-                cand[j + 1] = s
-            for g in range(n_g):
-                for p in range(ptr[a], ptr[a + 1]):
-                    rem[pair_cc[p]] = rem_net[p, g]
-                    w[pair_cc[p]] = wfpr[p, g]
-                for i in range(m):
-                    s = cand[i]
+            for w in range(n_words):
+                held[w] = 0
+            for p in range(account_ptr[a], account_ptr[a + 1]):
+                c = pair_cc[p]
+                held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
+            row = a * n_cc
+            for s in range(rate.size):
+                every = True
+                for w in range(n_words):
+                    if spread_ccs[s, w] & ~held[w]:
+                        every = False
+                        break
+                if not every:
+                    continue
+                l0 = leg_ptr[s]
+                nl = leg_ptr[s + 1] - l0
+                for j in range(nl):
+                    legs[j] = pair_at[row + leg_cc[l0 + j]]
+                for g in range(n_g):
                     for direction in (1.0, -1.0):
                         n = np.inf
-                        for j in range(leg_ptr[s], leg_ptr[s + 1]):
-                            v = max(leg_sign[j] * direction * rem[leg_cc[j]], 0.0)
-                            n = min(n, v / leg_ratio[j])
+                        for j in range(nl):
+                            v = max(leg_sign[l0 + j] * direction * rem[legs[j], g], 0.0)
+                            n = min(n, v / leg_ratio[l0 + j])
                             if n == 0.0:
                                 break
                         if n == 0.0 or not np.isfinite(n):
                             continue
-                        for j in range(leg_ptr[s], leg_ptr[s + 1]):
-                            c = leg_cc[j]
-                            cr[c] += n * leg_ratio[j] * w[c] * rate[s]
-                            rem[c] -= leg_sign[j] * direction * n * leg_ratio[j]
-                for p in range(ptr[a], ptr[a + 1]):
-                    c = pair_cc[p]
-                    credit[p, g] = cr[c]
-                    rem[c] = 0.0
-                    w[c] = 0.0
-                    cr[c] = 0.0
+                        for j in range(nl):
+                            p = legs[j]
+                            credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                            rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
-_PARALLEL = {"_intra", "_inter", "_scan"}
+_PARALLEL = {"_intra", "_inter", "_scan"}  # kernels with a parallel variant (prange over pairs/accounts)
+#: Work items (pairs or accounts x grid points) from which the parallel variant of a kernel runs.
+#: Below it the threads' start-up and their spin-wait after the region cost more than they save
+#: (measured on 2 cores: a 10,000-portfolio book of ~90,000 pairs is faster serial).
+PARALLEL_MIN_ITEMS = 1_000_000
 _COMPILED: dict = {}
 
 
-def _kernel(name: str):
-    """The compiled kernel ``name`` (numba, ``cache=True``), built on first use."""
-    if name not in _COMPILED:
+def _kernel(name: str, items: int = 0):
+    """The compiled kernel ``name`` (numba, ``cache=True``), built on first use; its parallel
+    variant when it has one and ``items`` >= :data:`PARALLEL_MIN_ITEMS`."""
+    parallel = name in _PARALLEL and items >= PARALLEL_MIN_ITEMS
+    key = (name, parallel)
+    if key not in _COMPILED:
         import numba
 
         fn = globals()[name]
-        env = dict(fn.__globals__, _prange=numba.prange)
+        env = dict(fn.__globals__, _prange=numba.prange if parallel else range)
         clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
-        clone.__qualname__ = fn.__qualname__
+        # distinct names: the on-disk cache keeps the two variants apart
+        clone.__qualname__ = fn.__qualname__ + ("_parallel" if parallel else "")
         clone.__module__ = fn.__module__
-        _COMPILED[name] = numba.njit(cache=True, error_model="numpy", parallel=name in _PARALLEL)(clone)
-    return _COMPILED[name]
+        _COMPILED[key] = numba.njit(cache=True, error_model="numpy", parallel=parallel)(clone)
+    return _COMPILED[key]
 
 
 # -- sums over positions ---------------------------------------------------------------------------
@@ -456,7 +452,7 @@ def scan(
     if engine == "numba":
         shape = loss.shape[:2]
         risk, active, prisk = np.empty(shape), np.empty(shape, dtype=np.int64), np.empty(shape)
-        _kernel("_scan")(
+        _kernel("_scan", loss.shape[0] * loss.shape[1])(
             np.ascontiguousarray(loss, dtype=float),
             np.ascontiguousarray(pair, dtype=np.int64),
             np.ascontiguousarray(time_scenarios, dtype=np.int64),
@@ -619,7 +615,7 @@ def intra_and_spot(
     spot = np.zeros((n_p, n_g))
     net_left = np.zeros((n_p, n_g))
     if engine == "numba":
-        _kernel("_intra")(
+        _kernel("_intra", n_p * n_g)(
             np.ascontiguousarray(ledger),
             row0,
             pairs.cc,
@@ -686,11 +682,17 @@ class InterTable:
     leg_sign: np.ndarray
     leg_ratio: np.ndarray
 
-    def by_cc(self, n_cc: int) -> tuple[np.ndarray, np.ndarray]:
-        """Spreads with a leg on each combined commodity: ``cc_sp[cc_sp_ptr[c]:cc_sp_ptr[c + 1]]``."""
+    def cc_sets(self, n_cc: int) -> np.ndarray:
+        """The combined commodities of each spread as bit sets: ``(n_spreads, ceil(n_cc / 64))``
+        uint64 words, bit ``c % 64`` of word ``c // 64`` set for each leg's CC ``c``."""
+        out = np.zeros((self.rate.size, max(-(-n_cc // 64), 1)), dtype=np.uint64)
         spread_of_leg = np.repeat(np.arange(self.rate.size), np.diff(self.leg_ptr))
-        pairs = np.unique(np.stack([self.leg_cc, spread_of_leg], axis=1), axis=0).reshape(-1, 2)
-        return np.searchsorted(pairs[:, 0], np.arange(n_cc + 1)), np.ascontiguousarray(pairs[:, 1])
+        np.bitwise_or.at(
+            out,
+            (spread_of_leg, self.leg_cc // 64),
+            np.left_shift(np.uint64(1), (self.leg_cc % 64).astype(np.uint64)),
+        )
+        return out
 
     def spreads(self) -> list[K.Spread]:
         """The spreads for the reference kernel."""
@@ -743,17 +745,18 @@ def inter_credit(
         return np.zeros((pairs.size, n_g))
     if engine == "numba":
         credit = np.zeros((pairs.size, n_g))
-        _kernel("_inter")(
+        _kernel("_inter", pairs.n_accounts * n_g)(
             np.ascontiguousarray(net_delta, dtype=float),
             np.ascontiguousarray(wfpr, dtype=float),
             pairs.account_ptr,
             pairs.cc,
+            pairs.pair_at,
             table.rate,
             table.leg_ptr,
             table.leg_cc,
             table.leg_sign,
             table.leg_ratio,
-            *table.by_cc(pairs.n_cc),
+            table.cc_sets(pairs.n_cc),
             credit,
         )
         return credit

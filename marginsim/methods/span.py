@@ -216,14 +216,19 @@ def _risk_arrays(
 ) -> xr.Dataset:
     file = inputs.scenario.file
     scen = _scenario_arrays(groups, params) if scen is None else scen
-    given = contracts["risk_array"]
-    need = given.isnull().any("scenario").values
+    given = contracts["risk_array"].transpose("contract", "scenario")
+    need = np.isnan(given.values).any(axis=1)
     given_cd = contracts["composite_delta"]
-    if not scan_range and not need.any() and not inputs.grid_dims and given_cd.notnull().all():
+    if not scan_range and not need.any() and not inputs.grid_dims and not np.isnan(given_cd.values).any():
         # every array given (a clearing-house file) and no grid: nothing to compute
-        ra = given.transpose("contract", "scenario").assign_attrs(_RISK_ARRAY_ATTRS)
-        cd = given_cd.assign_attrs(units="delta per contract", description="SPAN composite delta")
-        return xr.Dataset({"risk_array": ra, "composite_delta": cd, "computed": ("contract", need)})
+        return xr.Dataset(
+            {
+                "risk_array": xr.Variable(("contract", "scenario"), given.values, _RISK_ARRAY_ATTRS),
+                "composite_delta": xr.Variable("contract", given_cd.values, _DELTA_ATTRS),
+                "computed": ("contract", need),
+            },
+            coords={"contract": contracts["contract"].values, "scenario": given["scenario"].values},
+        )
 
     level = inputs.underlying_level(contracts)
     vol = inputs.contract_vol(contracts)
@@ -312,7 +317,7 @@ def _risk_arrays(
     cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
     ra.attrs.update(_RISK_ARRAY_ATTRS)
     out = xr.Dataset({"risk_array": ra, "composite_delta": cdelta, "computed": ("contract", need)})
-    out["composite_delta"].attrs.update(units="delta per contract", description="SPAN composite delta")
+    out["composite_delta"].attrs.update(_DELTA_ATTRS)
     if scan_range:
         out["price_scan_range"] = price_range.broadcast_like(cdelta)
         out["price_scan_range"].attrs.update(
@@ -321,6 +326,7 @@ def _risk_arrays(
     return out
 
 
+_DELTA_ATTRS = {"units": "delta per contract", "description": "SPAN composite delta"}
 _RISK_ARRAY_ATTRS = {
     "units": "currency per long contract",
     "description": "SPAN risk array, losses positive",
@@ -422,11 +428,12 @@ def _plan(inputs: Inputs, params: SpanParams, scope: np.ndarray, engine) -> _Pla
     # contract months on each combined commodity's month axis
     cc_of_k = groups.index_of_contract
     month = contracts["month"].values.astype(np.int64)
-    cc_month = np.unique(np.stack([cc_of_k, month], axis=1), axis=0).reshape(-1, 2)  # sorted by CC
-    first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
     span_m = month.max(initial=0) + 1
-    month_idx = np.searchsorted(cc_month[:, 0] * span_m + cc_month[:, 1], cc_of_k * span_m + month)
-    month_idx -= first[cc_of_k]
+    key = cc_of_k * span_m + month
+    uniq, month_idx = np.unique(key, return_inverse=True)  # (CC, month) pairs, sorted by CC
+    cc_month = np.stack([uniq // span_m, uniq % span_m], axis=1)
+    first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
+    month_idx = month_idx.reshape(-1) - first[cc_of_k]
     n_months = np.diff(first)
     n_m = max(int(n_months.max(initial=1)), 1)
 
@@ -676,9 +683,9 @@ def span_margin(
         "position_contract": ("position", pos_k),
         "risk_array": arrays["risk_array"].variable,
         "composite_delta": arrays["composite_delta"].variable,
-        "group_currency": ("group", np.array(groups.currency, dtype=object)),
+        "group_currency": xr.Variable("group", np.array(groups.currency, dtype=object), fastpath=True),
         "group_fx": ("group", groups.fx),
-        "contract_currency": ("contract", contracts["currency"].values),
+        "contract_currency": xr.Variable("contract", contracts["currency"].values, fastpath=True),
     }
     if scan_loss:
         dense = pairs.to_dense(loss * fx[..., None])  # (A, C, G, S)
