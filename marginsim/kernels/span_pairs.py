@@ -171,31 +171,39 @@ def _scan(loss, pair, time_idx, risk, active, prisk):  # pragma: no cover - comp
             prisk[p, g] = max((top + loss[p, g, pair[best]]) / 2.0 - t, 0.0)
 
 
-def _counts(pair, contract, qty, kind, n_pairs, n_contracts, out):  # pragma: no cover
-    # positions grouped by pair (counting sort), then netted per contract inside a pair
-    ptr = np.zeros(n_pairs + 1, dtype=np.int64)
-    for i in range(pair.size):
-        ptr[pair[i] + 1] += 1
-    for p in range(n_pairs):
-        ptr[p + 1] += ptr[p]
-    fill = ptr[:-1].copy()
-    order = np.empty(pair.size, dtype=np.int64)
-    for i in range(pair.size):
-        order[fill[pair[i]]] = i
-        fill[pair[i]] += 1
+def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  # pragma: no cover
+    # positions by account (as they come when the book is grouped by account, else a counting
+    # sort), netted per contract inside the account (a contract belongs to one pair there)
+    n = account.size
+    ptr = np.zeros(n_accounts + 1, dtype=np.int64)
+    grouped = True
+    for i in range(n):
+        ptr[account[i] + 1] += 1
+        if i and account[i] < account[i - 1]:
+            grouped = False
+    for a in range(n_accounts):
+        ptr[a + 1] += ptr[a]
+    order = np.arange(n)
+    if not grouped:
+        fill = ptr[:-1].copy()
+        for i in range(n):
+            order[fill[account[i]]] = i
+            fill[account[i]] += 1
     stamp = np.full(n_contracts, -1, dtype=np.int64)
     net = np.zeros(n_contracts)
-    seen = np.empty(pair.size, dtype=np.int64)
-    for p in range(n_pairs):
+    pair_of = np.empty(n_contracts, dtype=np.int64)
+    seen = np.empty(n_contracts, dtype=np.int64)
+    for a in range(n_accounts):
         m = 0
-        for j in range(ptr[p], ptr[p + 1]):
+        for j in range(ptr[a], ptr[a + 1]):
             i = order[j]
             k = contract[i]
             if kind[k] == 0:
                 continue
-            if stamp[k] != p:
-                stamp[k] = p
+            if stamp[k] != a:
+                stamp[k] = a
                 net[k] = 0.0
+                pair_of[k] = pair[i]
                 seen[m] = k
                 m += 1
             net[k] += qty[i]
@@ -204,9 +212,9 @@ def _counts(pair, contract, qty, kind, n_pairs, n_contracts, out):  # pragma: no
             v = net[k]
             col = 0 if kind[k] == 1 else 1
             if v < 0.0:
-                out[p, col] += -v
+                out[pair_of[k], col] += -v
             elif v > 0.0:
-                out[p, col + 2] += v
+                out[pair_of[k], col + 2] += v
 
 
 def _intra(
@@ -466,6 +474,8 @@ def scan(
 
 
 def option_counts(
+    account: np.ndarray,
+    n_accounts: int,
     pair: np.ndarray,
     contract: np.ndarray,
     qty: np.ndarray,
@@ -476,19 +486,21 @@ def option_counts(
 ) -> np.ndarray:
     """Short calls, short puts, long calls, long puts per pair [contracts], shape ``(P, 4)``.
 
-    Positions in the same contract inside a pair are netted first (a long and a short of one
-    series are not a short option).
+    Positions in the same contract inside an account are netted first (a long and a short of
+    one series are not a short option). ``account`` / ``n_accounts``: account of each position
+    and their number; ``pair``: pair of each position.
     """
     n_k = is_call.size
     if engine == "numba":
         kind = np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64)
         out = np.zeros((n_pairs, 4))
         _kernel("_counts")(
+            np.ascontiguousarray(account, dtype=np.int64),
             np.ascontiguousarray(pair, dtype=np.int64),
             np.ascontiguousarray(contract, dtype=np.int64),
             np.ascontiguousarray(qty, dtype=float),
             kind,
-            n_pairs,
+            n_accounts,
             n_k,
             out,
         )

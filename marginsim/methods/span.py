@@ -606,7 +606,7 @@ def span_margin(
         credit = SP.inter_credit(net_left, wfpr, pairs, plan.inter, eng)
 
     # -- short option minimum --------------------------------------------------------------------------
-    counts = SP.option_counts(pairs.of_position, pos_k, qty, plan.is_call, plan.is_put, n_p, eng)
+    counts = SP.option_counts(pos_a, n_a, pairs.of_position, pos_k, qty, plan.is_call, plan.is_put, n_p, eng)
     som = K.short_option_minimum(
         counts[:, 0],
         counts[:, 1],
