@@ -6,6 +6,7 @@ the same random portfolios of 1-20 positions (futures and options of the file). 
 both times, the ratio, and how many portfolios agree on scanning risk to the cent, then the
 agreement of every other component with the reason for each difference.
 
+Needs the peer:  .venv/bin/pip install -e '.[bench]'
 Run:  .venv/bin/python benchmarks/span_file.py [--file ../shared/data/span/takas.spn] [--portfolios 10000]
       [--repeat 7] [--peer-repeat 3]
 
