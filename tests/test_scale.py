@@ -339,6 +339,21 @@ def test_stored_book_gives_the_same_json(tmp_path, capsys):
     assert capsys.readouterr().out == plain
 
 
+def test_netcdf_book_gives_the_same_json(tmp_path, capsys):
+    # a .nc path is written and read as netCDF (scipy's netCDF-3 engine: no extra dependency)
+    scenario = SCENARIOS / "overview_mixed_book.yaml"
+    inputs = load(scenario)
+    path = write_book(tmp_path / "book.nc", inputs, chunk_positions=4)
+    assert path.is_file() and path.read_bytes()[:3] == b"CDF"
+    book, universe = open_book(path, inputs.contracts, accounts=1)
+    assert book["quantity"].chunks == ((7, 4),)
+    assert sorted(universe.accounts) == ["hedged", "main"]
+    assert main(["margin", str(scenario), "--json"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["margin", str(scenario), "--json", "--book", str(path), "--chunks", "1"]) == 0
+    assert capsys.readouterr().out == plain
+
+
 def test_stored_lazy_book_is_written_chunk_by_chunk(tmp_path):
     inputs = _many_accounts(load(SCENARIOS / "span_inter_commodity.yaml"), 30)
     chunked = scale.chunk(inputs, accounts=4)

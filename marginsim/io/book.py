@@ -1,4 +1,4 @@
-"""A book on disk (zarr, or netCDF with an installed xarray engine), read lazily chunk by chunk.
+"""A book on disk (zarr, or netCDF: scipy's netCDF-3 engine or any other of xarray's), read lazily chunk by chunk.
 
 A book too large for memory is stored once and margined chunk by chunk of accounts
 (:mod:`marginsim.scale`): only the account table and the contracts held are read when the book is
