@@ -31,6 +31,7 @@ def margin(
     chunks: int | None = None,
     book: str | Path | None = None,
     compute: bool = True,
+    detail: bool = True,
 ) -> MarginResult:
     """Run margin methods on a scenario.
 
@@ -55,6 +56,10 @@ def margin(
     compute
         With chunks: compute the results (one pass, on dask's current scheduler: the connected
         ``distributed.Client`` if any, else threads). ``False``: return lazy results.
+    detail
+        ``False`` leaves out the results that the JSON contract and the tables do not carry and
+        that grow with accounts x groups x scenarios (SPAN's ``scan_loss``): for large books when
+        only the requirements are wanted. The CLI uses ``False``.
 
     Returns
     -------
@@ -103,7 +108,8 @@ def margin(
                 file=inputs.scenario.file,
                 key_path="methods",
             )
-        result.methods[n] = REGISTRY[n].run(inputs, engine=engine)
+        spec = REGISTRY[n]
+        result.methods[n] = spec.run(inputs, engine=engine, **({} if detail else spec.lean))
     if lazy and compute:
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))

@@ -17,8 +17,13 @@ def _cmd_margin(args: argparse.Namespace) -> int:
 
     client = _connect(args.scheduler)
     try:
-        result = margin(
-            args.file, methods=args.method, engine=args.engine, chunks=args.chunks, book=args.book
+        result = margin(  # the CLI prints the JSON contract or tables: no per-scenario detail
+            args.file,
+            methods=args.method,
+            engine=args.engine,
+            chunks=args.chunks,
+            book=args.book,
+            detail=False,
         )
     finally:
         if client is not None:

@@ -295,3 +295,15 @@ def test_engines_agree_on_many_portfolios_of_the_real_file():
         np.testing.assert_allclose(
             float(a["maintenance"].sel(account=str(acct))), float(alone["maintenance"][0]), rtol=1e-12
         )
+
+
+def test_margin_without_detail_leaves_out_only_what_the_contract_does_not_carry():
+    sc = scenario([("a", "IDX-DEC", 3), ("a", "IDX-MAR-C", -2), ("b", "ENG-MAR", -2)])
+    full = marginsim.margin(sc)
+    lean = marginsim.margin(sc, detail=False)
+    assert "scan_loss" in full["span"] and "scan_loss" not in lean["span"]
+    assert lean.to_dict() == full.to_dict()
+    # chunk by chunk on dask as well
+    chunked = marginsim.margin(sc, detail=False, chunks=1)
+    assert "scan_loss" not in chunked["span"]
+    assert chunked.to_dict() == full.to_dict()

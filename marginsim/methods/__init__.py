@@ -5,8 +5,8 @@ The CLI, the notebooks and the JSON result all go through :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import xarray as xr
@@ -42,6 +42,9 @@ class MethodSpec:
         ``table(result, account) -> str``: a readable breakdown.
     applies
         ``applies(scenario) -> bool``: whether the book needs this method.
+    lean
+        Keyword arguments of ``run`` that leave out results the JSON contract and the tables do
+        not carry (``margin(..., detail=False)``); empty when there are none.
     """
 
     name: str
@@ -50,6 +53,7 @@ class MethodSpec:
     to_dict: Callable[[xr.Dataset, list[str]], dict[str, Any]]
     table: Callable[[xr.Dataset, str], str]
     applies: Callable[[ScenarioFile], bool]
+    lean: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _span_applies(sc: ScenarioFile) -> bool:
@@ -64,8 +68,8 @@ def _span_applies(sc: ScenarioFile) -> bool:
     )
 
 
-def _run_span(inputs: Inputs, engine: str = "auto") -> xr.Dataset:
-    return _span.span_margin(inputs, engine=engine)
+def _run_span(inputs: Inputs, engine: str = "auto", scan_loss: bool = True) -> xr.Dataset:
+    return _span.span_margin(inputs, engine=engine, scan_loss=scan_loss)
 
 
 def _cfd_applies(sc: ScenarioFile) -> bool:
@@ -76,7 +80,9 @@ def _cfd_applies(sc: ScenarioFile) -> bool:
 
 
 REGISTRY: dict[str, MethodSpec] = {
-    "span": MethodSpec("span", _run_span, SpanParams, span_to_dict, span_table, _span_applies),
+    "span": MethodSpec(
+        "span", _run_span, SpanParams, span_to_dict, span_table, _span_applies, {"scan_loss": False}
+    ),
     "cfd": MethodSpec("cfd", cfd_margin, CfdParams, cfd_to_dict, cfd_table, _cfd_applies),
     "portfolio_margin": MethodSpec(
         "portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies
