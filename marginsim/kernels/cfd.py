@@ -37,12 +37,12 @@ All sums over slots run in slot order (numpy: ``cumsum``), so both engines round
 from __future__ import annotations
 
 import functools
-import types
-import warnings
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+
+from . import pricing
 
 __all__ = [
     "Engine",
@@ -361,38 +361,9 @@ def _simulate_numpy(
 
 
 @functools.cache
-def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        warnings.warn(
-            "numba is not installed: marginsim.kernels.cfd falls back to the numpy engine",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return False
-    return True
-
-
-def _resolve_engine(engine: str) -> str:
-    if engine == "auto":
-        return "numba" if _numba_available() else "numpy"
-    if engine not in ("numba", "numpy"):
-        raise ValueError(f"engine must be one of ('auto', 'numba', 'numpy'), got {engine!r}")
-    return engine
-
-
-@functools.cache
 def _numba_loop() -> Callable:
     """:func:`_simulate_loop` compiled (parallel over the batch; cached on disk)."""
-    import numba
-
-    env = dict(_simulate_loop.__globals__, _prange=numba.prange)
-    fn = _simulate_loop
-    clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__
-    clone.__module__ = fn.__module__
-    return numba.njit(parallel=True, cache=True, error_model="numpy")(clone)
+    return pricing._compile(_simulate_loop, parallel=True)
 
 
 def simulate(
@@ -499,7 +470,7 @@ def simulate(
     outs = (acct_out, slot_out, close_step, rejected)
     if engine == "python":
         _simulate_loop(*args, *outs)
-    elif _resolve_engine(engine) == "numba":
+    elif pricing._resolve_engine(engine) == "numba":
         _numba_loop()(*args, *outs)
     else:
         _simulate_numpy(*args, *outs)

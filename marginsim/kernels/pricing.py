@@ -508,8 +508,8 @@ def _numba_available() -> bool:
         import numba  # noqa: F401
     except ImportError:
         warnings.warn(
-            "numba cannot be imported: marginsim.kernels.pricing falls back to the slower numpy engine "
-            "(install numba for the compiled, multi-threaded engine)",
+            "numba cannot be imported: marginsim's kernels (pricing, SPAN aggregation, CFD paths) fall "
+            "back to the slower numpy engine (install numba for the compiled, multi-threaded engine)",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -543,19 +543,32 @@ def _signature(*args: str):
     return nt.void(*(one(a) for a in args))
 
 
-def _compile(fn: Callable, signature, helpers: dict[str, Callable], **options) -> Callable:
+def _compile(
+    fn: Callable,
+    signature=None,
+    helpers: dict[str, Callable] | None = None,
+    *,
+    suffix: str = "",
+    **options,
+) -> Callable:
     """Compile the module-level function ``fn`` with numba (cached on disk).
 
-    ``fn`` is rebuilt on a copy of this module's globals in which ``_prange`` is ``numba.prange``
-    and the helper functions it calls are their compiled versions; the module itself is not changed.
+    ``fn`` is rebuilt on a copy of its module's globals in which ``_prange`` is ``numba.prange``
+    (a plain range unless ``parallel=True``) and the helper functions it calls are their compiled
+    versions; the module itself is not changed. ``signature``: eager compilation for these types
+    (default: lazy, per argument types). ``suffix`` is added to the compiled function's name, so
+    that variants of one function (serial / parallel) keep apart in the on-disk cache.
     """
     import numba
 
-    env = dict(fn.__globals__, _prange=numba.prange, **helpers)
+    env = dict(fn.__globals__, _prange=numba.prange, **(helpers or {}))
     clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__
+    clone.__qualname__ = fn.__qualname__ + suffix
     clone.__module__ = fn.__module__
-    return numba.njit(signature, cache=True, error_model="numpy", **options)(clone)
+    options = {"cache": True, "error_model": "numpy", **options}
+    if signature is None:
+        return numba.njit(**options)(clone)
+    return numba.njit(signature, **options)(clone)
 
 
 @functools.cache

@@ -17,12 +17,12 @@ contracts). Nothing here knows about xarray.
 from __future__ import annotations
 
 import functools
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import pricing
 from . import span as K
 from .grouping import apply_to_entries, group_sum, membership
 
@@ -89,10 +89,7 @@ class Pairs:
 
     def to_dense(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Pair values ``(P, ...)`` spread into an ``(A, C, ...)`` array (``fill`` where not held)."""
-        shape = (self.n_accounts * self.n_cc,) + values.shape[1:]
-        out = np.zeros(shape, dtype=values.dtype) if fill == 0 else np.full(shape, fill, dtype=values.dtype)
-        out[self.dense_index] = values
-        return out.reshape((self.n_accounts, self.n_cc) + values.shape[1:])
+        return self.to_dense_many([(values, fill)])[0]
 
     def to_dense_many(self, items: Sequence[tuple[np.ndarray, float]]) -> list[np.ndarray]:
         """:meth:`to_dense` of several ``(values, fill)`` items (each ``(P, ...)``, numeric).
@@ -140,6 +137,7 @@ def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: 
 # -- numba kernels (module-level Python functions, compiled on first use, cached on disk) -----------
 
 _prange = range  # numba.prange in the compiled copies
+_CHUNKS = 64  # blocks of pairs / accounts a kernel hands to its threads (scratch arrays once per block)
 
 
 def _scatter(rows, src, weight, table, out):  # pragma: no cover - compiled
@@ -244,7 +242,7 @@ def _intra(
     max_legs = 1
     for s in range(sp_rate.size):
         max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
-    n_chunks = min(n_p, 64)
+    n_chunks = min(n_p, _CHUNKS)
     for chunk in _prange(n_chunks):
         rem = np.empty(n_m)
         cons = np.empty(n_m)
@@ -329,7 +327,7 @@ def _inter(
     for s in range(rate.size):
         max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
     rem = net_left.copy()
-    n_chunks = min(n_accounts, 64)
+    n_chunks = min(n_accounts, _CHUNKS)
     for chunk in _prange(n_chunks):
         legs = np.empty(max_legs, dtype=np.int64)
         held = np.empty(n_words, dtype=np.uint64)
@@ -382,15 +380,10 @@ def _kernel(name: str, items: int = 0):
     parallel = name in _PARALLEL and items >= PARALLEL_MIN_ITEMS
     key = (name, parallel)
     if key not in _COMPILED:
-        import numba
-
-        fn = globals()[name]
-        env = dict(fn.__globals__, _prange=numba.prange if parallel else range)
-        clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
         # distinct names: the on-disk cache keeps the two variants apart
-        clone.__qualname__ = fn.__qualname__ + ("_parallel" if parallel else "")
-        clone.__module__ = fn.__module__
-        _COMPILED[key] = numba.njit(cache=True, error_model="numpy", parallel=parallel)(clone)
+        _COMPILED[key] = pricing._compile(
+            globals()[name], suffix="_parallel" if parallel else "", parallel=parallel
+        )
     return _COMPILED[key]
 
 
