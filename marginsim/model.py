@@ -95,6 +95,10 @@ class Inputs:
     universe
         The whole book, when :attr:`book` is one chunk of its accounts (see :class:`Universe`);
         ``None``: the book is whole.
+    derived
+        What methods derive from the definitions once and reuse across books (SPAN's plan of a
+        clearing-house file). Shared by :meth:`with_book` and other copies; each entry checks
+        that the definitions it came from are unchanged before it is used. Not pickled.
     """
 
     scenario: ScenarioFile
@@ -105,6 +109,12 @@ class Inputs:
     span_params: SpanParams | None = None
     span_file: Any = None
     universe: Universe | None = None
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["derived"] = {}  # rebuilt where needed (a worker's copy must not carry caches)
+        return state
 
     @property
     def grid_dims(self) -> tuple[str, ...]:

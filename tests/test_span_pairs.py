@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -307,3 +308,55 @@ def test_margin_without_detail_leaves_out_only_what_the_contract_does_not_carry(
     chunked = marginsim.margin(sc, detail=False, chunks=1)
     assert "scan_loss" not in chunked["span"]
     assert chunked.to_dict() == full.to_dict()
+
+
+@pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
+@pytest.mark.parametrize("n_portfolios, pool", [(1, 3), (40, 25), (800, None)])
+def test_the_whole_file_plan_gives_the_result_of_the_held_contracts_plan(monkeypatch, n_portfolios, pool):
+    """Many books on one file share one plan of every contract; a book's result (contracts,
+    combined commodities, their order, every value) is the one its own held contracts give.
+
+    The account sums over combined commodities add in the file's order of combined commodities
+    rather than the book's, so they agree to the last bits only (and no longer depend on what the
+    other accounts of the book hold)."""
+    import marginsim.methods.span as S
+
+    base = marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
+    names = base.contracts["contract"].values
+    rng = np.random.default_rng(n_portfolios)
+    chosen = names if pool is None else rng.choice(names, pool, replace=False)
+    sizes = rng.integers(1, 21, n_portfolios)
+    account = np.repeat(np.arange(sizes.size), sizes)
+    pick = rng.integers(0, chosen.size, sizes.sum())
+    qty = rng.integers(-10, 11, sizes.sum()).astype(float)
+    inputs = base.with_book(chosen[pick], qty, account)
+    shared = span_margin(inputs)
+    assert S._file_plan(inputs, inputs.span_params, "auto") is not None
+    assert inputs.derived is base.derived  # with_book shares what was derived from the file
+    monkeypatch.setattr(S, "_file_plan", lambda *a: None)
+    own = span_margin(inputs)
+    sums = ["maintenance", "initial", "span_risk"]
+    xr.testing.assert_identical(shared.drop_vars(sums), own.drop_vars(sums))
+    for name in sums:
+        xr.testing.assert_allclose(shared[name], own[name], rtol=1e-14, atol=0)
+        assert shared[name].attrs == own[name].attrs
+
+
+@pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
+def test_the_whole_file_plan_follows_in_place_changes():
+    base = marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
+    inputs = base.with_book(["AKBNKE:F:201606S0"], [1.0])
+    assert float(span_margin(inputs)["maintenance"][0]) == pytest.approx(90.0, abs=1e-9)
+    k = int(np.flatnonzero(inputs.contracts["contract"].values == "AKBNKE:F:201606S0")[0])
+    inputs.contracts["risk_array"].values[k] *= 2.0  # a notebook edits the file's numbers in place
+    assert float(span_margin(inputs)["maintenance"][0]) == pytest.approx(180.0, abs=1e-9)
+    inputs.span_params.initial_ratio = 1.5  # and the parameters
+    assert float(span_margin(inputs)["initial"][0]) == pytest.approx(270.0, abs=1e-9)
+    # a worker's pickled copy carries the definitions, not what was derived from them
+    import pickle
+
+    assert base.derived and pickle.loads(pickle.dumps(base)).derived == {}

@@ -29,6 +29,7 @@ from .grouping import apply_to_entries, group_sum, membership
 __all__ = [
     "Pairs",
     "pairs_of",
+    "to_dense_many",
     "segment_sum",
     "scan",
     "option_counts",
@@ -92,26 +93,48 @@ class Pairs:
         return self.to_dense_many([(values, fill)])[0]
 
     def to_dense_many(self, items: Sequence[tuple[np.ndarray, float]]) -> list[np.ndarray]:
-        """:meth:`to_dense` of several ``(values, fill)`` items (each ``(P, ...)``, numeric).
+        """:meth:`to_dense` of several ``(values, fill)`` items (each ``(P, ...)``, numeric), in
+        one allocation (:func:`to_dense_many`)."""
+        flat = to_dense_many(items, self.dense_index, self.n_accounts * self.n_cc)
+        return [f.reshape((self.n_accounts, self.n_cc) + f.shape[1:]) for f in flat]
 
-        The outputs share one zeroed allocation: a large one, which numpy asks the kernel to back
-        with huge pages, so that first-touch page faults (the dominant cost of many medium-sized
-        dense results) are about 500 times fewer. Each output is a view of its own bytes.
-        """
-        shapes = [(self.n_accounts, self.n_cc) + v.shape[1:] for v, _ in items]
-        sizes = [int(np.prod(sh)) * v.dtype.itemsize for sh, (v, _) in zip(shapes, items)]
-        sizes = [-(-n // 64) * 64 for n in sizes]  # keep every view 64-byte aligned
-        buf = np.zeros(sum(sizes), dtype=np.uint8)
-        out, start = [], 0
-        for (values, fill), shape, n in zip(items, shapes, sizes):
-            flat = buf[start : start + n].view(values.dtype)[: int(np.prod(shape))]
-            if fill != 0:
-                flat.fill(fill)
-            view = flat.reshape((self.n_accounts * self.n_cc,) + values.shape[1:])
-            view[self.dense_index] = values
-            out.append(view.reshape(shape))
-            start += n
-        return out
+
+def to_dense_many(
+    items: Sequence[tuple[np.ndarray, float]], index: np.ndarray, n_cells: int
+) -> list[np.ndarray]:
+    """Pair values spread into dense arrays: ``out[index[p]] = values[p]``, ``fill`` elsewhere.
+
+    Parameters
+    ----------
+    items
+        ``(values, fill)`` per output; ``values`` numeric, shape ``(P, ...)``.
+    index
+        Cell of each pair in the dense layout (e.g. account x number of columns + column).
+    n_cells
+        Cells of the dense layout.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Shapes ``(n_cells,) + values.shape[1:]``. They share one zeroed allocation: a large one,
+        which numpy asks the kernel to back with huge pages, so that first-touch page faults (the
+        dominant cost of many medium-sized dense results) are about 500 times fewer. Each output
+        is a view of its own bytes.
+    """
+    shapes = [(n_cells,) + v.shape[1:] for v, _ in items]
+    sizes = [int(np.prod(sh)) * v.dtype.itemsize for sh, (v, _) in zip(shapes, items)]
+    sizes = [-(-n // 64) * 64 for n in sizes]  # keep every view 64-byte aligned
+    buf = np.zeros(sum(sizes), dtype=np.uint8)
+    out, start = [], 0
+    for (values, fill), shape, n in zip(items, shapes, sizes):
+        flat = buf[start : start + n].view(values.dtype)[: int(np.prod(shape))]
+        if fill != 0:
+            flat.fill(fill)
+        view = flat.reshape(shape)
+        view[index] = values
+        out.append(view)
+        start += n
+    return out
 
 
 def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: int, n_cc: int) -> Pairs:
