@@ -168,6 +168,12 @@ def assert_same(a, b, names=PER_ACCOUNT + PER_GROUP + ("active_scenario", "held"
 def test_engines_agree_on_random_books(positions):
     inputs = marginsim.load(scenario(positions))
     assert_same(span_margin(inputs, engine="numba"), span_margin(inputs, engine="numpy"))
+    lean = PER_ACCOUNT + PER_GROUP[:-1] + ("active_scenario", "held")
+    assert_same(
+        span_margin(inputs, engine="numba", scan_loss=False),
+        span_margin(inputs, engine="numpy", scan_loss=False),
+        lean,
+    )
 
 
 @settings(max_examples=15, deadline=None)
@@ -257,6 +263,49 @@ def test_pair_layout_is_account_major():
     assert dense[2, 0] == 3.0 and dense[2, 1] == 4.0 and dense.sum() == 10.0
     order, ptr = pairs.of_cc
     assert [order[ptr[c] : ptr[c + 1]].tolist() for c in range(4)] == [[2], [3], [], [0, 1]]
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_one_pass_over_the_positions_equals_the_separate_steps(grouped):
+    rng = np.random.default_rng(5)
+    n, n_a, n_k, n_c, n_g, n_s = 400, 37, 12, 3, 2, 16
+    pos_a = np.sort(rng.integers(0, n_a, n)) if grouped else rng.integers(0, n_a, n)
+    contract = rng.integers(0, n_k, n)
+    qty = rng.integers(-5, 6, n).astype(float)
+    cc_of_k = rng.integers(0, n_c, n_k)
+    months = rng.integers(0, 4, n_k)
+    n_months = np.array([months[cc_of_k == c].max(initial=0) + 1 for c in range(n_c)])
+    risk_array = np.round(rng.normal(0, 100, (n_k, n_g, n_s)), 2)
+    delta = rng.normal(0, 1, (n_k, n_g))
+    is_call = rng.random(n_k) < 0.4
+    is_put = ~is_call & (rng.random(n_k) < 0.5)
+    pairs = SP.pairs_of(pos_a, cc_of_k[contract], n_a, n_c)
+    row0 = np.concatenate([[0], np.cumsum(n_months[pairs.cc])])
+    scen_pair = np.arange(n_s) ^ 1
+    time_idx = np.array([0, 1])
+    common = (pairs, pos_a, contract, qty, risk_array, scen_pair, time_idx, row0, months, delta, is_call, is_put)
+    ref = SP.book_pass(*common, "numpy")
+    loss_n = SP.segment_sum(pairs.of_position, contract, qty, risk_array, pairs.size, "numba")
+    steps = (  # the compiled separate steps: the same sums in the same order
+        loss_n,
+        *SP.scan(loss_n, scen_pair, time_idx, "numba"),
+        SP.segment_sum(row0[pairs.of_position] + months[contract], contract, qty, delta, row0[-1], "numba"),
+        SP.option_counts(pos_a, n_a, pairs.of_position, contract, qty, is_call, is_put, pairs.size, "numba"),
+    )
+    for keep in (True, False):
+        got = SP.book_pass(*common, "numba", keep_loss=keep)
+        assert (got[0] is None) is not keep
+        for a, b, c in zip(got[int(not keep) :], steps[int(not keep) :], ref[int(not keep) :]):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-9)
+    # against the definitions
+    loss = np.zeros((pairs.size, n_g, n_s))
+    np.add.at(loss, pairs.of_position, qty[:, None, None] * risk_array[contract])
+    np.testing.assert_allclose(ref[0], loss, atol=1e-9)
+    np.testing.assert_allclose(ref[1], loss.max(axis=2).clip(min=0), atol=1e-9)
+    ledger = np.zeros((row0[-1], n_g))
+    np.add.at(ledger, row0[pairs.of_position] + months[contract], qty[:, None] * delta[contract])
+    np.testing.assert_allclose(ref[4], ledger, atol=1e-9)
 
 
 def test_segment_sum_engines_agree():

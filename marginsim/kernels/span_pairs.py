@@ -33,6 +33,7 @@ __all__ = [
     "segment_sum",
     "scan",
     "option_counts",
+    "book_pass",
     "IntraTable",
     "intra_table",
     "intra_and_spot",
@@ -81,6 +82,10 @@ class Pairs:
     def dense_index(self) -> np.ndarray:
         """Flat index of each pair in an (account, combined commodity) array."""
         return self.account * self.n_cc + self.cc
+
+    def of_position_rows(self, row0: np.ndarray, month_idx: np.ndarray, contract: np.ndarray) -> np.ndarray:
+        """Ledger row of each position: its pair's first row (``row0``) plus its contract's month."""
+        return row0[self.of_position] + month_idx[contract]
 
     @functools.cached_property
     def of_cc(self) -> tuple[np.ndarray, np.ndarray]:
@@ -173,28 +178,28 @@ def _scatter(rows, src, weight, table, out):  # pragma: no cover - compiled
             out[r, t] += w * table[s, t]
 
 
-def _scan(loss, pair, time_idx, risk, active, prisk):  # pragma: no cover - compiled
-    n_p, n_g, n_s = loss.shape
-    for p in _prange(n_p):
-        for g in range(n_g):
-            best = 0
-            top = loss[p, g, 0]
-            for s in range(1, n_s):
-                if loss[p, g, s] > top:
-                    top = loss[p, g, s]
-                    best = s
-            risk[p, g] = max(top, 0.0)
-            active[p, g] = best
-            t = 0.0
-            for i in range(time_idx.size):
-                t += loss[p, g, time_idx[i]]
-            t /= time_idx.size
-            prisk[p, g] = max((top + loss[p, g, pair[best]]) / 2.0 - t, 0.0)
+def _scan_block(losses, q, pair, time_idx, risk, active, prisk, p):  # pragma: no cover - compiled
+    # scanning risk, active scenario and price risk of pair p from its losses losses[q] (G, S)
+    n_g, n_s = losses.shape[1], losses.shape[2]
+    for g in range(n_g):
+        best = 0
+        top = losses[q, g, 0]
+        for s in range(1, n_s):
+            if losses[q, g, s] > top:
+                top = losses[q, g, s]
+                best = s
+        risk[p, g] = max(top, 0.0)
+        active[p, g] = best
+        t = 0.0
+        for i in range(time_idx.size):
+            t += losses[q, g, time_idx[i]]
+        t /= time_idx.size
+        prisk[p, g] = max((top + losses[q, g, pair[best]]) / 2.0 - t, 0.0)
 
 
-def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  # pragma: no cover
-    # positions by account (as they come when the book is grouped by account, else a counting
-    # sort), netted per contract inside the account (a contract belongs to one pair there)
+def _by_account(account, n_accounts):  # pragma: no cover - compiled
+    # (ptr, order): the positions of account a are order[ptr[a]:ptr[a + 1]], in book order (as
+    # they come when the book is grouped by account, else a stable counting sort)
     n = account.size
     ptr = np.zeros(n_accounts + 1, dtype=np.int64)
     grouped = True
@@ -210,6 +215,43 @@ def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  
         for i in range(n):
             order[fill[account[i]]] = i
             fill[account[i]] += 1
+    return ptr, order
+
+
+def _net_add(a, k, p, w, stamp, net, pair_of, seen, m):  # pragma: no cover - compiled
+    # net the position (contract k, pair p, quantity w) of account a into its contract; returns
+    # the number of contracts seen in the account so far
+    if stamp[k] != a:
+        stamp[k] = a
+        net[k] = 0.0
+        pair_of[k] = p
+        seen[m] = k
+        m += 1
+    net[k] += w
+    return m
+
+
+def _net_flush(m, seen, net, pair_of, kind, out):  # pragma: no cover - compiled
+    # the account's net option positions into short calls, short puts, long calls, long puts
+    for j in range(m):
+        k = seen[j]
+        v = net[k]
+        col = 0 if kind[k] == 1 else 1
+        if v < 0.0:
+            out[pair_of[k], col] += -v
+        elif v > 0.0:
+            out[pair_of[k], col + 2] += v
+
+
+def _scan(loss, pair, time_idx, risk, active, prisk):  # pragma: no cover - compiled
+    for p in _prange(loss.shape[0]):
+        _scan_block(loss, p, pair, time_idx, risk, active, prisk, p)
+
+
+def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  # pragma: no cover
+    # positions by account, netted per contract inside the account (a contract belongs to one
+    # pair there)
+    ptr, order = _by_account(account, n_accounts)
     stamp = np.full(n_contracts, -1, dtype=np.int64)
     net = np.zeros(n_contracts)
     pair_of = np.empty(n_contracts, dtype=np.int64)
@@ -219,23 +261,73 @@ def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  
         for j in range(ptr[a], ptr[a + 1]):
             i = order[j]
             k = contract[i]
-            if kind[k] == 0:
-                continue
-            if stamp[k] != a:
-                stamp[k] = a
-                net[k] = 0.0
-                pair_of[k] = pair[i]
-                seen[m] = k
-                m += 1
-            net[k] += qty[i]
-        for j in range(m):
-            k = seen[j]
-            v = net[k]
-            col = 0 if kind[k] == 1 else 1
-            if v < 0.0:
-                out[pair_of[k], col] += -v
-            elif v > 0.0:
-                out[pair_of[k], col + 2] += v
+            if kind[k] != 0:
+                m = _net_add(a, k, pair[i], qty[i], stamp, net, pair_of, seen, m)
+        _net_flush(m, seen, net, pair_of, kind, out)
+
+
+def _book_pass(
+    account,
+    pair,
+    contract,
+    qty,
+    account_ptr,
+    n_accounts,
+    risk_array,
+    scenario_pair,
+    time_idx,
+    row0,
+    month_idx,
+    delta,
+    kind,
+    keep_loss,
+    loss,
+    risk,
+    active,
+    prisk,
+    ledger,
+    counts,
+):  # pragma: no cover - compiled
+    # one pass over each account's positions: losses per pair and scenario (in a scratch block, or
+    # into ``loss`` when kept), then their scan; deltas by month into the ledger; option counts
+    # netted per contract. Every sum adds in book order, as _scatter and _counts do.
+    n_k, n_g, n_s = risk_array.shape
+    ptr, order = _by_account(account, n_accounts)
+    max_pairs = 1
+    for a in range(n_accounts):
+        max_pairs = max(max_pairs, account_ptr[a + 1] - account_ptr[a])
+    n_chunks = min(n_accounts, _CHUNKS)
+    for chunk in _prange(n_chunks):
+        block = np.zeros((max_pairs, n_g, n_s))
+        stamp = np.full(n_k, -1, dtype=np.int64)
+        net = np.zeros(n_k)
+        pair_of = np.empty(n_k, dtype=np.int64)
+        seen = np.empty(n_k, dtype=np.int64)
+        for a in range(chunk * n_accounts // n_chunks, (chunk + 1) * n_accounts // n_chunks):
+            p0 = account_ptr[a]
+            n_pa = account_ptr[a + 1] - p0
+            buf = loss if keep_loss else block  # this account's losses: buf[off:off + n_pa]
+            off = p0 if keep_loss else 0
+            if not keep_loss:
+                buf[:n_pa] = 0.0
+            m = 0
+            for j in range(ptr[a], ptr[a + 1]):
+                i = order[j]
+                k = contract[i]
+                p = pair[i]
+                w = qty[i]
+                row = p - p0 + off
+                for g in range(n_g):
+                    for s in range(n_s):
+                        buf[row, g, s] += w * risk_array[k, g, s]
+                r = row0[p] + month_idx[k]
+                for g in range(n_g):
+                    ledger[r, g] += w * delta[k, g]
+                if kind[k] != 0:
+                    m = _net_add(a, k, p, w, stamp, net, pair_of, seen, m)
+            _net_flush(m, seen, net, pair_of, kind, counts)
+            for q in range(n_pa):
+                _scan_block(buf, off + q, scenario_pair, time_idx, risk, active, prisk, p0 + q)
 
 
 def _intra(
@@ -389,7 +481,12 @@ def _inter(
                             rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
-_PARALLEL = {"_intra", "_inter", "_scan"}  # kernels with a parallel variant (prange over pairs/accounts)
+_PARALLEL = {
+    "_intra",
+    "_inter",
+    "_scan",
+    "_book_pass",
+}  # kernels with a parallel variant (prange over pairs/accounts)
 #: Work items (pairs or accounts x grid points) from which the parallel variant of a kernel runs.
 #: Below it the threads' start-up and their spin-wait after the region cost more than they save
 #: (measured on 2 cores: a 10,000-portfolio book of ~90,000 pairs is faster serial).
@@ -405,9 +502,18 @@ def _kernel(name: str, items: int = 0):
     if key not in _COMPILED:
         # distinct names: the on-disk cache keeps the two variants apart
         _COMPILED[key] = pricing._compile(
-            globals()[name], suffix="_parallel" if parallel else "", parallel=parallel
+            globals()[name], helpers=_helpers(), suffix="_parallel" if parallel else "", parallel=parallel
         )
     return _COMPILED[key]
+
+
+@functools.cache
+def _helpers() -> dict:
+    """The compiled helpers the kernels call (inlined into them)."""
+    return {
+        name: pricing._compile(globals()[name], inline="always")
+        for name in ("_scan_block", "_by_account", "_net_add", "_net_flush")
+    }
 
 
 # -- sums over positions ---------------------------------------------------------------------------
@@ -529,6 +635,99 @@ def option_counts(
         )
         cols.append(np.asarray(m.sum(axis=1)).ravel())
     return np.stack(cols, axis=1)
+
+
+# -- one pass over the positions ---------------------------------------------------------------------
+
+
+def book_pass(
+    pairs: Pairs,
+    position_account: np.ndarray,
+    contract: np.ndarray,
+    qty: np.ndarray,
+    risk_array: np.ndarray,
+    scenario_pair: np.ndarray,
+    time_scenarios: np.ndarray,
+    row0: np.ndarray,
+    month_idx: np.ndarray,
+    delta: np.ndarray,
+    is_call: np.ndarray,
+    is_put: np.ndarray,
+    engine: str,
+    *,
+    keep_loss: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Everything SPAN takes from the positions, in one pass: :func:`segment_sum` of the risk
+    arrays and its :func:`scan`, the delta ledger, and :func:`option_counts`.
+
+    Parameters
+    ----------
+    pairs
+        The pair layout (:func:`pairs_of`).
+    position_account, contract, qty
+        Account, contract (row of the tables) and signed quantity [contracts] of each position.
+    risk_array
+        Loss per long contract, shape ``(K, G, S)`` [currency, losses positive].
+    scenario_pair, time_scenarios
+        As for :func:`scan`.
+    row0, month_idx
+        Ledger rows of pair ``p`` are ``row0[p]:row0[p + 1]``; a contract's row among them.
+    delta
+        Composite delta per contract, shape ``(K, G)`` [delta per contract].
+    is_call, is_put
+        Per contract.
+    engine
+        ``"numba"`` (one compiled pass, by account) or ``"numpy"`` (the separate functions).
+    keep_loss
+        Return the losses per pair ``(P, G, S)``; without them the numba pass holds one account's
+        losses at a time (no array of size pairs x scenarios).
+
+    Returns
+    -------
+    loss, risk, active, price_risk, ledger, counts
+        ``loss`` (``None`` unless kept), scanning risk, 0-based active scenario and price risk
+        ``(P, G)``, net delta per ledger row ``(R, G)`` [delta], short calls, short puts, long
+        calls, long puts per pair ``(P, 4)`` [contracts].
+    """
+    n_p, n_g, n_s = pairs.size, risk_array.shape[1], risk_array.shape[2]
+    n_rows = int(row0[-1])
+    if engine != "numba":
+        loss = segment_sum(pairs.of_position, contract, qty, risk_array, n_p, engine)
+        risk, active, prisk = scan(loss, scenario_pair, time_scenarios, engine)
+        ledger = segment_sum(
+            pairs.of_position_rows(row0, month_idx, contract), contract, qty, delta, n_rows, engine
+        )
+        counts = option_counts(
+            position_account, pairs.n_accounts, pairs.of_position, contract, qty, is_call, is_put, n_p, engine
+        )
+        return (loss if keep_loss else None), risk, active, prisk, ledger, counts
+    loss = np.zeros((n_p, n_g, n_s)) if keep_loss else np.zeros((0, n_g, n_s))
+    risk, active, prisk = np.empty((n_p, n_g)), np.empty((n_p, n_g), dtype=np.int64), np.empty((n_p, n_g))
+    ledger = np.zeros((n_rows, n_g))
+    counts = np.zeros((n_p, 4))
+    _kernel("_book_pass", contract.size * n_g * n_s)(
+        np.ascontiguousarray(position_account, dtype=np.int64),
+        np.ascontiguousarray(pairs.of_position, dtype=np.int64),
+        np.ascontiguousarray(contract, dtype=np.int64),
+        np.ascontiguousarray(qty, dtype=float),
+        pairs.account_ptr,
+        pairs.n_accounts,
+        np.ascontiguousarray(risk_array, dtype=float),
+        np.ascontiguousarray(scenario_pair, dtype=np.int64),
+        np.ascontiguousarray(time_scenarios, dtype=np.int64),
+        np.ascontiguousarray(row0, dtype=np.int64),
+        np.ascontiguousarray(month_idx, dtype=np.int64),
+        np.ascontiguousarray(delta, dtype=float),
+        np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64),
+        keep_loss,
+        loss,
+        risk,
+        active,
+        prisk,
+        ledger,
+        counts,
+    )
+    return (loss if keep_loss else None), risk, active, prisk, ledger, counts
 
 
 # -- intra-commodity spreads and spot charge ---------------------------------------------------------

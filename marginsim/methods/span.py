@@ -659,15 +659,25 @@ def span_margin(
     pairs = SP.pairs_of(pos_a, plan.cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
     n_p = pairs.size
 
-    # -- scanning risk, active scenario and price risk per pair -------------------------------------
-    loss = SP.segment_sum(pairs.of_position, pos_k, qty, plan.risk_array, n_p, eng)  # (P, G, S)
-    scan_risk, active, prisk = SP.scan(loss, plan.scenario_pair, plan.time_scenarios, eng)
-
-    # -- deltas by month: the ledger, one row per (pair, month of its CC) ---------------------------
+    # -- one pass over the positions: scanning risk, active scenario, price risk per pair; deltas by
+    # month (the ledger: one row per pair and month of its CC); option counts for the SOM ----------
     row0 = np.concatenate([[0], np.cumsum(plan.n_months[pairs.cc])])  # rows of pair p: row0[p]:row0[p+1]
-    ledger = SP.segment_sum(
-        row0[pairs.of_position] + plan.month_idx[pos_k], pos_k, qty, plan.delta, int(row0[-1]), eng
-    )  # (R, G)
+    loss, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        pairs,
+        pos_a,
+        pos_k,
+        qty,
+        plan.risk_array,
+        plan.scenario_pair,
+        plan.time_scenarios,
+        row0,
+        plan.month_idx,
+        plan.delta,
+        plan.is_call,
+        plan.is_put,
+        eng,
+        keep_loss=scan_loss,
+    )
     net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))  # (P, G)
 
     # -- intra-commodity spreads and spot charge; inter-commodity credit ----------------------------
@@ -681,7 +691,6 @@ def span_margin(
         credit = SP.inter_credit(net_left, wfpr, pairs, plan.inter, eng)
 
     # -- short option minimum --------------------------------------------------------------------------
-    counts = SP.option_counts(pos_a, n_a, pairs.of_position, pos_k, qty, plan.is_call, plan.is_put, n_p, eng)
     som = K.short_option_minimum(
         counts[:, 0],
         counts[:, 1],
