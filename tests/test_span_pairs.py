@@ -283,7 +283,20 @@ def test_one_pass_over_the_positions_equals_the_separate_steps(grouped):
     row0 = np.concatenate([[0], np.cumsum(n_months[pairs.cc])])
     scen_pair = np.arange(n_s) ^ 1
     time_idx = np.array([0, 1])
-    common = (pairs, pos_a, contract, qty, risk_array, scen_pair, time_idx, row0, months, delta, is_call, is_put)
+    common = (
+        pairs,
+        pos_a,
+        contract,
+        qty,
+        risk_array,
+        scen_pair,
+        time_idx,
+        row0,
+        months,
+        delta,
+        is_call,
+        is_put,
+    )
     ref = SP.book_pass(*common, "numpy")
     loss_n = SP.segment_sum(pairs.of_position, contract, qty, risk_array, pairs.size, "numba")
     steps = (  # the compiled separate steps: the same sums in the same order
@@ -409,3 +422,26 @@ def test_the_whole_file_plan_follows_in_place_changes():
     import pickle
 
     assert base.derived and pickle.loads(pickle.dumps(base)).derived == {}
+
+
+@pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
+def test_with_book_finds_contracts_by_id_and_names_the_first_unknown_position():
+    from marginsim.errors import InputError
+
+    base = marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
+    names = base.contracts["contract"].values
+    ids = np.array([names[5], names[0], names[5], "AKBNKE:F:201606S0"], dtype=object)
+    book = base.with_book(ids, [1.0, 2.0, 3.0, 4.0], [7, 7, 8, 9]).book
+    assert book["contract_index"].values.tolist()[:3] == [5, 0, 5]
+    assert names[book["contract_index"].values[3]] == "AKBNKE:F:201606S0"
+    assert book["account_name"].values.tolist() == ["7", "8", "9"]  # account numbers as names
+    assert base.with_book(ids[:1], [1.0]).book["contract_index"].values.tolist() == [5]
+    # another spelling of a strike is found through the canonical form
+    opt = next(n for n in names if n.count(":") == 3 and n.endswith(".5"))
+    spelled = opt + "0"
+    assert base.with_book([names[0], spelled], [1.0, 1.0]).book["contract"].values.tolist() == [names[0], opt]
+    with pytest.raises(InputError, match="unknown contract 'NOPE'") as err:
+        base.with_book([names[0], names[1], "NOPE", "ALSO-NOPE"], [1.0] * 4)
+    assert err.value.key_path == "positions[2].contract"
