@@ -551,7 +551,10 @@ def _fingerprint(inputs: Inputs, params: SpanParams) -> tuple:
         for name, v in ds.variables.items():
             a = np.asarray(v.values)
             if a.dtype == object:
-                digest = hash(tuple(a.ravel().tolist()))
+                try:
+                    digest = hash(tuple(a.ravel().tolist()))
+                except TypeError:  # an unhashable element: its text
+                    digest = hash(repr(a.tolist()))
             else:
                 digest = zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
             parts.append((name, a.shape, a.dtype.str, digest))
@@ -559,8 +562,8 @@ def _fingerprint(inputs: Inputs, params: SpanParams) -> tuple:
 
 
 def _file_plan(inputs: Inputs, params: SpanParams, engine: str) -> tuple[np.ndarray, _Plan] | None:
-    """``(scope, plan)`` of every contract in scope, when every definition is given (a
-    clearing-house file): its risk arrays, composite deltas and option premiums, no grid dims.
+    """``(scope, plan)`` of every contract in scope, for inputs from a clearing-house file with
+    every definition given (risk arrays, composite deltas, option premiums) and no grid dims.
 
     Made once per :class:`~marginsim.model.Inputs` and kept in :attr:`Inputs.derived` (shared by
     :meth:`~marginsim.model.Inputs.with_book`): many books margined against one file share it.
@@ -569,6 +572,8 @@ def _file_plan(inputs: Inputs, params: SpanParams, engine: str) -> tuple[np.ndar
     definition must be computed, or when a contract the book may not hold lacks something (an FX
     rate, ...): the plan of the held contracts then decides, with its errors.
     """
+    if inputs.span_file is None or inputs.grid_dims:
+        return None  # a scenario's own contracts, or a grid: planned book by book
     key = (_FILE_PLAN, engine)
     fingerprint = _fingerprint(inputs, params)
     hit = inputs.derived.get(key)
@@ -578,8 +583,7 @@ def _file_plan(inputs: Inputs, params: SpanParams, engine: str) -> tuple[np.ndar
     scope = in_scope(inputs, params)
     c = inputs.contracts
     all_given = (
-        not inputs.grid_dims
-        and not np.isnan(c["risk_array"].values[scope]).any()
+        not np.isnan(c["risk_array"].values[scope]).any()
         and not np.isnan(c["composite_delta"].values[scope]).any()
         and not np.isnan(c["price"].values[scope & c["is_option"].values]).any()
     )
