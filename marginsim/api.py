@@ -101,13 +101,6 @@ def margin(
     result = MarginResult(inputs)
     lazy = scale.is_lazy(inputs)
     for n in names:
-        if lazy and n not in scale.CHUNKABLE:
-            raise InputError(
-                f"method {n!r} does not run on a stored or chunked book (chunked methods: "
-                f"{', '.join(scale.CHUNKABLE)})",
-                file=inputs.scenario.file,
-                key_path="methods",
-            )
         spec = REGISTRY[n]
         result.methods[n] = spec.run(inputs, engine=engine, **({} if detail else spec.lean))
     if lazy and compute:

@@ -14,8 +14,9 @@ __all__ = ["main"]
 def _cmd_margin(args: argparse.Namespace) -> int:
     from .api import margin
     from .methods import REGISTRY
+    from .scale import connect
 
-    client = _connect(args.scheduler)
+    client = connect(args.scheduler, key_path="--scheduler")
     try:
         result = margin(  # the CLI prints the JSON contract or tables: no per-scenario detail
             args.file,
@@ -40,20 +41,6 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             print()
             print(REGISTRY[name].table(ds, acct))
     return 0
-
-
-def _connect(address: str | None):
-    """A ``distributed.Client`` connected to the scheduler at ``address`` (never a new cluster)."""
-    if not address:
-        return None
-    try:
-        from distributed import Client
-
-        return Client(address)  # timeout: dask config distributed.comm.timeouts.connect (30 s)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise InputError(
-            f"cannot connect to the dask scheduler {address!r}: {e}", key_path="--scheduler"
-        ) from None
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "build_grid",
     "book_from_arrays",
     "contract_indices",
+    "flat_grid",
     "GRID_DIMS",
     "DAYS_PER_YEAR",
     "Universe",
@@ -758,6 +759,35 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
     )
     book["quantity"].attrs.update(units="contracts", description="signed quantity, long positive")
     return book
+
+
+def flat_grid(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, ...]) -> np.ndarray:
+    """A DataArray as a numpy array with axes ``(lead..., grid flattened)``.
+
+    Parameters
+    ----------
+    da
+        Dims: every dim of ``lead`` and any of the grid dims ``gd``.
+    lead
+        Dims kept as the leading axes, in this order (e.g. ``["contract", "scenario"]``).
+    gd
+        The grid dims, in the order they are flattened (C order: the last varies fastest).
+    gshape
+        Size of each grid dim of ``gd``; a grid dim that ``da`` lacks is broadcast to it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(*lead sizes, prod(grid sizes))`` (last axis of length 1 without grid dims), the
+        dtype of ``da``; also for an empty lead axis.
+    """
+    full = da
+    for d, n in zip(gd, gshape):
+        if d not in full.dims:
+            full = full.expand_dims({d: n}, axis=-1)
+    arr = full.transpose(*lead, *gd).values
+    k = len(lead)
+    return arr.reshape(arr.shape[:k] + (int(np.prod(arr.shape[k:])),))
 
 
 def _as_names(values, trusted: bool = False) -> np.ndarray:

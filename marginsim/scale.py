@@ -70,6 +70,7 @@ __all__ = [
     "compute",
     "compact",
     "current_client",
+    "connect",
     "auto_accounts_per_chunk",
 ]
 
@@ -208,6 +209,46 @@ def current_client() -> Any:
         return default_client()
     except ValueError:
         return None
+
+
+def connect(address: str | None, *, key_path: str | None = None) -> Any:
+    """A ``distributed.Client`` connected to the running scheduler at ``address``; ``None``/empty: none.
+
+    The library never creates a cluster: the caller gives the address of a running scheduler.
+    The connection timeout is dask's config ``distributed.comm.timeouts.connect`` (30 s).
+
+    Parameters
+    ----------
+    address
+        Scheduler address (e.g. ``tcp://host:8786``); ``None`` or empty: no client.
+    key_path
+        Where the address came from (e.g. ``--scheduler``), named by the errors.
+
+    Returns
+    -------
+    distributed.Client or None
+
+    Raises
+    ------
+    InputError
+        dask.distributed is not installed, or the scheduler cannot be reached or the address is bad.
+    """
+    if not address:
+        return None
+    try:
+        from distributed import Client
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise InputError(
+            f"scheduler {address!r} given but dask.distributed is not installed "
+            "(pip install 'dask[distributed]')",
+            key_path=key_path,
+        ) from e
+    try:
+        return Client(address)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise InputError(
+            f"cannot connect to the dask scheduler {address!r}: {e}", key_path=key_path
+        ) from None
 
 
 def auto_accounts_per_chunk(n_accounts: int, client: Any = None) -> int:

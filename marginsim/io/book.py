@@ -52,10 +52,6 @@ def _is_zarr(path: Path) -> bool:
     return path.suffix not in (".nc", ".nc4", ".h5", ".hdf5", ".cdf")
 
 
-def _is_dask(ds: xr.Dataset) -> bool:
-    return any(v.chunks is not None for v in ds.variables.values())
-
-
 def _orders(inputs: Inputs, position: np.ndarray) -> dict[str, np.ndarray]:
     """CFD order fields of the book: its own ``open_price`` / ``opened``, else the scenario file's."""
     book, sc = inputs.book, inputs.scenario
@@ -112,7 +108,7 @@ def write_book(path: str | Path, inputs: Inputs, *, chunk_positions: int = 1_000
     """
     import dask.array as da
 
-    from ..scale import chunk_book
+    from ..scale import _is_dask, chunk_book
 
     path = Path(path)
     book = inputs.book

@@ -323,13 +323,6 @@ def shortfalls(
     return ccy, grp
 
 
-@dataclass
-class _Lp:
-    G: int
-    C: int
-    pairs: list[tuple]  # (kind, from_g, c, to_g, d)
-
-
 def _solve(balance, required, group_required, usd, pairs, cost, ccy_weight, slack_cap=None):
     """LP over the movement amounts of ``pairs`` (in units of the currency sold).
 

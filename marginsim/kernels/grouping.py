@@ -45,10 +45,10 @@ def group_sum(matrix: sp.csr_matrix, per_column: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Shape ``(n_groups, ...)``.
+        Shape ``(n_groups, ...)``; zeros when there are no columns (``per_column`` of length 0).
     """
     a = np.asarray(per_column, dtype=float)
-    flat = a.reshape(a.shape[0], -1)
+    flat = a.reshape(a.shape[0], int(np.prod(a.shape[1:])))  # not -1: an empty first axis is valid
     out = matrix @ flat
     return np.asarray(out).reshape((matrix.shape[0],) + a.shape[1:])
 

@@ -105,7 +105,7 @@ def market_cap_moves(market_cap: np.ndarray, change: float) -> tuple[np.ndarray,
     return move, np.minimum(move, 1.0)
 
 
-def worst_loss(pnl: np.ndarray, axis: int = -1, where: np.ndarray | None = None) -> np.ndarray:
+def worst_loss(pnl: np.ndarray, axis: int = -1) -> np.ndarray:
     """Largest loss over scenarios, floored at 0.
 
     Parameters
@@ -114,17 +114,13 @@ def worst_loss(pnl: np.ndarray, axis: int = -1, where: np.ndarray | None = None)
         Profit and loss per scenario [currency], gains positive.
     axis
         The scenario axis.
-    where
-        Optional boolean mask broadcastable to ``pnl``: scenarios that count.
 
     Returns
     -------
     numpy.ndarray
-        ``max(0, max(-pnl))`` over ``axis`` [currency]; 0 where no scenario counts.
+        ``max(0, max(-pnl))`` over ``axis`` [currency]; 0 where there is no scenario (an empty axis).
     """
     loss = -np.asarray(pnl, dtype=float)
-    if where is not None:
-        loss = np.where(where, loss, -np.inf)
     if loss.shape[axis] == 0:
         return np.zeros(np.delete(loss.shape, axis % loss.ndim))
     return np.maximum(np.nanmax(np.where(np.isnan(loss), -np.inf, loss), axis=axis), 0.0)
@@ -198,6 +194,8 @@ def largest_group(loss: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, n
 def binding_component(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The largest of competing requirements (last axis) and which one it is.
 
+    :func:`largest_group` with every candidate eligible.
+
     Parameters
     ----------
     candidates
@@ -208,10 +206,7 @@ def binding_component(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     value, index
         The largest, floored at 0 [currency]; its 0-based index, -1 where every one is 0.
     """
-    c = np.asarray(candidates, dtype=float)
-    idx = np.argmax(c, axis=-1)
-    value = np.maximum(np.take_along_axis(c, idx[..., None], axis=-1)[..., 0], 0.0)
-    return value, np.where(value > 0, idx, -1).astype(np.int64)
+    return largest_group(candidates, True)
 
 
 def liquidity_factor(adv_multiple: np.ndarray, threshold: float, scaling: float, cap: float) -> np.ndarray:

@@ -803,14 +803,11 @@ def _flat_items(shape: tuple[int, ...], args) -> tuple[int, list[np.ndarray]]:
         a = np.asarray(a)
         padded = (1,) * (len(shape) - a.ndim) + a.shape
         if rep > 1 and a.size > 1 and padded == item_shape:
-            flat.append(np.ravel(np.broadcast_to(a.reshape(padded), item_shape)))
+            flat.append(np.ravel(a))
             items = True
         else:
             flat.append(_flat(shape, a))
     if not items:
-        rep = 1
-    n = int(np.prod(shape))
-    if rep > 1 and n // rep == n:  # pragma: no cover - rep > 1 always divides a larger n
         rep = 1
     return rep, flat
 

@@ -93,7 +93,7 @@ def revalue_scan(
         Shapes ``(n,)``, ``(n, S)``, ``(n, D)`` [price units per unit; delta per unit].
     """
     eng = pricing._resolve_engine(engine)
-    f = functools.partial(np.ascontiguousarray)
+    f = np.ascontiguousarray
     model = f(model, dtype=np.int64)
     level, strike, price_range, vol, vol_range, t_now, t_after, r, q = (
         f(a, dtype=float) for a in (level, strike, price_range, vol, vol_range, t_now, t_after, r, q)

@@ -83,10 +83,6 @@ class Pairs:
         """Flat index of each pair in an (account, combined commodity) array."""
         return self.account * self.n_cc + self.cc
 
-    def of_position_rows(self, row0: np.ndarray, month_idx: np.ndarray, contract: np.ndarray) -> np.ndarray:
-        """Ledger row of each position: its pair's first row (``row0``) plus its contract's month."""
-        return row0[self.of_position] + month_idx[contract]
-
     @functools.cached_property
     def of_cc(self) -> tuple[np.ndarray, np.ndarray]:
         """``(order, ptr)``: the pairs of combined commodity ``c`` are ``order[ptr[c]:ptr[c + 1]]``."""
@@ -95,13 +91,8 @@ class Pairs:
 
     def to_dense(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Pair values ``(P, ...)`` spread into an ``(A, C, ...)`` array (``fill`` where not held)."""
-        return self.to_dense_many([(values, fill)])[0]
-
-    def to_dense_many(self, items: Sequence[tuple[np.ndarray, float]]) -> list[np.ndarray]:
-        """:meth:`to_dense` of several ``(values, fill)`` items (each ``(P, ...)``, numeric), in
-        one allocation (:func:`to_dense_many`)."""
-        flat = to_dense_many(items, self.dense_index, self.n_accounts * self.n_cc)
-        return [f.reshape((self.n_accounts, self.n_cc) + f.shape[1:]) for f in flat]
+        flat = to_dense_many([(values, fill)], self.dense_index, self.n_accounts * self.n_cc)[0]
+        return flat.reshape((self.n_accounts, self.n_cc) + flat.shape[1:])
 
 
 def to_dense_many(
@@ -595,6 +586,11 @@ def scan(
     return risk, active, K.price_risk(loss, active, pair, time_scenarios)
 
 
+def _kind(is_call: np.ndarray, is_put: np.ndarray) -> np.ndarray:
+    """Option kind per contract for the kernels: 1 call, 2 put, 0 neither."""
+    return np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64)
+
+
 def option_counts(
     account: np.ndarray,
     n_accounts: int,
@@ -614,7 +610,7 @@ def option_counts(
     """
     n_k = is_call.size
     if engine == "numba":
-        kind = np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64)
+        kind = _kind(is_call, is_put)
         out = np.zeros((n_pairs, 4))
         _kernel("_counts")(
             np.ascontiguousarray(account, dtype=np.int64),
@@ -695,7 +691,7 @@ def book_pass(
         loss = segment_sum(pairs.of_position, contract, qty, risk_array, n_p, engine)
         risk, active, prisk = scan(loss, scenario_pair, time_scenarios, engine)
         ledger = segment_sum(
-            pairs.of_position_rows(row0, month_idx, contract), contract, qty, delta, n_rows, engine
+            row0[pairs.of_position] + month_idx[contract], contract, qty, delta, n_rows, engine
         )
         counts = option_counts(
             position_account, pairs.n_accounts, pairs.of_position, contract, qty, is_call, is_put, n_p, engine
@@ -718,7 +714,7 @@ def book_pass(
         np.ascontiguousarray(row0, dtype=np.int64),
         np.ascontiguousarray(month_idx, dtype=np.int64),
         np.ascontiguousarray(delta, dtype=float),
-        np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64),
+        _kind(is_call, is_put),
         keep_loss,
         loss,
         risk,
@@ -754,12 +750,15 @@ class IntraTable:
     spot_rate_spread: np.ndarray
     spot_rate_outright: np.ndarray
 
-    def spreads(self, c: int) -> list[K.Spread]:
-        """The spreads of combined commodity ``c`` for the reference kernel."""
+    def spreads(self, c: int, months: int | None = None) -> list[K.Spread]:
+        """The spreads of combined commodity ``c`` for the reference kernel (month masks cut to
+        the first ``months`` months, default all)."""
         out = []
         for s in range(self.sp_ptr[c], self.sp_ptr[c + 1]):
             legs = [
-                K.SpreadLeg(self.leg_mask[j], "A" if self.leg_sign[j] > 0 else "B", float(self.leg_ratio[j]))
+                K.SpreadLeg(
+                    self.leg_mask[j, :months], "A" if self.leg_sign[j] > 0 else "B", float(self.leg_ratio[j])
+                )
                 for j in range(self.leg_ptr[s], self.leg_ptr[s + 1])
             ]
             out.append(K.Spread(float(self.sp_rate[s]), legs))
@@ -872,11 +871,7 @@ def intra_and_spot(
         if not table.active(c):
             net_left[sel] = _sequential_sum(block)
             continue
-        spreads = [
-            K.Spread(sp.rate, [K.SpreadLeg(leg.index[:months], leg.side, leg.ratio) for leg in sp.legs])
-            for sp in table.spreads(c)
-        ]
-        ch, rem, used = K.intra_commodity_spreads(block, spreads)
+        ch, rem, used = K.intra_commodity_spreads(block, table.spreads(c, months))
         charge[sel] = ch
         net_left[sel] = _sequential_sum(rem)
         if table.spot_on[c]:

@@ -26,8 +26,11 @@ _ACCOUNT_KEYS = ("maintenance", "initial", "net_option_value", "span_risk")
 def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
     """Per account: the ``span`` object of the JSON contract."""
     out: dict[str, Any] = {}
-    pos_a = ds["position_account"].values
-    pos_k = ds["position_contract"].values
+    # the contracts each account holds, for every account at once: sorted unique (account,
+    # contract) keys, split by account
+    n_k = max(ds.sizes["contract"], 1)
+    key = np.unique(ds["position_account"].values.astype(np.int64) * n_k + ds["position_contract"].values)
+    first = np.searchsorted(key // n_k, np.arange(ds.sizes["account"] + 1))
     for a, acct in enumerate(ds["account"].values.tolist()):
         d = ds.isel(account=a)
         obj: dict[str, Any] = {k: to_plain(d[k], gd) for k in _ACCOUNT_KEYS}
@@ -41,7 +44,7 @@ def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
             gobj["fx_rate"] = float(ds["group_fx"].values[g])
             groups[name] = gobj
         obj["groups"] = groups
-        held = np.unique(pos_k[pos_a == a])
+        held = key[first[a] : first[a + 1]] % n_k
         obj["risk_arrays"] = {
             str(ds["contract"].values[k]): to_plain(ds["risk_array"].isel(contract=k), gd + ["scenario"])
             for k in held

@@ -29,7 +29,7 @@ import dataclasses
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from ..account_params import CURRENCY_GROUPS, INVESTOR_CLASSES, AccountParams, P
 from ..errors import InputError
 from ..kernels import account as K
 from ..kernels import pricing
-from ..model import Inputs, book_from_arrays
+from ..model import Inputs, book_from_arrays, flat_grid
 from ..result import to_plain
 from ..scenario import ScenarioFile, SpanParams
 from ._json import base_grid_point
@@ -160,6 +160,14 @@ class _Ctx:
     span_params: SpanParams
     file: str | None
     book_accounts: frozenset[str] = frozenset()  # every account of the whole book
+
+    @cached_property
+    def account_pos(self) -> dict[str, int]:
+        """Account name -> index into :attr:`accounts` (the first, as ``accounts.index``)."""
+        pos: dict[str, int] = {}
+        for i, a in enumerate(self.accounts):
+            pos.setdefault(a, i)
+        return pos
 
 
 def _product(params: AccountParams, contract: str, group: str, underlying: str) -> tuple[str, ProductParams]:
@@ -331,12 +339,7 @@ def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, .
     extra = [d for d in da.dims if d not in lead and d not in gd]
     if extra:
         raise InputError(f"a requirement has dims {extra} that are not grid dims ({gd})")
-    full = da
-    for d, n in zip(gd, gshape):
-        if d not in full.dims:
-            full = full.expand_dims({d: n}, axis=-1)
-    arr = np.asarray(full.transpose(*lead, *gd).values)
-    return arr.reshape(arr.shape[: len(lead)] + (-1,))
+    return flat_grid(da, lead, gd, gshape)
 
 
 def _grid_coords(inputs: Inputs, gd: list[str]) -> dict[str, np.ndarray]:
@@ -440,7 +443,7 @@ def _empty_lines(n_a: int, C: int, n_g: int) -> dict[str, np.ndarray]:
 def _rule_lines(ctx: _Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int):
     """Fixed-per-contract and percentage-of-notional exchange margins, in each margin currency."""
     gd, gshape = _grid(inputs_x)
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     C = len(ctx.ccys)
     out = _empty_lines(n_a, C, n_g)
     if pk.size == 0:
@@ -470,7 +473,7 @@ def _span_lines(
     from .span import span_margin
 
     gd, gshape = _grid(inputs_x)
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     C = len(ctx.ccys)
     out = _empty_lines(n_a, C, n_g)
     keep = q != 0
@@ -554,7 +557,7 @@ def _method_lines(ctx: _Ctx, inputs: Inputs, source: int, engine: str) -> dict[s
     from . import REGISTRY
 
     gd, gshape = _grid(inputs)
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     out = _empty_lines(len(ctx.accounts), len(ctx.ccys), n_g)
     rows = np.flatnonzero(ctx.pos_source == source)
     if rows.size == 0:
@@ -571,7 +574,7 @@ def _method_lines(ctx: _Ctx, inputs: Inputs, source: int, engine: str) -> dict[s
 
 
 def _injected_lines(ctx: _Ctx, req: xr.Dataset, gd, gshape, *, markup: bool) -> dict[str, np.ndarray]:
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     C = len(ctx.ccys)
     out = _empty_lines(len(ctx.accounts), C, n_g)
     accts = [str(a) for a in req["account"].values.tolist()]
@@ -580,13 +583,14 @@ def _injected_lines(ctx: _Ctx, req: xr.Dataset, gd, gshape, *, markup: bool) -> 
     if unknown:
         raise InputError(f"requirements for unknown accounts {unknown}")
     # a chunk of a larger book: the requirements of this chunk's accounts only
-    mine = [i for i, a in enumerate(accts) if a in ctx.accounts]
-    if not mine:
+    pos = ctx.account_pos
+    a_idx = np.array([pos.get(a, -1) for a in accts], dtype=np.int64)
+    mine = np.flatnonzero(a_idx >= 0)
+    if mine.size == 0:
         return out
-    if len(mine) < len(accts):
+    if mine.size < len(accts):
         req = req.isel(account=mine)
-        accts = [accts[i] for i in mine]
-    a_idx = np.array([ctx.accounts.index(a) for a in accts], dtype=np.int64)
+        a_idx = a_idx[mine]
     for gname in req["currency_group"].values.tolist():
         for cname in req["currency"].values.tolist():
             sel = req.sel(currency_group=gname, currency=cname)
@@ -607,7 +611,7 @@ def _injected_lines(ctx: _Ctx, req: xr.Dataset, gd, gshape, *, markup: bool) -> 
 def _no_loan_lines(ctx: _Ctx, inputs: Inputs) -> dict[str, np.ndarray]:
     """Long foreign stocks without a ready market: no loan value, margined at 100 % of their value."""
     gd, gshape = _grid(inputs)
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     out = _empty_lines(len(ctx.accounts), len(ctx.ccys), n_g)
     rows = np.flatnonzero(ctx.pos_source == NO_LOAN)
     if rows.size == 0:
@@ -641,9 +645,9 @@ def _cash_arrays(ctx: _Ctx) -> dict[str, np.ndarray]:
     lme_not_due = np.zeros((n_a, G, C))
     as_of = ctx.sc.as_of_date
     for name, f in ctx.params.accounts.items():  # per account definition of the scenario file
-        if name not in ctx.accounts:  # another chunk's
+        a = ctx.account_pos.get(name)
+        if a is None:  # another chunk's
             continue
-        a = ctx.accounts.index(name)
         for g, row in f.cash.items():
             for c, v in row.items():
                 cash[a, _GROUP_INDEX[g], ctx.ccys.index(c)] += v
@@ -663,7 +667,7 @@ def _position_values(ctx: _Ctx, inputs: Inputs, engine: str) -> dict[str, np.nda
     book = inputs.book
     pk = book["contract_index"].values
     n_p = pk.size
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     if n_p == 0:
         z = np.zeros((0, n_g))
         return {"counted": z, "option": z, "level": z, "base_level": np.zeros(0)}
@@ -915,7 +919,7 @@ def _account_margin(
             f"unknown time zone {params.timezone!r}", file=ctx.file, key_path="account.timezone"
         ) from None
     gd, gshape = _grid(inputs)
-    n_g = int(np.prod(gshape)) if gshape else 1
+    n_g = int(np.prod(gshape))
     n_a, C = len(ctx.accounts), len(ctx.ccys)
     usd = ctx.usd
     base_to_rep = float(sc.fx_rate(params.base_currency, key_path="account.base_currency"))
@@ -1012,7 +1016,6 @@ def _account_margin(
         st == K.MARGIN_CALL, due_call, np.where(st == K.FORCED_LIQUIDATION, t_step, np.datetime64("NaT", "s"))
     )
     overdue = (st == K.MARGIN_CALL) & (t_step > due_call)
-    call_t = np.where(st == K.NORMAL, np.datetime64("NaT", "s"), call_t)
 
     # -- withdrawable ---------------------------------------------------------------------------------
     buf = 1.0 + params.withdrawal_buffer
@@ -1041,7 +1044,7 @@ def _account_margin(
     )
 
     # -- interest and eligibility ---------------------------------------------------------------------
-    interest = _interest(ctx, inputs, money)
+    interest = _interest(ctx, inputs, money, pv["base_level"])
     elig = _eligibility(ctx, inputs, equity_b, gd, gshape)
 
     # -- result ---------------------------------------------------------------------------------------
@@ -1475,8 +1478,11 @@ def _tier_rates(ctx: _Ctx, tiers, ccy_needed: np.ndarray, kind: str, floor: bool
     return np.maximum(rates, 0.0) if floor else rates
 
 
-def _interest(ctx: _Ctx, inputs: Inputs, money) -> xr.Dataset:
-    """Tiered interest per year on settled cash per account and currency [currency units]."""
+def _interest(ctx: _Ctx, inputs: Inputs, money, base_level: np.ndarray) -> xr.Dataset:
+    """Tiered interest per year on settled cash per account and currency [currency units].
+
+    ``base_level``: the price level of each book position at the base market (settlement prices).
+    """
     ip = ctx.params.interest
     n_a, C = len(ctx.accounts), len(ctx.ccys)
     usd = ctx.usd
@@ -1490,16 +1496,14 @@ def _interest(ctx: _Ctx, inputs: Inputs, money) -> xr.Dataset:
         q = book["quantity"].values
         is_short_stock = (ctx.k_type[kk] == "stock") & (q < 0)
         if is_short_stock.any():
-            base = _base_inputs(inputs)
-            lvl = np.asarray(base.underlying_level(base.contracts.isel(contract=ctx.held)).values)[kk]
             np.add.at(
                 short,
                 (ctx.book_acct[is_short_stock], ctx.k_ccy[kk[is_short_stock]]),
-                -q[is_short_stock] * ctx.k_mult[kk[is_short_stock]] * lvl[is_short_stock],
+                -q[is_short_stock] * ctx.k_mult[kk[is_short_stock]] * base_level[is_short_stock],
             )
     for name, f in ctx.params.accounts.items():
-        if f.short_proceeds is not None and name in ctx.accounts:
-            a = ctx.accounts.index(name)
+        a = ctx.account_pos.get(name)
+        if f.short_proceeds is not None and a is not None:
             short[a] = 0.0
             for c, v in f.short_proceeds.items():
                 short[a, ctx.ccys.index(c)] = v
@@ -1636,9 +1640,9 @@ def _eligibility(ctx: _Ctx, inputs: Inputs, equity_b: np.ndarray, gd, gshape) ->
     approved = np.zeros(n_a, dtype=bool)
     experience = np.zeros(n_a, dtype=bool)
     for name, f in ctx.params.accounts.items():  # per account definition
-        if name not in ctx.accounts:  # another chunk's
+        a = ctx.account_pos.get(name)
+        if a is None:  # another chunk's
             continue
-        a = ctx.accounts.index(name)
         if f.opening_assets is not None:
             opening[a] = sum(
                 v * _usd_rate(sc, c, "USD", f"account.accounts.{name}.opening_assets")

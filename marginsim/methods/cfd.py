@@ -565,8 +565,6 @@ def _orders(inputs: Inputs, rows: np.ndarray) -> tuple[list, np.ndarray]:
 def _by_group(rows: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum the rows of ``values`` (first axis) into ``n_groups`` groups (sparse membership)."""
     n = values.shape[0]
-    if n == 0:
-        return np.zeros((n_groups, *values.shape[1:]))
     return group_sum(membership(rows, np.arange(n), np.ones(n), n_groups, n), values)
 
 

@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..kernels import portfolio_margin as K
 from ..kernels import pricing
 from ..kernels.grouping import apply_to_entries, group_sum, membership
-from ..model import DAYS_PER_YEAR, Inputs
+from ..model import DAYS_PER_YEAR, Inputs, flat_grid
 from ..portfolio_margin_params import PortfolioMarginParams
 from ..result import to_plain
 from ..scenario import ScenarioFile, Underlying
@@ -127,7 +127,6 @@ _NO_DATA = Underlying(price=1.0)
 @dataclass
 class _Groups:
     names: list[str]
-    und_index: np.ndarray  # (C,) underlying index
     product_class: list[str]
     up: np.ndarray  # (C,) scan range up [fraction]
     down: np.ndarray  # (C,) scan range down [fraction]
@@ -200,9 +199,7 @@ def _class_groups(inputs: Inputs, und_index: np.ndarray, params: PortfolioMargin
             applies[c, 2] = True
             moves[c, 2] = K.stress_moves(sn.default.up, sn.default.down)
     ratio = np.where(is_us, params.initial_ratio_us, params.initial_ratio_non_us)
-    return _Groups(
-        names, und_index, pcs, up, down, is_stock, is_us, ratio, so, adv, applies, moves, currency, fx
-    )
+    return _Groups(names, pcs, up, down, is_stock, is_us, ratio, so, adv, applies, moves, currency, fx)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,23 +255,6 @@ def _stresses(groups: _Groups, params: PortfolioMarginParams) -> _Stresses:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gsizes: dict[str, int]) -> np.ndarray:
-    """Numpy array with axes (lead..., grid flattened), broadcasting missing grid dims."""
-    for d in gd:
-        if d not in da.dims:
-            da = da.expand_dims({d: gsizes[d]})
-    arr = np.asarray(da.transpose(*lead, *gd).values, dtype=float)
-    n_g = int(np.prod([gsizes[d] for d in gd])) if gd else 1
-    return arr.reshape(arr.shape[: len(lead)] + (n_g,))
-
-
-def _gsum(matrix, per_column: np.ndarray) -> np.ndarray:
-    """:func:`~marginsim.kernels.grouping.group_sum`, also for a book with no contract of this method."""
-    if per_column.shape[0] == 0:
-        return np.zeros((matrix.shape[0], *per_column.shape[1:]))
-    return group_sum(matrix, per_column)
 
 
 def _pm_contract_mask(contracts: xr.Dataset) -> np.ndarray:
@@ -428,7 +408,7 @@ def portfolio_margin(
     v_now = _revalue(value, contracts, level, vol, t_now, r, q)
     v_moved = _revalue(value, contracts, level_moved, vol_moved, t_after, r, q)
     pnl_unit = (v_moved - v_now) * unit
-    pnl = _gsum(R, _flat(pnl_unit, ["contract", "stress"], gd, gsizes)).reshape(n_a, n_c, n_s, n_g)
+    pnl = group_sum(R, flat_grid(pnl_unit, ["contract", "stress"], gd, gshape)).reshape(n_a, n_c, n_s, n_g)
 
     def block(name: str) -> np.ndarray:
         return pnl[:, :, st.blocks[name]]
@@ -482,7 +462,7 @@ def portfolio_margin(
     # -- add-ons: large position, days to liquidate ----------------------------------------------------
     d_unit = _revalue(partial(pricing.delta, engine=engine), contracts, level, vol, t_now, r, q)
     shares_unit = d_unit * contracts["multiplier"]
-    delta_shares = _gsum(R, _flat(shares_unit, ["contract"], gd, gsizes)).reshape(n_a, n_c, n_g)
+    delta_shares = group_sum(R, flat_grid(shares_unit, ["contract"], gd, gshape)).reshape(n_a, n_c, n_g)
     with np.errstate(divide="ignore", invalid="ignore"):
         so_frac = np.abs(delta_shares) / groups.shares_outstanding[None, :, None]
         adv_mult = np.abs(delta_shares) / groups.adv[None, :, None]
@@ -523,12 +503,13 @@ def portfolio_margin(
     given = contracts["price"].where(contracts["is_option"])
     mv_unit = xr.where(given.notnull(), given + v_now - v_base, v_now) * unit
     Ra = membership(pos_a, pos_k, qty, n_a, n_k)
-    market_value = _gsum(Ra, _flat(mv_unit, ["contract"], gd, gsizes))  # (A, G)
+    market_value = group_sum(Ra, flat_grid(mv_unit, ["contract"], gd, gshape))  # (A, G)
     accounts = inputs.accounts
     cash = np.full(n_a, np.nan)
     row_of = {a: i for i, a in enumerate(accounts)}
+    in_book = inputs.book_accounts()
     for name, amount in params.cash.items():
-        if name not in inputs.book_accounts():
+        if name not in in_book:
             raise InputError(
                 f"account {name!r} has no positions in the book",
                 file=file,

@@ -24,7 +24,7 @@ from ..kernels import pricing
 from ..kernels import span as K
 from ..kernels import span_pairs as SP
 from ..kernels.scan import revalue_scan
-from ..model import DAYS_PER_YEAR, Inputs, _as_names
+from ..model import DAYS_PER_YEAR, Inputs, _as_names, flat_grid
 from ..scenario import CombinedCommodityParams, SpanParams
 
 __all__ = ["span_margin", "risk_arrays"]
@@ -90,13 +90,12 @@ def _resolve_groups(inputs: Inputs, contracts: xr.Dataset, params: SpanParams) -
 @dataclass
 class _Scenarios:
     """Scenario set per combined commodity, arrays of shape (group, scenario): price and vol
-    moves [scan ranges], weights, 1-based pairs (0 = none); ``number`` = the 1-based scenarios."""
+    moves [scan ranges], weights, 1-based pairs (0 = none)."""
 
     price_move: np.ndarray
     vol_move: np.ndarray
     weight: np.ndarray
     pair: np.ndarray
-    number: np.ndarray
 
 
 def _scenario_arrays(groups: _Groups, params: SpanParams) -> _Scenarios:
@@ -125,7 +124,7 @@ def _scenario_arrays(groups: _Groups, params: SpanParams) -> _Scenarios:
         uniq = [scenario_sets.span16_arrays(m, f) for m, f in distinct]
         keys = [distinct.index(k) for k in pairs]
     stacked = [np.stack([u[i] for u in uniq])[keys] for i in range(4)]
-    return _Scenarios(*stacked, number=np.arange(1, uniq[0][0].size + 1))
+    return _Scenarios(*stacked)
 
 
 def _scan_ranges(
@@ -282,7 +281,7 @@ def _risk_arrays(
         dask="parallelized",
         output_dtypes=[float, float],
         dask_gufunc_kwargs={
-            "output_sizes": {"scenario": scen.number.size, "delta_point": dp.sizes["delta_point"]}
+            "output_sizes": {"scenario": scen.price_move.shape[1], "delta_point": dp.sizes["delta_point"]}
         },
     )
     loss = loss.assign_coords(scenario=contracts["scenario"])
@@ -356,16 +355,6 @@ def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, 
     return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))
 
 
-def _flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, ...]) -> np.ndarray:
-    """Numpy array with axes (lead..., grid flattened)."""
-    full = da
-    for d in gd:
-        if d not in full.dims:
-            full = full.expand_dims({d: gshape[gd.index(d)]}, axis=-1)
-    arr = full.transpose(*lead, *gd).values
-    return arr.reshape(arr.shape[: len(lead)] + (-1,))
-
-
 @dataclass
 class _Plan:
     """Everything SPAN needs that does not depend on the positions: contracts held, combined
@@ -422,7 +411,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         if gsizes[d] is None:
             gsizes[d] = inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)
     gshape = tuple(gsizes[d] for d in gd)
-    ra = _flat(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
+    ra = flat_grid(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
     n_s = ra.shape[1]
     scen_pair = scen.pair[0] - 1 if n_c else np.arange(n_s)
     scen_pair = np.where(scen_pair < 0, np.arange(n_s), scen_pair)
@@ -444,7 +433,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     n_months = np.diff(first)
     n_m = max(int(n_months.max(initial=1)), 1)
 
-    cdelta = _flat(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
+    cdelta = flat_grid(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
     uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
     inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
     uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
@@ -508,8 +497,6 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     nov = xr.DataArray(nov, dims=prem.dims)
     is_option = contracts["is_option"].values
     is_call = contracts["is_call"].values
-    local = np.full(inputs.contracts.sizes["contract"], -1, dtype=np.int64)
-    local[held] = np.arange(held.size)
     return _Plan(
         contracts=contracts,
         held=held,
@@ -531,8 +518,8 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         som_net=np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool),
         ratio=np.array([p.initial_ratio or params.initial_ratio for p in groups.params]),
         fx=groups.fx,
-        nov=_flat(nov, ["contract"], gd, gshape),
-        local=local,
+        nov=flat_grid(nov, ["contract"], gd, gshape),
+        local=_ranks(held, inputs.contracts.sizes["contract"]),
         uniform=uniform,
     )
 
@@ -647,8 +634,7 @@ def span_margin(
         scope, plan = cached
         held = _held_contracts(inputs, scope)
         out_k = plan.local[held]  # the result's contracts (plan indices)
-        cc_u, cc_first = np.unique(plan.cc_of_k[out_k], return_index=True)
-        out_cc = cc_u[np.argsort(cc_first)]  # the result's CCs, in order of first appearance
+        out_cc = pd.unique(plan.cc_of_k[out_k])  # the result's CCs, in order of first appearance
     else:
         scope = in_scope(inputs, params)
         plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)

@@ -19,8 +19,10 @@ import xarray as xr
 
 from ..api import margin
 from ..errors import InputError
+from ..methods.cfd import _money
 from ..model import GRID_DIMS, Inputs, build_inputs
 from ..result import MarginResult
+from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
 
 __all__ = [
@@ -265,6 +267,7 @@ def cfd_leverage_book(
     step_days: float = 1.0,
     seed: int = 0,
     cash: float | None = None,
+    default_cash: float = 10_000.0,
     price: float = 100.0,
 ) -> tuple[ScenarioFile, pd.DataFrame]:
     """A synthetic CFD book: one account per (leverage class, leverage used), on Monte Carlo paths.
@@ -287,7 +290,11 @@ def cfd_leverage_book(
     paths, steps, step_days, seed
         The Monte Carlo grid (``grid.monte_carlo``).
     cash
-        Cash of each account [reporting currency].
+        Cash of each account [reporting currency]; default: the first CFD account's cash
+        (converted with the scenario's ``fx``), else ``default_cash``.
+    default_cash
+        Cash of each account when ``cash`` is not given and the scenario has no CFD account
+        [reporting currency].
     price
         Start price of every underlying [price units].
 
@@ -307,8 +314,8 @@ def cfd_leverage_book(
             f"unknown leverage classes {missing} (known: {', '.join(cfd.leverage)})", file=sc.file
         )
     if cash is None:
-        first = next(iter(cfd.accounts.values()), None)
-        cash = _money(first.cash, sc) if first is not None else 10_000.0
+        first = next(iter(cfd.accounts.items()), None)
+        cash = default_cash if first is None else _money(first[1].cash, sc, f"cfd.accounts.{first[0]}.cash")
     combos = pd.DataFrame(
         list(itertools.product(classes, map(float, leverage_used))), columns=["cfd_class", "leverage_used"]
     )
@@ -348,12 +355,6 @@ def cfd_leverage_book(
         },
     }
     return parse_scenario(data, file=sc.file), combos.set_index("account")
-
-
-def _money(value: Any, sc: ScenarioFile) -> float:
-    if isinstance(value, Mapping):
-        return float(sum(v * sc.fx_rate(c) for c, v in value.items()))
-    return float(value)
 
 
 def leverage_grid(values: xr.DataArray, combos: pd.DataFrame) -> xr.DataArray:
@@ -450,24 +451,3 @@ def balances_before_after(ds: xr.Dataset, account: str) -> pd.DataFrame:
     frame["after_base"] = frame["after"] * rate
     keep = (frame["before"].abs() > 0) | (frame["after"].abs() > 0)
     return frame[keep]
-
-
-def connect(scheduler: str | None):
-    """Connect a dask.distributed client to ``scheduler`` (an address); ``None``/empty: none.
-
-    The library never creates a cluster: the caller gives the address of a running scheduler.
-
-    Returns
-    -------
-    distributed.Client or None
-    """
-    if not scheduler:
-        return None
-    try:
-        from distributed import Client
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise InputError(
-            f"scheduler {scheduler!r} given but dask.distributed is not installed "
-            "(pip install 'dask[distributed]')"
-        ) from e
-    return Client(scheduler)

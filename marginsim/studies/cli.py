@@ -114,14 +114,16 @@ def _guard(func):
 
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``study list | run | run-all | kernel`` to the ``marginsim`` command line."""
+    from .runner import DEFAULT_OUT, DEFAULT_TIMEOUT
+
     st = sub.add_parser("study", help="parameterised study notebooks: run them, export HTML reports")
     ss = st.add_subparsers(dest="study_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--out", default="reports", help="output folder of reports and executed notebooks")
+        p.add_argument("--out", default=DEFAULT_OUT, help="output folder of reports and executed notebooks")
         p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
         p.add_argument(
-            "--timeout", type=float, default=600.0, help="execution timeout per cell [s] (0: none)"
+            "--timeout", type=float, default=DEFAULT_TIMEOUT, help="execution timeout per cell [s] (0: none)"
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--notebooks", metavar="DIR", help="folder of the study notebooks")

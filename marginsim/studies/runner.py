@@ -49,6 +49,8 @@ __all__ = [
 KERNEL_NAME = "marginsim"
 #: Default per-cell execution timeout [s].
 DEFAULT_TIMEOUT = 600.0
+#: Default output folder of reports and executed notebooks.
+DEFAULT_OUT = "reports"
 
 # nbconvert's lab template with every block that loads from a CDN emptied: require.js, MathJax,
 # mermaid.js and the widget manager. Plotly figures carry their own (embedded) plotly.js.
@@ -383,7 +385,7 @@ def run_study(
     scenario: str | Path | None = None,
     parameters: Mapping[str, Any] | None = None,
     *,
-    out: str | Path = "reports",
+    out: str | Path = DEFAULT_OUT,
     scheduler: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     progress: bool = True,
@@ -509,7 +511,7 @@ def _literal(text: Any) -> Any:
 def run_all(
     *,
     names: Sequence[str] | None = None,
-    out: str | Path = "reports",
+    out: str | Path = DEFAULT_OUT,
     scheduler: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     progress: bool = True,
