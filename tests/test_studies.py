@@ -494,6 +494,16 @@ def test_overview_summary_lists_every_method_that_applies():
     )
 
 
+def test_summary_note_names_the_grid_point_of_its_figures():
+    book = studies.load_book(SCENARIOS / "span_seed_example.yaml")
+    res = marginsim.margin(studies.with_grid(book, shift=[-0.1, 0.1]), methods=["span"])
+    table = studies.summary_table(res)
+    # no shift of 0 in the grid: the figures are at the first point, and the note says so
+    assert set(table["note"]) == {"shift=-0.1"}
+    first = res["span"]["maintenance"].isel(shift=0).to_pandas()
+    assert table.xs("span", level="method")["maintenance"].to_dict() == first.to_dict()
+
+
 def test_account_plan_replayed_on_balances():
     res = marginsim.margin(SCENARIOS / "account_forced_conversion.yaml", methods=["account"])
     acc = res["account"]

@@ -165,7 +165,8 @@ def summary_table(result: MarginResult, problems: Mapping[str, str] | None = Non
     rows = []
     for name, ds in result.methods.items():
         at = base_point(ds, keep=("account", "group"))
-        extra = {d: ds[d].values[0] if d != "shift" else 0.0 for d in result.grid_dims if d in ds.dims}
+        # the grid point base_point chose (not a guess of it: a shift grid without 0 starts elsewhere)
+        extra = {d: at[d].item() if d in at.coords else 0 for d in result.grid_dims if d in ds.dims}
         note = ", ".join(f"{k}={v}" for k, v in extra.items())
         if name == "portfolio_margin" and "binding" in at:
             driver = at["binding"].to_pandas().astype(str)
