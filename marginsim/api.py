@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InputError
+from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
+from . import scale
 from .model import Inputs, build_inputs
+from .registry import applicable_methods, method_spec
 from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
 
@@ -41,7 +43,7 @@ def margin(
         A scenario file path, a mapping in the scenario format, a :class:`ScenarioFile`, or
         :class:`Inputs` already built.
     methods
-        Method names (see :data:`marginsim.methods.REGISTRY`); default: the file's ``methods``,
+        Method names (see :data:`marginsim.registry.REGISTRY`); default: the file's ``methods``,
         else every method the book needs.
     engine
         Pricing engine: ``"numba"``, ``"numpy"`` or ``"auto"``.
@@ -49,7 +51,7 @@ def margin(
         Accounts per chunk [count]: margin the book chunk by chunk of accounts on dask
         (:mod:`marginsim.scale`); the numbers are the same as in one piece. Default: in one piece,
         unless the caller has connected a ``distributed.Client``, which then gets about two chunks
-        per worker thread. Every method runs chunk by chunk (:data:`marginsim.scale.CHUNKABLE`).
+        per worker thread. Every method whose spec says ``chunked`` runs chunk by chunk.
     book
         A stored book (zarr or netCDF, :mod:`marginsim.io.book`) that replaces the scenario's
         positions; it is read chunk by chunk (``chunks`` accounts each, default 1000).
@@ -66,9 +68,6 @@ def margin(
     MarginResult
         One xarray Dataset per method; ``.to_dict()`` gives the JSON contract.
     """
-    from . import scale
-    from .methods import REGISTRY, applicable_methods
-
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
     held_names = None
     if book is not None:
@@ -90,18 +89,10 @@ def margin(
         names = scale.stored_book_methods(inputs, held_names)
     else:
         names = applicable_methods(inputs.scenario)
-    for n in names:
-        if n not in REGISTRY:
-            available = ", ".join(REGISTRY)
-            raise InputError(
-                f"method {n!r} is not available (available: {available})",
-                file=inputs.scenario.file,
-                key_path="methods",
-            )
+    specs = [method_spec(n, file=inputs.scenario.file) for n in names]
     result = MarginResult(inputs)
     lazy = scale.is_lazy(inputs)
-    for n in names:
-        spec = REGISTRY[n]
+    for n, spec in zip(names, specs):
         result.methods[n] = spec.run(inputs, engine=engine, **({} if detail else spec.lean))
     if lazy and compute:
         done = scale.compute(*result.methods.values())

@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 def _cmd_margin(args: argparse.Namespace) -> int:
     from .api import margin
-    from .methods import REGISTRY
+    from .registry import REGISTRY
     from .scale import connect
 
     client = connect(args.scheduler, key_path="--scheduler")

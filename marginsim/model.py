@@ -22,7 +22,8 @@ import xarray as xr
 
 from .errors import InputError
 from .kernels import pricing
-from .scenario import ScenarioFile, SpanParams
+from .params.span import SpanParams
+from .scenario import ScenarioFile
 
 __all__ = [
     "Inputs",

@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from .model import Inputs
+from .registry import REGISTRY
 
 __all__ = ["MarginResult", "to_plain"]
 
@@ -79,8 +80,6 @@ class MarginResult:
         gd = list(self.grid_dims)
         accounts: dict[str, dict[str, Any]] = {a: {} for a in self.inputs.accounts}
         for name, ds in self.methods.items():
-            from .methods import REGISTRY
-
             per_account = REGISTRY[name].to_dict(ds, gd)
             for acct, obj in per_account.items():
                 accounts.setdefault(acct, {})[name] = obj

@@ -59,10 +59,11 @@ import numpy as np
 import xarray as xr
 
 from .errors import InputError
-from .model import GRID_DIMS, Inputs, Universe, book_from_arrays
+from .model import Inputs, Universe, book_from_arrays
+from .registry import REGISTRY, applicable_methods
+from .scenario import Position
 
 __all__ = [
-    "CHUNKABLE",
     "is_lazy",
     "chunk",
     "chunk_book",
@@ -73,17 +74,6 @@ __all__ = [
     "connect",
     "auto_accounts_per_chunk",
 ]
-
-#: Methods that run chunk by chunk, and the grid dims each cannot be split along
-#: (its result at one point of the dim depends on other points of it).
-CHUNKABLE: dict[str, frozenset[str]] = {
-    "span": frozenset(),
-    "portfolio_margin": frozenset(),
-    "cfd": frozenset({"step"}),
-    # the account layer's plans are made at one grid point and its margin calls run along the
-    # steps: it is split along accounts only (see marginsim.methods.account._lazy_account_margin)
-    "account": frozenset(GRID_DIMS),
-}
 
 #: A method's result dims whose length depends on the data (the account layer's plans: one row
 #: per movement, per position closed), as ``{dim: (unit, rows per unit, sort by)}``: each chunk pads
@@ -317,7 +307,7 @@ def _account_chunks(book: xr.Dataset, file: str | None) -> list[tuple[int, int, 
 
 def _grid_chunks(inputs: Inputs, method: str) -> dict[str, tuple[int, ...]]:
     """Chunk sizes of the market along the grid dims the method can be split along."""
-    fixed = CHUNKABLE[method]
+    fixed = REGISTRY[method].unsplit_dims
     out: dict[str, tuple[int, ...]] = {}
     for d in inputs.grid_dims:
         if d not in inputs.market.dims or d in fixed:
@@ -526,7 +516,8 @@ def lazy_margin(
         Inputs whose book is a lazy book (:func:`chunk`, :func:`marginsim.io.book.open_book`) or in
         memory, and whose market may be dask-backed along grid dims.
     method
-        The method's registry name (a key of :data:`CHUNKABLE`).
+        The method's registry name (:data:`marginsim.registry.REGISTRY`); its spec's chunking facts
+        (``chunked``, ``unsplit_dims``, ``finalize_chunked``) drive the split.
     func
         ``func(inputs) -> Dataset``: the method on in-memory inputs (e.g.
         ``functools.partial(span_margin, params=..., engine=...)``).
@@ -559,9 +550,10 @@ def lazy_margin(
     import dask.array as da
 
     sc = inputs.scenario
-    if method not in CHUNKABLE:
+    chunked = [n for n, s in REGISTRY.items() if s.chunked]
+    if method not in chunked:
         raise InputError(
-            f"method {method!r} does not run on a chunked book (chunked methods: {', '.join(CHUNKABLE)})",
+            f"method {method!r} does not run on a chunked book (chunked methods: {', '.join(chunked)})",
             file=sc.file,
             key_path="methods",
         )
@@ -779,27 +771,10 @@ def lazy_margin(
     data_vars = {k: v for k, v in variables.items() if k not in coords}
     attrs = {k: v for k, v in template.attrs.items() if k not in data_attrs}
     out = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    if method == "cfd" and "path" in grid and "close_out_probability" in out:
-        out = _cfd_path_statistics(out)
+    finalize = REGISTRY[method].finalize_chunked
+    if finalize is not None and grid:
+        out = finalize(out, frozenset(grid))
     return out
-
-
-def _cfd_path_statistics(ds: xr.Dataset) -> xr.Dataset:
-    """CFD statistics over paths, recomputed over every path (the tasks saw a chunk of paths)."""
-    has_step = "step" in ds["written_off"].dims
-    wo = ds["written_off"].chunk(path=-1)
-    closed = ds["closed_positions"].chunk(path=-1)
-    total_wo = wo.sum("step") if has_step else wo
-    closed_any = (closed.isel(step=-1) if has_step else closed) > 0
-    stats = {
-        "close_out_probability": closed_any.mean("path"),
-        "written_off_mean": total_wo.mean("path"),
-        "written_off_q99": total_wo.quantile(0.99, dim="path").drop_vars("quantile"),
-        "written_off_max": total_wo.max("path"),
-    }
-    for k, v in stats.items():
-        ds[k] = v.transpose(*ds[k].dims).assign_attrs(ds[k].attrs)
-    return ds
 
 
 # ------------------------------------------------------------------------------------------------
@@ -859,9 +834,6 @@ def stored_book_methods(inputs: Inputs, held_names: Sequence[str]) -> list[str]:
     held_names
         Names of the contracts the stored book holds.
     """
-    from .methods import applicable_methods
-    from .scenario import Position
-
     sc = inputs.scenario
     if sc.methods is not None:
         return list(sc.methods)

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import marginsim
-from marginsim.cfd_params import CfdParams
 from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.kernels import cfd as K
 from marginsim.methods.cfd import applied_rates, broker_rates, cfd_margin, classify_underlying
+from marginsim.params.cfd import CfdParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "scenarios" / "cfd_seed_example.yaml"

@@ -31,7 +31,8 @@ import xarray as xr
 
 from ..errors import InputError
 from ..model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
-from ..scenario import ScenarioFile, SpanParams
+from ..params.span import SpanParams
+from ..scenario import ScenarioFile
 from .spanxml import SpanFile, read_span_xml
 
 __all__ = [

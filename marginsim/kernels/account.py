@@ -245,7 +245,7 @@ def ready_market(
 
 @dataclass(frozen=True)
 class Movement:
-    """One movement of a plan (see :class:`marginsim.account_params.Movement`).
+    """One movement of a plan (see :class:`marginsim.params.account.Movement`).
 
     ``amount`` of ``currency`` leaves ``from_group``; ``to_amount`` of ``to_currency`` arrives in
     ``to_group``; ``rate`` = units of ``to_currency`` per unit of ``currency`` (1 for transfers).

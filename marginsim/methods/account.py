@@ -37,13 +37,15 @@ import pandas as pd
 import xarray as xr
 
 from .. import scale
-from ..account_params import CURRENCY_GROUPS, INVESTOR_CLASSES, AccountParams, ProductParams
 from ..errors import InputError
 from ..kernels import account as K
 from ..kernels import pricing
 from ..model import Inputs, book_from_arrays, flat_grid
+from ..params.account import CURRENCY_GROUPS, INVESTOR_CLASSES, AccountParams, ProductParams
+from ..params.span import SpanParams
+from ..registry import REGISTRY
 from ..result import to_plain
-from ..scenario import ScenarioFile, SpanParams
+from ..scenario import ScenarioFile
 from ._json import base_grid_point
 
 __all__ = [
@@ -554,8 +556,6 @@ def _span_lines(
 
 def _method_lines(ctx: _Ctx, inputs: Inputs, source: int, engine: str) -> dict[str, np.ndarray]:
     """Requirements of another registered method on the positions it covers (broker level, no mark-up)."""
-    from . import REGISTRY
-
     gd, gshape = _grid(inputs)
     n_g = int(np.prod(gshape))
     out = _empty_lines(len(ctx.accounts), len(ctx.ccys), n_g)

@@ -31,11 +31,11 @@ import pandas as pd
 import xarray as xr
 
 from .. import scale
-from ..cfd_params import CfdParams
 from ..errors import InputError
 from ..kernels import cfd as K
 from ..kernels.grouping import group_sum, membership
 from ..model import Inputs
+from ..params.cfd import CfdParams
 from ..result import to_plain
 
 __all__ = [
@@ -525,15 +525,42 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
     ds["value"].attrs.update(units=ccy, description="signed value of the CFD positions open on arrival")
     _concentration(ds, inputs, params, is_stock, cfd_rows, p_und, qty, mf, bd, has_step)
     if "path" in bd:
-        total_wo = ds["written_off"].sum("step") if has_step else ds["written_off"]
-        closed_any = (ds["closed_positions"].isel(step=-1) if has_step else ds["closed_positions"]) > 0
-        ds["close_out_probability"] = closed_any.mean("path")
-        ds["written_off_mean"] = total_wo.mean("path")
-        ds["written_off_q99"] = total_wo.quantile(0.99, dim="path").drop_vars("quantile")
-        ds["written_off_max"] = total_wo.max("path")
+        for k, v in _path_statistics(ds["written_off"], ds["closed_positions"]).items():
+            ds[k] = v
         for v in ("written_off_mean", "written_off_q99", "written_off_max"):
             ds[v].attrs.update(units=ccy, description="over paths, of the written-off loss summed along step")
         ds["close_out_probability"].attrs["description"] = "share of paths with a close-out"
+    return ds
+
+
+#: The quantile over paths of the written-off loss reported as ``written_off_q99``.
+WRITTEN_OFF_QUANTILE = 0.99
+
+
+def _path_statistics(written_off: xr.DataArray, closed_positions: xr.DataArray) -> dict[str, xr.DataArray]:
+    """Close-out probability and written-off loss over paths (mean, 99 % quantile, max)."""
+    has_step = "step" in written_off.dims
+    total_wo = written_off.sum("step") if has_step else written_off
+    closed_any = (closed_positions.isel(step=-1) if has_step else closed_positions) > 0
+    return {
+        "close_out_probability": closed_any.mean("path"),
+        "written_off_mean": total_wo.mean("path"),
+        "written_off_q99": total_wo.quantile(WRITTEN_OFF_QUANTILE, dim="path").drop_vars("quantile"),
+        "written_off_max": total_wo.max("path"),
+    }
+
+
+def finalize_chunked(ds: xr.Dataset, split_dims: frozenset[str]) -> xr.Dataset:
+    """After a run split along ``path``: the path statistics recomputed over every path.
+
+    Each task of a chunked run saw a chunk of paths only (see
+    :attr:`marginsim.registry.MethodSpec.finalize_chunked`).
+    """
+    if "path" not in split_dims or "close_out_probability" not in ds:
+        return ds
+    stats = _path_statistics(ds["written_off"].chunk(path=-1), ds["closed_positions"].chunk(path=-1))
+    for k, v in stats.items():
+        ds[k] = v.transpose(*ds[k].dims).assign_attrs(ds[k].attrs)
     return ds
 
 

@@ -40,7 +40,7 @@ from ..kernels import portfolio_margin as K
 from ..kernels import pricing
 from ..kernels.grouping import apply_to_entries, group_sum, membership
 from ..model import DAYS_PER_YEAR, Inputs, flat_grid
-from ..portfolio_margin_params import PortfolioMarginParams
+from ..params.portfolio_margin import PortfolioMarginParams
 from ..result import to_plain
 from ..scenario import ScenarioFile, Underlying
 
@@ -308,7 +308,7 @@ def portfolio_margin(
         The data model (:func:`marginsim.model.build_inputs`).
     params
         Method parameters; default: the scenario file's ``portfolio_margin`` section, else the
-        defaults of :class:`~marginsim.portfolio_margin_params.PortfolioMarginParams`.
+        defaults of :class:`~marginsim.params.portfolio_margin.PortfolioMarginParams`.
     engine
         Pricing engine: ``"numba"``, ``"numpy"`` or ``"auto"``.
 

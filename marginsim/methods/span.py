@@ -25,7 +25,7 @@ from ..kernels import span as K
 from ..kernels import span_pairs as SP
 from ..kernels.scan import revalue_scan
 from ..model import DAYS_PER_YEAR, Inputs, _as_names, flat_grid
-from ..scenario import CombinedCommodityParams, SpanParams
+from ..params.span import CombinedCommodityParams, SpanParams
 
 __all__ = ["span_margin", "risk_arrays"]
 

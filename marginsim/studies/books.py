@@ -21,6 +21,7 @@ from ..api import margin
 from ..errors import InputError
 from ..methods.cfd import _money
 from ..model import GRID_DIMS, Inputs, build_inputs
+from ..registry import REGISTRY
 from ..result import MarginResult
 from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
@@ -101,8 +102,6 @@ def with_grid(sc: ScenarioFile, **grid: Any) -> ScenarioFile:
 
 def applicable_methods(sc: ScenarioFile) -> list[str]:
     """Every registered method that applies to the book (ignoring the file's ``methods:`` list)."""
-    from ..methods import REGISTRY
-
     return [name for name, spec in REGISTRY.items() if spec.applies(sc)]
 
 
@@ -305,7 +304,7 @@ def cfd_leverage_book(
         The book, and per account its ``cfd_class``, ``leverage_used``, ``leverage`` (x:1 used),
         ``cap`` (x:1 allowed).
     """
-    from ..cfd_params import CfdParams
+    from ..params.cfd import CfdParams
 
     cfd = sc.cfd or CfdParams()
     classes = list(class_vols)

@@ -16,17 +16,17 @@ figure as its default where a public source fixes one, and a *house default* whe
   buffer (10 % of the initial margin), the liquidation fee (USD 5 per contract), the benchmark
   rates and the spreads of the interest tiers, the day-count basis per currency.
 
-This module imports nothing from :mod:`marginsim.scenario` (which imports it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._params import StrictModel as _Model
+from ._base import Currency, Fraction, NonNegFloat, PosFloat
+from ._base import StrictModel as _Model
 
 __all__ = [
     "CURRENCY_GROUPS",
@@ -51,10 +51,6 @@ __all__ = [
     "AccountParams",
 ]
 
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
 
 #: The broker's currency groups (``spec/account.md`` section 2): Hong Kong exchange products,
 #: other non-mainland products, mainland China products. Funds are shared within a group only.

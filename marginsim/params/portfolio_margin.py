@@ -7,8 +7,7 @@ single-name stresses, large-position threshold, initial ratios, account threshol
 days-to-liquidate scaling, small-cap cut-off). The README section "Portfolio margin: house
 defaults" gives the table and the reasoning.
 
-This module imports nothing from the rest of the package, so that :mod:`marginsim.scenario` can
-import it without an import cycle.
+Like every module of :mod:`marginsim.params`, it imports only pydantic and :mod:`marginsim.params`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._params import StrictModel as _Model
+from ._base import Country, Currency, Fraction, NonNegFloat, PosFloat, PosFraction
+from ._base import StrictModel as _Model
 
 __all__ = [
     "ProductClass",
@@ -41,12 +41,6 @@ __all__ = [
 ProductClass = Literal["equity", "broad_index_high_cap", "broad_index", "sector_index"]
 Entity = Literal["LLC", "HK", "AU", "LUX", "IE", "CE", "SG"]
 
-Fraction = Annotated[float, Field(ge=0, le=1)]
-PosFraction = Annotated[float, Field(gt=0, le=1)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
-Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 country code")]
 
 
 class ScanRange(_Model):

@@ -10,7 +10,6 @@ Every policy number of ``spec/cfd.md`` is a documented parameter here, with the 
   level (50 % of the initial margin), the overnight financing spreads (retail + 1 %), the
   concentration stresses (30 % on the two largest positions, 5 % on the rest).
 
-This module imports nothing from :mod:`marginsim.scenario` (which imports it).
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from ._params import StrictModel as _Model
+from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat
+from ._base import StrictModel as _Model
 
 __all__ = [
     "DEFAULT_LEVERAGE",
@@ -35,11 +35,6 @@ __all__ = [
     "MonteCarloParams",
 ]
 
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
-Money = float | dict[Currency, float]
 
 #: Retail leverage caps (x:1) per underlying class: ESMA Decision (EU) 2018/796, CBI rules of
 #: 1 August 2019. The initial margin rate is 1 / leverage.

@@ -1,0 +1,21 @@
+"""Parameter models of each method's scenario-file section (pydantic only; no other part of marginsim).
+
+- :mod:`marginsim.params.span`: ``span:``
+- :mod:`marginsim.params.portfolio_margin`: ``portfolio_margin:``
+- :mod:`marginsim.params.cfd`: ``cfd:`` and Monte Carlo paths (``grid.monte_carlo``)
+- :mod:`marginsim.params.account`: ``account:``
+"""
+
+from .account import AccountParams
+from .cfd import CfdParams, MonteCarloParams
+from .portfolio_margin import PortfolioMarginParams
+from .span import CombinedCommodityParams, SpanParams
+
+__all__ = [
+    "AccountParams",
+    "CfdParams",
+    "CombinedCommodityParams",
+    "MonteCarloParams",
+    "PortfolioMarginParams",
+    "SpanParams",
+]

@@ -1,0 +1,161 @@
+"""Scenario-file models of SPAN (``span:``): scan ranges, spreads, spot charges, short option minimum.
+
+Every policy number of ``spec/span.md`` is a documented parameter here, with its default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from ._base import Currency, NonNegFloat, PosFloat
+from ._base import StrictModel as _Model
+
+__all__ = [
+    "ExtremeParams",
+    "IntraLeg",
+    "IntraSpread",
+    "Tier",
+    "SpotParams",
+    "SomParams",
+    "CombinedCommodityParams",
+    "InterLeg",
+    "InterSpread",
+    "ScenarioPoint",
+    "SpanParams",
+]
+
+
+class ExtremeParams(_Model):
+    """Extreme scenarios 15 and 16: a move of ``multiplier`` x the price scan range, weighted by ``cover_fraction``."""
+
+    multiplier: PosFloat = 3.0
+    cover_fraction: Annotated[float, Field(gt=0, le=1)] = 0.32
+
+
+class IntraLeg(_Model):
+    tier: int = Field(0, ge=0, description="Tier number; 0 is the whole combined commodity.")
+    side: Literal["A", "B"]
+    ratio: PosFloat = 1.0
+
+
+class IntraSpread(_Model):
+    priority: int = Field(ge=0)
+    rate: NonNegFloat = Field(description="Charge per spread formed [CC currency].")
+    legs: list[IntraLeg] = Field(min_length=1)
+
+
+class Tier(_Model):
+    tier: int = Field(ge=1)
+    months: list[int] = Field(
+        min_length=2, max_length=2, description="First and last contract month of the tier, YYYYMM."
+    )
+
+
+class SpotParams(_Model):
+    months: list[int] = Field(min_length=1, description="Spot (delivery) contract months, YYYYMM.")
+    rate_spread: NonNegFloat = Field(0.0, description="Charge per unit of spot delta used in spreads.")
+    rate_outright: NonNegFloat = Field(0.0, description="Charge per unit of spot delta left after spreads.")
+
+
+class SomParams(_Model):
+    rate: NonNegFloat = Field(description="Short option minimum per short option [CC currency].")
+    method: Literal["gross", "net"] = "gross"
+
+
+class CombinedCommodityParams(_Model):
+    """Parameters of one SPAN combined commodity."""
+
+    price_scan: PosFloat | None = Field(None, description="Price scan range as a fraction of price.")
+    price_scan_points: PosFloat | None = Field(None, description="Price scan range [price points].")
+    price_scan_amount: PosFloat | None = Field(None, description="Price scan range [currency per contract].")
+    vol_scan: NonNegFloat | None = Field(None, description="Vol scan range [absolute vol].")
+    vol_scan_relative: NonNegFloat | None = Field(None, description="Vol scan range [fraction of the vol].")
+    extreme: ExtremeParams = Field(default_factory=ExtremeParams)
+    lookahead_days: NonNegFloat = Field(1.0, description="Look-ahead time [calendar days] (house default 1).")
+    intra_spreads: list[IntraSpread] = Field(default_factory=list)
+    tiers: list[Tier] = Field(default_factory=list)
+    spot: SpotParams | None = None
+    som: SomParams | None = None
+    initial_ratio: Annotated[float, Field(ge=1)] | None = Field(
+        None, description="Initial / maintenance ratio; default: span.initial_ratio."
+    )
+    currency: Currency | None = Field(
+        None, description="Margin currency; default: the underlying's currency."
+    )
+
+    @model_validator(mode="after")
+    def _one_scan(self) -> CombinedCommodityParams:
+        given = [
+            k
+            for k in ("price_scan", "price_scan_points", "price_scan_amount")
+            if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one price scan range, not {', '.join(given)}")
+        if self.vol_scan is not None and self.vol_scan_relative is not None:
+            raise ValueError("give vol_scan or vol_scan_relative, not both")
+        tiers = [t.tier for t in self.tiers]
+        if len(set(tiers)) != len(tiers):
+            raise ValueError("tier numbers must be unique")
+        for sp in self.intra_spreads:
+            for leg in sp.legs:
+                if leg.tier != 0 and leg.tier not in tiers:
+                    raise ValueError(
+                        f"intra spread {sp.priority} names tier {leg.tier}, which is not in `tiers`"
+                    )
+        return self
+
+
+class InterLeg(_Model):
+    group: str = Field(description="Combined commodity of the leg.")
+    side: Literal["A", "B"]
+    ratio: PosFloat = 1.0
+
+
+class InterSpread(_Model):
+    priority: int = Field(ge=0)
+    credit_rate: Annotated[float, Field(ge=0, le=1)] = Field(description="Credit as a fraction (0.6 = 60 %).")
+    legs: list[InterLeg] = Field(min_length=2)
+
+
+class ScenarioPoint(_Model):
+    """A user-defined scan point: moves in units of the scan ranges."""
+
+    price: float = Field(description="Price move [multiples of the price scan range].")
+    vol: float = Field(0.0, description="Vol move [multiples of the vol scan range].")
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    pair: int | None = Field(None, description="1-based number of the paired point.")
+
+
+class SpanParams(_Model):
+    """SPAN parameters of a scenario file."""
+
+    source: str | None = Field(
+        None,
+        description="A clearing-house SPAN XML file (format 4.00): risk arrays and parameters come from it; positions name contracts by its ids (PFCODE:F:PERIOD, PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY).",
+    )
+    combined_commodities: dict[str, CombinedCommodityParams] = Field(default_factory=dict)
+    inter_spreads: list[InterSpread] = Field(default_factory=list)
+    scenario_set: list[ScenarioPoint] | None = Field(
+        None, description="User-defined scan points; default: the 16 SPAN scenarios."
+    )
+    initial_ratio: Annotated[float, Field(ge=1)] = Field(
+        1.0, description="Default initial / maintenance ratio of every combined commodity."
+    )
+    array_precision: int = Field(
+        6,
+        ge=0,
+        le=12,
+        description="Decimals computed risk arrays are rounded to (clearing-house convention).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SpanParams:
+        if self.scenario_set is not None:
+            n = len(self.scenario_set)
+            for i, p in enumerate(self.scenario_set):
+                if p.pair is not None and not 1 <= p.pair <= n:
+                    raise ValueError(f"scenario_set[{i}].pair {p.pair} is not a point number 1..{n}")
+        return self
