@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
@@ -93,7 +94,11 @@ def margin(
     result = MarginResult(inputs)
     lazy = scale.is_lazy(inputs)
     for n, spec in zip(names, specs):
-        result.methods[n] = spec.run(inputs, engine=engine, **({} if detail else spec.lean))
+        run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        if lazy and not spec.handles_lazy:  # chunk by chunk: the method runs on each chunk in memory
+            result.methods[n] = scale.lazy_margin(inputs, n, run)
+        else:
+            result.methods[n] = run(inputs)
     if lazy and compute:
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))

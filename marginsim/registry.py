@@ -67,6 +67,10 @@ class MethodSpec:
         ``finalize_chunked(result, split_dims) -> result``: recomputes, after a run split along
         the grid dims ``split_dims``, the values that depend on the whole dim (CFD: its path
         statistics over every path); ``None``: nothing to recompute.
+    handles_lazy
+        ``run`` takes dask-backed inputs itself and returns a lazy result (the account layer,
+        whose chunks need a whole-book value first). Otherwise :func:`marginsim.margin` runs
+        the method chunk by chunk with :func:`marginsim.scale.lazy_margin`, each chunk in memory.
     """
 
     name: str
@@ -79,6 +83,7 @@ class MethodSpec:
     chunked: bool = True
     unsplit_dims: frozenset[str] = frozenset()
     finalize_chunked: Callable[[xr.Dataset, frozenset[str]], xr.Dataset] | None = None
+    handles_lazy: bool = False
 
 
 class _Registry(Mapping[str, MethodSpec]):

@@ -77,5 +77,6 @@ register_method(
         account_table,
         account_applies,
         unsplit_dims=frozenset(GRID_DIMS),
+        handles_lazy=True,
     )
 )
