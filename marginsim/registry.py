@@ -31,7 +31,15 @@ if TYPE_CHECKING:  # the types of the fields only: no import of the data model a
 
     from .scenario import ScenarioFile
 
-__all__ = ["MethodSpec", "REGISTRY", "register_method", "applicable_methods", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "MethodSpec",
+    "REGISTRY",
+    "register_method",
+    "unregister_method",
+    "applicable_methods",
+    "method_spec",
+    "ENTRY_POINT_GROUP",
+]
 
 #: The entry-point group through which installed packages add methods.
 ENTRY_POINT_GROUP = "marginsim.methods"
@@ -157,6 +165,17 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         raise TypeError(f"register_method takes a MethodSpec, not {type(spec).__name__}")
     REGISTRY.add(spec, replace=replace)
     return spec
+
+
+def unregister_method(name: str) -> MethodSpec:
+    """Remove the method ``name`` from the registry (a plug-in under development, a test) and return it.
+
+    Raises
+    ------
+    KeyError
+        No method of that name is registered.
+    """
+    return REGISTRY.remove(name)
 
 
 def applicable_methods(sc: ScenarioFile) -> list[str]:

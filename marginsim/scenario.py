@@ -28,35 +28,12 @@ from .params._base import StrictModel as _Model
 from .params.account import AccountParams
 from .params.cfd import CfdParams, MonteCarloParams
 from .params.portfolio_margin import PortfolioMarginParams
-from .params.span import (
-    CombinedCommodityParams,
-    ExtremeParams,
-    InterLeg,
-    InterSpread,
-    IntraLeg,
-    IntraSpread,
-    ScenarioPoint,
-    SomParams,
-    SpanParams,
-    SpotParams,
-    Tier,
-)
+from .params.span import SpanParams
 
 __all__ = [
     "Underlying",
     "Contract",
     "Position",
-    "ExtremeParams",
-    "IntraLeg",
-    "IntraSpread",
-    "Tier",
-    "SpotParams",
-    "SomParams",
-    "CombinedCommodityParams",
-    "InterLeg",
-    "InterSpread",
-    "ScenarioPoint",
-    "SpanParams",
     "GridParams",
     "ScenarioFile",
     "load_scenario",

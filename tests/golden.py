@@ -92,7 +92,6 @@ def cases() -> Iterator[tuple[str, Any]]:
         yield f"file:{f.name}", f
     for k, f in enumerate(sorted(SCENARIOS.glob("*.yaml"))):
         data = yaml.safe_load(f.read_text())
-        base = str(f.parent)
         span = data.get("span") or {}
         if span.get("source"):
             span["source"] = str((f.parent / span["source"]).resolve())
@@ -100,7 +99,7 @@ def cases() -> Iterator[tuple[str, Any]]:
                 continue
         rng = np.random.default_rng(1000 + k)
         for i in range(VARIANTS_PER_SCENARIO):
-            yield f"variant:{f.name}:{i}", (_variant(data, rng), base)
+            yield f"variant:{f.name}:{i}", _variant(data, rng)
     if TAKAS.exists():
         from marginsim.cli import main
 
@@ -110,7 +109,7 @@ def cases() -> Iterator[tuple[str, Any]]:
         ids = sorted(line.split()[0] for line in buf.getvalue().splitlines()[1:] if line.strip())
         rng = np.random.default_rng(7)
         for i in range(TAKAS_BOOKS):
-            yield f"takas:{i}", (_takas_book(rng, ids), None)
+            yield f"takas:{i}", _takas_book(rng, ids)
 
 
 def run_case(scenario: Any) -> dict[str, str]:
@@ -126,9 +125,8 @@ def run_case(scenario: Any) -> dict[str, str]:
                 code = main(["margin", *argv])
             out[key] = f"exit {code}\n" + buf.getvalue()
         return out
-    data, _base = scenario
     try:
-        out["json"] = marginsim.margin(data, detail=False).to_json()
+        out["json"] = marginsim.margin(scenario, detail=False).to_json()
     except marginsim.InputError as e:
         out["json"] = f"input error: {e}"
     return out

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 import marginsim
 from marginsim import scale
 from marginsim.cli import main
-from marginsim.registry import REGISTRY, MethodSpec, register_method
+from marginsim.registry import REGISTRY, MethodSpec, register_method, unregister_method
 
 RATE = 0.10
 
@@ -55,7 +55,7 @@ def flat():
         MethodSpec("flat", flat_margin, FlatParams, flat_to_dict, flat_table, lambda sc: False)
     )
     yield spec
-    REGISTRY._specs.pop("flat")
+    unregister_method("flat")
 
 
 SCENARIO = "scenarios/pm_diversified_large_cap.yaml"
