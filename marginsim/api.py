@@ -76,7 +76,7 @@ def margin(
 
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.universe.contract_index]
-    elif not scale.is_lazy(inputs):
+    elif not inputs.is_lazy:
         client = scale.current_client()
         if chunks is None and client is not None:  # the caller connected a cluster: use it
             chunks = scale.auto_accounts_per_chunk(inputs.book.sizes["account"], client)
@@ -92,11 +92,11 @@ def margin(
         names = applicable_methods(inputs.scenario)
     specs = [method_spec(n, file=inputs.scenario.file) for n in names]
     result = MarginResult(inputs)
-    lazy = scale.is_lazy(inputs)
+    lazy = inputs.is_lazy
     for n, spec in zip(names, specs):
         run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
-        if lazy and not spec.handles_lazy:  # chunk by chunk: the method runs on each chunk in memory
-            result.methods[n] = scale.lazy_margin(inputs, n, run)
+        if lazy:  # chunk by chunk: the method runs on each chunk in memory
+            result.methods[n] = scale.lazy_method(inputs, spec, run)
         else:
             result.methods[n] = run(inputs)
     if lazy and compute:

@@ -73,6 +73,11 @@ class Universe:
     extra_accounts: bool = True
 
 
+def _is_dask(ds: xr.Dataset) -> bool:
+    """Whether any variable of ``ds`` is a dask (chunked) array."""
+    return any(v.chunks is not None for v in ds.variables.values())
+
+
 @dataclass
 class Inputs:
     """Everything a method needs, as xarray Datasets.
@@ -118,6 +123,21 @@ class Inputs:
         state = dict(self.__dict__)
         state["derived"] = {}  # rebuilt where needed (a worker's copy must not carry caches)
         return state
+
+    @property
+    def is_lazy(self) -> bool:
+        """Whether the book or the market is backed by dask arrays (a chunked run: see
+        :mod:`marginsim.scale`; :func:`marginsim.margin` runs methods on it chunk by chunk)."""
+        return _is_dask(self.book) or _is_dask(self.market)
+
+    def require_in_memory(self, function: str) -> None:
+        """Raise for lazy inputs: a method function runs on in-memory inputs only."""
+        if self.is_lazy:
+            raise InputError(
+                f"{function}() runs on in-memory inputs; margin a chunked or stored book with "
+                "marginsim.margin(inputs, methods=[...]), which runs each method chunk by chunk",
+                file=self.scenario.file,
+            )
 
     @property
     def grid_dims(self) -> tuple[str, ...]:

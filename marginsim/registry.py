@@ -25,14 +25,18 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .errors import InputError
+from .outputs import Output
 
 if TYPE_CHECKING:  # the types of the fields only: no import of the data model at run time
     import xarray as xr
 
+    from .model import Inputs
     from .scenario import ScenarioFile
 
 __all__ = [
     "MethodSpec",
+    "ChunkLayout",
+    "Ragged",
     "REGISTRY",
     "register_method",
     "unregister_method",
@@ -45,6 +49,41 @@ __all__ = [
 ENTRY_POINT_GROUP = "marginsim.methods"
 
 
+#: A method's result dims whose length depends on the data (the account layer's plans: one row
+#: per movement, per position closed), as ``{dim: (unit, rows per unit, sort by)}``: each chunk pads
+#: the dim to ``rows per unit`` x its accounts (``unit="account"``) or positions (``"position"``)
+#: with a validity flag, and :func:`marginsim.scale.compact` keeps the valid rows (sorted by the
+#: ``sort by`` variable when given, else in chunk order). ``rows per unit`` is an int or a function
+#: of the result's structure (the template Dataset).
+Ragged = Mapping[str, tuple[str, "int | Callable[[xr.Dataset], int]", "str | None"]]
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """What a chunked run of a method needs beyond "each chunk of accounts on its own".
+
+    Attributes
+    ----------
+    ragged
+        Result dims whose length depends on the data (see :data:`Ragged`).
+    data_attrs
+        Result attrs whose value depends on the data: set from the computed result.
+    first_pass
+        Keyword arguments of ``run`` for a first, whole-book pass (``None``: no first pass). Its
+        lazy result goes to ``deps``.
+    deps
+        ``deps(first_pass_result) -> {keyword: lazy value}``: whole-book values (dask or lazy
+        xarray reductions of the first pass) that every chunk of the main pass gets as keyword
+        arguments of ``run`` (the account layer's liquidation step: the first step at which any
+        account of the book is in forced liquidation).
+    """
+
+    ragged: Ragged = field(default_factory=dict)
+    data_attrs: tuple[str, ...] = ()
+    first_pass: Mapping[str, Any] | None = None
+    deps: Callable[[xr.Dataset], Mapping[str, Any]] | None = None
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered margin method.
@@ -54,7 +93,8 @@ class MethodSpec:
     name
         The method's name (the key of its result and of its scenario-file section).
     run
-        ``run(inputs, engine=...) -> xr.Dataset``.
+        ``run(inputs, engine=...) -> xr.Dataset`` on in-memory inputs (:func:`marginsim.margin`
+        runs it chunk by chunk on lazy ones).
     params_model
         The pydantic model of its scenario-file section.
     to_dict
@@ -75,10 +115,16 @@ class MethodSpec:
         ``finalize_chunked(result, split_dims) -> result``: recomputes, after a run split along
         the grid dims ``split_dims``, the values that depend on the whole dim (CFD: its path
         statistics over every path); ``None``: nothing to recompute.
-    handles_lazy
-        ``run`` takes dask-backed inputs itself and returns a lazy result (the account layer,
-        whose chunks need a whole-book value first). Otherwise :func:`marginsim.margin` runs
-        the method chunk by chunk with :func:`marginsim.scale.lazy_margin`, each chunk in memory.
+    outputs
+        The result's variables (:class:`~marginsim.outputs.Output`): their attrs, JSON keys and
+        units are generated from this declaration.
+    check
+        ``check(scenario) -> [(key path, problem), ...]``: checks of the method's section against
+        the rest of the file (run after validation when the file has the section; the first
+        problem is the input error).
+    chunk_layout
+        ``chunk_layout(inputs) -> ChunkLayout``: what a chunked run needs beyond independent
+        chunks of accounts (data-sized dims, a whole-book first pass); ``None``: nothing.
     """
 
     name: str
@@ -91,7 +137,16 @@ class MethodSpec:
     chunked: bool = True
     unsplit_dims: frozenset[str] = frozenset()
     finalize_chunked: Callable[[xr.Dataset, frozenset[str]], xr.Dataset] | None = None
-    handles_lazy: bool = False
+    outputs: tuple[Output, ...] = ()
+    check: Callable[[ScenarioFile], list[tuple[tuple[str | int, ...], str]]] | None = None
+    chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
+
+    def output(self, name: str) -> Output:
+        """The declaration of the output variable ``name``."""
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(f"method {self.name!r} declares no output {name!r}")
 
 
 class _Registry(Mapping[str, MethodSpec]):
@@ -100,6 +155,8 @@ class _Registry(Mapping[str, MethodSpec]):
     def __init__(self) -> None:
         self._specs: dict[str, MethodSpec] = {}
         self._entry_points_read = False
+        self.version = 0  # bumped by every change: caches keyed on the registry's contents
+
 
     def _read_entry_points(self) -> None:
         if self._entry_points_read:
@@ -115,6 +172,7 @@ class _Registry(Mapping[str, MethodSpec]):
                 )
             if spec.name not in self._specs:
                 self._specs[spec.name] = spec
+                self.version += 1
 
     def __getitem__(self, name: str) -> MethodSpec:
         self._read_entry_points()
@@ -132,9 +190,17 @@ class _Registry(Mapping[str, MethodSpec]):
         if spec.name in self._specs and not replace and self._specs[spec.name] is not spec:
             raise ValueError(f"a method named {spec.name!r} is already registered (pass replace=True)")
         self._specs[spec.name] = spec
+        self.version += 1
 
     def remove(self, name: str) -> MethodSpec:
-        return self._specs.pop(name)
+        spec = self._specs.pop(name)
+        self.version += 1
+        return spec
+
+    def contents_version(self) -> int:
+        """A number that changes whenever a method is added or removed (entry points read first)."""
+        self._read_entry_points()
+        return self.version
 
 
 #: Every registered method, by name.

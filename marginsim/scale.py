@@ -53,6 +53,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ import xarray as xr
 
 from .errors import InputError
 from .model import Inputs, Universe, book_from_arrays
-from .registry import REGISTRY, applicable_methods
+from .registry import REGISTRY, ChunkLayout, MethodSpec, Ragged, applicable_methods
 from .scenario import Position
 
 __all__ = [
@@ -68,20 +69,14 @@ __all__ = [
     "chunk",
     "chunk_book",
     "lazy_margin",
+    "lazy_method",
+    "is_dask",
     "compute",
     "compact",
     "current_client",
     "connect",
     "auto_accounts_per_chunk",
 ]
-
-#: A method's result dims whose length depends on the data (the account layer's plans: one row
-#: per movement, per position closed), as ``{dim: (unit, rows per unit, sort by)}``: each chunk pads
-#: the dim to ``rows per unit`` x its accounts (``unit="account"``) or positions (``"position"``)
-#: with a validity flag, and :func:`compact` keeps the valid rows (sorted by the ``sort by``
-#: variable when given, else in chunk order). ``rows per unit`` is an int or a function of the
-#: result's structure (the template Dataset).
-Ragged = Mapping[str, tuple[str, "int | Callable[[xr.Dataset], int]", "str | None"]]
 
 #: Position variables of a lazy book.
 POSITION_VARS = ("contract_index", "quantity", "account_index", "open_price", "opened")
@@ -97,13 +92,17 @@ _TEMPLATE = "\x00template"  # the template's account (no positions); never a rea
 # ------------------------------------------------------------------------------------------------
 
 
-def _is_dask(ds: xr.Dataset) -> bool:
+def is_dask(ds: xr.Dataset) -> bool:
+    """Whether any variable of ``ds`` is a dask (chunked) array."""
     return any(v.chunks is not None for v in ds.variables.values())
+
+
+_is_dask = is_dask
 
 
 def is_lazy(inputs: Inputs) -> bool:
     """Whether the book or the market of ``inputs`` is backed by dask arrays."""
-    return _is_dask(inputs.book) or _is_dask(inputs.market)
+    return inputs.is_lazy
 
 
 def chunk_book(book: xr.Dataset, accounts: int) -> xr.Dataset:
@@ -780,6 +779,38 @@ def lazy_margin(
 # ------------------------------------------------------------------------------------------------
 # computing
 # ------------------------------------------------------------------------------------------------
+
+
+def lazy_method(inputs: Inputs, spec: MethodSpec, run: Callable[..., xr.Dataset]) -> xr.Dataset:
+    """The method ``spec`` on lazy ``inputs``, chunk by chunk, as its spec's chunking facts say.
+
+    Parameters
+    ----------
+    inputs
+        Lazy inputs (:func:`chunk`, :func:`marginsim.io.book.read_book`).
+    spec
+        The method's registry entry: ``chunk_layout`` gives the data-sized dims, the attrs set
+        from the data and an optional whole-book first pass whose lazy result gives values every
+        chunk of the main pass takes.
+    run
+        ``run(inputs, **kwargs) -> Dataset`` on in-memory inputs (the spec's ``run`` with the
+        engine and options bound).
+
+    Returns
+    -------
+    xarray.Dataset
+        A lazy result (see :func:`lazy_margin`); nothing is computed.
+    """
+    layout = spec.chunk_layout(inputs) if spec.chunk_layout is not None else ChunkLayout()
+    deps: dict[str, Any] = {}
+    if layout.first_pass is not None:
+        first = lazy_margin(inputs, spec.name, partial(run, **layout.first_pass))
+        if layout.deps is None:
+            raise ValueError(f"method {spec.name!r}: a chunk layout with a first pass needs `deps`")
+        deps = dict(layout.deps(first))
+    return lazy_margin(
+        inputs, spec.name, run, deps=deps, ragged=layout.ragged, data_attrs=layout.data_attrs
+    )
 
 
 def compact(ds: xr.Dataset) -> xr.Dataset:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -25,10 +26,8 @@ from pydantic import (
 from .errors import InputError
 from .params._base import Currency, NonNegFloat, PosFloat
 from .params._base import StrictModel as _Model
-from .params.account import AccountParams
-from .params.cfd import CfdParams, MonteCarloParams
-from .params.portfolio_margin import PortfolioMarginParams
-from .params.span import SpanParams
+from .params.cfd import MonteCarloParams
+from .registry import REGISTRY
 
 __all__ = [
     "Underlying",
@@ -36,6 +35,7 @@ __all__ = [
     "Position",
     "GridParams",
     "ScenarioFile",
+    "scenario_model",
     "load_scenario",
     "parse_scenario",
     "scenario_json_schema",
@@ -183,7 +183,14 @@ class GridParams(_Model):
 
 
 class ScenarioFile(_Model):
-    """A whole scenario file (see ``spec/scenario-format.md``)."""
+    """A whole scenario file (see ``spec/scenario-format.md``).
+
+    This class holds the keys every scenario has; the method sections (``span``,
+    ``portfolio_margin``, ``cfd``, ``account``, and those of methods registered from outside) and
+    the names allowed in ``methods`` come from :data:`marginsim.registry.REGISTRY`: a validated
+    scenario is an instance of :func:`scenario_model`, a subclass with one optional field per
+    registered method (its ``params_model``). ``sc.span`` etc. are those fields.
+    """
 
     name: str = Field(min_length=1, description="Used in report titles and file names.")
     description: str = ""
@@ -192,16 +199,26 @@ class ScenarioFile(_Model):
     fx: dict[Currency, PosFloat] = Field(
         default_factory=dict, description="Value of one unit of each currency in `currency`."
     )
-    methods: list[Literal["span", "portfolio_margin", "cfd", "account"]] | None = None
+    methods: list[str] | None = Field(
+        None, description="Methods to run (registered names); default: every method the book needs."
+    )
     market: dict[str, Underlying] = Field(default_factory=dict)
     contracts: dict[str, Contract] = Field(default_factory=dict)
     positions: list[Position] = Field(default_factory=list)
-    span: SpanParams | None = None
-    portfolio_margin: PortfolioMarginParams | None = None
-    cfd: CfdParams | None = None
-    account: AccountParams | None = None
     grid: GridParams | None = None
     _file: str | None = PrivateAttr(None)
+
+    if TYPE_CHECKING:  # the method sections are fields of scenario_model(): any attribute is allowed
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # by value: the class is made from the registry, so it is rebuilt, not looked up by name
+        return (_rebuild, (self.model_dump(mode="python", exclude_unset=True), self._file))
+
+    def section(self, name: str) -> Any:
+        """The method section ``name`` (its params model), or ``None`` when the file has none."""
+        return getattr(self, name, None)
 
     @property
     def file(self) -> str | None:
@@ -227,6 +244,41 @@ class ScenarioFile(_Model):
             ) from None
 
 
+_MODELS: dict[int, type[ScenarioFile]] = {}
+
+
+def scenario_model() -> type[ScenarioFile]:
+    """The scenario-file model of the methods registered now (cached per registry contents).
+
+    A subclass of :class:`ScenarioFile` named ``ScenarioFile`` with, after the common keys, one
+    optional field per registered method (``name: params_model | None``), and ``methods`` typed
+    as a list of the registered names.
+    """
+    version = REGISTRY.contents_version()
+    model = _MODELS.get(version)
+    if model is None:
+        names = tuple(REGISTRY)
+        fields: dict[str, Any] = {
+            "methods": (
+                list[Literal[names]] | None,  # type: ignore[valid-type]
+                Field(None, description="Methods to run; default: every method the book needs."),
+            )
+        }
+        for name, spec in REGISTRY.items():
+            fields[name] = (spec.params_model | None, None)
+        model = create_model("ScenarioFile", __base__=ScenarioFile, __module__=__name__, **fields)
+        model.__doc__ = ScenarioFile.__doc__
+        _MODELS.clear()
+        _MODELS[version] = model
+    return model
+
+
+def _rebuild(data: dict[str, Any], file: str | None) -> ScenarioFile:
+    sc = scenario_model().model_validate(data)
+    sc._file = file
+    return sc
+
+
 def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
     """Checks that span several sections; returns (key path, problem) pairs."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -243,7 +295,8 @@ def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
     held = set()
     for i, p in enumerate(sc.positions):
         if p.contract not in sc.contracts:
-            if sc.span is None or sc.span.source is None:
+            span = sc.section("span")  # a clearing-house file defines contracts of its own
+            if span is None or getattr(span, "source", None) is None:
                 problems.append((("positions", i, "contract"), f"unknown contract {p.contract!r}"))
         else:
             held.add(p.contract)
@@ -258,25 +311,9 @@ def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
                 for und in v:
                     if und not in sc.market:
                         problems.append((("grid", key, und), f"unknown underlying {und!r}"))
-    if sc.span is not None:
-        for cc, params in sc.span.combined_commodities.items():
-            if (
-                params.currency is not None
-                and params.currency != sc.currency
-                and params.currency not in sc.fx
-            ):
-                problems.append(
-                    (("span", "combined_commodities", cc, "currency"), f"no FX rate for {params.currency}")
-                )
-        n_points = 16 if sc.span.scenario_set is None else len(sc.span.scenario_set)
-        for name, c in sc.contracts.items():
-            if c.risk_array is not None and len(c.risk_array) != n_points:
-                problems.append(
-                    (
-                        ("contracts", name, "risk_array"),
-                        f"has {len(c.risk_array)} values; the scenario set has {n_points}",
-                    )
-                )
+    for spec in REGISTRY.values():
+        if spec.check is not None and sc.section(spec.name) is not None:
+            problems.extend(spec.check(sc))
     return problems
 
 
@@ -291,7 +328,7 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
     if not isinstance(data, dict):
         raise InputError("a scenario file must be a mapping of keys (name, as_of, market, ...)", file=file)
     try:
-        sc = ScenarioFile.model_validate(data)
+        sc = scenario_model().model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
@@ -363,18 +400,19 @@ def load_scenario(path: str | Path) -> ScenarioFile:
         problem = getattr(e, "problem", None) or str(e)
         raise InputError(f"not valid YAML{where}: {problem}", file=path) from None
     sc = parse_scenario(data, file=path)
-    if sc.span is not None and sc.span.source is not None:
-        src = Path(sc.span.source)
+    span = sc.section("span")
+    if span is not None and getattr(span, "source", None) is not None:
+        src = Path(span.source)
         if not src.is_absolute():
             src = (path.parent / src).resolve()
-        sc.span.source = str(src)
+        span.source = str(src)
     sc._file = str(path)
     return sc
 
 
 def scenario_json_schema() -> str:
     """The JSON Schema of the scenario file, as printed by ``marginsim schema``."""
-    schema = ScenarioFile.model_json_schema()
+    schema = scenario_model().model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "marginsim scenario file"
     return json.dumps(schema, indent=2, default=str)

@@ -8,17 +8,17 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from pydantic import BaseModel
 
 import marginsim
 from marginsim import scale
 from marginsim.cli import main
+from marginsim.params import StrictModel
 from marginsim.registry import REGISTRY, MethodSpec, register_method, unregister_method
 
 RATE = 0.10
 
 
-class FlatParams(BaseModel):
+class FlatParams(StrictModel):
     rate: float = RATE
 
 
@@ -111,3 +111,33 @@ def test_a_second_method_of_the_same_name_is_refused(flat):
 def test_unknown_method_is_an_input_error(scenarios_dir):
     with pytest.raises(marginsim.InputError, match="not available .*span"):
         marginsim.margin(scenarios_dir / "span_seed_example.yaml", methods=["nope"])
+
+
+def test_a_registered_method_has_its_scenario_section(flat, scenarios_dir):
+    data = {"name": "s", "as_of": "2026-01-05", "flat": {"rate": 0.2}, "methods": ["flat", "span"]}
+    sc = marginsim.parse_scenario(data)
+    assert sc.flat.rate == 0.2 and sc.methods == ["flat", "span"]
+    with pytest.raises(marginsim.InputError) as err:
+        marginsim.parse_scenario({**data, "flat": {"rat": 0.2}})
+    assert err.value.key_path == "flat.rat" and "unknown key" in str(err.value)
+    schema = json.loads(marginsim.scenario.scenario_json_schema())
+    assert "flat" in schema["properties"]
+    assert "flat" in schema["properties"]["methods"]["anyOf"][0]["items"]["enum"]
+
+
+def test_an_unregistered_method_section_is_an_unknown_key():
+    data = {"name": "s", "as_of": "2026-01-05", "flat": {"rate": 0.2}}
+    with pytest.raises(marginsim.InputError) as err:
+        marginsim.parse_scenario(data)
+    assert err.value.key_path == "flat" and "unknown key" in str(err.value)
+    with pytest.raises(marginsim.InputError) as err:
+        marginsim.parse_scenario({"name": "s", "as_of": "2026-01-05", "methods": ["flat"]})
+    assert err.value.key_path == "methods[0]"
+
+
+def test_a_scenario_pickles_by_value_with_its_sections(scenarios_dir):
+    import pickle
+
+    sc = marginsim.load_scenario(scenarios_dir / "span_seed_example.yaml")
+    back = pickle.loads(pickle.dumps(sc))
+    assert back == sc and back.file == sc.file and back.span == sc.span

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import dask
@@ -35,6 +36,12 @@ from marginsim.methods.span import span_margin
 from marginsim.scenario import parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def run_lazy(method: str, inputs, **kwargs) -> xr.Dataset:
+    """The registered ``method`` on lazy inputs, chunk by chunk (nothing computed)."""
+    spec = REGISTRY[method]
+    return scale.lazy_method(inputs, spec, partial(spec.run, **kwargs))
 
 
 def _raise_on_compute(dsk, keys, **kwargs):
@@ -170,7 +177,7 @@ def _many_accounts(inputs, n_accounts: int, seed: int = 3, keep=()):
 def test_chunked_run_equals_whole_run(scenario, method, grid):
     inputs = load(SCENARIOS / scenario)
     whole = REGISTRY[method].run(inputs)
-    lazy = REGISTRY[method].run(scale.chunk(inputs, accounts=1, grid=grid))
+    lazy = run_lazy(method, scale.chunk(inputs, accounts=1, grid=grid))
     assert all(v.chunks is not None for v in lazy.data_vars.values())
     (got,) = scale.compute(lazy, scheduler="sync")
     assert_same(got, whole)
@@ -183,8 +190,8 @@ def test_chunks_holding_different_contracts_and_groups(accounts):
     span_in = _many_accounts(load(SCENARIOS / "span_inter_commodity.yaml"), 23)
     pm_base = load(SCENARIOS / "pm_diversified_large_cap.yaml")
     pm_in = _many_accounts(pm_base, 19, keep=list(pm_base.scenario.portfolio_margin.cash))
-    lazy_span = span_margin(scale.chunk(span_in, accounts=accounts))
-    lazy_pm = portfolio_margin(scale.chunk(pm_in, accounts=accounts))
+    lazy_span = run_lazy("span", scale.chunk(span_in, accounts=accounts))
+    lazy_pm = run_lazy("portfolio_margin", scale.chunk(pm_in, accounts=accounts))
     got_span, got_pm = scale.compute(lazy_span, lazy_pm, scheduler="threads")
     assert_same(got_span, span_margin(span_in))
     assert_same(got_pm, portfolio_margin(pm_in))
@@ -197,7 +204,7 @@ def test_cfd_funded_accounts_without_positions_come_once():
     inputs = load(data)
     whole = cfd_margin(inputs)
     assert whole["account"].values.tolist() == ["main", "hedged", "spare", "reserve"]
-    (got,) = scale.compute(cfd_margin(scale.chunk(inputs, accounts=1)), scheduler="sync")
+    (got,) = scale.compute(run_lazy("cfd", scale.chunk(inputs, accounts=1)), scheduler="sync")
     assert_same(got, whole)
 
 
@@ -217,7 +224,7 @@ def test_account_layer_chunked_equals_whole(accounts):
     assert whole["liquidation_account"].values.tolist() == ["hk", "hk", "spread", "hk"]
     assert set(whole["movement_account"].values.tolist()) == {"hk", "spread"}
     assert whole.attrs["liquidation_point"] == "step=1"
-    lazy = account_margin(scale.chunk(inputs, accounts=accounts))
+    lazy = run_lazy("account", scale.chunk(inputs, accounts=accounts))
     assert all(v.chunks is not None for v in lazy.data_vars.values())
     (got,) = scale.compute(lazy, scheduler="sync")
     assert_same(got, whole)
@@ -235,19 +242,19 @@ def test_account_layer_chunked_with_injected_requirements():
         coords={"account": ["hk", "spare"], "currency_group": ["NonHK_"], "currency": ["EUR"]},
     )
     whole = account_margin(inputs, requirements=req)
-    lazy = account_margin(scale.chunk(inputs, accounts=1), requirements=req)
+    lazy = run_lazy("account", scale.chunk(inputs, accounts=1), requirements=req)
     (got,) = scale.compute(lazy, scheduler="sync")
     assert_same(got, whole)
     bad = req.assign_coords(account=["hk", "nobody"])
     with pytest.raises(InputError, match="unknown accounts"):
-        scale.compute(account_margin(scale.chunk(inputs, accounts=1), requirements=bad), scheduler="sync")
+        scale.compute(run_lazy("account", scale.chunk(inputs, accounts=1), requirements=bad), scheduler="sync")
 
 
 @pytest.mark.parametrize("name", ["account_hk_margin_call.yaml", "account_forced_conversion.yaml"])
 def test_account_scenarios_chunked_equal_whole(name):
     inputs = load(SCENARIOS / name)
     whole = account_margin(inputs)
-    (got,) = scale.compute(account_margin(scale.chunk(inputs, accounts=1)), scheduler="threads")
+    (got,) = scale.compute(run_lazy("account", scale.chunk(inputs, accounts=1)), scheduler="threads")
     assert_same(got, whole)
 
 
@@ -257,7 +264,7 @@ def test_account_layer_many_accounts():
     inputs = _many_accounts(base, 17, keep=["spread", "hk"])
     whole = account_margin(inputs)
     for accounts in (1, 4, 7):
-        (got,) = scale.compute(account_margin(scale.chunk(inputs, accounts=accounts)), scheduler="threads")
+        (got,) = scale.compute(run_lazy("account", scale.chunk(inputs, accounts=accounts)), scheduler="threads")
         assert_same(got, whole)
 
 
@@ -307,18 +314,26 @@ def test_building_the_graph_computes_nothing(tmp_path):
     account_stored = write_book(tmp_path / "account.zarr", account)
     with assert_lazy():
         for inputs in (scale.chunk(mixed, accounts=1), read_book(stored, mixed, accounts=1)):
-            for run in (span_margin, portfolio_margin, cfd_margin):
-                ds = run(inputs)
+            for method in ("span", "portfolio_margin", "cfd"):
+                ds = run_lazy(method, inputs)
                 assert all(v.chunks is not None for v in ds.data_vars.values())
-        cfd_margin(scale.chunk(paths, accounts=1, grid={"path": 500}))
+        run_lazy("cfd", scale.chunk(paths, accounts=1, grid={"path": 500}))
         # the account layer, with a liquidation step reduced over the whole book
         for inputs in (scale.chunk(account, accounts=1), read_book(account_stored, account, accounts=2)):
-            ds = account_margin(inputs)
+            ds = run_lazy("account", inputs)
             assert all(v.chunks is not None for v in ds.data_vars.values())
-        span_margin(scale.chunk(grid, accounts=1, grid={"shift": 2}))
-        portfolio_margin(scale.chunk(grid, accounts=1, grid={"shift": 2}))
+        run_lazy("span", scale.chunk(grid, accounts=1, grid={"shift": 2}))
+        run_lazy("portfolio_margin", scale.chunk(grid, accounts=1, grid={"shift": 2}))
     with pytest.raises(AssertionError, match="computed"), assert_lazy():
-        span_margin(scale.chunk(mixed, accounts=1))["maintenance"].values  # noqa: B018 - computes
+        run_lazy("span", scale.chunk(mixed, accounts=1))["maintenance"].values  # noqa: B018 - computes
+
+
+def test_method_functions_refuse_lazy_inputs():
+    # a method function runs in memory; marginsim.margin runs it chunk by chunk
+    lazy_inputs = scale.chunk(load(SCENARIOS / "overview_mixed_book.yaml"), accounts=1)
+    for run in (span_margin, portfolio_margin, cfd_margin, account_margin):
+        with pytest.raises(InputError, match=r"marginsim\.margin"):
+            run(lazy_inputs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -388,7 +403,7 @@ def test_stored_book_bad_input(tmp_path):
     ds = xr.open_zarr(path, consolidated=False).load()
     ds["position_start"] = ds["position_start"].copy(data=np.array([0, 5]))
     ds.to_zarr(tmp_path / "table.zarr", mode="w", consolidated=False)
-    lazy = span_margin(read_book(tmp_path / "table.zarr", inputs, accounts=1))
+    lazy = run_lazy("span", read_book(tmp_path / "table.zarr", inputs, accounts=1))
     with pytest.raises(InputError, match="account table"):
         scale.compute(lazy, scheduler="sync")
 
@@ -397,7 +412,7 @@ def test_dask_book_without_account_table_is_an_input_error():
     inputs = load(SCENARIOS / "overview_mixed_book.yaml")
     chunked = replace(inputs, book=inputs.book.chunk(position=3))
     with pytest.raises(InputError, match="account table"):
-        span_margin(chunked)
+        run_lazy("span", chunked)
 
 
 def test_account_straddling_two_chunks_is_an_input_error():
@@ -407,7 +422,7 @@ def test_account_straddling_two_chunks_is_an_input_error():
     for name in ("contract_index", "quantity", "account_index"):
         book[name] = book[name].chunk(position=(5, 6))  # account main has 7 positions
     with pytest.raises(InputError, match="straddles"):
-        span_margin(replace(lazy, book=book))
+        run_lazy("span", replace(lazy, book=book))
 
 
 def test_bad_chunks_exit_2(capsys):
@@ -450,10 +465,10 @@ def test_local_cluster_equals_in_memory_to_the_cent(client):
     cfd_in = load(SCENARIOS / "cfd_retail_book.yaml")  # Monte Carlo: 2000 paths x 21 steps
     acct_in = load(_account_book())
     lazy = (
-        span_margin(scale.chunk(span_in, accounts=5, grid={"shift": 2})),
-        portfolio_margin(scale.chunk(pm_in, accounts=1)),
-        cfd_margin(scale.chunk(cfd_in, accounts=1, grid={"path": 1000})),
-        account_margin(scale.chunk(acct_in, accounts=1)),
+        run_lazy("span", scale.chunk(span_in, accounts=5, grid={"shift": 2})),
+        run_lazy("portfolio_margin", scale.chunk(pm_in, accounts=1)),
+        run_lazy("cfd", scale.chunk(cfd_in, accounts=1, grid={"path": 1000})),
+        run_lazy("account", scale.chunk(acct_in, accounts=1)),
     )
     with get_task_stream(client) as ts:
         got = scale.compute(*lazy)  # the connected client is dask's scheduler

@@ -15,7 +15,14 @@ from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
 from ..scenario import ScenarioFile
 from . import span as _span
 from ._json import span_table, span_to_dict
-from .account import AccountParams, account_applies, account_margin, account_table, account_to_dict
+from .account import (
+    AccountParams,
+    account_applies,
+    account_chunk_layout,
+    account_margin,
+    account_table,
+    account_to_dict,
+)
 from .cfd import cfd_margin, cfd_table, cfd_to_dict
 from .cfd import finalize_chunked as _cfd_finalize
 from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
@@ -35,6 +42,21 @@ def _span_applies(sc: ScenarioFile) -> bool:
     )
 
 
+def _span_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
+    """The ``span`` section against the rest of the file: FX of CC currencies, risk-array lengths."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for cc, params in sc.span.combined_commodities.items():
+        if params.currency is not None and params.currency != sc.currency and params.currency not in sc.fx:
+            problems.append((("span", "combined_commodities", cc, "currency"), f"no FX rate for {params.currency}"))
+    n_points = 16 if sc.span.scenario_set is None else len(sc.span.scenario_set)
+    for name, c in sc.contracts.items():
+        if c.risk_array is not None and len(c.risk_array) != n_points:
+            problems.append(
+                (("contracts", name, "risk_array"), f"has {len(c.risk_array)} values; the scenario set has {n_points}")
+            )
+    return problems
+
+
 def _run_span(inputs: Inputs, engine: str = "auto", scan_loss: bool = True) -> xr.Dataset:
     return _span.span_margin(inputs, engine=engine, scan_loss=scan_loss)
 
@@ -48,7 +70,14 @@ def _cfd_applies(sc: ScenarioFile) -> bool:
 
 register_method(
     MethodSpec(
-        "span", _run_span, SpanParams, span_to_dict, span_table, _span_applies, {"scan_loss": False}
+        "span",
+        _run_span,
+        SpanParams,
+        span_to_dict,
+        span_table,
+        _span_applies,
+        {"scan_loss": False},
+        check=_span_check,
     )
 )
 register_method(
@@ -77,6 +106,6 @@ register_method(
         account_table,
         account_applies,
         unsplit_dims=frozenset(GRID_DIMS),
-        handles_lazy=True,
+        chunk_layout=account_chunk_layout,
     )
 )

@@ -29,21 +29,20 @@ import dataclasses
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import scale
 from ..errors import InputError
 from ..kernels import account as K
 from ..kernels import pricing
 from ..model import Inputs, book_from_arrays, flat_grid
 from ..params.account import CURRENCY_GROUPS, INVESTOR_CLASSES, AccountParams, ProductParams
 from ..params.span import SpanParams
-from ..registry import REGISTRY
+from ..registry import REGISTRY, ChunkLayout
 from ..result import to_plain
 from ..scenario import ScenarioFile
 from ._json import base_grid_point
@@ -791,6 +790,8 @@ def account_margin(
     *,
     requirements: xr.Dataset | None = None,
     engine: pricing.Engine = "auto",
+    liquidation_step: Any = None,
+    stage: str = "all",
 ) -> xr.Dataset:
     """The account layer of a futures broker for every account, along the grid.
 
@@ -807,6 +808,11 @@ def account_margin(
         mark-ups apply, or none when the Dataset's attrs say ``markup: none``).
     engine
         Pricing engine (SPAN risk arrays, option values).
+    liquidation_step
+        Step index of the liquidation plan, overriding the decision rule (a chunk of a larger
+        book takes the whole book's; see :func:`account_chunk_layout`).
+    stage
+        ``"all"``; ``"state"`` returns ``state`` only (the first pass of a chunked run).
 
     Returns
     -------
@@ -823,13 +829,11 @@ def account_margin(
         ``currency_initial``, ``conversion_test_met``; the plans (dims ``movement``,
         ``liquidation``); interest (dims ``account``, ``currency``); eligibility flags (dims
         ``account``, ``position``, ``stock``).
-
-        With a dask-backed book or market (:mod:`marginsim.scale`): the same result as a lazy
-        Dataset, margined chunk by chunk of accounts (see :func:`_lazy_account_margin`).
     """
-    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
-        return _lazy_account_margin(inputs, params, requirements=requirements, engine=engine)
-    return _account_margin(inputs, params, requirements=requirements, engine=engine)
+    inputs.require_in_memory("account_margin")
+    return _account_margin(
+        inputs, params, requirements=requirements, engine=engine, liquidation_step=liquidation_step, stage=stage
+    )
 
 
 def _max_movements(n_ccy: int, params: AccountParams) -> int:
@@ -839,12 +843,10 @@ def _max_movements(n_ccy: int, params: AccountParams) -> int:
     return pairs + max((len(f.instructions) for f in params.accounts.values()), default=0)
 
 
-def _lazy_account_margin(
-    inputs: Inputs, params: AccountParams | None, *, requirements: xr.Dataset | None, engine: pricing.Engine
-) -> xr.Dataset:
-    """The account layer on lazy inputs, one dask task per chunk of accounts.
+def account_chunk_layout(inputs: Inputs) -> ChunkLayout:
+    """How the account layer runs chunk by chunk of accounts (:func:`marginsim.scale.lazy_method`).
 
-    Every account is margined on its own except for two things, which are made whole-book here:
+    Every account is margined on its own except for two things, which are made whole-book:
 
     * the plans' rows (``movement``, ``liquidation``) vary in number with the data: each chunk pads
       them to the most rows its accounts (:func:`_max_movements`) or positions (one each) can give,
@@ -854,35 +856,26 @@ def _lazy_account_margin(
       states chunk by chunk and reduces them to that step, which every chunk of the second pass
       takes (the ``liquidation_point`` attr comes back with the computed result).
     """
-    import dask.array as da
-
     sc = inputs.scenario
-    if params is None:
-        params = sc.account if sc.account is not None else AccountParams()
-    run = partial(_account_margin, params=params, requirements=requirements, engine=engine)
-    deps: dict[str, Any] = {}
+    params = sc.account if sc.account is not None else AccountParams()
     gd, gshape = _grid(inputs)
-    if "step" in gd and params.decision.liquidation_step == "first":
-        states = scale.lazy_margin(inputs, "account", partial(run, stage="state"))
-        shell = _Shell(params=params, file=sc.file)
-        point = _decision_point(shell, inputs, gd, gshape, None, kind="liquidation", step=0)
-        along = (
-            states["state"].isel({d: i for d, i in point.items() if d != "step"}).transpose("account", "step")
-        )
-        hit = (along.data == K.FORCED_LIQUIDATION).any(axis=0)
-        n_s = gshape[gd.index("step")]
-        deps["liquidation_step"] = da.where(hit.any(), da.argmax(hit), n_s - 1)
-    return scale.lazy_margin(
-        inputs,
-        "account",
-        run,
-        deps=deps,
-        ragged={
-            "movement": ("account", lambda t: _max_movements(t.sizes["currency"], params), None),
-            "liquidation": ("position", lambda t: 1, "liquidation_position"),
-        },
-        data_attrs=("conversion_point", "liquidation_point"),
-    )
+    ragged: dict[str, Any] = {
+        "movement": ("account", lambda t: _max_movements(t.sizes["currency"], params), None),
+        "liquidation": ("position", 1, "liquidation_position"),
+    }
+    layout = ChunkLayout(ragged=ragged, data_attrs=("conversion_point", "liquidation_point"))
+    if "step" not in gd or params.decision.liquidation_step != "first":
+        return layout
+    shell = _Shell(params=params, file=sc.file)
+    point = _decision_point(shell, inputs, gd, gshape, None, kind="liquidation", step=0)
+    n_s = gshape[gd.index("step")]
+
+    def liquidation_step(states: xr.Dataset) -> dict[str, Any]:
+        along = states["state"].isel({d: i for d, i in point.items() if d != "step"}).transpose("account", "step")
+        hit = (along == K.FORCED_LIQUIDATION).any("account")
+        return {"liquidation_step": xr.where(hit.any(), hit.argmax("step"), n_s - 1).data}
+
+    return dataclasses.replace(layout, first_pass={"stage": "state"}, deps=liquidation_step)
 
 
 @dataclass

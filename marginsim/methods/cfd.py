@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import scale
 from ..errors import InputError
 from ..kernels import cfd as K
 from ..kernels.grouping import group_sum, membership
@@ -231,11 +229,10 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
         position: class, rates, ``open_price``, ``position_initial``, ``position_maintenance``
         (fixed at opening), ``close_step`` (-1: not closed), ``position_realised``, ``rejected``.
         With a ``path`` dim: ``close_out_probability``, ``written_off_mean``, ``written_off_q99``,
-        ``written_off_max`` over paths. With a dask-backed book or market (:mod:`marginsim.scale`)
-        the result is lazy.
+        ``written_off_max`` over paths. Lazy (dask-backed) inputs are refused: margin them
+        with :func:`marginsim.margin`, which runs the method chunk by chunk.
     """
-    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
-        return scale.lazy_margin(inputs, "cfd", partial(cfd_margin, params=params, engine=engine))
+    inputs.require_in_memory("cfd_margin")
     sc = inputs.scenario
     file = sc.file
     params = params or sc.cfd or CfdParams()

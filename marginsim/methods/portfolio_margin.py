@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import scale, scenario_sets
+from .. import scenario_sets
 from ..errors import InputError
 from ..kernels import portfolio_margin as K
 from ..kernels import pricing
@@ -336,12 +336,10 @@ def portfolio_margin(
         - per class group: ``product_class``, ``scan_range_up`` / ``_down``, ``us_security``,
           ``initial_ratio``, ``single_name_applies``, ``single_name_move_up`` / ``_down``.
 
-        With a dask-backed book or market (:mod:`marginsim.scale`) the result is lazy.
+        Lazy (dask-backed) inputs are refused: margin them with :func:`marginsim.margin`, which
+        runs the method chunk by chunk.
     """
-    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
-        return scale.lazy_margin(
-            inputs, "portfolio_margin", partial(portfolio_margin, params=params, engine=engine)
-        )
+    inputs.require_in_memory("portfolio_margin")
     sc = inputs.scenario
     file = sc.file
     params = params or sc.portfolio_margin or PortfolioMarginParams()

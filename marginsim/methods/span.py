@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import scale, scenario_sets
+from .. import scenario_sets
 from ..errors import InputError
 from ..kernels import pricing
 from ..kernels import span as K
@@ -618,13 +618,10 @@ def span_margin(
         ``risk``, ``held``, ``scan_loss`` (per scenario; with ``scan_loss=True``); per contract:
         ``risk_array``, ``composite_delta``. Amounts per account and group are in the scenario's
         reporting currency; risk arrays in each contract's own currency. Every grid dim of the
-        inputs is a dim of the result. With a dask-backed book or market (:mod:`marginsim.scale`)
-        the result is lazy.
+        inputs is a dim of the result. Lazy (dask-backed) inputs are refused: margin them
+        with :func:`marginsim.margin`, which runs the method chunk by chunk.
     """
-    if scale.is_lazy(inputs):  # a dask-backed book or market: a lazy result, chunk by chunk
-        return scale.lazy_margin(
-            inputs, "span", partial(span_margin, params=params, engine=engine, scan_loss=scan_loss)
-        )
+    inputs.require_in_memory("span_margin")
     eng = pricing._resolve_engine(engine)
     params = params or inputs.span_params or inputs.scenario.span or SpanParams()
     # every definition first (contracts, combined commodities, spreads: no positions), then the

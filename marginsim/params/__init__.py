@@ -4,8 +4,12 @@
 - :mod:`marginsim.params.portfolio_margin`: ``portfolio_margin:``
 - :mod:`marginsim.params.cfd`: ``cfd:`` and Monte Carlo paths (``grid.monte_carlo``)
 - :mod:`marginsim.params.account`: ``account:``
+
+:class:`StrictModel` is the base of every section model (unknown keys are errors): a method
+defined outside the package derives its section's model from it.
 """
 
+from ._base import StrictModel
 from .account import AccountParams
 from .cfd import CfdParams, MonteCarloParams
 from .portfolio_margin import PortfolioMarginParams
@@ -18,4 +22,5 @@ __all__ = [
     "MonteCarloParams",
     "PortfolioMarginParams",
     "SpanParams",
+    "StrictModel",
 ]

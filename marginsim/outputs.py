@@ -1,0 +1,187 @@
+"""A method's output variables, declared once: the Dataset's attrs, the JSON and the tables come from it.
+
+A method lists its result variables as :class:`Output` rows (name, dims, units, description, and
+where the variable goes in the JSON contract) in its :class:`~marginsim.registry.MethodSpec`.
+:func:`describe` writes ``units``, ``currency`` and ``description`` attrs onto a result from
+those rows; :func:`to_plain` and :func:`per_account` turn variables into the nested lists of the
+JSON contract; :func:`json_keys` gives a method's JSON keys of one section in declaration order.
+
+Units are text formatted with the result's attrs, so one declaration serves every scenario:
+``"{currency}"`` is the reporting currency (``ds.attrs["currency"]``), ``"{base_currency}"`` the
+account layer's base currency. A variable whose units name a currency is a money variable: its
+``currency`` attr is set too. :data:`BY_CURRENCY_COORD` marks amounts over a ``currency`` dim, each
+in the currency of its coordinate.
+
+This module imports nothing of marginsim: every layer may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "Output",
+    "CURRENCY",
+    "BASE_CURRENCY",
+    "BY_CURRENCY_COORD",
+    "describe",
+    "undeclared",
+    "to_plain",
+    "per_account",
+    "json_keys",
+    "NEUTRAL_GRID_POINT",
+    "base_grid_point",
+]
+
+#: Units of an amount in the reporting currency.
+CURRENCY = "{currency}"
+#: Units of an amount in the account layer's base currency.
+BASE_CURRENCY = "{base_currency}"
+#: Units of amounts over a ``currency`` dim: each in the currency of its coordinate.
+BY_CURRENCY_COORD = "currency of the `currency` coordinate"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output variable of a method.
+
+    Attributes
+    ----------
+    name
+        The variable's name in the result Dataset.
+    dims
+        Its dims besides the grid dims (which every variable may carry), e.g. ``("account",
+        "group")``.
+    units
+        Units text, formatted with the result's attrs (``"{currency}"`` is the reporting
+        currency); ``"1"`` for a plain number or ratio, ``""`` for a label or a flag.
+    description
+        One line on what the value is.
+    json
+        The section of the method's JSON object the variable goes to (``"account"``: a key of
+        the account's object; other names are the method's own sections, e.g. SPAN's
+        ``"group"``), or ``None`` when the JSON contract does not carry it.
+    key
+        Its JSON key when that is not ``name``.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    units: str
+    description: str
+    json: str | None = None
+    key: str | None = None
+
+    @property
+    def json_key(self) -> str:
+        """The variable's key in the JSON contract."""
+        return self.key or self.name
+
+    @property
+    def is_money(self) -> bool:
+        """Whether the variable is an amount of money (its units name a currency)."""
+        return "currency" in self.units
+
+
+def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
+    """Write each declared variable's ``units``, ``currency`` and ``description`` attrs (in place).
+
+    Parameters
+    ----------
+    ds
+        A method's result; its attrs fill the units' placeholders (``currency``, ...).
+    outputs
+        The method's declaration; variables it declares that ``ds`` lacks are skipped (optional
+        results, such as SPAN's ``scan_loss``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` itself.
+    """
+    for out in outputs:
+        if out.name not in ds.variables:
+            continue
+        attrs = ds[out.name].attrs
+        units = out.units.format(**ds.attrs) if "{" in out.units else out.units
+        if units:
+            attrs["units"] = units
+        if out.is_money:
+            attrs["currency"] = units
+        attrs["description"] = out.description
+    return ds
+
+
+def undeclared(ds: xr.Dataset, outputs: Iterable[Output]) -> list[str]:
+    """Data variables of ``ds`` that ``outputs`` does not declare (a method's contract test)."""
+    names = {o.name for o in outputs}
+    return [str(v) for v in ds.data_vars if v not in names]
+
+
+def _lists(arr: np.ndarray) -> Any:
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        return np.where(np.isnan(arr), None, arr).tolist()
+    return arr.tolist()
+
+
+def to_plain(da: xr.DataArray, dims: Sequence[str]) -> Any:
+    """A number, or nested lists in the order of ``dims`` (grid dims first, then the array's own).
+
+    NaN becomes ``None``; integer and boolean arrays keep their type.
+    """
+    present = [d for d in dims if d in da.dims]
+    rest = [d for d in da.dims if d not in present]
+    return _lists(da.transpose(*present, *rest).values)
+
+
+def per_account(da: xr.DataArray, dims: Sequence[str], dim: str = "account") -> list[Any]:
+    """:func:`to_plain` of ``da.isel({dim: i})`` for every ``i``, converted in one pass.
+
+    Parameters
+    ----------
+    da
+        A variable over ``dim`` (and any others).
+    dims
+        The JSON order of the other dims (grid dims first), as for :func:`to_plain`.
+    dim
+        The dim to split along.
+
+    Returns
+    -------
+    list
+        One plain value per index of ``dim``.
+    """
+    present = [d for d in dims if d in da.dims and d != dim]
+    rest = [d for d in da.dims if d not in present and d != dim]
+    arr = da.transpose(dim, *present, *rest).values
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        return np.where(np.isnan(arr), None, arr).tolist()
+    return arr.tolist()
+
+
+def json_keys(outputs: Iterable[Output], section: str) -> list[Output]:
+    """The outputs that go to ``section`` of the JSON, in declaration order."""
+    return [o for o in outputs if o.json == section]
+
+
+#: The "no change" value of each what-if dim (see :func:`base_grid_point`).
+NEUTRAL_GRID_POINT = {"shift": 0.0, "vol_shift": 0.0, "price_scan_scale": 1.0, "vol_scan_scale": 1.0}
+
+
+def base_grid_point(ds: xr.Dataset, dims: Sequence[str]) -> dict[str, int]:
+    """Index of the "no change" point of each grid dim (shift 0, scale 1, step 0), else the first."""
+    out = {}
+    for dim in dims:
+        vals = ds[dim].values
+        hit = (
+            np.flatnonzero(vals == NEUTRAL_GRID_POINT[dim])
+            if dim in NEUTRAL_GRID_POINT and vals.dtype.kind == "f"
+            else []
+        )
+        out[dim] = int(hit[0]) if len(hit) else 0
+    return out
