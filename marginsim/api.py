@@ -75,7 +75,7 @@ def margin(
         from .io.book import read_book
 
         inputs = read_book(book, inputs, accounts=chunks or 1000)
-        held_names = inputs.contracts["contract"].values[inputs.universe.contract_index]
+        held_names = inputs.contracts["contract"].values[inputs.held_contracts()]
     elif not inputs.is_lazy:
         client = scale.current_client()
         if chunks is None and client is not None:  # the caller connected a cluster: use it

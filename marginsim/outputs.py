@@ -34,6 +34,8 @@ __all__ = [
     "to_plain",
     "per_account",
     "json_keys",
+    "account_json",
+    "account_table",
     "NEUTRAL_GRID_POINT",
     "base_grid_point",
 ]
@@ -124,8 +126,13 @@ def undeclared(ds: xr.Dataset, outputs: Iterable[Output]) -> list[str]:
 
 
 def _lists(arr: np.ndarray) -> Any:
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        return np.where(np.isnan(arr), None, arr).tolist()
+    """Nested lists of Python scalars; NaN -> None."""
+    if arr.dtype.kind == "f":
+        nan = np.isnan(arr)
+        if nan.any():
+            obj = arr.astype(object)
+            obj[nan] = None
+            return obj.tolist()
     return arr.tolist()
 
 
@@ -158,15 +165,49 @@ def per_account(da: xr.DataArray, dims: Sequence[str], dim: str = "account") -> 
     """
     present = [d for d in dims if d in da.dims and d != dim]
     rest = [d for d in da.dims if d not in present and d != dim]
-    arr = da.transpose(dim, *present, *rest).values
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        return np.where(np.isnan(arr), None, arr).tolist()
-    return arr.tolist()
+    out: list[Any] = _lists(da.transpose(dim, *present, *rest).values)
+    return out
 
 
 def json_keys(outputs: Iterable[Output], section: str) -> list[Output]:
     """The outputs that go to ``section`` of the JSON, in declaration order."""
     return [o for o in outputs if o.json == section]
+
+
+def account_json(
+    ds: xr.Dataset, outputs: Sequence[Output], grid_dims: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The JSON object of each account: the ``json="account"`` outputs, keyed in declaration order.
+
+    The default JSON writer of a method (:attr:`marginsim.registry.MethodSpec.to_dict`): each
+    variable is converted once for every account (:func:`per_account`).
+    """
+    columns = {o.json_key: per_account(ds[o.name], grid_dims) for o in json_keys(outputs, "account")}
+    names = [str(a) for a in ds["account"].values.tolist()]
+    return {a: {k: col[i] for k, col in columns.items()} for i, a in enumerate(names)}
+
+
+def account_table(ds: xr.Dataset, outputs: Sequence[Output], account: str, title: str) -> str:
+    """A readable breakdown of one account: each ``json="account"`` output over ``account`` alone,
+    at the base point of the grid dims (the default table of a method)."""
+    d = ds.sel(account=account)
+    note = ""
+    gd = [str(g) for g in d.dims if g in d.coords and g != "account"]
+    rows = [o for o in json_keys(outputs, "account") if o.name in ds and ds[o.name].dims[:1] == ("account",)]
+    grid = [g for g in gd if all(g in ds[o.name].dims for o in rows)]
+    if grid:
+        point = base_grid_point(ds, grid)
+        d = d.isel(point)
+        note = "  (grid point " + ", ".join(f"{g}={ds[g].values[i]}" for g, i in point.items()) + ")"
+    lines = [f"{title}  account {account}  [{ds.attrs.get('currency', '')}]{note}"]
+    for o in rows:
+        v = d[o.name]
+        if v.ndim:
+            continue
+        x = v.item()
+        text = f"{x:,.2f}" if isinstance(x, float) else str(x)
+        lines.append(f"{o.json_key:<30}{text:>20}")
+    return "\n".join(lines)
 
 
 #: The "no change" value of each what-if dim (see :func:`base_grid_point`).
@@ -178,10 +219,8 @@ def base_grid_point(ds: xr.Dataset, dims: Sequence[str]) -> dict[str, int]:
     out = {}
     for dim in dims:
         vals = ds[dim].values
-        hit = (
-            np.flatnonzero(vals == NEUTRAL_GRID_POINT[dim])
-            if dim in NEUTRAL_GRID_POINT and vals.dtype.kind == "f"
-            else []
-        )
-        out[dim] = int(hit[0]) if len(hit) else 0
+        hit = np.zeros(0, dtype=np.int64)
+        if dim in NEUTRAL_GRID_POINT and vals.dtype.kind == "f":
+            hit = np.flatnonzero(vals == NEUTRAL_GRID_POINT[dim])
+        out[dim] = int(hit[0]) if hit.size else 0
     return out

@@ -23,6 +23,8 @@ import plotly.io as pio
 import xarray as xr
 from plotly.io._base_renderers import HtmlRenderer
 
+from .result import base_point
+
 __all__ = [
     "OFFLINE_RENDERER",
     "OfflineRenderer",
@@ -112,9 +114,7 @@ def use_offline_renderer(*, mimetype: bool = True) -> str:
 
 
 def _base_point(da: xr.DataArray, keep: Sequence[str]) -> xr.DataArray:
-    """``da`` at the base point of its grid dims (see :func:`marginsim.studies.base_point`)."""
-    from .studies.books import base_point
-
+    """``da`` at the base point of its grid dims (see :func:`marginsim.result.base_point`)."""
     return base_point(da, keep)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .errors import InputError
-from .outputs import Output
+from .outputs import Output, account_json, account_table
 
 if TYPE_CHECKING:  # the types of the fields only: no import of the data model at run time
     import xarray as xr
@@ -84,6 +84,18 @@ class ChunkLayout:
     deps: Callable[[xr.Dataset], Mapping[str, Any]] | None = None
 
 
+def _DEFAULT_TO_DICT(ds: xr.Dataset, grid_dims: list[str]) -> dict[str, Any]:
+    raise AssertionError("replaced by MethodSpec.__post_init__")
+
+
+def _DEFAULT_TABLE(ds: xr.Dataset, account: str) -> str:
+    raise AssertionError("replaced by MethodSpec.__post_init__")
+
+
+def _DEFAULT_APPLIES(sc: ScenarioFile) -> bool:
+    raise AssertionError("replaced by MethodSpec.__post_init__")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered margin method.
@@ -98,11 +110,14 @@ class MethodSpec:
     params_model
         The pydantic model of its scenario-file section.
     to_dict
-        ``to_dict(result, grid_dims) -> {account: json object}`` (the JSON contract).
+        ``to_dict(result, grid_dims) -> {account: json object}`` (the JSON contract); default:
+        the ``json="account"`` outputs (:func:`marginsim.outputs.account_json`).
     table
-        ``table(result, account) -> str``: a readable breakdown.
+        ``table(result, account) -> str``: a readable breakdown; default: those outputs at the
+        base grid point (:func:`marginsim.outputs.account_table`).
     applies
-        ``applies(scenario) -> bool``: whether the book needs this method.
+        ``applies(scenario) -> bool``: whether the book needs this method; default: the file has
+        the method's section.
     lean
         Keyword arguments of ``run`` that leave out results the JSON contract and the tables do
         not carry (``margin(..., detail=False)``); empty when there are none.
@@ -130,9 +145,9 @@ class MethodSpec:
     name: str
     run: Callable[..., xr.Dataset]
     params_model: type[BaseModel]
-    to_dict: Callable[[xr.Dataset, list[str]], dict[str, Any]]
-    table: Callable[[xr.Dataset, str], str]
-    applies: Callable[[ScenarioFile], bool]
+    to_dict: Callable[[xr.Dataset, list[str]], dict[str, Any]] = _DEFAULT_TO_DICT
+    table: Callable[[xr.Dataset, str], str] = _DEFAULT_TABLE
+    applies: Callable[[ScenarioFile], bool] = _DEFAULT_APPLIES
     lean: Mapping[str, Any] = field(default_factory=dict)
     chunked: bool = True
     unsplit_dims: frozenset[str] = frozenset()
@@ -140,6 +155,16 @@ class MethodSpec:
     outputs: tuple[Output, ...] = ()
     check: Callable[[ScenarioFile], list[tuple[tuple[str | int, ...], str]]] | None = None
     chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
+
+    def __post_init__(self) -> None:
+        # the defaults: JSON and table from the declared outputs; needed when the file has the section
+        if self.to_dict is _DEFAULT_TO_DICT:
+            object.__setattr__(self, "to_dict", lambda ds, gd: account_json(ds, self.outputs, gd))
+        if self.table is _DEFAULT_TABLE:
+            title = self.name.replace("_", " ").upper()
+            object.__setattr__(self, "table", lambda ds, acct: account_table(ds, self.outputs, acct, title))
+        if self.applies is _DEFAULT_APPLIES:
+            object.__setattr__(self, "applies", lambda sc: sc.section(self.name) is not None)
 
     def output(self, name: str) -> Output:
         """The declaration of the output variable ``name``."""
@@ -156,7 +181,6 @@ class _Registry(Mapping[str, MethodSpec]):
         self._specs: dict[str, MethodSpec] = {}
         self._entry_points_read = False
         self.version = 0  # bumped by every change: caches keyed on the registry's contents
-
 
     def _read_entry_points(self) -> None:
         if self._entry_points_read:

@@ -11,25 +11,40 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .model import Inputs
+from .model import GRID_DIMS, Inputs
+from .outputs import to_plain
 from .registry import REGISTRY
 
-__all__ = ["MarginResult", "to_plain"]
+__all__ = ["MarginResult", "to_plain", "base_point"]
 
 
-def to_plain(da: xr.DataArray, dims: Sequence[str]) -> Any:
-    """A number, or nested lists in the order of ``dims`` (grid dims first, then the array's own).
+def base_point(da: xr.DataArray | xr.Dataset, keep: Sequence[str] = ()) -> Any:
+    """``da`` at the base point of its what-if grid dims (those of :data:`marginsim.model.GRID_DIMS`
+    not in ``keep``); other dims (account, group, movement...) are left whole.
 
-    NaN becomes ``None``; integer and boolean arrays keep their type.
+    The base point is ``shift = 0`` where the shift grid has it, else the first coordinate
+    (``step`` 0: the start of a path; ``path`` 0: the first simulated path).
+
+    Parameters
+    ----------
+    da
+        A result variable or Dataset.
+    keep
+        Grid dims to keep whole.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
     """
-    present = [d for d in dims if d in da.dims]
-    rest = [d for d in da.dims if d not in present]
-    arr = da.transpose(*present, *rest).values
-    if arr.dtype.kind == "f":
-        obj = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() else arr.tolist()
-    else:
-        obj = arr.tolist()
-    return obj
+    sel: dict[str, int] = {}
+    for d in da.dims:
+        if d in keep or d not in GRID_DIMS:
+            continue
+        if d == "shift" and "shift" in da.coords and (da["shift"].values == 0.0).any():
+            sel[d] = int(np.flatnonzero(da["shift"].values == 0.0)[0])
+        else:
+            sel[d] = 0
+    return da.isel(sel)
 
 
 def _clean(x: Any) -> Any:

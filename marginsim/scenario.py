@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .params._base import Currency, NonNegFloat, PosFloat
-from .params._base import StrictModel as _Model
+from .params import Currency, NonNegFloat, PosFloat
+from .params import StrictModel as _Model
 from .params.cfd import MonteCarloParams
 from .registry import REGISTRY
 

@@ -9,13 +9,20 @@
 defined outside the package derives its section's model from it.
 """
 
-from ._base import StrictModel
+from ._base import Country, Currency, Fraction, Money, NonNegFloat, PosFloat, PosFraction, StrictModel
 from .account import AccountParams
 from .cfd import CfdParams, MonteCarloParams
 from .portfolio_margin import PortfolioMarginParams
 from .span import CombinedCommodityParams, SpanParams
 
 __all__ = [
+    "Country",
+    "Currency",
+    "Fraction",
+    "Money",
+    "NonNegFloat",
+    "PosFloat",
+    "PosFraction",
     "AccountParams",
     "CfdParams",
     "CombinedCommodityParams",

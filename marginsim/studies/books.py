@@ -20,9 +20,9 @@ import xarray as xr
 from ..api import margin
 from ..errors import InputError
 from ..methods.cfd import _money
-from ..model import GRID_DIMS, Inputs, build_inputs
+from ..model import Inputs, build_inputs
 from ..registry import REGISTRY
-from ..result import MarginResult
+from ..result import MarginResult, base_point
 from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
 
@@ -44,35 +44,6 @@ __all__ = [
     "balances_before_after",
     "connect",
 ]
-
-
-def base_point(da: xr.DataArray | xr.Dataset, keep: Sequence[str] = ()) -> Any:
-    """``da`` at the base point of its what-if grid dims (those of :data:`marginsim.model.GRID_DIMS`
-    not in ``keep``); other dims (account, group, movement...) are left whole.
-
-    The base point is ``shift = 0`` where the shift grid has it, else the first coordinate
-    (``step`` 0: the start of a path; ``path`` 0: the first simulated path).
-
-    Parameters
-    ----------
-    da
-        A result variable or Dataset.
-    keep
-        Grid dims to keep whole.
-
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-    """
-    sel: dict[str, int] = {}
-    for d in da.dims:
-        if d in keep or d not in GRID_DIMS:
-            continue
-        if d == "shift" and "shift" in da.coords and (da["shift"].values == 0.0).any():
-            sel[d] = int(np.flatnonzero(da["shift"].values == 0.0)[0])
-        else:
-            sel[d] = 0
-    return da.isel(sel)
 
 
 def load_book(path: str | Path) -> ScenarioFile:
