@@ -106,7 +106,7 @@ def _position_values(ds: xr.Dataset, name: str, gd: list[str]) -> list[Any]:
         if v.dtype.kind == "O":
             return [str(x) for x in v]
         return v.tolist()
-    flat = v.reshape(v.shape[0], -1)
+    flat = v.reshape(v.shape[0], int(np.prod(v.shape[1:])))
     if flat.dtype.kind == "f":
         all_nan = np.isnan(flat).all(axis=1)
     else:
