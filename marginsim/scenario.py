@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -242,6 +243,25 @@ class ScenarioFile(_Model):
                 file=self._file,
                 key_path="fx",
             ) from None
+
+    def cash_amount(self, value: float | Mapping[str, float], *, key_path: str) -> float:
+        """An amount of cash in the reporting currency (a ``Money`` field of the file).
+
+        Parameters
+        ----------
+        value
+            An amount in the reporting currency, or amounts by currency (converted with ``fx``).
+        key_path
+            Where the amount is in the file (named by a missing FX rate's error).
+
+        Returns
+        -------
+        float
+            The amount [reporting currency].
+        """
+        if isinstance(value, Mapping):
+            return float(sum(v * self.fx_rate(c, key_path=f"{key_path}.{c}") for c, v in value.items()))
+        return float(value)
 
 
 _MODELS: dict[int, type[ScenarioFile]] = {}

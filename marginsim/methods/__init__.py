@@ -9,10 +9,10 @@ from __future__ import annotations
 import xarray as xr
 
 from ..model import GRID_DIMS, Inputs
-from ..params.cfd import CfdParams
 from ..params.span import SpanParams
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
 from ..scenario import ScenarioFile
+from . import cfd
 from . import span as _span
 from ._json import span_table, span_to_dict
 from .account import (
@@ -23,8 +23,6 @@ from .account import (
     account_table,
     account_to_dict,
 )
-from .cfd import cfd_margin, cfd_table, cfd_to_dict
-from .cfd import finalize_chunked as _cfd_finalize
 from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
@@ -61,13 +59,6 @@ def _run_span(inputs: Inputs, engine: str = "auto", scan_loss: bool = True) -> x
     return _span.span_margin(inputs, engine=engine, scan_loss=scan_loss)
 
 
-def _cfd_applies(sc: ScenarioFile) -> bool:
-    if sc.cfd is not None:
-        return True
-    held = {p.contract for p in sc.positions}
-    return any(sc.contracts[c].type == "cfd" for c in held if c in sc.contracts)
-
-
 register_method(
     MethodSpec(
         "span",
@@ -80,18 +71,7 @@ register_method(
         check=_span_check,
     )
 )
-register_method(
-    MethodSpec(
-        "cfd",
-        cfd_margin,
-        CfdParams,
-        cfd_to_dict,
-        cfd_table,
-        _cfd_applies,
-        unsplit_dims=frozenset({"step"}),
-        finalize_chunked=_cfd_finalize,
-    )
-)
+register_method(cfd.SPEC)
 register_method(
     MethodSpec("portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies)
 )

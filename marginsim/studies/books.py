@@ -19,7 +19,6 @@ import xarray as xr
 
 from ..api import margin
 from ..errors import InputError
-from ..methods.cfd import _money
 from ..model import Inputs, build_inputs
 from ..registry import REGISTRY
 from ..result import MarginResult, base_point
@@ -286,7 +285,7 @@ def cfd_leverage_book(
         )
     if cash is None:
         first = next(iter(cfd.accounts.items()), None)
-        cash = default_cash if first is None else _money(first[1].cash, sc, f"cfd.accounts.{first[0]}.cash")
+        cash = default_cash if first is None else sc.cash_amount(first[1].cash, key_path=f"cfd.accounts.{first[0]}.cash")
     combos = pd.DataFrame(
         list(itertools.product(classes, map(float, leverage_used))), columns=["cfd_class", "leverage_used"]
     )
