@@ -675,19 +675,20 @@ def _tree_numpy_core(s, k, dt, vol, r, carry, sign, n: int, want_delta: bool) ->
     kk = k[:, None]
     row = s * np.exp(n * mu)
     v = np.maximum(sg * (row[:, None] * pw[:, 0::2] - kk), 0.0)
-    v_up = v_dn = s_up = s_dn = None
+    # (v_up, v_dn, s_up, s_dn) at step 1: set before the loop when n == 1, in it otherwise
+    step1: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     if n == 1:
-        v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
-        s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+        step1 = (v[:, 1].copy(), v[:, 0].copy(), row * pw[:, n + 1], row * pw[:, n - 1])
     for i in range(n - 1, -1, -1):
         row = s * np.exp(i * mu)
         cont = pu * v[:, 1 : i + 2] + pd * v[:, : i + 1]
         ex = sg * (row[:, None] * pw[:, n - i : n + i + 1 : 2] - kk)
         v[:, : i + 1] = np.maximum(cont, ex)
         if i == 1:
-            v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
-            s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+            step1 = (v[:, 1].copy(), v[:, 0].copy(), row * pw[:, n + 1], row * pw[:, n - 1])
     if want_delta:
+        assert step1 is not None  # n >= 1
+        v_up, v_dn, s_up, s_dn = step1
         return (v_up - v_dn) / (s_up - s_dn)
     return v[:, 0].copy()
 
@@ -742,8 +743,8 @@ def _tree(eng: str, s, k, t, vol, r, q, is_call, on_future, steps: int, want_del
         flat = [_flat(shape, np.asarray(a)) for a in args]
         _numba_tree()(*flat, steps, want_delta, out.reshape(-1))
     else:
-        flat = [np.ravel(a) for a in np.broadcast_arrays(*args)]
-        out.reshape(-1)[:] = _tree_numpy(*flat, steps, want_delta)
+        s1, k1, t1, vol1, r1, q1, call1, fut1 = (np.ravel(a) for a in np.broadcast_arrays(*args))
+        out.reshape(-1)[:] = _tree_numpy(s1, k1, t1, vol1, r1, q1, call1, fut1, steps, want_delta)
     return out
 
 

@@ -125,12 +125,12 @@ def revalue_scan(
         v_now[i] = pricing.value(mi, level[i], ki, t_now[i], vol[i], ri, qi, ci, True, engine=eng)
         x = np.maximum(level[i, None] + price_moves[set_index[i]] * price_range[i, None], 0.0)
         v = np.maximum(vol[i, None] + vol_moves[set_index[i]] * vol_range[i, None], 0.0)
-        col = [a[:, None] for a in args]
+        cols = [a[:, None] for a in args]
         v_moved[i] = pricing.value(
-            col[0], x, col[1], t_after[i, None], v, col[2], col[3], col[4], True, engine=eng
+            cols[0], x, cols[1], t_after[i, None], v, cols[2], cols[3], cols[4], True, engine=eng
         )
         xd = np.maximum(level[i, None] + delta_moves[None, :] * price_range[i, None], 0.0)
         deltas[i] = pricing.delta(
-            col[0], xd, col[1], t_after[i, None], vol[i, None], col[2], col[3], col[4], True, engine=eng
+            cols[0], xd, cols[1], t_after[i, None], vol[i, None], cols[2], cols[3], cols[4], True, engine=eng
         )
     return v_now, v_moved, deltas
