@@ -503,7 +503,9 @@ def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
                 )
     vol = np.array([mc.vol.get(n, v) for n, v in zip(names, market["vol"].values)], dtype=float)
     mu = (
-        np.array([drift.get(n, 0.0) for n in names]) if drift else np.full(len(names), 0.0 if isinstance(mc.drift, dict) else float(mc.drift))
+        np.array([drift.get(n, 0.0) for n in names])
+        if drift
+        else np.full(len(names), 0.0 if isinstance(mc.drift, dict) else float(mc.drift or 0.0))
     )
     moves = np.flatnonzero(np.nan_to_num(vol) > 0)  # underlyings without a vol keep their price
     factor = np.ones((len(names), mc.steps + 1, mc.paths))

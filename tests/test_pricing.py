@@ -525,6 +525,16 @@ def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
         _clear_engine_caches()
 
 
+def test_without_numba_compile_kernel_returns_the_python_function(monkeypatch):
+    _clear_engine_caches()
+    monkeypatch.setitem(sys.modules, "numba", None)
+    try:
+        assert not J.numba_available()
+        assert J.compile_kernel(P._tree_scalar, parallel=True) is P._tree_scalar
+    finally:
+        _clear_engine_caches()
+
+
 def test_unknown_engine_names_the_allowed_values():
     with pytest.raises(ValueError, match="'auto', 'numba', 'numpy'"):
         P.value(P.BSM, 42.0, 40.0, 0.5, 0.2, 0.1, engine="fast")
