@@ -12,6 +12,7 @@ Every method consumes an :class:`Inputs` bundle of these; nothing here computes 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -157,7 +158,7 @@ class Inputs:
         account
             Account (portfolio) names, one per position (default ``"main"``).
         """
-        normalise = None
+        normalise: Callable[[str], str] | None = None
         if self.span_file is not None:
             from .io.span_model import canonical_id as normalise
         contract = np.asarray(contract)
@@ -485,8 +486,10 @@ def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
     """``grid.monte_carlo``: simulated price / start price, dims (underlying, step, path)."""
     from .kernels.cfd import gbm_paths
 
-    mc, file = sc.grid.monte_carlo, sc.file
-    if sc.grid.path is not None:
+    grid, file = sc.grid, sc.file
+    assert grid is not None and grid.monte_carlo is not None  # the caller checked
+    mc = grid.monte_carlo
+    if grid.path is not None:
         raise InputError(
             "give grid.path or grid.monte_carlo, not both", file=file, key_path="grid.monte_carlo"
         )
@@ -500,7 +503,9 @@ def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
                 )
     vol = np.array([mc.vol.get(n, v) for n, v in zip(names, market["vol"].values)], dtype=float)
     mu = (
-        np.array([drift.get(n, 0.0) for n in names]) if drift else np.full(len(names), float(mc.drift or 0.0))
+        np.array([drift.get(n, 0.0) for n in names])
+        if drift
+        else np.full(len(names), 0.0 if isinstance(mc.drift, dict) else float(mc.drift or 0.0))
     )
     moves = np.flatnonzero(np.nan_to_num(vol) > 0)  # underlyings without a vol keep their price
     factor = np.ones((len(names), mc.steps + 1, mc.paths))

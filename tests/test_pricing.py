@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marginsim.kernels import _jit as J
 from marginsim.kernels import pricing as P
 
 ENGINES = ["numba", "numpy"]
@@ -503,8 +505,13 @@ def test_cody_normal_cdf_is_accurate():
         assert P._ncdf(x, math.exp(-0.5 * x * x)) == pytest.approx(ref, rel=5e-14 * max(1.0, x * x / 8.0))
 
 
+def _clear_engine_caches():
+    J.numba_available.cache_clear()
+    J._warn_fallback.cache_clear()
+
+
 def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
-    P._numba_available.cache_clear()
+    _clear_engine_caches()
     monkeypatch.setitem(sys.modules, "numba", None)  # "import numba" now raises ImportError
     try:
         with pytest.warns(RuntimeWarning, match="slower numpy engine"):
@@ -515,17 +522,38 @@ def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
             P.delta(P.BSM, 42.0, 40.0, 0.5, 0.2, 0.1)
             P.implied_vol(4.76, P.BSM, 42.0, 40.0, 0.5, 0.1)
     finally:
-        P._numba_available.cache_clear()
+        _clear_engine_caches()
+
+
+def test_without_numba_compile_kernel_returns_the_python_function(monkeypatch):
+    _clear_engine_caches()
+    monkeypatch.setitem(sys.modules, "numba", None)
+    try:
+        assert not J.numba_available()
+        assert J.compile_kernel(P._tree_scalar, parallel=True) is P._tree_scalar
+    finally:
+        _clear_engine_caches()
+
+
+def test_unknown_engine_names_the_allowed_values():
+    with pytest.raises(ValueError, match="'auto', 'numba', 'numpy'"):
+        P.value(P.BSM, 42.0, 40.0, 0.5, 0.2, 0.1, engine="fast")
+    assert J.resolve_engine("numpy") == "numpy" and J.resolve_engine("numba") == "numba"
 
 
 def test_import_does_not_import_numba():
-    # load the module file alone (not the marginsim package) in a fresh interpreter
+    # load the kernels package alone (not the marginsim package) in a fresh interpreter
     import subprocess
 
+    init = str(Path(P.__file__).with_name("__init__.py"))
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('pricing_alone', {P.__file__!r})\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "import importlib, importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('kernels_alone', {init!r},"
+        f" submodule_search_locations=[{str(Path(init).parent)!r}])\n"
+        "mod = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['kernels_alone'] = mod\n"
+        "spec.loader.exec_module(mod)\n"
+        "importlib.import_module('kernels_alone.pricing')\n"
         "print('numba' in sys.modules, 'scipy.special' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -42,7 +42,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import pricing
+from ._jit import Engine, compile_kernel, prange, resolve_engine
 
 __all__ = [
     "Engine",
@@ -50,9 +50,6 @@ __all__ = [
     "simulate",
     "gbm_paths",
 ]
-
-Engine = Literal["auto", "numba", "numpy"]
-"""Engine selector."""
 
 #: Names of the last axis of the per-account output of :func:`simulate` (all float64).
 ACCOUNT_VARS = (
@@ -96,8 +93,6 @@ SLOT_VARS = ("open_price", "initial", "maintenance", "realised")
 _REL_TOL = 1e-12
 _ABS_TOL = 1e-9
 
-_prange = range  # numba.prange in the compiled clone
-
 
 def _simulate_loop(
     prices,
@@ -121,7 +116,7 @@ def _simulate_loop(
     """The reference loop; see the module docstring. Writes into the output arrays."""
     n_b, n_s, _ = prices.shape
     n_a, n_k = und.shape
-    for b in _prange(n_b):
+    for b in prange(n_b):
         is_open = np.zeros((n_a, n_k), dtype=np.bool_)
         p0 = np.zeros((n_a, n_k))
         im_amt = np.zeros((n_a, n_k))
@@ -363,7 +358,7 @@ def _simulate_numpy(
 @functools.cache
 def _numba_loop() -> Callable:
     """:func:`_simulate_loop` compiled (parallel over the batch; cached on disk)."""
-    return pricing._compile(_simulate_loop, parallel=True)
+    return compile_kernel(_simulate_loop, parallel=True)
 
 
 def simulate(
@@ -470,7 +465,7 @@ def simulate(
     outs = (acct_out, slot_out, close_step, rejected)
     if engine == "python":
         _simulate_loop(*args, *outs)
-    elif pricing._resolve_engine(engine) == "numba":
+    elif resolve_engine(engine) == "numba":
         _numba_loop()(*args, *outs)
     else:
         _simulate_numpy(*args, *outs)

@@ -9,6 +9,7 @@ ranges, stresses, thresholds, ratios) are arguments, never literals.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "scan_fractions",
@@ -164,7 +165,7 @@ def top_n_concentration(
     return contribution.sum(axis=-1), contribution, is_top
 
 
-def largest_group(loss: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def largest_group(loss: ArrayLike, eligible: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The class group (last axis) with the largest loss among the eligible ones.
 
     Parameters

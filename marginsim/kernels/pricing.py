@@ -48,13 +48,12 @@ from __future__ import annotations
 import functools
 import math
 import operator
-import types
-import warnings
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ._jit import Engine, compile_kernel, prange, resolve_engine
 
 __all__ = [
     "BLACK76",
@@ -74,11 +73,7 @@ BLACK76 = 1
 BSM = 2
 """Model code: European option on a spot with continuous dividend yield (Black-Scholes-Merton)."""
 
-Engine = Literal["auto", "numba", "numpy"]
-"""Pricing engine selector."""
-
 _MODELS = (LINEAR, BLACK76, BSM)
-_ENGINES = ("auto", "numba", "numpy")
 
 _SQRT1_2 = math.sqrt(0.5)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -97,7 +92,7 @@ _NUMPY_TREE_BLOCK = 1 << 21
 
 
 # ---------------------------------------------------------------------------------------------
-# numba kernels: plain Python source, compiled by numba on first use (see _compile)
+# numba kernels: plain Python source, compiled by numba on first use (see ._jit.compile_kernel)
 # ---------------------------------------------------------------------------------------------
 
 # Normal CDF for the numba engine: W. J. Cody's rational Chebyshev approximations of erf / erfc
@@ -187,10 +182,6 @@ _DEKKER_MAX = 1e150
 # that independent elements overlap in the CPU and the branch-free passes vectorise).
 _BLOCK = 512
 
-# Loop over independent iterations: ``range`` when the kernels run as plain Python, replaced by
-# ``numba.prange`` in the copy that numba compiles (see _compile).
-_prange = range
-
 
 def _ncdf(x, e):  # pragma: no cover - compiled by numba
     """Standard normal CDF N(x), given ``e = exp(-x**2 / 2)`` (Cody; see above)."""
@@ -232,7 +223,7 @@ def _euro_blocks(model, s, k, t, vol, r, q, is_call, want_delta, rep, out):  # p
     ir = 1 if r.size == n else (2 if r.size == n_items else 0)
     iq = 1 if q.size == n else (2 if q.size == n_items else 0)
     ic = 1 if is_call.size == n else (2 if is_call.size == n_items else 0)
-    for b in _prange(nblocks):
+    for b in prange(nblocks):
         start = b * _BLOCK
         m = min(_BLOCK, n - start)
         item = start // rep
@@ -390,7 +381,7 @@ def _tree_loop(s, k, t, vol, r, q, is_call, on_future, steps, want_delta, out): 
     iq = 1 if q.size > 1 else 0
     ic = 1 if is_call.size > 1 else 0
     jf = 1 if on_future.size > 1 else 0
-    for i in _prange(out.size):
+    for i in prange(out.size):
         out[i] = _tree_scalar(
             s[i * i_s],
             k[i * ik],
@@ -497,100 +488,30 @@ def _tree_scalar(s, k, t, vol, r, q, is_call, on_future, steps, want_delta):  # 
 
 
 # ---------------------------------------------------------------------------------------------
-# engine selection and lazy compilation
+# engine selection and lazy compilation (see ._jit)
 # ---------------------------------------------------------------------------------------------
 
-
-@functools.cache
-def _numba_available() -> bool:
-    """Whether numba imports; warns once (per process) when ``engine="auto"`` must fall back."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        warnings.warn(
-            "numba cannot be imported: marginsim's kernels (pricing, SPAN aggregation, CFD paths) fall "
-            "back to the slower numpy engine (install numba for the compiled, multi-threaded engine)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return False
-    return True
-
-
-def _resolve_engine(engine: str) -> str:
-    """Map ``"auto"`` to ``"numba"`` or ``"numpy"``; check the name."""
-    if engine == "auto":
-        return "numba" if _numba_available() else "numpy"
-    if engine not in _ENGINES:
-        raise ValueError(f"engine must be one of {_ENGINES}, got {engine!r}")
-    return engine
-
-
-def _signature(*args: str):
-    """numba signature from type names: ``"f8[]"`` etc. are read-only C-contiguous 1-D inputs
-    (writable arrays convert to them, so one compilation serves both), ``"f8[w]"`` the output."""
-    from numba import types as nt
-
-    scalars = {"f8": nt.float64, "i8": nt.int64, "b1": nt.boolean}
-
-    def one(name: str):
-        if name.endswith("[]"):
-            return nt.Array(scalars[name[:-2]], 1, "C", readonly=True)
-        if name.endswith("[w]"):
-            return nt.Array(scalars[name[:-3]], 1, "C")
-        return scalars[name]
-
-    return nt.void(*(one(a) for a in args))
-
-
-def _compile(
-    fn: Callable,
-    signature=None,
-    helpers: dict[str, Callable] | None = None,
-    *,
-    suffix: str = "",
-    **options,
-) -> Callable:
-    """Compile the module-level function ``fn`` with numba (cached on disk).
-
-    ``fn`` is rebuilt on a copy of its module's globals in which ``_prange`` is ``numba.prange``
-    (a plain range unless ``parallel=True``) and the helper functions it calls are their compiled
-    versions; the module itself is not changed. ``signature``: eager compilation for these types
-    (default: lazy, per argument types). ``suffix`` is added to the compiled function's name, so
-    that variants of one function (serial / parallel) keep apart in the on-disk cache.
-    """
-    import numba
-
-    env = dict(fn.__globals__, _prange=numba.prange, **(helpers or {}))
-    clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__ + suffix
-    clone.__module__ = fn.__module__
-    options = {"cache": True, "error_model": "numpy", **options}
-    if signature is None:
-        return numba.njit(**options)(clone)
-    return numba.njit(signature, **options)(clone)
+_resolve_engine = resolve_engine
+"""Alias of :func:`marginsim.kernels.resolve_engine`, kept for ``marginsim.methods.span``."""
 
 
 @functools.cache
 def _numba_euro() -> Callable:
     """The compiled :func:`_euro_blocks` (built on first use)."""
-    import numba
-
-    ncdf = numba.njit(inline="always", error_model="numpy")(_ncdf)
-    sig = _signature("i8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1", "i8", "f8[w]")
-    return _compile(_euro_blocks, sig, {"_ncdf": ncdf}, parallel=True)
+    ncdf = compile_kernel(_ncdf, inline="always", cache=False)
+    sig = ("i8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1", "i8", "f8[w]")
+    return compile_kernel(_euro_blocks, sig, helpers={"_ncdf": ncdf}, parallel=True)
 
 
 @functools.cache
 def _numba_tree() -> Callable:
     """The compiled :func:`_tree_loop` (built on first use)."""
-    scalar = _compile(
+    scalar = compile_kernel(
         _tree_scalar,
         "float64(float64, float64, float64, float64, float64, float64, boolean, boolean, int64, boolean)",
-        {},
     )
-    sig = _signature("f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1[]", "i8", "b1", "f8[w]")
-    return _compile(_tree_loop, sig, {"_tree_scalar": scalar}, parallel=True)
+    sig = ("f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "f8[]", "b1[]", "b1[]", "i8", "b1", "f8[w]")
+    return compile_kernel(_tree_loop, sig, helpers={"_tree_scalar": scalar}, parallel=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,19 +675,20 @@ def _tree_numpy_core(s, k, dt, vol, r, carry, sign, n: int, want_delta: bool) ->
     kk = k[:, None]
     row = s * np.exp(n * mu)
     v = np.maximum(sg * (row[:, None] * pw[:, 0::2] - kk), 0.0)
-    v_up = v_dn = s_up = s_dn = None
+    # (v_up, v_dn, s_up, s_dn) at step 1: set before the loop when n == 1, in it otherwise
+    step1: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     if n == 1:
-        v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
-        s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+        step1 = (v[:, 1].copy(), v[:, 0].copy(), row * pw[:, n + 1], row * pw[:, n - 1])
     for i in range(n - 1, -1, -1):
         row = s * np.exp(i * mu)
         cont = pu * v[:, 1 : i + 2] + pd * v[:, : i + 1]
         ex = sg * (row[:, None] * pw[:, n - i : n + i + 1 : 2] - kk)
         v[:, : i + 1] = np.maximum(cont, ex)
         if i == 1:
-            v_up, v_dn = v[:, 1].copy(), v[:, 0].copy()
-            s_up, s_dn = row * pw[:, n + 1], row * pw[:, n - 1]
+            step1 = (v[:, 1].copy(), v[:, 0].copy(), row * pw[:, n + 1], row * pw[:, n - 1])
     if want_delta:
+        assert step1 is not None  # n >= 1
+        v_up, v_dn, s_up, s_dn = step1
         return (v_up - v_dn) / (s_up - s_dn)
     return v[:, 0].copy()
 
@@ -821,8 +743,8 @@ def _tree(eng: str, s, k, t, vol, r, q, is_call, on_future, steps: int, want_del
         flat = [_flat(shape, np.asarray(a)) for a in args]
         _numba_tree()(*flat, steps, want_delta, out.reshape(-1))
     else:
-        flat = [np.ravel(a) for a in np.broadcast_arrays(*args)]
-        out.reshape(-1)[:] = _tree_numpy(*flat, steps, want_delta)
+        s1, k1, t1, vol1, r1, q1, call1, fut1 = (np.ravel(a) for a in np.broadcast_arrays(*args))
+        out.reshape(-1)[:] = _tree_numpy(s1, k1, t1, vol1, r1, q1, call1, fut1, steps, want_delta)
     return out
 
 
@@ -921,7 +843,7 @@ def value(
     ValueError
         For an unknown model code, engine name or a non-positive ``steps``.
     """
-    eng = _resolve_engine(engine)
+    eng = resolve_engine(engine)
     return _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_delta=False)
 
 
@@ -990,7 +912,7 @@ def delta(
     ValueError
         For an unknown model code, engine name or a non-positive ``steps``.
     """
-    eng = _resolve_engine(engine)
+    eng = resolve_engine(engine)
     return _evaluate(eng, model, s, k, t, vol, r, q, is_call, american, steps, want_delta=True)
 
 
@@ -1047,7 +969,7 @@ def american_binomial(
     numpy.ndarray
         Option value [price units per unit of underlying], float64, broadcast shape.
     """
-    eng = _resolve_engine(engine)
+    eng = resolve_engine(engine)
     s, k, t, vol, r, q = (_as_float(x) for x in (s, k, t, vol, r, q))
     return _tree(
         eng, s, k, t, vol, r, q, _as_bool(is_call), _as_bool(on_future), _as_steps(steps), want_delta=False
@@ -1126,7 +1048,7 @@ def implied_vol(
         Implied volatility [1/sqrt(year), decimal], float64, broadcast shape; NaN where no vol
         reproduces the price.
     """
-    eng = _resolve_engine(engine)
+    eng = resolve_engine(engine)
     model = _as_model(model)
     price, s, k, t, r, q = (_as_float(x) for x in (price, s, k, t, r, q))
     is_call, american = _as_bool(is_call), _as_bool(american)

@@ -10,32 +10,35 @@ scenario arrays. American options go through the pricing module's tree.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
 from . import pricing
+from ._jit import Engine, compile_kernel, prange, resolve_engine
 
 __all__ = ["revalue_scan"]
 
 
+def _moves(
+    level, price_range, vol, vol_range, set_index, price_moves, vol_moves, x, v
+):  # pragma: no cover - compiled
+    """Compiled twin of the numpy branch of :func:`_moved`: writes the moved prices and vols
+    (floored at 0; NaN stays NaN, as ``np.maximum``) into ``x`` and ``v``, parallel over items."""
+    n_s = price_moves.shape[1]
+    for i in prange(level.shape[0]):
+        j = set_index[i]
+        for s in range(n_s):
+            xi = level[i] + price_moves[j, s] * price_range[i]
+            vi = vol[i] + vol_moves[j, s] * vol_range[i]
+            x[i, s] = 0.0 if xi < 0.0 else xi
+            v[i, s] = 0.0 if vi < 0.0 else vi
+
+
 @functools.cache
-def _numba_moves():
-    import numba
-
-    @numba.njit(parallel=True, cache=True)
-    def moves(
-        level, price_range, vol, vol_range, set_index, price_moves, vol_moves, x, v
-    ):  # pragma: no cover
-        n_s = price_moves.shape[1]
-        for i in numba.prange(level.shape[0]):
-            j = set_index[i]
-            for s in range(n_s):
-                xi = level[i] + price_moves[j, s] * price_range[i]
-                vi = vol[i] + vol_moves[j, s] * vol_range[i]
-                x[i, s] = 0.0 if xi < 0.0 else xi  # NaN stays NaN, as np.maximum
-                v[i, s] = 0.0 if vi < 0.0 else vi
-
-    return moves
+def _numba_moves() -> Callable[..., None]:
+    """The compiled :func:`_moves` (built on first use; cached on disk)."""
+    return compile_kernel(_moves, parallel=True, error_model="python")
 
 
 def _moved(eng, level, price_range, vol, vol_range, set_index, price_moves, vol_moves):
@@ -68,7 +71,7 @@ def revalue_scan(
     vol_moves: np.ndarray,
     delta_moves: np.ndarray,
     *,
-    engine: pricing.Engine = "auto",
+    engine: Engine = "auto",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values now, values in every scenario, and deltas at the delta points.
 
@@ -92,7 +95,7 @@ def revalue_scan(
     v_now, v_moved, deltas
         Shapes ``(n,)``, ``(n, S)``, ``(n, D)`` [price units per unit; delta per unit].
     """
-    eng = pricing._resolve_engine(engine)
+    eng = resolve_engine(engine)
     f = np.ascontiguousarray
     model = f(model, dtype=np.int64)
     level, strike, price_range, vol, vol_range, t_now, t_after, r, q = (
@@ -122,12 +125,12 @@ def revalue_scan(
         v_now[i] = pricing.value(mi, level[i], ki, t_now[i], vol[i], ri, qi, ci, True, engine=eng)
         x = np.maximum(level[i, None] + price_moves[set_index[i]] * price_range[i, None], 0.0)
         v = np.maximum(vol[i, None] + vol_moves[set_index[i]] * vol_range[i, None], 0.0)
-        col = [a[:, None] for a in args]
+        cols = [a[:, None] for a in args]
         v_moved[i] = pricing.value(
-            col[0], x, col[1], t_after[i, None], v, col[2], col[3], col[4], True, engine=eng
+            cols[0], x, cols[1], t_after[i, None], v, cols[2], cols[3], cols[4], True, engine=eng
         )
         xd = np.maximum(level[i, None] + delta_moves[None, :] * price_range[i, None], 0.0)
         deltas[i] = pricing.delta(
-            col[0], xd, col[1], t_after[i, None], vol[i, None], col[2], col[3], col[4], True, engine=eng
+            cols[0], xd, cols[1], t_after[i, None], vol[i, None], cols[2], cols[3], cols[4], True, engine=eng
         )
     return v_now, v_moved, deltas

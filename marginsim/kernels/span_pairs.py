@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import pricing
 from . import span as K
+from ._jit import compile_kernel, prange
 from .grouping import apply_to_entries, group_sum, membership
 
 __all__ = [
@@ -155,7 +155,6 @@ def pairs_of(position_account: np.ndarray, position_cc: np.ndarray, n_accounts: 
 
 # -- numba kernels (module-level Python functions, compiled on first use, cached on disk) -----------
 
-_prange = range  # numba.prange in the compiled copies
 _CHUNKS = 64  # blocks of pairs / accounts a kernel hands to its threads (scratch arrays once per block)
 
 
@@ -235,7 +234,7 @@ def _net_flush(m, seen, net, pair_of, kind, out):  # pragma: no cover - compiled
 
 
 def _scan(loss, pair, time_idx, risk, active, prisk):  # pragma: no cover - compiled
-    for p in _prange(loss.shape[0]):
+    for p in prange(loss.shape[0]):
         _scan_block(loss, p, pair, time_idx, risk, active, prisk, p)
 
 
@@ -288,7 +287,7 @@ def _book_pass(
     for a in range(n_accounts):
         max_pairs = max(max_pairs, account_ptr[a + 1] - account_ptr[a])
     n_chunks = min(n_accounts, _CHUNKS)
-    for chunk in _prange(n_chunks):
+    for chunk in prange(n_chunks):
         block = np.zeros((max_pairs, n_g, n_s))
         stamp = np.full(n_k, -1, dtype=np.int64)
         net = np.zeros(n_k)
@@ -349,7 +348,7 @@ def _intra(
     for s in range(sp_rate.size):
         max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
     n_chunks = min(n_p, _CHUNKS)
-    for chunk in _prange(n_chunks):
+    for chunk in prange(n_chunks):
         rem = np.empty(n_m)
         cons = np.empty(n_m)
         part = np.empty((max_legs, n_m))
@@ -434,7 +433,7 @@ def _inter(
         max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
     rem = net_left.copy()
     n_chunks = min(n_accounts, _CHUNKS)
-    for chunk in _prange(n_chunks):
+    for chunk in prange(n_chunks):
         legs = np.empty(max_legs, dtype=np.int64)
         held = np.empty(n_words, dtype=np.uint64)
         for a in range(chunk * n_accounts // n_chunks, (chunk + 1) * n_accounts // n_chunks):
@@ -492,7 +491,7 @@ def _kernel(name: str, items: int = 0):
     key = (name, parallel)
     if key not in _COMPILED:
         # distinct names: the on-disk cache keeps the two variants apart
-        _COMPILED[key] = pricing._compile(
+        _COMPILED[key] = compile_kernel(
             globals()[name], helpers=_helpers(), suffix="_parallel" if parallel else "", parallel=parallel
         )
     return _COMPILED[key]
@@ -502,7 +501,7 @@ def _kernel(name: str, items: int = 0):
 def _helpers() -> dict:
     """The compiled helpers the kernels call (inlined into them)."""
     return {
-        name: pricing._compile(globals()[name], inline="always")
+        name: compile_kernel(globals()[name], inline="always")
         for name in ("_scan_block", "_by_account", "_net_add", "_net_flush")
     }
 

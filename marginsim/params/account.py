@@ -67,6 +67,27 @@ INVESTOR_CLASSES: tuple[str, ...] = (
     "professional",
 )
 InvestorClass = Literal["conservative", "cautious", "balanced", "aggressive", "radical", "professional"]
+# contract types, the methods that can set their exchange requirement, the other methods
+_ContractType = Literal["future", "call", "put", "stock", "cfd"]
+_MarginSource = Literal["span", "portfolio_margin", "cfd"]
+_OtherMethod = Literal["portfolio_margin", "cfd"]
+
+
+def _default_controlled_classes() -> list[InvestorClass]:
+    return ["balanced", "aggressive", "radical"]
+
+
+def _default_currency_groups() -> dict[str, CurrencyGroup]:
+    return {"HKD": "HK_", "CNH": "CN_", "CNY": "CN_"}
+
+
+def _default_margin_source() -> dict[_ContractType, _MarginSource]:
+    return {"future": "span", "call": "span", "put": "span", "stock": "portfolio_margin", "cfd": "cfd"}
+
+
+def _default_method_currency_group() -> dict[_OtherMethod, CurrencyGroup]:
+    return {"portfolio_margin": "NonHK_", "cfd": "NonHK_"}
+
 
 #: House default benchmark rates [decimal per year] (illustrative levels; override them in the file
 #: with the day's rates). A currency with a balance and no benchmark is an error, never 0.
@@ -374,7 +395,7 @@ class EligibilityParams(_Model):
         description="Balanced investors trade controlled products with experience or equity above this [USD].",
     )
     controlled_classes: list[InvestorClass] = Field(
-        default_factory=lambda: ["balanced", "aggressive", "radical"],
+        default_factory=_default_controlled_classes,
         description="Non-professional classes that may trade controlled products after approval.",
     )
 
@@ -420,7 +441,7 @@ class AccountParams(_Model):
         default_factory=dict, description="Per contract, SPAN combined commodity or underlying."
     )
     currency_group_of_currency: dict[Currency, CurrencyGroup] = Field(
-        default_factory=lambda: {"HKD": "HK_", "CNH": "CN_", "CNY": "CN_"},
+        default_factory=_default_currency_groups,
         description="Default currency group of a product by its currency; others: `default_currency_group`.",
     )
     default_currency_group: CurrencyGroup = "NonHK_"
@@ -430,20 +451,12 @@ class AccountParams(_Model):
     maintenance_markup: NonNegFloat = Field(
         0.0, description="Broker maintenance = exchange maintenance x (1 + markup) (never below it)."
     )
-    margin_source: dict[
-        Literal["future", "call", "put", "stock", "cfd"], Literal["span", "portfolio_margin", "cfd"]
-    ] = Field(
-        default_factory=lambda: {
-            "future": "span",
-            "call": "span",
-            "put": "span",
-            "stock": "portfolio_margin",
-            "cfd": "cfd",
-        },
+    margin_source: dict[_ContractType, _MarginSource] = Field(
+        default_factory=_default_margin_source,
         description="Method that sets the exchange requirement of a contract type without `margin` data.",
     )
-    method_currency_group: dict[Literal["portfolio_margin", "cfd"], CurrencyGroup] = Field(
-        default_factory=lambda: {"portfolio_margin": "NonHK_", "cfd": "NonHK_"},
+    method_currency_group: dict[_OtherMethod, CurrencyGroup] = Field(
+        default_factory=_default_method_currency_group,
         description="Currency group of the requirements of other methods (in the reporting currency).",
     )
     calendar: str = Field(

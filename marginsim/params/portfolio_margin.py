@@ -42,7 +42,6 @@ ProductClass = Literal["equity", "broad_index_high_cap", "broad_index", "sector_
 Entity = Literal["LLC", "HK", "AU", "LUX", "IE", "CE", "SG"]
 
 
-
 class ScanRange(_Model):
     """Price scan range of a product class: the edge of the ten-point scan, up and down."""
 
@@ -51,7 +50,7 @@ class ScanRange(_Model):
 
 
 #: FINRA Rule 4210(g)(2)(F) minimum ranges per product class: (up, down) [fraction of price].
-FINRA_SCAN_RANGES: dict[str, tuple[float, float]] = {
+FINRA_SCAN_RANGES: dict[ProductClass, tuple[float, float]] = {
     "equity": (0.15, 0.15),
     "sector_index": (0.15, 0.15),
     "broad_index_high_cap": (0.06, 0.08),
@@ -59,8 +58,12 @@ FINRA_SCAN_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _default_ranges() -> dict[str, ScanRange]:
+def _default_ranges() -> dict[ProductClass, ScanRange]:
     return {k: ScanRange(up=u, down=d) for k, (u, d) in FINRA_SCAN_RANGES.items()}
+
+
+def _all_product_classes() -> list[ProductClass]:
+    return ["equity", "broad_index_high_cap", "broad_index", "sector_index"]
 
 
 class ExtremeScanParams(_Model):
@@ -84,7 +87,7 @@ class ConcentrationParams(_Model):
     top_stress: PosFraction = Field(0.30, description="Stress of the riskiest class groups [fraction].")
     rest_stress: Fraction = Field(0.05, description="Stress of the other class groups [fraction].")
     product_classes: list[ProductClass] = Field(
-        default_factory=lambda: ["equity", "broad_index_high_cap", "broad_index", "sector_index"],
+        default_factory=_all_product_classes,
         description="Product classes whose class groups take part (default: all).",
     )
 
@@ -246,7 +249,7 @@ class PortfolioMarginParams(_Model):
 
     @field_validator("ranges", mode="after")
     @classmethod
-    def _merge_ranges(cls, v: dict[str, ScanRange]) -> dict[str, ScanRange]:
+    def _merge_ranges(cls, v: dict[ProductClass, ScanRange]) -> dict[ProductClass, ScanRange]:
         return {**_default_ranges(), **v}
 
     @model_validator(mode="after")
