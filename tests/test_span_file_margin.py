@@ -14,7 +14,7 @@ import pytest
 
 import marginsim
 from marginsim.cli import main
-from marginsim.io.spanxml import read_span_xml
+from marginsim.io.span import read_span_xml
 
 TAKAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "span" / "takas.spn"
 pytestmark = pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
