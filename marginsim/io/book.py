@@ -37,6 +37,8 @@ in memory: ``account_name`` and ``position_start`` (first position of each accou
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,14 +86,12 @@ def _orders(inputs: Inputs, position: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _strings(values) -> np.ndarray:
+def _strings(values: Iterable[object]) -> np.ndarray:
     """Variable-length strings (zarr v3 ``string``; fixed-width unicode has no v3 spec)."""
     return np.array([str(v) for v in values], dtype=object)
 
 
-def _utc(t) -> np.datetime64:
-    import datetime as dt
-
+def _utc(t: dt.datetime) -> np.datetime64:
     if isinstance(t, dt.datetime) and t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return np.datetime64(t, "ns")
@@ -215,7 +215,7 @@ def open_book(
     contracts: xr.Dataset,
     *,
     accounts: int = 1000,
-    normalise=None,
+    normalise: Callable[[str], str] | None = None,
 ) -> tuple[xr.Dataset, Universe]:
     """Open a stored book lazily: ``accounts`` accounts per chunk.
 
@@ -314,6 +314,7 @@ def open_book(
     for name in ("open_price", "opened"):
         if name in lazy:
             data[name] = ("position", lazy[name].data)
+    coords: xr.Coordinates | dict[str, np.ndarray]
     if "position_number" in ds:
         coords = {"position": np.asarray(ds["position_number"].values, dtype=np.int64)}
     else:

@@ -315,7 +315,7 @@ class FieldReader:
                 ok = rtext is not None and int(rtext) == self.rate_id
             except ValueError:
                 raise self.error(
-                    f"<r> is not an integer: {rtext[:40]!r}",
+                    f"<r> is not an integer: {(rtext or '')[:40]!r}",
                     join(rel, f"{tag}[{i}].r" if many else f"{tag}.r"),
                 ) from None
             if ok:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import xarray as xr
 from ...errors import InputError
 from ...model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
 from ...params.span import SpanParams
-from ...scenario import ScenarioFile
+from ...scenario import Contract, ScenarioFile
 from .reader import read_span_xml
 from .records import AnyPortfolio, SpanFile
 
@@ -386,8 +386,8 @@ def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
         )
     n_points = table["risk_array"].shape[1]
 
-    def user_col(get, fill=np.nan, dtype=float):
-        return np.array([fill if get(c) is None else get(c) for _, c in user], dtype=dtype)
+    def user_col(get: Callable[[Contract], float | None], fill: float = np.nan) -> np.ndarray:
+        return np.array([fill if get(c) is None else get(c) for _, c in user], dtype=float)
 
     user_ra = np.full((len(user), n_points), np.nan)
     for i, (_, c) in enumerate(user):
