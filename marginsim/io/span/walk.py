@@ -71,8 +71,10 @@ class TreeWalker(FieldReader):
     def on_start(self, tag: str, kind: str) -> None:
         """The side effects of the start tag of an element of kind ``kind``, just pushed.
 
-        :attr:`tags` and :attr:`idx` already name the element (an error raised here names it);
-        :attr:`kinds` does not have it yet (``kinds[-1]`` is the parent's).
+        Called for containers and skipped elements, not for records and header leaves (the
+        elements there are most of: they have no start-tag effects). :attr:`tags` and :attr:`idx`
+        already name the element (an error raised here names it); :attr:`kinds` does not have it
+        yet (``kinds[-1]`` is the parent's).
         """
 
     def on_end(self, elem: Element, kind: str) -> None:
@@ -90,7 +92,8 @@ class TreeWalker(FieldReader):
         self.idx.append(n)
         self.counts.append({})
         self.elems.append(elem)
-        self.on_start(tag, kind)
+        if kind != "record" and kind != "leaf":
+            self.on_start(tag, kind)
         self.kinds.append(kind)
         self.kept.append(0)
 
