@@ -90,7 +90,8 @@ def lazy_inputs(n_accounts: int, positions: int, chunk: int):
     import xarray as xr
     from xarray.indexes import RangeIndex
 
-    from marginsim.model import Universe, build_inputs
+    from marginsim.api import build_inputs
+    from marginsim.model import Universe
 
     inputs = build_inputs(scenario())
     n_k = inputs.contracts.sizes["contract"]
@@ -126,7 +127,7 @@ def _short_block(b, chunk, acc, positions, n_k):
 
 
 def memory_inputs(n_accounts: int, positions: int, chunk: int):
-    from marginsim.model import build_inputs
+    from marginsim.api import build_inputs
 
     inputs = build_inputs(scenario())
     n_k = inputs.contracts.sizes["contract"]

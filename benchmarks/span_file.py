@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import marginsim
-from marginsim.io.span_model import file_contract_table
-from marginsim.io.spanxml import read_span_xml
+from marginsim.io.span import clear_span_file_cache, file_contract_table, read_span_xml
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "span" / "takas.spn"
 
@@ -100,7 +99,6 @@ def main() -> None:
     print(f"{n:,} random portfolios of 1-20 positions ({ids.size:,} positions) on {args.file.name}")
 
     # -- marginsim: parse once, then all portfolios in one vectorised call -------------------------------
-    from marginsim.io import span_model
     from marginsim.methods import span as span_plans
     from marginsim.methods.span import span_margin
 
@@ -113,7 +111,7 @@ def main() -> None:
     t_first = time.perf_counter() - t0
 
     def parse():
-        span_model._read_cached.cache_clear()  # time the parse, not the in-process cache
+        clear_span_file_cache()  # time the parse, not the in-process cache
         return marginsim.load(base)  # parse the file, build contracts and parameters
 
     parse_times, plan_times = [], []

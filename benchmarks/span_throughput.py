@@ -19,10 +19,11 @@ import _synthetic  # noqa: I001 - the sibling module of the benchmark scripts
 import numpy as np
 
 from marginsim import scenario_sets
+from marginsim.api import build_inputs
 from marginsim.kernels import pricing
 from marginsim.kernels.scan import revalue_scan
 from marginsim.methods.span import span_margin
-from marginsim.model import Inputs, book_from_arrays, build_inputs, contracts_from_arrays
+from marginsim.model import Inputs, book_from_arrays, contracts_from_arrays
 from marginsim.scenario import parse_scenario
 
 N_UNDERLYINGS = 20

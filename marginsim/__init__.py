@@ -8,9 +8,9 @@ Quick use::
     result.to_dict()        # the JSON contract of `marginsim margin FILE --json`
 """
 
-from .api import load, margin
+from .api import build_inputs, load, margin
 from .errors import InputError
-from .model import Inputs, build_inputs
+from .model import Inputs
 from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
 

@@ -7,12 +7,34 @@ from pathlib import Path
 
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from . import scale
-from .model import Inputs, build_inputs
+from .io.book import read_book
+from .io.span import inputs_from_span_file
+from .model import Inputs, inputs_from_scenario
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
 
-__all__ = ["margin", "load"]
+__all__ = ["margin", "load", "build_inputs"]
+
+
+def build_inputs(sc: ScenarioFile) -> Inputs:
+    """The data model of a validated scenario file.
+
+    Parameters
+    ----------
+    sc
+        A validated scenario file (:func:`marginsim.scenario.load_scenario`).
+
+    Returns
+    -------
+    Inputs
+        Book, contracts, market and grid Datasets: from the clearing-house file of ``span.source``
+        (:func:`marginsim.io.span.inputs_from_span_file`) when the scenario names one, else from
+        the scenario's own contracts (:func:`marginsim.model.inputs_from_scenario`).
+    """
+    if sc.span is not None and sc.span.source is not None:
+        return inputs_from_span_file(sc)
+    return inputs_from_scenario(sc)
 
 
 def load(scenario: str | Path | dict | ScenarioFile) -> Inputs:
@@ -72,8 +94,6 @@ def margin(
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
     held_names = None
     if book is not None:
-        from .io.book import read_book
-
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.held_contracts()]
     elif not inputs.is_lazy:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["main"]
 
@@ -53,24 +58,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_span_file(args: argparse.Namespace) -> int:
     import json
 
-    from .io.span_model import file_contract_ids, load_span_file
-    from .io.spanxml import summarize
+    from .io.span import file_contract_ids, load_span_file, summarize
 
     sf = load_span_file(args.file)
     if args.contracts is not None:
         listing = file_contract_ids(sf, args.contracts or None)
         if args.json:
-            rows = [
-                {
-                    "id": str(c),
-                    **{
-                        k: listing[k].values[i].item()
-                        for k in ("type", "group", "price", "strike", "multiplier", "month")
-                    },
-                }
-                for i, c in enumerate(listing["contract"].values)
-            ]
-            sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(_contract_rows(listing), indent=2) + "\n")
             return 0
         print(f"{'id':<32}{'type':<8}{'combined commodity':<20}{'price':>12}{'strike':>10}{'multiplier':>12}")
         for i, c in enumerate(listing["contract"].values):
@@ -107,6 +101,24 @@ def _cmd_span_file(args: argparse.Namespace) -> int:
     )
     print("  combined commodities: " + ", ".join(sf.combined_commodities))
     return 0
+
+
+def _contract_rows(listing: xr.Dataset) -> list[dict[str, Any]]:
+    """The rows of ``marginsim span-file FILE --contracts --json``: plain JSON values.
+
+    ``id``, ``type``, ``group`` (combined commodity), ``price`` [price units], ``strike`` [price
+    units; null for a future or a physical], ``multiplier`` [currency per price point per
+    contract] and ``month`` (YYYYMM).
+    """
+    cols = {
+        k: listing[k].values.tolist() for k in ("type", "group", "price", "strike", "multiplier", "month")
+    }
+    ids = [str(c) for c in listing["contract"].values.tolist()]
+
+    def plain(v: Any) -> Any:
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    return [{"id": c, **{k: plain(v[i]) for k, v in cols.items()}} for i, c in enumerate(ids)]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,8 @@ from .scenario import ScenarioFile
 
 __all__ = [
     "Inputs",
-    "build_inputs",
+    "inputs_from_scenario",
+    "is_dask",
     "contracts_from_arrays",
     "build_market",
     "build_grid",
@@ -74,7 +75,7 @@ class Universe:
     extra_accounts: bool = True
 
 
-def _is_dask(ds: xr.Dataset) -> bool:
+def is_dask(ds: xr.Dataset) -> bool:
     """Whether any variable of ``ds`` is a dask (chunked) array."""
     return any(v.chunks is not None for v in ds.variables.values())
 
@@ -91,7 +92,7 @@ class Inputs:
         Dataset over ``position``: ``contract`` (name), ``contract_index``, ``quantity``,
         ``account`` (name), ``account_index``.
     contracts
-        Dataset over ``contract`` (see :func:`build_inputs`).
+        Dataset over ``contract`` (see :func:`inputs_from_scenario`).
     market
         Dataset over ``underlying`` and the market grid dims: ``price``, ``vol``, ``rate``,
         ``dividend_yield``, ``currency``, ``fx``.
@@ -104,6 +105,11 @@ class Inputs:
     universe
         The whole book, when :attr:`book` is one chunk of its accounts (see :class:`Universe`);
         ``None``: the book is whole.
+    normalise_contract_id
+        Spelling normaliser of contract names, applied to the names of a book that do not match
+        as given (:meth:`with_book`, stored books); set by the reader of a clearing-house file
+        (:func:`marginsim.io.span.canonical_id`: any spelling of a strike); ``None``: names must
+        match exactly.
     derived
         What methods derive from the definitions once and reuse across books (SPAN's plan of a
         clearing-house file). Shared by :meth:`with_book` and other copies; each entry checks
@@ -118,6 +124,7 @@ class Inputs:
     span_params: SpanParams | None = None
     span_file: Any = None
     universe: Universe | None = None
+    normalise_contract_id: Callable[[str], str] | None = None
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -129,7 +136,7 @@ class Inputs:
     def is_lazy(self) -> bool:
         """Whether the book or the market is backed by dask arrays (a chunked run: see
         :mod:`marginsim.scale`; :func:`marginsim.margin` runs methods on it chunk by chunk)."""
-        return _is_dask(self.book) or _is_dask(self.market)
+        return is_dask(self.book) or is_dask(self.market)
 
     def require_in_memory(self, function: str) -> None:
         """Raise for lazy inputs: a method function runs on in-memory inputs only."""
@@ -158,13 +165,10 @@ class Inputs:
         account
             Account (portfolio) names, one per position (default ``"main"``).
         """
-        normalise: Callable[[str], str] | None = None
-        if self.span_file is not None:
-            from .io.span_model import canonical_id as normalise
         contract = np.asarray(contract)
         if contract.dtype.kind not in "iu":
             contract = contract_indices(
-                self.contracts, contract, normalise=normalise, file=self.scenario.file
+                self.contracts, contract, normalise=self.normalise_contract_id, file=self.scenario.file
             )
         book = book_from_arrays(self.contracts, contract=contract, quantity=quantity, account=account)
         return replace(self, book=book, universe=None)
@@ -320,23 +324,36 @@ class Inputs:
         return prem
 
 
-def build_inputs(sc: ScenarioFile) -> Inputs:
-    """Turn a validated scenario file into the xarray data model.
+def inputs_from_scenario(sc: ScenarioFile) -> Inputs:
+    """Turn a validated scenario file that defines its own contracts into the xarray data model.
+
+    A scenario whose ``span.source`` names a clearing-house file is built by
+    :func:`marginsim.io.span.inputs_from_span_file`; :func:`marginsim.api.build_inputs` chooses.
 
     Parameters
     ----------
     sc
-        A validated scenario file (:func:`marginsim.scenario.load_scenario`).
+        A validated scenario file (:func:`marginsim.scenario.load_scenario`) without
+        ``span.source``.
 
     Returns
     -------
     Inputs
         Book, contracts, market and grid Datasets.
+
+    Raises
+    ------
+    InputError
+        For a scenario with ``span.source`` (use :func:`marginsim.api.build_inputs`).
     """
     if sc.span is not None and sc.span.source is not None:
-        from .io.span_model import inputs_from_span_file
-
-        return inputs_from_span_file(sc)
+        raise InputError(
+            "the scenario's contracts come from the clearing-house file of span.source: build its "
+            "inputs with marginsim.build_inputs (marginsim.io.span.inputs_from_span_file), not "
+            "marginsim.model.inputs_from_scenario",
+            file=sc.file,
+            key_path="span.source",
+        )
 
     # -- market and grid -------------------------------------------------------------------
     m = list(sc.market.values())

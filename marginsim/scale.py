@@ -60,7 +60,8 @@ import numpy as np
 import xarray as xr
 
 from .errors import InputError
-from .model import Inputs, Universe, book_from_arrays
+from .io.book import POSITION_VARS, chunk_book
+from .model import Inputs, Universe, book_from_arrays, is_dask
 from .registry import REGISTRY, ChunkLayout, MethodSpec, Ragged, applicable_methods
 from .scenario import Position
 
@@ -78,9 +79,6 @@ __all__ = [
     "auto_accounts_per_chunk",
 ]
 
-#: Position variables of a lazy book.
-POSITION_VARS = ("contract_index", "quantity", "account_index", "open_price", "opened")
-
 _MARGINED = "position_margined"
 _VALID = "\x00valid:"  # + ragged dim: which rows of a padded dim are the method's
 _ATTR = "\x00attr:"  # + attr name: an attr whose value depends on the data (set by compact)
@@ -92,60 +90,12 @@ _TEMPLATE = "\x00template"  # the template's account (no positions); never a rea
 # ------------------------------------------------------------------------------------------------
 
 
-def is_dask(ds: xr.Dataset) -> bool:
-    """Whether any variable of ``ds`` is a dask (chunked) array."""
-    return any(v.chunks is not None for v in ds.variables.values())
-
-
 _is_dask = is_dask
 
 
 def is_lazy(inputs: Inputs) -> bool:
     """Whether the book or the market of ``inputs`` is backed by dask arrays."""
     return inputs.is_lazy
-
-
-def chunk_book(book: xr.Dataset, accounts: int) -> xr.Dataset:
-    """An in-memory book as a lazy book: sorted by account, ``accounts`` accounts per chunk.
-
-    Parameters
-    ----------
-    book
-        An in-memory book (:func:`marginsim.model.book_from_arrays`).
-    accounts
-        Accounts per chunk [count], >= 1.
-
-    Returns
-    -------
-    xarray.Dataset
-        Position variables as dask arrays chunked along ``position`` at account boundaries
-        (positions keep their ``position`` numbers), ``account_name`` and ``position_start`` in
-        memory.
-    """
-    if accounts < 1:
-        raise InputError(f"accounts per chunk must be >= 1, not {accounts}", key_path="chunks")
-    import dask.array as da
-
-    acct = book["account_index"].values
-    n_a = book.sizes["account"]
-    order = np.argsort(acct, kind="stable")
-    counts = np.bincount(acct, minlength=n_a).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    bounds = np.append(starts[::accounts], acct.size) if n_a else np.array([0, 0])
-    sizes = tuple(int(x) for x in np.diff(bounds))
-    data = {}
-    for name in POSITION_VARS:
-        if name in book:
-            arr = book[name].values[order]
-            data[name] = ("position", da.from_array(arr, chunks=(sizes,)), book[name].attrs)
-    return xr.Dataset(
-        {
-            **data,
-            "account_name": ("account", book["account_name"].values),
-            "position_start": ("account", starts),
-        },
-        coords={"position": book["position"].values[order]},
-    )
 
 
 def chunk(inputs: Inputs, accounts: int, *, grid: Mapping[str, int] | None = None) -> Inputs:

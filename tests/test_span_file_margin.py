@@ -14,7 +14,9 @@ import pytest
 
 import marginsim
 from marginsim.cli import main
-from marginsim.io.spanxml import read_span_xml
+from marginsim.io.span import canonical_id, file_contract_table, read_span_xml
+from marginsim.methods.span import span_margin
+from marginsim.model import inputs_from_scenario
 
 TAKAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "span" / "takas.spn"
 pytestmark = pytest.mark.skipif(not TAKAS.exists(), reason="../shared/data/span/takas.spn is not available")
@@ -146,6 +148,44 @@ def test_span_file_command(capsys):
     assert main(["span-file", str(TAKAS), "--contracts", "AKBNKE"]) == 0
     out = capsys.readouterr().out
     assert "AKBNKE:F:201606S0" in out and "AKBNKE:PHY" in out
+
+
+def _no_nan(name: str) -> float:
+    raise ValueError(f"not JSON: {name}")
+
+
+def test_span_file_contracts_json(sf, capsys):
+    # was an AttributeError ('str' object has no attribute 'item'): the listing's object columns
+    assert main(["span-file", str(TAKAS), "--contracts", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out, parse_constant=_no_nan)  # strict JSON: no NaN
+    table = file_contract_table(sf)
+    assert [r["id"] for r in rows] == table["names"].tolist()
+    by_id = {r["id"]: r for r in rows}
+    fut_row = by_id["AKBNKE:F:201606S0"]
+    assert fut_row["type"] == "future" and fut_row["group"] == "AKBNKE" and fut_row["strike"] is None
+    assert fut_row["month"] == 201606 and isinstance(fut_row["multiplier"], float)
+    call = by_id["AKBNKE:C:201606S0:7.5"]
+    assert call["type"] == "call" and call["strike"] == 7.5
+    assert main(["span-file", str(TAKAS), "--contracts", "AKBNKE", "--json"]) == 0
+    only = json.loads(capsys.readouterr().out, parse_constant=_no_nan)
+    assert only and {r["group"] for r in only} == {"AKBNKE"}
+    assert only == [r for r in rows if r["group"] == "AKBNKE"]
+
+
+def test_with_book_normalises_the_strike_spelling():
+    inputs = marginsim.load(scenario([]))
+    assert inputs.normalise_contract_id is canonical_id
+    a = span_margin(inputs.with_book(["AKBNKE:C:201606S0:7.5"], [-1.0]))
+    b = span_margin(inputs.with_book(["AKBNKE:C:201606S0:7.50"], [-1.0]))
+    assert float(a["maintenance"].sel(account="main")) == float(b["maintenance"].sel(account="main"))
+
+
+def test_inputs_of_a_span_file_come_from_the_api():
+    sc = marginsim.parse_scenario(scenario([{"contract": "AKBNKE:F:201606S0", "quantity": 1}]))
+    with pytest.raises(marginsim.InputError, match="span.source"):
+        inputs_from_scenario(sc)
+    inputs = marginsim.build_inputs(sc)
+    assert inputs.span_file is not None and "AKBNKE:F:201606S0" in inputs.contracts["contract"].values
 
 
 def test_bundled_takasbank_scenario(scenarios_dir, capsys):

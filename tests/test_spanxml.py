@@ -1,4 +1,4 @@
-"""Tests of the streaming SPAN XML reader (marginsim.io.spanxml)."""
+"""Tests of the streaming SPAN XML reader (marginsim.io.span)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marginsim.errors import InputError
-from marginsim.io import spanxml
-from marginsim.io.spanxml import (
+from marginsim.io.span import (
     DeltaSpread,
     FuturesPortfolio,
     OptionPortfolio,
@@ -26,6 +25,7 @@ from marginsim.io.spanxml import (
     read_span_xml,
     summarize,
 )
+from marginsim.io.span import reader as span_reader
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = DATA / "span_small.xml"
@@ -477,7 +477,7 @@ def test_any_doctype_in_the_prolog_is_refused(tmp_path: Path, prolog: str, encod
     assert ei.value.key_path == "prolog" and ei.value.file == str(p)
 
 
-class _RecordingParser(spanxml.XMLParser):  # type: ignore[misc]
+class _RecordingParser(span_reader.XMLParser):  # type: ignore[misc]
     """The C parser, recording every byte it is given."""
 
     fed: list[bytes] = []
@@ -501,8 +501,8 @@ def test_a_dtd_never_reaches_the_c_parser(
     text = head + "x" * (boundary + offset - start) + "-->" + rest
     assert text.index("<!DOCTYPE") == boundary + offset
     p = _write(tmp_path, text)
-    monkeypatch.setattr(spanxml, "_BLOCK_SIZE", block_size)
-    monkeypatch.setattr(spanxml, "XMLParser", _RecordingParser)
+    monkeypatch.setattr(span_reader, "_BLOCK_SIZE", block_size)
+    monkeypatch.setattr(span_reader, "XMLParser", _RecordingParser)
     _RecordingParser.fed = []
     with pytest.raises(InputError, match="DTDForbidden"):
         read_span_xml(p)
@@ -644,7 +644,7 @@ def test_block_boundaries_do_not_matter(tmp_path: Path, block_size: int, pos: in
     p = tmp_path / "b.xml"
     p.write_bytes(data)
     expected = _outcome(p)
-    with mock.patch.object(spanxml, "_BLOCK_SIZE", block_size):
+    with mock.patch.object(span_reader, "_BLOCK_SIZE", block_size):
         assert _outcome(p) == expected
 
 

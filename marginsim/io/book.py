@@ -27,10 +27,18 @@ variable                  dims                    meaning
 and the attribute ``marginsim_book = 1``. :func:`write_book` writes it (from an in-memory or a
 lazy book, streaming chunk by chunk), :func:`open_book` reads it lazily, :func:`read_book` gives
 :class:`~marginsim.model.Inputs` whose methods return lazy results.
+
+A *lazy book* (what :func:`open_book` and :func:`chunk_book` return; :mod:`marginsim.scale` margins
+it chunk by chunk) is a book Dataset whose position variables (:data:`POSITION_VARS`) are dask
+arrays sorted by account, chunked along ``position`` at account boundaries, with the account table
+in memory: ``account_name`` and ``position_start`` (first position of each account) over
+``account``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,9 +46,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from ..model import Inputs, Universe, contract_indices
+from ..model import Inputs, Universe, contract_indices, is_dask
 
-__all__ = ["BOOK_FORMAT", "write_book", "open_book", "read_book"]
+__all__ = ["BOOK_FORMAT", "POSITION_VARS", "chunk_book", "write_book", "open_book", "read_book"]
+
+#: Position variables of a lazy book.
+POSITION_VARS = ("contract_index", "quantity", "account_index", "open_price", "opened")
 
 #: Version of the on-disk layout (attribute ``marginsim_book``).
 BOOK_FORMAT = 1
@@ -75,17 +86,58 @@ def _orders(inputs: Inputs, position: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _strings(values) -> np.ndarray:
+def _strings(values: Iterable[object]) -> np.ndarray:
     """Variable-length strings (zarr v3 ``string``; fixed-width unicode has no v3 spec)."""
     return np.array([str(v) for v in values], dtype=object)
 
 
-def _utc(t) -> np.datetime64:
-    import datetime as dt
-
+def _utc(t: dt.datetime) -> np.datetime64:
     if isinstance(t, dt.datetime) and t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return np.datetime64(t, "ns")
+
+
+def chunk_book(book: xr.Dataset, accounts: int) -> xr.Dataset:
+    """An in-memory book as a lazy book: sorted by account, ``accounts`` accounts per chunk.
+
+    Parameters
+    ----------
+    book
+        An in-memory book (:func:`marginsim.model.book_from_arrays`).
+    accounts
+        Accounts per chunk [count], >= 1.
+
+    Returns
+    -------
+    xarray.Dataset
+        Position variables as dask arrays chunked along ``position`` at account boundaries
+        (positions keep their ``position`` numbers), ``account_name`` and ``position_start`` in
+        memory.
+    """
+    if accounts < 1:
+        raise InputError(f"accounts per chunk must be >= 1, not {accounts}", key_path="chunks")
+    import dask.array as da
+
+    acct = book["account_index"].values
+    n_a = book.sizes["account"]
+    order = np.argsort(acct, kind="stable")
+    counts = np.bincount(acct, minlength=n_a).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    bounds = np.append(starts[::accounts], acct.size) if n_a else np.array([0, 0])
+    sizes = tuple(int(x) for x in np.diff(bounds))
+    data = {}
+    for name in POSITION_VARS:
+        if name in book:
+            arr = book[name].values[order]
+            data[name] = ("position", da.from_array(arr, chunks=(sizes,)), book[name].attrs)
+    return xr.Dataset(
+        {
+            **data,
+            "account_name": ("account", book["account_name"].values),
+            "position_start": ("account", starts),
+        },
+        coords={"position": book["position"].values[order]},
+    )
 
 
 def write_book(path: str | Path, inputs: Inputs, *, chunk_positions: int = 1_000_000) -> Path:
@@ -108,11 +160,9 @@ def write_book(path: str | Path, inputs: Inputs, *, chunk_positions: int = 1_000
     """
     import dask.array as da
 
-    from ..scale import _is_dask, chunk_book
-
     path = Path(path)
     book = inputs.book
-    if _is_dask(book):
+    if is_dask(book):
         if inputs.universe is None or "position_start" not in book:
             raise InputError("a lazy book needs its account table and universe (marginsim.scale.chunk)")
         held = np.asarray(inputs.universe.contract_index, dtype=np.int64)
@@ -165,7 +215,7 @@ def open_book(
     contracts: xr.Dataset,
     *,
     accounts: int = 1000,
-    normalise=None,
+    normalise: Callable[[str], str] | None = None,
 ) -> tuple[xr.Dataset, Universe]:
     """Open a stored book lazily: ``accounts`` accounts per chunk.
 
@@ -264,6 +314,7 @@ def open_book(
     for name in ("open_price", "opened"):
         if name in lazy:
             data[name] = ("position", lazy[name].data)
+    coords: xr.Coordinates | dict[str, np.ndarray]
     if "position_number" in ds:
         coords = {"position": np.asarray(ds["position_number"].values, dtype=np.int64)}
     else:
@@ -300,8 +351,7 @@ def read_book(path: str | Path, inputs: Inputs, *, accounts: int = 1000) -> Inpu
     Inputs
         Every method run on them returns a lazy result (:func:`marginsim.scale.lazy_margin`).
     """
-    normalise = None
-    if inputs.span_file is not None:
-        from .span_model import canonical_id as normalise
-    book, universe = open_book(path, inputs.contracts, accounts=accounts, normalise=normalise)
+    book, universe = open_book(
+        path, inputs.contracts, accounts=accounts, normalise=inputs.normalise_contract_id
+    )
     return replace(inputs, book=book, universe=universe)

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..api import margin
+from ..api import build_inputs, margin
 from ..errors import InputError
-from ..model import Inputs, build_inputs
+from ..model import Inputs
 from ..registry import REGISTRY
 from ..result import MarginResult, base_point
 from ..scale import connect

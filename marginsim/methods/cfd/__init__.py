@@ -63,7 +63,7 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
     Parameters
     ----------
     inputs
-        The data model (:func:`marginsim.model.build_inputs`).
+        The data model (:func:`marginsim.build_inputs`).
     params
         CFD parameters; default: the scenario file's ``cfd`` section.
     engine

@@ -1,6 +1,6 @@
 """A clearing-house SPAN file as the project's data model.
 
-:func:`inputs_from_span_file` turns a parsed :class:`~marginsim.io.spanxml.SpanFile` into the
+:func:`inputs_from_span_file` turns a parsed :class:`~marginsim.io.span.records.SpanFile` into the
 same :class:`~marginsim.model.Inputs` a scenario file gives (contracts with their given risk
 arrays and composite deltas, a market, a book) plus the SPAN parameters the file publishes
 (scenario set, combined commodities with their intra spreads, tiers, SOM rate and method, spot
@@ -15,29 +15,34 @@ Positions name the file's contracts as ``PFCODE:KIND:PERIOD[:STRIKE]``:
   file, trailing zeros dropped; ``6.250`` and ``6.25`` name the same option),
 - physicals: ``AKBNKE:PHY``.
 
-``marginsim span-file FILE --contracts [CC]`` lists them.
+``marginsim span-file FILE --contracts [CC]`` lists them. The :class:`~marginsim.model.Inputs`
+built from a file carry :func:`canonical_id` as their ``normalise_contract_id``, so that
+:meth:`~marginsim.model.Inputs.with_book` and stored books accept any spelling of a strike.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..errors import InputError
-from ..model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
-from ..params.span import SpanParams
-from ..scenario import ScenarioFile
-from .spanxml import SpanFile, read_span_xml
+from ...errors import InputError
+from ...model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
+from ...params.span import SpanParams
+from ...scenario import Contract, ScenarioFile
+from .reader import read_span_xml
+from .records import AnyPortfolio, SpanFile
 
 __all__ = [
     "contract_id",
     "canonical_id",
+    "clear_span_file_cache",
+    "file_contract_ids",
     "file_contract_table",
     "span_params_from_file",
     "inputs_from_span_file",
@@ -53,11 +58,25 @@ def _strike_text(k: float) -> str:
 
 
 def contract_id(pf_code: str, kind: str, period: str | None = None, strike: float | None = None) -> str:
-    """The identifier of a file contract (see the module docstring)."""
+    """The identifier of a file contract (see the module docstring).
+
+    Parameters
+    ----------
+    pf_code
+        The portfolio code (``pfCode``).
+    kind
+        ``PHY``, ``F`` (future), ``C`` or ``P`` (call or put option).
+    period
+        The file's period code (futures and options).
+    strike
+        The option's strike [price units] (options only).
+    """
     if kind == "PHY":
         return f"{pf_code}:PHY"
     if kind == "F":
         return f"{pf_code}:F:{period}"
+    if strike is None:
+        raise ValueError(f"an option ({kind}) id needs a strike")
     return f"{pf_code}:{kind}:{period}:{_strike_text(strike)}"
 
 
@@ -77,8 +96,26 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> SpanFile:
     return read_span_xml(path)
 
 
+def clear_span_file_cache() -> None:
+    """Forget the files :func:`load_span_file` has read (the next load parses again)."""
+    _read_cached.cache_clear()
+
+
 def load_span_file(path: str | os.PathLike[str], *, scenario_file: str | None = None) -> SpanFile:
-    """Read a SPAN XML file (cached per path, modification time and size)."""
+    """Read a SPAN XML file (cached per path, modification time and size).
+
+    Parameters
+    ----------
+    path
+        The SPAN XML file.
+    scenario_file
+        The scenario file that names it (for the error if it is missing).
+
+    Raises
+    ------
+    InputError
+        If the file is missing or is not a valid SPAN XML file.
+    """
     p = Path(path)
     try:
         st = p.stat()
@@ -131,7 +168,14 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
         )
     }
 
-    def add(pf, kind_names, types, strikes, expiry, premium):
+    def add(
+        pf: AnyPortfolio,
+        kind_names: Sequence[str] | np.ndarray,
+        types: Sequence[str] | np.ndarray,
+        strikes: np.ndarray,
+        expiry: np.ndarray,
+        premium: bool,
+    ) -> None:
         c = pf.contracts
         n = len(c.ids)
         if n == 0:
@@ -155,42 +199,42 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
         cols["on_future"].append(np.full(n, pf.pf_type in ("OOF",), dtype=bool))
 
     for ex in sf.exchanges:
-        for pf in ex.physical_portfolios:
-            n = len(pf.contracts.ids)
+        for phy in ex.physical_portfolios:
+            n = len(phy.contracts.ids)
             names = (
-                [contract_id(pf.pf_code, "PHY")]
+                [contract_id(phy.pf_code, "PHY")]
                 if n == 1
-                else [f"{pf.pf_code}:PHY:{pe}" for pe in pf.contracts.period]
+                else [f"{phy.pf_code}:PHY:{pe}" for pe in phy.contracts.period]
             )
             add(
-                pf,
+                phy,
                 names,
                 ["stock"] * n,
                 np.full(n, np.nan),
                 np.full(n, np.datetime64("NaT"), "datetime64[D]"),
                 False,
             )
-        for pf in ex.futures_portfolios:
-            c = pf.contracts
+        for fut in ex.futures_portfolios:
+            fc = fut.contracts
             add(
-                pf,
-                [contract_id(pf.pf_code, "F", pe) for pe in c.period],
-                ["future"] * len(c.ids),
-                np.full(len(c.ids), np.nan),
-                c.settlement_date,
+                fut,
+                [contract_id(fut.pf_code, "F", pe) for pe in fc.period],
+                ["future"] * len(fc.ids),
+                np.full(len(fc.ids), np.nan),
+                fc.settlement_date,
                 False,
             )
-        for pf in ex.option_portfolios:
-            c = pf.contracts
-            kinds = np.where(c.is_call, "C", "P")
-            names = [contract_id(pf.pf_code, kd, pe, k) for kd, pe, k in zip(kinds, c.period, c.strike)]
+        for opt in ex.option_portfolios:
+            oc = opt.contracts
+            kinds = np.where(oc.is_call, "C", "P")
+            names = [contract_id(opt.pf_code, kd, pe, k) for kd, pe, k in zip(kinds, oc.period, oc.strike)]
             add(
-                pf,
+                opt,
                 names,
-                np.where(c.is_call, "call", "put"),
-                c.strike,
-                c.settlement_date,
-                (pf.value_meth or "EQTY").upper() != "FUT",
+                np.where(oc.is_call, "call", "put"),
+                oc.strike,
+                oc.settlement_date,
+                (opt.value_meth or "EQTY").upper() != "FUT",
             )
     if not cols["names"]:
         raise InputError("the file holds no contract linked to a combined commodity", file=str(sf.path))
@@ -208,6 +252,8 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
     """
     file = str(sf.path)
     pdef = sf.point_def(rate_id)
+    if pdef is None:
+        raise InputError("the file has no <pointDef>: no scenario set for its risk arrays", file=file)
     scan = pdef.scan
     scenario_set = [
         {"price": float(p), "vol": float(v), "weight": float(w), "pair": int(q)}
@@ -340,8 +386,8 @@ def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
         )
     n_points = table["risk_array"].shape[1]
 
-    def user_col(get, fill=np.nan, dtype=float):
-        return np.array([fill if get(c) is None else get(c) for _, c in user], dtype=dtype)
+    def user_col(get: Callable[[Contract], float | None], fill: float = np.nan) -> np.ndarray:
+        return np.array([fill if get(c) is None else get(c) for _, c in user], dtype=float)
 
     user_ra = np.full((len(user), n_points), np.nan)
     for i, (_, c) in enumerate(user):
@@ -409,10 +455,15 @@ def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
         params = SpanParams.model_validate(merged)
     except Exception as e:  # noqa: BLE001 - report as bad input
         raise InputError(f"the file's SPAN parameters do not validate: {e}", file=str(sf.path)) from None
-    inputs = Inputs(scenario=sc_fx, book=book, contracts=contracts, market=market)
-    inputs.span_params = params
-    inputs.span_file = sf
-    return inputs
+    return Inputs(
+        scenario=sc_fx,
+        book=book,
+        contracts=contracts,
+        market=market,
+        span_params=params,
+        span_file=sf,
+        normalise_contract_id=canonical_id,
+    )
 
 
 def file_contract_ids(sf: SpanFile, groups: Sequence[str] | None = None) -> xr.Dataset:

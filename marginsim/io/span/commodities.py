@@ -1,0 +1,178 @@
+"""The combined commodities of a SPAN XML file (``ccDef``) and the delta spreads (``dSpread``).
+
+Each function reads one complete element with a :class:`~marginsim.io.span.fields.FieldReader`
+(whose key path names it in errors) and returns its record; none keeps state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from xml.etree.ElementTree import Element
+
+from .definitions import point_def
+from .fields import FieldReader, first_children, join
+from .records import AdjRate, CombinedCommodity, DeltaSpread, PfLink, PointDef, SpotRate, SpreadLeg, Tier
+
+__all__ = ["cc_def", "d_spread", "tiers"]
+
+
+def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
+    """A ``dSpread`` at key path ``rel`` (intra-commodity in a ``ccDef``, or inter-commodity).
+
+    Legs must have side ``rs`` A or B and a positive delta ratio ``i``; a ``W`` (weighted futures
+    price risk) spread's credit rates must be fractions in [0, 1]. Legs of other kinds (``pLeg``,
+    ``rpLeg``, nested ``dSpread``) are counted in ``unparsed_legs``.
+    """
+    ch = first_children(e)
+    meth = f.text(ch, "chargeMeth", rel, required=True) or ""
+    rates = f.rates(e, rel)
+    legs: list[SpreadLeg] = []
+    unparsed = 0
+    n_leg = 0
+    for c in e:
+        if c.tag == "tLeg":
+            n_leg += 1
+            lrel = join(rel, f"tLeg[{n_leg}]")
+            lch = first_children(c)
+            side = (f.text(lch, "rs", lrel, required=True) or "").upper()
+            if side not in ("A", "B"):
+                raise f.error(f"<rs> must be A or B, got {side[:10]!r}", join(lrel, "rs"))
+            ratio = f.num(lch, "i", lrel, required=True)
+            if ratio <= 0:
+                raise f.error(f"<i> (delta ratio) must be positive, got {ratio}", join(lrel, "i"))
+            legs.append(
+                SpreadLeg(
+                    cc=f.text(lch, "cc", lrel, required=True) or "",
+                    tier=f.req_int(lch, "tn", lrel),
+                    side=side,
+                    ratio=ratio,
+                    rates=f.rates(c, lrel),
+                )
+            )
+        elif c.tag in ("pLeg", "rpLeg", "dSpread"):
+            unparsed += 1
+    if meth == "W":
+        for i, r in enumerate(rates, 1):
+            if not 0.0 <= r.value <= 1.0:
+                raise f.error(
+                    f"credit rate {r.value} of a W (weighted futures price risk) spread is not "
+                    "a fraction in [0, 1]; a percent is not accepted",
+                    join(rel, f"rate[{i}].val"),
+                )
+    return DeltaSpread(
+        spread=f.req_int(ch, "spread", rel),
+        charge_method=meth,
+        rates=rates,
+        legs=tuple(legs),
+        spread_type=f.text(ch, "spreadType", rel),
+        unparsed_legs=unparsed,
+    )
+
+
+def tiers(f: FieldReader, e: Element, rel: str) -> list[Tier]:
+    """The ``tier`` children of a tiers element (``intraTiers``...) at key path ``rel``."""
+    out: list[Tier] = []
+    for i, t in enumerate((c for c in e if c.tag == "tier"), 1):
+        trel = join(rel, f"tier[{i}]")
+        tch = first_children(t)
+        out.append(
+            Tier(
+                tn=f.req_int(tch, "tn", trel),
+                start_period=f.text(tch, "sPe", trel),
+                end_period=f.text(tch, "ePe", trel),
+                rates=f.rates(t, trel),
+            )
+        )
+    return out
+
+
+def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCommodity:
+    """A ``ccDef``: its member portfolios, rate adjustments, tiers, intra spreads, spot rates and point
+    definitions (``rateTiers`` and any other child are ignored).
+
+    Parameters
+    ----------
+    f
+        The field reader (its key path is the ``ccDef``'s).
+    e
+        The complete ``ccDef`` element.
+    known
+        Codes of the combined commodities read before: a code defined twice is an error.
+    """
+    ch = first_children(e)
+    code = f.text(ch, "cc", required=True)
+    assert code is not None
+    by_kind: dict[str, list[Tier]] = {"intraTiers": [], "interTiers": [], "somTiers": [], "scanTiers": []}
+    seen: dict[str, int] = {}
+    links: list[PfLink] = []
+    adj: list[AdjRate] = []
+    spreads: list[DeltaSpread] = []
+    spots: list[SpotRate] = []
+    pdefs: list[PointDef] = []
+    for c in e:
+        tag = c.tag
+        seen[tag] = seen.get(tag, 0) + 1
+        rel = f"{tag}[{seen[tag]}]"
+        if tag in by_kind:
+            by_kind[tag].extend(tiers(f, c, rel))
+        elif tag == "pfLink":
+            lch = first_children(c)
+            links.append(
+                PfLink(
+                    exchange=f.text(lch, "exch", rel, required=True) or "",
+                    pf_id=f.req_int(lch, "pfId", rel),
+                    pf_code=f.text(lch, "pfCode", rel),
+                    pf_type=f.text(lch, "pfType", rel),
+                    scale=f.num(lch, "sc", rel, required=True),
+                    cmb_meth=f.text(lch, "cmbMeth", rel),
+                    apply_basis_risk=f.bool_(lch, "applyBasisRisk", rel),
+                    array_precision=f.int_(lch, "arrayPrecision", rel),
+                    oop_delta_meth=f.text(lch, "oopDeltaMeth", rel),
+                )
+            )
+        elif tag == "adjRate":
+            ach = first_children(c)
+            adj.append(
+                AdjRate(
+                    rate_id=f.req_int(ach, "r", rel),
+                    base_rate_id=f.req_int(ach, "baseR", rel),
+                    value=f.num(ach, "val", rel, required=True),
+                )
+            )
+        elif tag == "dSpread":
+            spreads.append(d_spread(f, c, rel))
+        elif tag == "spotRate":
+            sch = first_children(c)
+            spots.append(
+                SpotRate(
+                    rate_id=f.req_int(sch, "r", rel),
+                    period=f.text(sch, "pe", rel, required=True) or "",
+                    spread_rate=f.num(sch, "sprd", rel, required=True),
+                    outright_rate=f.num(sch, "outr", rel, required=True),
+                )
+            )
+        elif tag == "pointDef":
+            pdefs.append(point_def(f, c, rel))
+    if code in known:
+        raise f.error(f"combined commodity {code!r} is defined twice", "cc")
+    return CombinedCommodity(
+        code=code,
+        name=f.name(ch, "name"),
+        currency=f.text(ch, "currency", required=True) or "",
+        risk_exponent=f.int_(ch, "riskExponent"),
+        cap_anov=f.bool_(ch, "capAnov"),
+        proc_meth=f.text(ch, "procMeth"),
+        wfpr_meth=f.text(ch, "wfprMeth"),
+        spot_meth=f.text(ch, "spotMeth"),
+        som_meth=f.text(ch, "somMeth"),
+        cmb_meth=f.text(ch, "cmbMeth"),
+        pf_links=tuple(links),
+        adj_rates=tuple(adj),
+        intra_tiers=tuple(by_kind["intraTiers"]),
+        inter_tiers=tuple(by_kind["interTiers"]),
+        som_tiers=tuple(by_kind["somTiers"]),
+        scan_tiers=tuple(by_kind["scanTiers"]),
+        d_spreads=tuple(spreads),
+        spot_rates=tuple(spots),
+        point_defs=tuple(pdefs),
+    )
