@@ -1,7 +1,7 @@
 """The SPAN result as the JSON contract (``spec/scenario-format.md``) and as a readable table.
 
 The JSON object of an account is generated from the declared outputs (:data:`.outputs.OUTPUTS`):
-the ``"account"`` outputs as its keys, the ``"group"`` outputs as the object of each combined
+the ``"account"`` outputs as its keys (the generic writer, :func:`marginsim.outputs.account_json`), the ``"group"`` outputs as the object of each combined
 commodity it holds (under ``groups``), the ``"contract"`` outputs as one object per output keyed
 by the contracts it holds. Each variable is converted to plain lists once for the whole book.
 The table keeps its own layout (one row per combined commodity).
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ...outputs import Output, base_grid_point, json_keys, per_account, to_plain
+from ...outputs import Output, account_json, base_grid_point, json_keys, to_plain
 from .outputs import OUTPUTS
 
 __all__ = ["span_to_dict", "span_table"]
@@ -42,12 +42,8 @@ def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
         Account name -> its ``span`` object (amounts in the reporting currency, risk arrays in
         each contract's currency).
     """
-    accounts = ds["account"].values.tolist()
-    n_a = len(accounts)
-    obj: list[dict[str, Any]] = [{} for _ in range(n_a)]
-    for o in json_keys(OUTPUTS, "account"):
-        for a, v in enumerate(per_account(ds[o.name], gd)):
-            obj[a][o.json_key] = v
+    out = account_json(ds, OUTPUTS, gd)  # the "account" outputs: the generic writer
+    n_a = len(out)
 
     # groups: one object per (account, combined commodity) pair held, in group order
     group_names = ds["group"].values.tolist()
@@ -72,13 +68,11 @@ def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
         (o.json_key, _plain(o, ds[o.name], ["contract", *gd, "scenario"]))
         for o in json_keys(OUTPUTS, "contract")
     ]
-    out: dict[str, Any] = {}
-    for a, acct in enumerate(accounts):
-        obj[a]["groups"] = groups[a]
+    for a, obj in enumerate(out.values()):
+        obj["groups"] = groups[a]
         mine = held[first[a] : first[a + 1]]
         for k_json, col in contract_cols:
-            obj[a][k_json] = {names[k]: col[k] for k in mine}
-        out[acct] = obj[a]
+            obj[k_json] = {names[k]: col[k] for k in mine}
     return out
 
 
