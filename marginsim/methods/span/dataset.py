@@ -26,7 +26,8 @@ def _span_dataset(
     out_k: np.ndarray,
     out_cc: np.ndarray,
 ) -> xr.Dataset:
-    """The result of margining ``book`` on ``plan``: every variable, without attrs.
+    """The result of margining ``book`` on ``plan``: every variable (attrs come from
+    :func:`marginsim.outputs.describe`, in :func:`marginsim.methods.span.span_margin`).
 
     ``out_k`` are the plan indices of the result's contracts, ``out_cc`` those of its combined
     commodities (both in result order).
