@@ -122,7 +122,7 @@ def span_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
     return problems
 
 
-def _run(inputs: Inputs, engine: str = "auto", scan_loss: bool = True) -> xr.Dataset:
+def _run(inputs: Inputs, engine: pricing.Engine = "auto", scan_loss: bool = True) -> xr.Dataset:
     """The registry's entry: :func:`span_margin` with the scenario's parameters."""
     return span_margin(inputs, engine=engine, scan_loss=scan_loss)
 

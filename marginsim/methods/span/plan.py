@@ -150,12 +150,12 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     # inter spreads between the combined commodities of this book, in priority order
     gindex = {n: i for i, n in enumerate(groups.names)}
     inter_spreads = []
-    for sp in sorted(params.inter_spreads, key=lambda s: s.priority):
-        if not all(leg.group in gindex for leg in sp.legs):
+    for isp in sorted(params.inter_spreads, key=lambda s: s.priority):
+        if not all(leg.group in gindex for leg in isp.legs):
             continue  # a leg's combined commodity is not in this book: no spread can form
-        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in sp.legs])
+        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in isp.legs])
         inter_spreads.append(
-            K.Spread(sp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
+            K.Spread(isp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
         )
 
     # net option value per long contract of premium-style options, reporting currency

@@ -83,7 +83,7 @@ def _fmt(x: float) -> str:
 def span_table(ds: xr.Dataset, account: str) -> str:
     """A readable SPAN breakdown of one account (at the base grid point when there are grid dims)."""
     d = ds.sel(account=account)
-    gd = list(d["maintenance"].dims)
+    gd = [str(dim) for dim in d["maintenance"].dims]
     note = ""
     if gd:
         point = base_grid_point(ds, gd)
