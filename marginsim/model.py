@@ -39,6 +39,7 @@ __all__ = [
     "GRID_DIMS",
     "DAYS_PER_YEAR",
     "Universe",
+    "as_names",
 ]
 
 #: Day count of times inside kernels (ACT/365).
@@ -189,7 +190,7 @@ class Inputs:
 
     @property
     def accounts(self) -> list[str]:
-        return _as_names(self.book["account_name"].values).tolist()
+        return as_names(self.book["account_name"].values).tolist()
 
     def _per_contract(self, name: str, contracts: xr.Dataset) -> xr.DataArray:
         """A market variable looked up for each contract's underlying (dims ``contract`` + grid dims)."""
@@ -796,7 +797,7 @@ def book_from_arrays(contracts: xr.Dataset, *, contract, quantity, account=None)
             "contract_index": ("position", contract_index),
             "quantity": ("position", np.asarray(quantity, dtype=float)),
             "account_index": ("position", acct_index.astype(np.int64)),
-            "account_name": xr.Variable("account", _as_names(acct_names), fastpath=True),
+            "account_name": xr.Variable("account", as_names(acct_names), fastpath=True),
         },
         coords={"position": np.arange(n)},
     )
@@ -833,7 +834,7 @@ def flat_grid(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[in
     return arr.reshape(arr.shape[:k] + (int(np.prod(arr.shape[k:])),))
 
 
-def _as_names(values, trusted: bool = False) -> np.ndarray:
+def as_names(values, trusted: bool = False) -> np.ndarray:
     """Names as an object array of ``str`` (account numbers become their decimal strings).
 
     ``trusted``: an object array is taken as it is (books built by marginsim hold ``str``).

@@ -488,11 +488,8 @@ def _tree_scalar(s, k, t, vol, r, q, is_call, on_future, steps, want_delta):  # 
 
 
 # ---------------------------------------------------------------------------------------------
-# engine selection and lazy compilation (see ._jit)
+# lazy compilation (engine choice and compiling: ._jit)
 # ---------------------------------------------------------------------------------------------
-
-_resolve_engine = resolve_engine
-"""Alias of :func:`marginsim.kernels.resolve_engine`, kept for ``marginsim.methods.span``."""
 
 
 @functools.cache

@@ -6,15 +6,9 @@ The CLI, the notebooks and the JSON result all go through the registry; ``REGIST
 
 from __future__ import annotations
 
-import xarray as xr
-
-from ..model import GRID_DIMS, Inputs
-from ..params.span import SpanParams
+from ..model import GRID_DIMS
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
-from ..scenario import ScenarioFile
-from . import cfd
-from . import span as _span
-from ._json import span_table, span_to_dict
+from . import cfd, span
 from .account import (
     AccountParams,
     account_applies,
@@ -28,49 +22,7 @@ from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
 
-def _span_applies(sc: ScenarioFile) -> bool:
-    """SPAN runs with a `span` section, or for books holding futures or options on futures."""
-    if sc.span is not None:
-        return True
-    held = {p.contract for p in sc.positions}
-    return any(
-        sc.contracts[c].type == "future" or sc.contracts[c].option_on == "future"
-        for c in held
-        if c in sc.contracts
-    )
-
-
-def _span_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
-    """The ``span`` section against the rest of the file: FX of CC currencies, risk-array lengths."""
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for cc, params in sc.span.combined_commodities.items():
-        if params.currency is not None and params.currency != sc.currency and params.currency not in sc.fx:
-            problems.append((("span", "combined_commodities", cc, "currency"), f"no FX rate for {params.currency}"))
-    n_points = 16 if sc.span.scenario_set is None else len(sc.span.scenario_set)
-    for name, c in sc.contracts.items():
-        if c.risk_array is not None and len(c.risk_array) != n_points:
-            problems.append(
-                (("contracts", name, "risk_array"), f"has {len(c.risk_array)} values; the scenario set has {n_points}")
-            )
-    return problems
-
-
-def _run_span(inputs: Inputs, engine: str = "auto", scan_loss: bool = True) -> xr.Dataset:
-    return _span.span_margin(inputs, engine=engine, scan_loss=scan_loss)
-
-
-register_method(
-    MethodSpec(
-        "span",
-        _run_span,
-        SpanParams,
-        span_to_dict,
-        span_table,
-        _span_applies,
-        {"scan_loss": False},
-        check=_span_check,
-    )
-)
+register_method(span.SPEC)
 register_method(cfd.SPEC)
 register_method(
     MethodSpec("portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies)

@@ -1,0 +1,135 @@
+"""Margining a planned SPAN book: one pass of compiled kernels over the (account, combined commodity)
+pairs the book holds (:mod:`marginsim.kernels.span_pairs`).
+
+Scanning risk, active scenario and price risk per pair, net deltas by contract month,
+intra-commodity spread and spot-month charges, inter-commodity spread credit, short option
+minimum, combined commodity risk, then the account sums (SPAN risk, net option value,
+maintenance and initial). Everything here is numpy: the Dataset is built by :mod:`.dataset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from ...kernels import span as K
+from ...kernels import span_pairs as SP
+from .plan import _Plan
+
+__all__: list[str] = []
+
+
+@dataclass
+class _BookMargin:
+    """SPAN of a book as kernel arrays: per held pair (P pairs, G grid points flattened) in the
+    combined commodity's margin currency unless said otherwise, per account (A) in the reporting
+    currency."""
+
+    pairs: SP.Pairs  # the (account, combined commodity) pairs held
+    pos_a: np.ndarray  # (N,) account of each position
+    pos_k: np.ndarray  # (N,) plan contract of each position
+    fx: np.ndarray  # (P, 1) margin currency -> reporting currency
+    scan_risk: np.ndarray  # (P, G)
+    active: np.ndarray  # (P, G) 0-based scenario of the scanning risk
+    intra: np.ndarray  # (P, G) intra-commodity spread charge
+    spot: np.ndarray  # (P, G) spot-month charge
+    credit: np.ndarray  # (P, G) inter-commodity spread credit
+    som: np.ndarray  # (P, 1) short option minimum
+    risk_cc: np.ndarray  # (P, G) combined commodity risk
+    loss: np.ndarray | None  # (P, G, S) loss per scenario (with ``scan_loss``)
+    nov: np.ndarray  # (A, G) net option value [reporting currency]
+    span_risk: np.ndarray  # (A, G) sum of combined commodity risks [reporting currency]
+    maintenance: np.ndarray  # (A, G) [reporting currency]
+    initial: np.ndarray  # (A, G) [reporting currency]
+
+
+def _book_in_scope(book: xr.Dataset, scope: np.ndarray) -> xr.Dataset:
+    """The positions of ``book`` whose contract SPAN margins (``scope``: bool per contract)."""
+    keep = scope[book["contract_index"].values]
+    return book if keep.all() else book.isel(position=np.flatnonzero(keep))
+
+
+def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _BookMargin:
+    """SPAN of every account of ``book`` (positions in the plan's scope) on ``plan``.
+
+    ``eng`` is a resolved engine (``"numba"`` or ``"numpy"``); ``scan_loss`` keeps the loss of every
+    pair per scenario.
+    """
+    n_a, n_c, n_g = book.sizes["account"], plan.n_cc, plan.n_g
+    pos_k = plan.local[book["contract_index"].values]
+    pos_a = book["account_index"].values
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    pairs = SP.pairs_of(pos_a, plan.cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
+    n_p = pairs.size
+
+    # -- one pass over the positions: scanning risk, active scenario, price risk per pair; deltas by
+    # month (the ledger: one row per pair and month of its CC); option counts for the SOM ----------
+    row0 = np.concatenate([[0], np.cumsum(plan.n_months[pairs.cc])])  # rows of pair p: row0[p]:row0[p+1]
+    loss, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        pairs,
+        pos_a,
+        pos_k,
+        qty,
+        plan.risk_array,
+        plan.scenario_pair,
+        plan.time_scenarios,
+        row0,
+        plan.month_idx,
+        plan.delta,
+        plan.is_call,
+        plan.is_put,
+        eng,
+        keep_loss=scan_loss,
+    )
+    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))  # (P, G)
+
+    # -- intra-commodity spreads and spot charge; inter-commodity credit ----------------------------
+    if plan.intra is not None:
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, plan.intra, eng)
+    else:
+        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+    credit = np.zeros((n_p, n_g))
+    if plan.inter is not None:
+        wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+        credit = SP.inter_credit(net_left, wfpr, pairs, plan.inter, eng)
+
+    # -- short option minimum --------------------------------------------------------------------------
+    som = K.short_option_minimum(
+        counts[:, 0],
+        counts[:, 1],
+        counts[:, 2],
+        counts[:, 3],
+        plan.som_rate[pairs.cc],
+        plan.som_net[pairs.cc],
+    )[:, None]  # (P, 1)
+
+    # -- combined commodity risk, in its currency, then in the reporting currency ------------------
+    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    fx = plan.fx[pairs.cc][:, None]
+    nov = SP.segment_sum(pos_a, pos_k, qty, plan.nov, n_a, eng)  # (A, G), premium-style options
+    every_pair = np.arange(n_p)
+    ones = np.ones(n_p)
+    span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_a, eng)  # (A, G)
+    initial_risk = SP.segment_sum(
+        pairs.account, every_pair, ones, risk_cc * plan.ratio[pairs.cc][:, None] * fx, n_a, eng
+    )
+    return _BookMargin(
+        pairs=pairs,
+        pos_a=pos_a,
+        pos_k=pos_k,
+        fx=fx,
+        scan_risk=scan_risk,
+        active=active,
+        intra=intra,
+        spot=spot,
+        credit=credit,
+        som=som,
+        risk_cc=risk_cc,
+        loss=loss if scan_loss else None,
+        nov=nov,
+        span_risk=span_risk,
+        maintenance=np.maximum(span_risk - nov, 0.0),
+        initial=np.maximum(initial_risk - nov, 0.0),
+    )
