@@ -13,6 +13,7 @@ from ..params.cfd import CfdParams
 from ..params.span import SpanParams
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
 from ..scenario import ScenarioFile
+from . import portfolio_margin
 from . import span as _span
 from ._json import span_table, span_to_dict
 from .account import (
@@ -25,7 +26,6 @@ from .account import (
 )
 from .cfd import cfd_margin, cfd_table, cfd_to_dict
 from .cfd import finalize_chunked as _cfd_finalize
-from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
@@ -92,9 +92,7 @@ register_method(
         finalize_chunked=_cfd_finalize,
     )
 )
-register_method(
-    MethodSpec("portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies)
-)
+register_method(portfolio_margin.SPEC)
 # the account layer's plans are made at one grid point and its margin calls run along the steps:
 # it is split along accounts only
 register_method(
