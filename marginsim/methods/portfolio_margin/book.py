@@ -92,7 +92,7 @@ class PmBook:
 def grid_of(inputs: Inputs) -> Grid:
     """The grid dims of ``inputs`` with their sizes and coordinates."""
     gd = list(inputs.grid_dims)
-    sizes = {d: int(inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)) for d in gd}
+    sizes = {d: int(inputs.market.sizes.get(d) or inputs.grid.sizes[d]) for d in gd}
     shape = tuple(sizes[d] for d in gd)
     coords = {}
     for d in gd:

@@ -16,7 +16,7 @@ from .components import AddOns, Concentration, Scan, SingleName
 from .groups import SINGLE_NAME_METHODS
 from .outputs import OUTPUTS
 from .requirement import Equity, Requirement
-from .stresses import VOL_POINTS
+from .stresses import VOL_POINTS, vol_shift
 
 __all__ = ["result_dataset"]
 
@@ -125,6 +125,7 @@ def result_dataset(
         "driver_rank": np.arange(1, top_n + 1),
         **grid.coords,
     }
+    shift_size, shift_kind = vol_shift(params)
     ds = xr.Dataset(
         variables,
         coords=coords,
@@ -132,10 +133,8 @@ def result_dataset(
             "method": "portfolio_margin",
             "currency": sc.currency,
             "scenario": sc.name,
-            "vol_shift": float(
-                params.vol_shift if params.vol_shift is not None else params.vol_shift_relative
-            ),
-            "vol_shift_kind": "absolute" if params.vol_shift is not None else "relative",
+            "vol_shift": shift_size,
+            "vol_shift_kind": shift_kind,
             "extreme_multiple": params.extreme.multiple,
             "extreme_cover_fraction": params.extreme.cover_fraction,
         },

@@ -106,6 +106,11 @@ def _group_column(da: xr.DataArray, gd: Sequence[str]) -> list[Any]:
 # ------------------------------------------------------------------------------------------------
 
 
+def _by_group(column: list[Any], group_of_pair: list[int]) -> Callable[[int], Any]:
+    """The value of pair ``j`` from a per-class-group column."""
+    return lambda j: column[group_of_pair[j]]
+
+
 def _place(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for p in path[:-1]:
         obj = obj.setdefault(p, {})
@@ -189,7 +194,7 @@ def to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
             group_plan.append((path, _pair_column(da, pairs, gd).__getitem__))
         else:
             by_group = _group_column(da, gd)
-            group_plan.append((path, lambda j, c=by_group: c[g_list[j]]))
+            group_plan.append((path, _by_group(by_group, g_list)))
         if o.name == "group_single_name":
             group_plan.append((("single_name", "methods"), methods))
         elif o.name == "price_move":

@@ -19,7 +19,7 @@ from ...kernels.grouping import group_sum, membership
 from ...model import DAYS_PER_YEAR, Inputs, flat_grid
 from ...params.portfolio_margin import PortfolioMarginParams
 from .book import PmBook
-from .stresses import Stresses
+from .stresses import Stresses, vol_shift
 
 __all__ = ["Market", "revalue", "market_of", "stress_pnl", "delta_shares", "market_value"]
 
@@ -120,11 +120,8 @@ def stress_pnl(
         scaled = xr.DataArray(st.scaled, dims="stress")
         moves = xr.where(scaled, (moves * inputs.grid["price_scan_scale"]).clip(min=-1.0), moves)
     moves_k = moves.isel(class_group=xr.DataArray(book.group_of_k, dims="contract"))
-    vol_size = (
-        xr.full_like(mk.vol, params.vol_shift)
-        if params.vol_shift is not None
-        else params.vol_shift_relative * mk.vol
-    )
+    size, kind = vol_shift(params)
+    vol_size = xr.full_like(mk.vol, size) if kind == "absolute" else size * mk.vol
     if "vol_scan_scale" in inputs.grid.coords:
         vol_size = vol_size * inputs.grid["vol_scan_scale"]
     vol_moved = (mk.vol + xr.DataArray(st.vol_step, dims="stress") * vol_size).clip(min=0.0)

@@ -20,10 +20,18 @@ from ...kernels import portfolio_margin as K
 from ...params.portfolio_margin import PortfolioMarginParams
 from .groups import SINGLE_NAME_METHODS, ClassGroups
 
-__all__ = ["VOL_POINTS", "Stresses", "stresses", "scan_scenario_set"]
+__all__ = ["VOL_POINTS", "Stresses", "stresses", "vol_shift", "scan_scenario_set"]
 
 #: Implied vol points of the scan [multiples of the vol shift].
 VOL_POINTS = (-1.0, 0.0, 1.0)
+
+
+def vol_shift(params: PortfolioMarginParams) -> tuple[float, str]:
+    """The implied vol shift of the scan: ``(size, "absolute")`` [vol] or ``(size, "relative")``
+    [fraction of the vol] (the parameter model sets exactly one of the two)."""
+    if params.vol_shift is not None:
+        return float(params.vol_shift), "absolute"
+    return float(params.vol_shift_relative or 0.0), "relative"
 
 
 @dataclass
