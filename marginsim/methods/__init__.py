@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..model import GRID_DIMS
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
-from . import cfd, span
+from . import cfd, portfolio_margin, span
 from .account import (
     AccountParams,
     account_applies,
@@ -17,16 +17,13 @@ from .account import (
     account_table,
     account_to_dict,
 )
-from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
 
 register_method(span.SPEC)
 register_method(cfd.SPEC)
-register_method(
-    MethodSpec("portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies)
-)
+register_method(portfolio_margin.SPEC)
 # the account layer's plans are made at one grid point and its margin calls run along the steps:
 # it is split along accounts only
 register_method(
