@@ -9,6 +9,7 @@ ranges, stresses, thresholds, ratios) are arguments, never literals.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 __all__ = [
@@ -67,7 +68,7 @@ def scan_moves(fractions: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.nd
     return np.maximum(np.where(f > 0, f * up, f * down), -1.0)
 
 
-def stress_moves(up: np.ndarray, down: np.ndarray) -> np.ndarray:
+def stress_moves(up: npt.ArrayLike, down: npt.ArrayLike) -> np.ndarray:
     """An up and a down stress as relative moves, the down move capped at -100 %.
 
     Parameters
@@ -80,12 +81,12 @@ def stress_moves(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     numpy.ndarray
         Shape ``(..., 2)``: ``[+up, -min(down, 1)]`` [fraction of price].
     """
-    up = np.asarray(up, dtype=float)
-    down = np.minimum(np.asarray(down, dtype=float), 1.0)
-    return np.stack(np.broadcast_arrays(up, -down), axis=-1)
+    up_a = np.asarray(up, dtype=float)
+    down_a = np.minimum(np.asarray(down, dtype=float), 1.0)
+    return np.stack(np.broadcast_arrays(up_a, -down_a), axis=-1)
 
 
-def market_cap_moves(market_cap: np.ndarray, change: float) -> tuple[np.ndarray, np.ndarray]:
+def market_cap_moves(market_cap: npt.ArrayLike, change: float) -> tuple[np.ndarray, np.ndarray]:
     """Price moves equivalent to a change of market capitalisation.
 
     Parameters

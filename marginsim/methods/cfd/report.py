@@ -67,7 +67,7 @@ def _events(ds: xr.Dataset, gd: list[str], flag: str, acct_of: np.ndarray) -> li
         idx = tuple(where[d] for d in dims)
         cell = np.ravel_multi_index(idx, shape) if shape else np.zeros(p.size, dtype=np.int64)
         u = pd.Index(ds["underlying"].values).get_indexer(ds["position_underlying"].values[p])
-        price = ds["price"].transpose("underlying", *dims).values[(u, *idx)]
+        price = ds["price"].transpose("underlying", *dims).values[(u,) + idx]
         qty = ds["quantity"].values[p]
         cols: dict[str, list[Any]] = {
             "position": ds["position"].values[p].astype(np.int64).tolist(),
