@@ -8,8 +8,8 @@ JSON contract; :func:`json_keys` gives a method's JSON keys of one section in de
 
 Units are text formatted with the result's attrs, so one declaration serves every scenario:
 ``"{currency}"`` is the reporting currency (``ds.attrs["currency"]``), ``"{base_currency}"`` the
-account layer's base currency. A variable whose units name a currency is a money variable: its
-``currency`` attr is set too. :data:`BY_CURRENCY_COORD` marks amounts over a ``currency`` dim, each
+account layer's base currency. A variable whose units are one of these is a money variable (others
+say so with ``Output.money``): its ``currency`` attr is set too. :data:`BY_CURRENCY_COORD` marks amounts over a ``currency`` dim, each
 in the currency of its coordinate.
 
 This module imports nothing of marginsim: every layer may use it.
@@ -17,7 +17,7 @@ This module imports nothing of marginsim: every layer may use it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,11 @@ class Output:
         ``"group"``), or ``None`` when the JSON contract does not carry it.
     key
         Its JSON key when that is not ``name``.
+    money
+        Whether the variable is an amount of money; ``None`` (the default): its units are
+        exactly :data:`CURRENCY` or :data:`BASE_CURRENCY`. Give ``True`` for amounts with
+        compound units (``"{currency} per price unit"``) or in a currency another variable names
+        (``"contract_currency per contract"``), ``False`` for a rate between currencies.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Output:
     description: str
     json: str | None = None
     key: str | None = None
+    money: bool | None = None
 
     @property
     def json_key(self) -> str:
@@ -86,8 +92,21 @@ class Output:
 
     @property
     def is_money(self) -> bool:
-        """Whether the variable is an amount of money (its units name a currency)."""
-        return "currency" in self.units
+        """Whether the variable is an amount of money (see ``money``)."""
+        if self.money is not None:
+            return self.money
+        return self.units in (CURRENCY, BASE_CURRENCY)
+
+    def currency(self, attrs: Mapping[str, Any]) -> str | None:
+        """The ``currency`` attr of a money variable: the reporting (or base) currency its units
+        name, else the first word of its units (the variable giving each element's currency);
+        ``None`` for a variable that is not money."""
+        if not self.is_money:
+            return None
+        for placeholder in (CURRENCY, BASE_CURRENCY):
+            if placeholder in self.units:
+                return placeholder.format(**attrs)
+        return self.units.split()[0]
 
 
 def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
@@ -113,8 +132,9 @@ def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
         units = out.units.format(**ds.attrs) if "{" in out.units else out.units
         if units:
             attrs["units"] = units
-        if out.is_money:
-            attrs["currency"] = units
+        currency = out.currency(ds.attrs)
+        if currency is not None:
+            attrs["currency"] = currency
         attrs["description"] = out.description
     return ds
 

@@ -161,6 +161,7 @@ OUTPUTS: tuple[Output, ...] = (
         _P,
         CURRENCY + " per price unit per contract",
         "multiplier x FX: value of one point of price of one contract",
+        money=True,
     ),
     Output("order_price", _P, "price units", "limit price of the order (NaN: at the market)"),
     Output("price", ("underlying",), "price units", "underlying price"),
@@ -242,10 +243,6 @@ def describe_result(ds: xr.Dataset, concentration_description: str | None = None
         ``ds``; a money variable's ``currency`` attr is the reporting currency.
     """
     describe(ds, OUTPUTS)
-    ccy = ds.attrs["currency"]
-    for out in OUTPUTS:
-        if out.is_money and out.name in ds.variables:
-            ds[out.name].attrs["currency"] = ccy  # units such as "EUR per price unit" name the currency
     if concentration_description is not None and "concentration_loss" in ds:
         ds["concentration_loss"].attrs["description"] = concentration_description
     return ds

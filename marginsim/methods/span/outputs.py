@@ -61,6 +61,7 @@ OUTPUTS = (
         "contract_currency per long contract",
         "SPAN risk array, losses positive",
         json="contract",
+        money=True,
         key="risk_arrays",
     ),
     Output(
