@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import xarray as xr
 
-from ..model import GRID_DIMS, Inputs
+from ..model import Inputs
 from ..params.cfd import CfdParams
 from ..params.span import SpanParams
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
 from ..scenario import ScenarioFile
+from . import account
 from . import span as _span
 from ._json import span_table, span_to_dict
-from .account import (
-    AccountParams,
-    account_applies,
-    account_chunk_layout,
-    account_margin,
-    account_table,
-    account_to_dict,
-)
 from .cfd import cfd_margin, cfd_table, cfd_to_dict
 from .cfd import finalize_chunked as _cfd_finalize
 from .portfolio_margin import PortfolioMarginParams, pm_applies, pm_table, pm_to_dict, portfolio_margin
@@ -95,17 +88,4 @@ register_method(
 register_method(
     MethodSpec("portfolio_margin", portfolio_margin, PortfolioMarginParams, pm_to_dict, pm_table, pm_applies)
 )
-# the account layer's plans are made at one grid point and its margin calls run along the steps:
-# it is split along accounts only
-register_method(
-    MethodSpec(
-        "account",
-        account_margin,
-        AccountParams,
-        account_to_dict,
-        account_table,
-        account_applies,
-        unsplit_dims=frozenset(GRID_DIMS),
-        chunk_layout=account_chunk_layout,
-    )
-)
+register_method(account.SPEC)
