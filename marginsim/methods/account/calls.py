@@ -65,6 +65,7 @@ def business_holidays(code: str, first_year: int, last_year: int) -> np.ndarray:
 
 
 def holidays_for(ctx: Ctx, code: str, first: int, last: int, key_path: str) -> np.ndarray:
+    """Holidays of ``code`` (:func:`business_holidays`); an unknown code is an input error at ``key_path``."""
     try:
         return business_holidays(code, first, last)
     except InputError as e:
@@ -102,6 +103,7 @@ def step_times(ctx: Ctx, inputs: Inputs, tz: zoneinfo.ZoneInfo) -> tuple[np.date
 
 
 def minutes(t: dt.time) -> float:
+    """A time of day in minutes after midnight."""
     return t.hour * 60.0 + t.minute + t.second / 60.0
 
 

@@ -62,6 +62,11 @@ LINES = ("exchange_initial", "exchange_maintenance", "initial", "maintenance")
 
 @dataclass
 class Ctx:
+    """The account layer's view of one run: accounts, currencies [FX: base-currency and
+    reporting-currency value of one unit] and, per held contract (``k_*``), its currency group,
+    margin source, exchange-rule margins, mark-ups [decimal], fee [contract currency], class,
+    limits [contracts] and definition; per book position (``pos_*``), its source and contract."""
+
     sc: ScenarioFile
     params: AccountParams
     accounts: list[str]
@@ -111,10 +116,16 @@ def _product(params: AccountParams, contract: str, group: str, underlying: str) 
 
 
 def usd_rate(sc: ScenarioFile, ccy: str, base: str, key_path: str) -> float:
+    """Value of one unit of ``ccy`` in ``base`` (the scenario's FX rates) [base per unit]."""
     return sc.fx_rate(ccy, key_path=key_path) / sc.fx_rate(base, key_path="account.base_currency")
 
 
 def build_ctx(inputs: Inputs, params: AccountParams, extra_ccys: set[str]) -> Ctx:
+    """Read the ``account`` section against the inputs: the run's :class:`Ctx`.
+
+    ``extra_ccys``: currencies of given requirements. Raises :class:`~marginsim.errors.InputError`
+    for an unknown product key or a currency without an FX rate.
+    """
     sc = inputs.scenario
     file = sc.file
     book = inputs.book
@@ -194,8 +205,8 @@ def build_ctx(inputs: Inputs, params: AccountParams, extra_ccys: set[str]) -> Ct
 
     span_params = inputs.span_params or sc.span or SpanParams()
     span_ccys = set()
-    for i in np.flatnonzero(k_source == SPAN):
-        ccp = span_params.combined_commodities.get(groups[i])
+    for k in np.flatnonzero(k_source == SPAN):
+        ccp = span_params.combined_commodities.get(groups[k])
         if ccp is not None and ccp.currency is not None:
             span_ccys.add(ccp.currency)
 
@@ -258,8 +269,9 @@ def build_ctx(inputs: Inputs, params: AccountParams, extra_ccys: set[str]) -> Ct
 
 
 def grid_shape(inputs: Inputs) -> tuple[list[str], tuple[int, ...]]:
+    """The grid dims present, in result order, and their sizes."""
     gd = list(inputs.grid_dims)
-    shape = tuple(int(inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)) for d in gd)
+    shape = tuple(int(inputs.market.sizes[d] if d in inputs.market.sizes else inputs.grid.sizes[d]) for d in gd)
     return gd, shape
 
 
@@ -272,6 +284,7 @@ def flat(da: xr.DataArray, lead: list[str], gd: list[str], gshape: tuple[int, ..
 
 
 def grid_coords(inputs: Inputs, gd: list[str]) -> dict[str, np.ndarray]:
+    """The coordinate values of each grid dim (from the market, else the parameter grid)."""
     out = {}
     for d in gd:
         out[d] = inputs.market[d].values if d in inputs.market.coords else inputs.grid[d].values
@@ -327,12 +340,21 @@ def sub_inputs(inputs: Inputs, rows: np.ndarray) -> Inputs:
     return dataclasses.replace(inputs, book=new_book, scenario=sc, universe=part)
 
 
-
 def point_str(point: dict[str, int]) -> str:
+    """A grid point as text (``"step=3, path=0"``; ``""`` without grid dims): a result attr."""
     return ", ".join(f"{d}={i}" for d, i in point.items())
 
 
-def decision_point(ctx, inputs, gd, gshape, state, *, kind: str, step: Any = None) -> dict[str, int]:
+def decision_point(
+    ctx: Ctx | Shell,
+    inputs: Inputs,
+    gd: list[str],
+    gshape: tuple[int, ...],
+    state: np.ndarray | None,
+    *,
+    kind: str,
+    step: Any = None,
+) -> dict[str, int]:
     """Grid point of a plan: base point of the what-if dims, the chosen step and path (``step``:
     given, e.g. the whole book's first step in forced liquidation for a chunk of it)."""
     if not gd:
@@ -357,8 +379,10 @@ def decision_point(ctx, inputs, gd, gshape, state, *, kind: str, step: Any = Non
         elif choice == "last":
             step = n_s - 1
         elif choice == "first":
+            if state is None:
+                raise ValueError("the first step in forced liquidation needs the states (or a given step)")
             st = state.reshape((state.shape[0], *gshape))
-            idx = tuple(point.get(x, slice(None)) if x != "step" else slice(None) for x in gd)
+            idx: tuple[Any, ...] = tuple(point.get(x, slice(None)) if x != "step" else slice(None) for x in gd)
             along = st[(slice(None), *idx)]  # (A, step)
             hit = np.flatnonzero((along == K.FORCED_LIQUIDATION).any(axis=0))
             step = int(hit[0]) if hit.size else n_s - 1
@@ -374,7 +398,8 @@ def decision_point(ctx, inputs, gd, gshape, state, *, kind: str, step: Any = Non
     return {dname: point[dname] for dname in gd}
 
 
-def flat_index(point: dict[str, int], gd: list[str], gshape) -> int:
+def flat_index(point: dict[str, int], gd: list[str], gshape: tuple[int, ...]) -> int:
+    """Index of a grid point into the flattened grid (C order of ``gd``)."""
     if not gd:
         return 0
     return int(np.ravel_multi_index(tuple(point[d] for d in gd), gshape))

@@ -25,7 +25,20 @@ def max_movements(n_ccy: int, params: AccountParams) -> int:
 
 
 
-def conversion_plans(ctx: Ctx, balance, lines, point, gd, gshape):
+def conversion_plans(
+    ctx: Ctx,
+    balance: np.ndarray,
+    lines: dict[str, np.ndarray],
+    point: dict[str, int],
+    gd: list[str],
+    gshape: tuple[int, ...],
+) -> tuple[xr.Dataset, dict[str, np.ndarray]]:
+    """The forced conversion plan of every account at the grid point ``point``.
+
+    Returns the plan's rows (dim ``movement``: the client's instructions first, then the planner's
+    movements) and a summary per account (rule, complete, shortfalls before and after [base
+    currency], currencies converted).
+    """
     n_a = len(ctx.accounts)
     j = flat_index(point, gd, gshape)
     usd = ctx.usd
@@ -43,18 +56,18 @@ def conversion_plans(ctx: Ctx, balance, lines, point, gd, gshape):
         qg = (lines["initial"][a, :, :, j] * usd).sum(axis=1)
         name = ctx.accounts[a]
         funds = ctx.params.accounts.get(name)
-        client = []
+        client: list[K.Movement] = []
         if funds is not None:
-            for m in funds.instructions:
-                c = ctx.ccys.index(m.currency)
-                d = ctx.ccys.index(m.to_currency or m.currency)
+            for ins in funds.instructions:
+                c = ctx.ccys.index(ins.currency)
+                d = ctx.ccys.index(ins.to_currency or ins.currency)
                 client.append(
                     K.Movement(
-                        m.kind,
-                        m.amount,
+                        ins.kind,
+                        ins.amount,
                         c,
-                        GROUP_INDEX[m.from_group],
-                        GROUP_INDEX[m.to_group],
+                        GROUP_INDEX[ins.from_group],
+                        GROUP_INDEX[ins.to_group],
                         d,
                         usd[c] / usd[d],
                     )

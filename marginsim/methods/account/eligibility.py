@@ -99,7 +99,9 @@ def ready_market(ctx: Ctx, inputs: Inputs) -> xr.Dataset | None:
     return ds.assign_coords(stock=foreign)
 
 
-def eligibility(ctx: Ctx, inputs: Inputs, equity_b: np.ndarray, gd, gshape) -> xr.Dataset:
+def eligibility(
+    ctx: Ctx, inputs: Inputs, equity_b: np.ndarray, gd: list[str], gshape: tuple[int, ...]
+) -> xr.Dataset:
     """Account opening / activation, product vs investor class, position limits and reporting levels."""
     sc, ep = ctx.sc, ctx.params.eligibility
     n_a = len(ctx.accounts)

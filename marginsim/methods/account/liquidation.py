@@ -7,13 +7,23 @@ import numpy as np
 import xarray as xr
 
 from ...kernels import account as K
-from .context import RULE, SPAN, at_point, base_inputs, flat_index
+from ...kernels import pricing
+from ...model import Inputs
+from .context import RULE, SPAN, Ctx, at_point, base_inputs, flat_index
 from .requirements import add_lines, rule_lines, span_lines
 
 __all__ = ["liquidation_plans"]
 
 
-def _futures_initial(ctx, inputs_pt, pk, q, pa, n_a, engine) -> np.ndarray:
+def _futures_initial(
+    ctx: Ctx,
+    inputs_pt: Inputs,
+    pk: np.ndarray,
+    q: np.ndarray,
+    pa: np.ndarray,
+    n_a: int,
+    engine: pricing.Engine,
+) -> np.ndarray:
     """Broker initial [base] of SPAN and exchange-rule positions per (virtual) account, at one point."""
     rule = ctx.k_source[ctx.local[pk]] == RULE
     lines = add_lines(
@@ -23,7 +33,20 @@ def _futures_initial(ctx, inputs_pt, pk, q, pa, n_a, engine) -> np.ndarray:
     return (lines["initial"][..., 0] * ctx.usd[None, None, :]).sum(axis=(1, 2))
 
 
-def liquidation_plans(ctx, inputs, point, gd, gshape, state, equity_b, init_b, lines, by_source, pv, engine):
+def liquidation_plans(
+    ctx: Ctx,
+    inputs: Inputs,
+    point: dict[str, int],
+    gd: list[str],
+    gshape: tuple[int, ...],
+    state: np.ndarray,
+    equity_b: np.ndarray,
+    init_b: np.ndarray,
+    lines: dict[str, np.ndarray],
+    by_source: dict[str, dict[str, np.ndarray]],
+    pv: dict[str, np.ndarray],
+    engine: pricing.Engine,
+) -> tuple[xr.Dataset, dict[str, np.ndarray]]:
     """Which positions and how many contracts the broker closes in forced liquidation.
 
     Rule: the largest improvement of available funds per contract closed first, where the

@@ -6,12 +6,16 @@ base currency, USD by default).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import xarray as xr
 
 from ...errors import InputError
 from ...kernels import account as K
+from ...kernels import pricing
 from ...model import Inputs
+from ...params.account import InterestTier
 from .context import GROUP_INDEX, Ctx, G, base_inputs, flat, grid_shape
 
 __all__ = ["cash_arrays", "position_values", "to_lines", "interest", "withdrawable"]
@@ -41,7 +45,7 @@ def cash_arrays(ctx: Ctx) -> dict[str, np.ndarray]:
     return {"cash": cash, "unsettled": unsettled, "lme_due": lme_due, "lme_not_due": lme_not_due}
 
 
-def position_values(ctx: Ctx, inputs: Inputs, engine: str) -> dict[str, np.ndarray]:
+def position_values(ctx: Ctx, inputs: Inputs, engine: pricing.Engine) -> dict[str, np.ndarray]:
     """Per book position over the grid [contract currency]: the value counted in equity (futures and
     CFD variation since the reference price, stock market value) and the option value excluded."""
     gd, gshape = grid_shape(inputs)
@@ -124,7 +128,7 @@ def to_lines(ctx: Ctx, per_pos: np.ndarray) -> np.ndarray:
 
 
 
-def _tier_rates(ctx: Ctx, tiers, ccy_needed: np.ndarray, kind: str, floor: bool) -> np.ndarray:
+def _tier_rates(ctx: Ctx, tiers: Sequence[InterestTier], ccy_needed: np.ndarray, kind: str, floor: bool) -> np.ndarray:
     """Rates (C, T) [decimal per year] of a tier table; a spread needs the currency's benchmark."""
     ip = ctx.params.interest
     C = len(ctx.ccys)
@@ -134,7 +138,7 @@ def _tier_rates(ctx: Ctx, tiers, ccy_needed: np.ndarray, kind: str, floor: bool)
             if tier.rate is not None:
                 rates[c, t] = tier.rate
             elif name in ip.benchmark:
-                rates[c, t] = ip.benchmark[name] + tier.spread
+                rates[c, t] = ip.benchmark[name] + (tier.spread or 0.0)  # a tier without a rate has a spread
             elif ccy_needed[c]:
                 raise InputError(
                     f"no benchmark rate for {name} (needed by the {kind} tiers); add account.interest.benchmark.{name}",
@@ -146,7 +150,7 @@ def _tier_rates(ctx: Ctx, tiers, ccy_needed: np.ndarray, kind: str, floor: bool)
     return np.maximum(rates, 0.0) if floor else rates
 
 
-def interest(ctx: Ctx, inputs: Inputs, money, base_level: np.ndarray) -> xr.Dataset:
+def interest(ctx: Ctx, inputs: Inputs, money: dict[str, np.ndarray], base_level: np.ndarray) -> xr.Dataset:
     """Tiered interest per year on settled cash per account and currency [currency units].
 
     ``base_level``: the price level of each book position at the base market (settlement prices).
@@ -211,7 +215,7 @@ def interest(ctx: Ctx, inputs: Inputs, money, base_level: np.ndarray) -> xr.Data
 
 
 def balances(
-    ctx: Ctx, inputs: Inputs, engine: str
+    ctx: Ctx, inputs: Inputs, engine: pricing.Engine
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The money of every account: static amounts, position values and balances.
 

@@ -76,7 +76,7 @@ def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
                 "currencies": ccys,
             }
         obj["currency_groups"] = groups
-        mv = np.flatnonzero(ds["movement_account"].values == acct) if "movement" in ds.dims else []
+        mv = np.flatnonzero(ds["movement_account"].values == acct) if "movement" in ds.dims else np.zeros(0, np.int64)
         obj["forced_conversions"] = [
             {
                 "kind": str(ds["kind"].values[i]),
@@ -109,7 +109,7 @@ def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
         )
         obj["lme_not_due"] = float(d["lme_not_due"].values)
         obj["initial_by_source"] = {
-            k.removeprefix("initial_"): to_plain(d[k], gd) for k in ds.data_vars if k.startswith("initial_")
+            str(k).removeprefix("initial_"): to_plain(d[k], gd) for k in ds.data_vars if str(k).startswith("initial_")
         }
         obj["conversion_plan"] = {
             "point": ds.attrs["conversion_point"],
@@ -119,7 +119,11 @@ def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
             "shortfall_after": float(d["conversion_shortfall_after"].values),
             "currencies_converted": [c for c in str(d["currencies_converted"].values).split(",") if c],
         }
-        rows = np.flatnonzero(ds["liquidation_account"].values == acct) if "liquidation" in ds.dims else []
+        rows = (
+            np.flatnonzero(ds["liquidation_account"].values == acct)
+            if "liquidation" in ds.dims
+            else np.zeros(0, np.int64)
+        )
         obj["liquidation"] = {
             "point": ds.attrs["liquidation_point"],
             "needed": bool(d["liquidation_needed"].values),
@@ -217,7 +221,7 @@ def account_table(ds: xr.Dataset, account: str) -> str:
     tz = zoneinfo.ZoneInfo(ds.attrs.get("timezone", "Asia/Hong_Kong"))
     d = ds.sel(account=account)
     ccy, base = ds.attrs["currency"], ds.attrs["base_currency"]
-    gd = [x for x in d["equity"].dims]
+    gd = [str(x) for x in d["equity"].dims]
     lines = [f"ACCOUNT  {account}  [{ccy}; group bases in {base}]"]
     head = f"{'point':<16}{'equity':>16}{'initial':>16}{'maintenance':>16}{'risk ratio':>12}{'maint. ratio':>14}  {'state':<20}{'deadline'}"
     lines += [head, "-" * len(head)]
@@ -301,16 +305,16 @@ def account_table(ds: xr.Dataset, account: str) -> str:
         if v is not None:
             flags.append(f"{k}={v}")
     pos = np.flatnonzero(ds["position_account"].values == list(ds["account"].values).index(account))
-    for p in pos:
+    for row in pos:
         notes = []
-        if bool(ds["over_position_limit"].values[p]):
+        if bool(ds["over_position_limit"].values[row]):
             notes.append("OVER POSITION LIMIT")
-        if bool(ds["reportable"].values[p]):
+        if bool(ds["reportable"].values[row]):
             notes.append("reportable (large open position)")
-        if int(ds["product_allowed"].values[p]) == 0:
+        if int(ds["product_allowed"].values[row]) == 0:
             notes.append("product class not allowed for the investor class")
         if notes:
-            flags.append(f"{ds['position_contract'].values[p]}: " + ", ".join(notes))
+            flags.append(f"{ds['position_contract'].values[row]}: " + ", ".join(notes))
     if flags:
         lines.append("")
         lines.append("eligibility: " + "; ".join(flags))

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from ...errors import InputError
+from ...kernels import pricing
 from ...model import Inputs, book_from_arrays
 from ...params.account import CURRENCY_GROUPS
 from ...registry import REGISTRY
@@ -91,10 +92,13 @@ def requirements_from_method(
 
 
 def empty_lines(n_a: int, C: int, n_g: int) -> dict[str, np.ndarray]:
+    """Zero requirement lines, each (account, currency group, currency, grid point)."""
     return {k: np.zeros((n_a, G, C, n_g)) for k in LINES}
 
 
-def rule_lines(ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int):
+def rule_lines(
+    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int
+) -> dict[str, np.ndarray]:
     """Fixed-per-contract and percentage-of-notional exchange margins, in each margin currency."""
     gd, gshape = grid_shape(inputs_x)
     n_g = int(np.prod(gshape))
@@ -120,8 +124,8 @@ def rule_lines(ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np
 
 
 def span_lines(
-    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int, engine: str
-):
+    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int, engine: pricing.Engine
+) -> dict[str, np.ndarray]:
     """SPAN requirements per (account, currency group, margin currency): combined commodity risks in
     their currency, less the net option value of the line; the broker's mark-ups apply to the risks.
 
@@ -172,7 +176,7 @@ def span_lines(
     sp = ctx.span_params
     ratio = np.array(
         [
-            (sp.combined_commodities.get(n).initial_ratio if n in sp.combined_commodities else None)
+            (sp.combined_commodities[n].initial_ratio if n in sp.combined_commodities else None)
             or sp.initial_ratio
             for n in cc_names
         ]
@@ -210,7 +214,7 @@ def span_lines(
     return out
 
 
-def method_lines(ctx: Ctx, inputs: Inputs, source: int, engine: str) -> dict[str, np.ndarray]:
+def method_lines(ctx: Ctx, inputs: Inputs, source: int, engine: pricing.Engine) -> dict[str, np.ndarray]:
     """Requirements of another registered method on the positions it covers (broker level, no mark-up)."""
     gd, gshape = grid_shape(inputs)
     n_g = int(np.prod(gshape))
@@ -224,13 +228,17 @@ def method_lines(ctx: Ctx, inputs: Inputs, source: int, engine: str) -> dict[str
     ds = spec.run(sub, engine=engine, **spec.lean)
     req = requirements_from_method(
         ds,
-        currency_group=ctx.params.method_currency_group[name],
+        currency_group=ctx.params.method_currency_group["portfolio_margin" if source == PM else "cfd"],
         currency=ctx.sc.currency,
     )
     return injected_lines(ctx, req, gd, gshape, markup=False)
 
 
-def injected_lines(ctx: Ctx, req: xr.Dataset, gd, gshape, *, markup: bool) -> dict[str, np.ndarray]:
+def injected_lines(
+    ctx: Ctx, req: xr.Dataset, gd: list[str], gshape: tuple[int, ...], *, markup: bool
+) -> dict[str, np.ndarray]:
+    """Requirement lines from a requirements Dataset (the format of :func:`requirements_from_method`);
+    with ``markup``, the account's mark-ups make the broker lines unless the Dataset gives them."""
     n_g = int(np.prod(gshape))
     C = len(ctx.ccys)
     out = empty_lines(len(ctx.accounts), C, n_g)
@@ -285,12 +293,13 @@ def no_loan_lines(ctx: Ctx, inputs: Inputs) -> dict[str, np.ndarray]:
 
 
 def add_lines(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The sum of two sets of requirement lines."""
     return {k: a[k] + b[k] for k in LINES}
 
 
 
 def requirement_lines(
-    ctx: Ctx, inputs: Inputs, engine: str, requirements: xr.Dataset | None = None
+    ctx: Ctx, inputs: Inputs, engine: pricing.Engine, requirements: xr.Dataset | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Every requirement line of the book, in total and by source.
 
