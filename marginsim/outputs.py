@@ -109,7 +109,7 @@ def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
     for out in outputs:
         if out.name not in ds.variables:
             continue
-        attrs = ds[out.name].attrs
+        attrs = ds.variables[out.name].attrs  # the variable itself: no DataArray built per output
         units = out.units.format(**ds.attrs) if "{" in out.units else out.units
         if units:
             attrs["units"] = units
