@@ -20,7 +20,7 @@ from marginsim.methods.account import (
     business_holidays,
     requirements_from_method,
 )
-from marginsim.testing import mixed_contracts
+from marginsim.testing import check_method, mixed_contracts
 
 ROOT = Path(__file__).resolve().parents[1]
 CALL = ROOT / "scenarios" / "account_hk_margin_call.yaml"
@@ -866,6 +866,7 @@ def test_portfolio_margin_cash_of_an_account_without_stocks():
     )
     assert acct["initial_portfolio_margin"].sel(account="a1").item() == 0.0
     assert acct["initial_span"].sel(account="a1").item() > 0.0
+    check_method("account", sc)  # chunk by chunk, reordered, JSON
 
 
 #: A book of the mixed market whose liquidation leave-one-out left an option SPAN does not
@@ -897,3 +898,4 @@ def test_an_option_span_does_not_margin_has_no_span_line():
         mixed([{"contract": "MEGA-C", "quantity": 20, "account": "a0"}], cash={"a0": 1_000.0}), methods=["account"]
     )["account"]
     assert alone["initial_span"].item() == 0.0
+    check_method("account", mixed(book, cash={"a0": 1_000.0, "a2": 1_000.0}))  # chunk by chunk, reordered, JSON
