@@ -51,12 +51,14 @@ __all__ = [
 
 #: Number of currency groups.
 G = len(CURRENCY_GROUPS)
+#: Currency group name -> index along the ``currency_group`` dim.
 GROUP_INDEX = {g: i for i, g in enumerate(CURRENCY_GROUPS)}
 
-# sources of a position's exchange requirement
+#: Sources of a position's exchange requirement (codes), and their names.
 SPAN, RULE, PM, CFD, NO_LOAN = 0, 1, 2, 3, 4
 SOURCE_NAMES = ("span", "exchange_rule", "portfolio_margin", "cfd", "no_loan_value")
 METHOD_SOURCE = {"span": SPAN, "portfolio_margin": PM, "cfd": CFD}
+#: The requirement lines of every source: exchange initial and maintenance, broker initial and maintenance.
 LINES = ("exchange_initial", "exchange_maintenance", "initial", "maintenance")
 
 
