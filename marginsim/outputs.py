@@ -72,7 +72,7 @@ class Output:
         Its JSON key when that is not ``name``.
     money
         Whether the variable is an amount of money; ``None`` (the default): its units are
-        exactly :data:`CURRENCY` or :data:`BASE_CURRENCY`. Give ``True`` for amounts with
+        exactly :data:`CURRENCY`, :data:`BASE_CURRENCY` or :data:`BY_CURRENCY_COORD`. Give ``True`` for amounts with
         compound units (``"{currency} per price unit"``) or in a currency another variable names
         (``"contract_currency per contract"``), ``False`` for a rate between currencies.
     """
@@ -95,18 +95,18 @@ class Output:
         """Whether the variable is an amount of money (see ``money``)."""
         if self.money is not None:
             return self.money
-        return self.units in (CURRENCY, BASE_CURRENCY)
+        return self.units in (CURRENCY, BASE_CURRENCY, BY_CURRENCY_COORD)
 
     def currency(self, attrs: Mapping[str, Any]) -> str | None:
         """The ``currency`` attr of a money variable: the reporting (or base) currency its units
-        name, else the first word of its units (the variable giving each element's currency);
-        ``None`` for a variable that is not money."""
+        name, else its units up to ``" per "`` (a fixed currency such as ``"USD"``, the variable
+        or coordinate giving each element's currency); ``None`` for a variable that is not money."""
         if not self.is_money:
             return None
         for placeholder in (CURRENCY, BASE_CURRENCY):
             if placeholder in self.units:
                 return placeholder.format(**attrs)
-        return self.units.split()[0]
+        return self.units.split(" per ")[0]
 
 
 def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
@@ -128,7 +128,7 @@ def describe(ds: xr.Dataset, outputs: Iterable[Output]) -> xr.Dataset:
     for out in outputs:
         if out.name not in ds.variables:
             continue
-        attrs = ds[out.name].attrs
+        attrs = ds.variables[out.name].attrs  # the variable itself: no DataArray built per output
         units = out.units.format(**ds.attrs) if "{" in out.units else out.units
         if units:
             attrs["units"] = units

@@ -20,6 +20,7 @@ from marginsim.methods.account import (
     business_holidays,
     requirements_from_method,
 )
+from marginsim.testing import check_method, mixed_contracts
 
 ROOT = Path(__file__).resolve().parents[1]
 CALL = ROOT / "scenarios" / "account_hk_margin_call.yaml"
@@ -808,3 +809,93 @@ def test_bad_input(mutate, match):
     mutate(sc)
     with pytest.raises(InputError, match=match):
         run(sc)
+
+
+# ----------------------------------------------------------------------------------------------------
+# regressions found by tests/test_method_contract.py (the mixed book of marginsim.testing)
+# ----------------------------------------------------------------------------------------------------
+
+MIXED_MARKET = {
+    "IDX": {"price": 1000.0, "vol": 0.08, "rate": 0.0},
+    "MEGA": {
+        "price": 20.0,
+        "vol": 0.08,
+        "rate": 0.0,
+        "dividend_yield": 0.0,
+        "market_cap": 1.2e12,
+        "shares_outstanding": 4.8e9,
+        "adv": 3.0e7,
+        "domicile": "US",
+        "listing": "US",
+        "sector": "technology",
+        "product_class": "equity",
+    },
+    "EUR.USD": {"price": 1.0, "vol": 0.08, "rate": 0.0},
+    "US 500": {"price": 3000.0, "vol": 0.08, "rate": 0.0},
+}
+
+
+def mixed(positions: list[dict], cash: dict[str, float], pm_cash: dict[str, float] | None = None) -> dict:
+    """A scenario of the mixed book (:func:`marginsim.testing.scenarios`) with fixed prices."""
+    return {
+        "name": "mixed",
+        "as_of": "2026-11-20",
+        "currency": "USD",
+        "market": MIXED_MARKET,
+        "contracts": mixed_contracts(MIXED_MARKET),
+        "positions": positions,
+        "span": {"combined_commodities": {"IDX": {"price_scan": 0.06, "vol_scan": 0.04}}},
+        "portfolio_margin": {"cash": cash if pm_cash is None else pm_cash},
+        "cfd": {"client": "retail", "accounts": {a: {"cash": c} for a, c in cash.items()}},
+        "account": {},
+    }
+
+
+def test_portfolio_margin_cash_of_an_account_without_stocks():
+    # portfolio_margin.cash names a1, which holds a future only: the account layer runs portfolio
+    # margin on the stock positions (a0's) and must not make a1 "unknown" to it
+    sc = mixed(
+        [{"contract": "MEGA", "quantity": 100, "account": "a0"}, {"contract": "IDX-DEC26", "quantity": 1, "account": "a1"}],
+        cash={"a0": 1e5, "a1": 1e5},
+    )
+    sc["cfd"]["accounts"] = {}
+    ds = marginsim.margin(sc, methods=["account", "portfolio_margin"])
+    acct = ds["account"]
+    assert acct["initial_portfolio_margin"].sel(account="a0").item() == pytest.approx(
+        ds["portfolio_margin"]["initial"].sel(account="a0").item()
+    )
+    assert acct["initial_portfolio_margin"].sel(account="a1").item() == 0.0
+    assert acct["initial_span"].sel(account="a1").item() > 0.0
+    check_method("account", sc)  # chunk by chunk, reordered, JSON
+
+
+#: A book of the mixed market whose liquidation leave-one-out left an option SPAN does not
+#: margin alone in a virtual account (the IndexError the method contract test found).
+LIQUIDATION_BOOK = [
+    {"contract": "IDX-DEC26", "quantity": 8, "account": "a0"},
+    {"contract": "IDX-DEC26", "quantity": -6, "account": "a0"},
+    {"contract": "IDX-DEC26", "quantity": -1, "account": "a2"},
+    {"contract": "MEGA-C", "quantity": 20, "account": "a0"},
+    {"contract": "IDX-MAR27-P", "quantity": -20, "account": "a0"},
+    {"contract": "US500-CFD", "quantity": -3, "account": "a2", "open_price": 3000.0, "opened": "2026-11-10T08:00:00"},
+]
+
+
+def test_an_option_span_does_not_margin_has_no_span_line():
+    # MEGA-C (an option on a stock) goes to SPAN by account.margin_source, but SPAN does not margin
+    # it: it has no combined commodity, so no SPAN line and no net option value (it used to index
+    # the last combined commodity, and an IndexError when the leave-one-out left it alone)
+    book = LIQUIDATION_BOOK
+    ds = marginsim.margin(mixed(book, cash={"a0": 1_000.0, "a2": 1_000.0}), methods=["account"])["account"]
+    assert (ds["state"].values == K.FORCED_LIQUIDATION).all()
+    assert ds["liquidation_needed"].values.all()
+    assert (ds["liquidation_contracts"].values > 0).all()
+    without = [p for p in book if p["contract"] != "MEGA-C"]
+    ds2 = marginsim.margin(mixed(without, cash={"a0": 1_000.0, "a2": 1_000.0}), methods=["account"])["account"]
+    assert ds["initial_span"].sel(account="a0").item() == ds2["initial_span"].sel(account="a0").item()
+    # a book of that option alone: no SPAN requirement, no error
+    alone = marginsim.margin(
+        mixed([{"contract": "MEGA-C", "quantity": 20, "account": "a0"}], cash={"a0": 1_000.0}), methods=["account"]
+    )["account"]
+    assert alone["initial_span"].item() == 0.0
+    check_method("account", mixed(book, cash={"a0": 1_000.0, "a2": 1_000.0}))  # chunk by chunk, reordered, JSON

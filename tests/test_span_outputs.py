@@ -28,7 +28,7 @@ def _check(ds, currency):
         if out.units == CURRENCY:
             assert attrs["units"] == currency and attrs["currency"] == currency, name
         elif out.is_money:  # amounts in another currency: the variable that names it is in the result
-            assert attrs["currency"] == out.units.split()[0], name
+            assert attrs["currency"] == out.units.split(" per ")[0], name
             assert ("contract_currency" in out.units) <= ("contract_currency" in ds), name
         else:
             assert "currency" not in attrs, name

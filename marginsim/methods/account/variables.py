@@ -1,0 +1,150 @@
+"""Every result variable of the account layer: dims (besides the grid dims), units, description.
+
+:data:`OUTPUTS` is the one declaration the result's ``units``, ``currency`` and ``description``
+attrs come from (:func:`describe`). Units follow :mod:`marginsim.outputs`: ``CURRENCY`` is the
+reporting currency, ``BASE_CURRENCY`` the account layer's base currency (USD by default),
+``BY_CURRENCY_COORD`` the currency of the variable's ``currency`` coordinate; ``"1"`` a ratio or
+a plain number; ``""`` a label, a flag or a code (their meaning is in the description), and the
+local times ``call_time``, ``deadline`` and ``grace_end`` (``datetime64``: a ``units`` attr would
+clash with xarray's time encoding when a result is stored).
+
+The account layer's JSON and table are written by :mod:`.report` (``json`` is not set here).
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from ...outputs import BASE_CURRENCY, BY_CURRENCY_COORD, CURRENCY, Output, describe
+
+__all__ = ["OUTPUTS", "describe_result"]
+
+A = ("account",)
+AG = ("account", "currency_group")
+AGC = ("account", "currency_group", "currency")
+AC = ("account", "currency")
+MV = ("movement",)
+LQ = ("liquidation",)
+P = ("position",)
+S = ("stock",)
+PER_YEAR = BY_CURRENCY_COORD + " per year"
+
+# fmt: off
+OUTPUTS: tuple[Output, ...] = (
+    # per account and grid point
+    Output("equity", A, CURRENCY, "cash + LME profits + futures / CFD variation + stock value; option floating profit and value excluded"),
+    Output("initial", A, CURRENCY, "broker initial margin: exchange initial x (1 + mark-up), never below maintenance"),
+    Output("maintenance", A, CURRENCY, "broker maintenance margin: exchange maintenance x (1 + mark-up)"),
+    Output("exchange_initial", A, CURRENCY, "exchange (or upstream broker) initial margin"),
+    Output("exchange_maintenance", A, CURRENCY, "exchange (or upstream broker) maintenance margin"),
+    Output("risk_ratio", A, "1", "general risk ratio: initial / equity (1 = 100 %); inf when equity <= 0"),
+    Output("maintenance_risk_ratio", A, "1", "maintenance / equity (1 = 100 %); inf when equity <= 0"),
+    Output("state", A, "", "0 normal, 1 margin call, 2 forced liquidation"),
+    Output("call_time", A, "", "time of the step that raised the outstanding call (local time)"),
+    Output("deadline", A, "", "margin call: 16:00 same or next business day; forced liquidation: immediate (local time)"),
+    Output("overdue", A, "", "a margin call outstanding after its deadline"),
+    Output("available_funds", A, CURRENCY, "equity - initial"),
+    Output("excess_liquidity", A, CURRENCY, "equity - maintenance"),
+    Output("withdrawable", A, CURRENCY, "min(settled funds, equity - LME profits not due) - initial x (1 + buffer), >= 0"),
+    Output("option_value_excluded", A, CURRENCY, "value of the options held (not counted in equity)"),
+    Output("lme_not_due", A, CURRENCY, "LME profits whose prompt date is after the evaluation date (not withdrawable)"),
+    Output("forced_conversion_needed", A, "", "some currency fails the conversion test or some group the transfer test"),
+    Output("total_base", A, BASE_CURRENCY, "equity in the base currency"),
+    Output("initial_exchange_rule", A, CURRENCY, "broker initial margin of the positions with exchange-rule margins"),
+    Output("initial_span", A, CURRENCY, "broker initial margin of the positions margined by SPAN"),
+    Output("initial_portfolio_margin", A, CURRENCY, "initial margin of the positions margined by portfolio margin"),
+    Output("initial_cfd", A, CURRENCY, "initial margin of the CFD positions"),
+    Output("initial_no_loan_value", A, CURRENCY, "long foreign stocks without a ready market: 100 % of their value"),
+    # per currency group
+    Output("group_base", AG, BASE_CURRENCY, "group base: sum of its currencies at the FX rates"),
+    Output("group_initial", AG, BASE_CURRENCY, "broker initial margin of the group's positions"),
+    Output("group_maintenance", AG, BASE_CURRENCY, "broker maintenance margin of the group's positions"),
+    Output("group_available", AG, BASE_CURRENCY, "group base - group initial"),
+    Output("group_withdrawable", AG, BASE_CURRENCY, "withdrawable from the group, never more than the account's"),
+    Output("transfer_test_met", AG, "", "group base >= the broker's initial margin of the group"),
+    # per currency group and currency
+    Output("balance", AGC, BY_CURRENCY_COORD, "money per currency group and currency (cash, LME profits, variation, stock value)"),
+    Output("currency_exchange_initial", AGC, BY_CURRENCY_COORD, "initial margin required in the currency by the exchange / upstream broker"),
+    Output("currency_initial", AGC, BY_CURRENCY_COORD, "broker initial margin required in the currency"),
+    Output("currency_withdrawable", AGC, BY_CURRENCY_COORD, "withdrawable in the currency, never more than the group's"),
+    Output("conversion_test_met", AGC, "", "balance >= the exchange initial margin required in the currency"),
+    Output("cash", AGC, BY_CURRENCY_COORD, "cash given per currency group and currency (account.accounts.<name>.cash)"),
+    Output("fx_base", ("currency",), BASE_CURRENCY + " per unit", "value of one unit of the currency in the base currency"),
+    # the forced conversion plan: one row per movement, and its summary per account
+    Output("movement_account", MV, "", "account of the movement"),
+    Output("movement_rule", MV, "", "rule that made the movement (client: the client's instruction)"),
+    Output("kind", MV, "", "transfer (between currency groups) or conversion (between currencies)"),
+    Output("amount", MV, "currency of `movement_currency`", "amount moved out", money=True),
+    Output("movement_currency", MV, "", "currency moved out"),
+    Output("from_group", MV, "", "currency group moved out of"),
+    Output("to_group", MV, "", "currency group moved into"),
+    Output("to_currency", MV, "", "currency moved into"),
+    Output("to_amount", MV, "currency of `to_currency`", "amount moved in", money=True),
+    Output("rate", MV, "target units per source unit", "to_amount / amount"),
+    Output("conversion_rule", A, "", "rule of the account's forced conversion plan"),
+    Output("conversion_complete", A, "", "the plan meets every conversion and transfer test"),
+    Output("conversion_shortfall_before", A, BASE_CURRENCY, "shortfall of the tests before the plan"),
+    Output("conversion_shortfall_after", A, BASE_CURRENCY, "shortfall of the tests after the plan"),
+    Output("currencies_converted", A, "", "comma-separated currencies the plan converts"),
+    # the forced liquidation plan: one row per position closed, and its summary per account
+    Output("liquidation_account", LQ, "", "account of the position closed"),
+    Output("liquidation_position", LQ, "", "position number (row of the book)"),
+    Output("liquidation_contract", LQ, "", "contract closed"),
+    Output("liquidation_quantity", LQ, "contracts", "signed quantity held before the liquidation"),
+    Output("close", LQ, "contracts", "contracts closed"),
+    Output("close_price", LQ, "price units", "closing price (options: premium per unit of the underlying)"),
+    Output("fee", LQ, CURRENCY, "liquidation fees of the contracts closed"),
+    Output("cash_realised", LQ, CURRENCY, "cash an option closed brings in (long: its value; short: minus the buy-back cost)"),
+    Output("realised_pnl", LQ, CURRENCY, "profit or loss realised by the close since the settlement price"),
+    Output("liquidation_needed", A, "", "the account is in forced liquidation at the decision point"),
+    Output("liquidation_complete", A, "", "available funds are >= 0 after the plan"),
+    Output("liquidation_fees", A, CURRENCY, "liquidation fees of the plan"),
+    Output("liquidation_cash", A, CURRENCY, "cash the options closed bring in"),
+    Output("liquidation_realised_pnl", A, CURRENCY, "profit or loss the plan realises"),
+    Output("liquidation_contracts", A, "contracts", "contracts the plan closes"),
+    Output("available_after_liquidation", A, CURRENCY, "available funds after the plan (before it when none is needed)"),
+    Output("liquidation_rounds", A, "1", "rounds of exact re-margining the plan took"),
+    # interest on settled cash, per account and currency
+    Output("settled_balance", AC, BY_CURRENCY_COORD, "settled cash across currency groups (cash - unsettled)"),
+    Output("short_credit", AC, BY_CURRENCY_COORD, "short-sale proceeds: given, else the value of short stocks at settlement prices"),
+    Output("credit_interest", AC, PER_YEAR, "tiered credit interest on the positive ordinary balance", money=True),
+    Output("debit_interest", AC, PER_YEAR, "tiered debit interest on the negative ordinary balance", money=True),
+    Output("short_credit_interest", AC, PER_YEAR, "tiered interest on the short-sale credit", money=True),
+    Output("net_interest", AC, PER_YEAR, "credit + short credit - debit interest", money=True),
+    Output("net_interest_daily", AC, BY_CURRENCY_COORD + " per day", "net interest / the currency's day basis", money=True),
+    Output("day_basis", ("currency",), "days per year", "day-count basis of the currency"),
+    Output("net_interest_base", A, BASE_CURRENCY + " per year", "net interest of every currency in the base currency", money=True),
+    # eligibility per account
+    Output("opening_assets_usd", A, "USD", "assets at account opening (NaN: not given)", money=True),
+    Output("opening_threshold_met", A, "", "1 met, 0 not met, -1 not checked (opening assets not given)"),
+    Output("deposits_usd", A, "USD", "deposits that activate trading (NaN: not given)", money=True),
+    Output("trading_activated", A, "", "1 activated, 0 not, -1 not checked (deposits not given)"),
+    Output("controlled_products_allowed", A, "", "1 allowed, 0 not, -1 not checked (no investor class)"),
+    # eligibility per position
+    Output("position_account", P, "", "index of the position's account (into `account`)"),
+    Output("position_contract", P, "", "contract of the position"),
+    Output("position_product", P, "", "product key of account.products the position falls under"),
+    Output("position_source", P, "", "source of the position's exchange requirement"),
+    Output("product_controlled", P, "", "the product is of the controlled class"),
+    Output("product_allowed", P, "", "1 allowed, 0 not allowed for the investor class, -1 not checked"),
+    Output("product_net_quantity", P, "contracts", "net quantity of the account in the product"),
+    Output("position_limit", P, "contracts", "position limit of the product (NaN: none)"),
+    Output("reporting_level", P, "contracts", "reporting level of the product (NaN: none)"),
+    Output("over_position_limit", P, "", "|net quantity| >= the position limit"),
+    Output("reportable", P, "", "|net quantity| >= the reporting level (a large open position)"),
+    # ready-market tests of the foreign stocks held
+    Output("ready_listed", S, "", "listed 90 days on a recognised exchange"),
+    Output("ready_quotes", S, "", "electronic quotes"),
+    Output("ready_volume", S, "", "median daily volume above both minimums"),
+    Output("ready_free_float", S, "", "free-float capitalisation above the minimum on every day of the window"),
+    Output("ready_meets_all", S, "", "meets the four conditions"),
+    Output("ready_market", S, "", "has a ready market (loan value): meets all, or failing but in its grace period"),
+    Output("in_grace", S, "", "reported failing and inside the grace period"),
+    Output("grace_end", S, "", "last day of the grace period of a failing stock (NaT: not failing)"),
+)
+# fmt: on
+
+
+def describe_result(ds: xr.Dataset) -> xr.Dataset:
+    """Write the ``units``, ``currency`` and ``description`` attrs of :data:`OUTPUTS` (in place)."""
+    return describe(ds, OUTPUTS)
