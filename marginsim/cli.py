@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .api import margin
 from .errors import InputError
+from .io.span import file_contract_ids, load_span_file, summarize
+from .registry import REGISTRY
+from .scale import connect
+from .scenario import scenario_json_schema
+from .studies.cli import add_study_parser
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -17,10 +24,6 @@ __all__ = ["main"]
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
-    from .api import margin
-    from .registry import REGISTRY
-    from .scale import connect
-
     client = connect(args.scheduler, key_path="--scheduler")
     try:
         result = margin(  # the CLI prints the JSON contract or tables: no per-scenario detail
@@ -49,17 +52,11 @@ def _cmd_margin(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .scenario import scenario_json_schema
-
     sys.stdout.write(scenario_json_schema() + "\n")
     return 0
 
 
 def _cmd_span_file(args: argparse.Namespace) -> int:
-    import json
-
-    from .io.span import file_contract_ids, load_span_file, summarize
-
     sf = load_span_file(args.file)
     if args.contracts is not None:
         listing = file_contract_ids(sf, args.contracts or None)
@@ -159,8 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
     s.set_defaults(func=_cmd_schema)
-
-    from .studies.cli import add_study_parser
 
     add_study_parser(sub)
     return p

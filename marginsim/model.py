@@ -23,6 +23,7 @@ import xarray as xr
 
 from .errors import InputError
 from .kernels import pricing
+from .kernels.cfd import gbm_paths
 from .params.span import SpanParams
 from .scenario import ScenarioFile
 
@@ -502,8 +503,6 @@ def build_market(
 
 def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
     """``grid.monte_carlo``: simulated price / start price, dims (underlying, step, path)."""
-    from .kernels.cfd import gbm_paths
-
     grid, file = sc.grid, sc.file
     assert grid is not None and grid.monte_carlo is not None  # the caller checked
     mc = grid.monte_carlo

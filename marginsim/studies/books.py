@@ -20,6 +20,7 @@ import xarray as xr
 from ..api import build_inputs, margin
 from ..errors import InputError
 from ..model import Inputs
+from ..params.cfd import CfdParams
 from ..registry import REGISTRY
 from ..result import MarginResult, base_point
 from ..scale import connect
@@ -274,8 +275,6 @@ def cfd_leverage_book(
         The book, and per account its ``cfd_class``, ``leverage_used``, ``leverage`` (x:1 used),
         ``cap`` (x:1 allowed).
     """
-    from ..params.cfd import CfdParams
-
     cfd = sc.cfd or CfdParams()
     classes = list(class_vols)
     missing = [c for c in classes if c not in cfd.leverage]

@@ -7,6 +7,18 @@ import datetime as dt
 import sys
 from typing import Any
 
+from .runner import (
+    DEFAULT_OUT,
+    DEFAULT_TIMEOUT,
+    StudyError,
+    ensure_kernel,
+    list_studies,
+    notebooks_dir,
+    run_all,
+    run_study,
+    study_parameters,
+)
+
 __all__ = ["add_study_parser", "parse_value"]
 
 
@@ -25,8 +37,6 @@ def parse_value(text: str) -> Any:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .runner import list_studies, notebooks_dir, study_parameters
-
     studies = list_studies(args.notebooks)
     if not studies:
         print(f"no study notebooks in {args.notebooks or notebooks_dir()}", file=sys.stderr)
@@ -54,8 +64,6 @@ def _report(run) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_study
-
     params = {k: parse_value(v) for k, v in (args.param or [])}
     run = run_study(
         args.name,
@@ -72,8 +80,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_all(args: argparse.Namespace) -> int:
-    from .runner import run_all
-
     runs = run_all(
         names=args.only,
         out=args.out,
@@ -93,16 +99,12 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel(args: argparse.Namespace) -> int:
-    from .runner import ensure_kernel
-
     print(ensure_kernel())
     return 0
 
 
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
-        from .runner import StudyError
-
         try:
             return func(args)
         except StudyError as e:
@@ -114,8 +116,6 @@ def _guard(func):
 
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``study list | run | run-all | kernel`` to the ``marginsim`` command line."""
-    from .runner import DEFAULT_OUT, DEFAULT_TIMEOUT
-
     st = sub.add_parser("study", help="parameterised study notebooks: run them, export HTML reports")
     ss = st.add_subparsers(dest="study_command", required=True)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..scenario import load_scenario
 
 __all__ = [
     "KERNEL_NAME",
@@ -428,8 +429,6 @@ def run_study(
     """
     import nbformat
     import papermill
-
-    from ..scenario import load_scenario
 
     study = get_study(name, notebooks)
     known = study_parameters(study)
