@@ -457,6 +457,7 @@ def client(cluster):
         yield c
 
 
+@pytest.mark.slow
 def test_local_cluster_equals_in_memory_to_the_cent(client):
     from distributed import get_task_stream
 
@@ -479,6 +480,7 @@ def test_local_cluster_equals_in_memory_to_the_cent(client):
         assert_same(g, want)
 
 
+@pytest.mark.slow
 def test_connected_client_gets_the_work_and_the_same_json(client, capsys):
     from distributed import get_task_stream
 

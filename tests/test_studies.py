@@ -109,6 +109,7 @@ def _figures(nb) -> int:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STUDY_NAMES)
 def test_study_runs_and_exports(runs, name):
     run = runs[name]
@@ -137,6 +138,7 @@ def test_study_runs_and_exports(runs, name):
     assert list(run.html.parent.glob(f"{name}-*.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STUDY_NAMES)
 def test_report_renders_in_headless_browser(request, name, tmp_path):
     if chromium() is None:
@@ -271,6 +273,7 @@ def test_export_failure_keeps_previous_report(tiny, monkeypatch):
     assert report.read_text() == "OLD" and run.notebook.is_file()
 
 
+@pytest.mark.slow
 def test_run_all_reports_each_and_fails_on_any(tmp_path, capsys):
     nbdir = tmp_path / "nbs"
     _tiny_notebook(nbdir, "a_ok")
