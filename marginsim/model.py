@@ -194,7 +194,7 @@ class Inputs:
 
     def _per_contract(self, name: str, contracts: xr.Dataset) -> xr.DataArray:
         """A market variable looked up for each contract's underlying (dims ``contract`` + grid dims)."""
-        return self.market[name].isel(underlying=contracts["underlying_index"]).drop_vars("underlying")
+        return self.market[name].drop_vars("underlying").isel(underlying=contracts["underlying_index"])
 
     def underlying_level(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Price level each contract moves with [price units], over ``contract`` and market grid dims.

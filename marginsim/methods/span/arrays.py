@@ -44,8 +44,17 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
     c = inputs.contracts
     on_future = c["model"].values == pricing.BLACK76
     given = ~np.isnan(c["risk_array"].values).any(axis=1)
-    named = np.isin(c["group"].values.astype(str), list(params.combined_commodities))
+    named = _named_groups(c["group"].values, list(params.combined_commodities))
     return (c["type"].values == "future") | (c["is_option"].values & on_future) | given | named
+
+
+def _named_groups(group: np.ndarray, names: list[str]) -> np.ndarray:
+    """Whether each contract's combined commodity (``group``) is one of ``names``: the test on
+    the distinct groups (a few), not on every contract's text."""
+    if not names or group.size == 0:
+        return np.zeros(group.shape, dtype=bool)
+    codes, uniq = pd.factorize(group, use_na_sentinel=False)
+    return np.isin(np.asarray(uniq).astype(str), names)[codes]
 
 
 def _held_contracts(inputs: Inputs, scope: np.ndarray | None = None) -> np.ndarray:
@@ -125,19 +134,16 @@ def _scan_ranges(
     inputs: Inputs, contracts: xr.Dataset, groups: _Groups, level: xr.DataArray, vol: xr.DataArray
 ):
     """Price scan range [price points] and vol scan range [vol] per contract."""
-    n = contracts.sizes["contract"]
-    frac = np.full(n, np.nan)
-    points = np.full(n, np.nan)
-    amount = np.full(n, np.nan)
-    vabs = np.full(n, np.nan)
-    vrel = np.full(n, np.nan)
-    for i, p in enumerate(groups.params):
-        sel = groups.index_of_contract == i
-        frac[sel] = np.nan if p.price_scan is None else p.price_scan
-        points[sel] = np.nan if p.price_scan_points is None else p.price_scan_points
-        amount[sel] = np.nan if p.price_scan_amount is None else p.price_scan_amount
-        vabs[sel] = np.nan if p.vol_scan is None else p.vol_scan
-        vrel[sel] = np.nan if p.vol_scan_relative is None else p.vol_scan_relative
+    idx = groups.index_of_contract
+
+    def per_contract(field: str) -> np.ndarray:  # a parameter of each group, NaN where not set
+        values = [getattr(p, field) for p in groups.params]
+        return np.array([np.nan if v is None else v for v in values], dtype=float)[idx]
+
+    frac, points, amount, vabs, vrel = (
+        per_contract(f)
+        for f in ("price_scan", "price_scan_points", "price_scan_amount", "vol_scan", "vol_scan_relative")
+    )
     dim = contracts["multiplier"].dims
     frac, points, amount, vabs, vrel = (xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel))
     price_range = xr.where(
