@@ -317,6 +317,12 @@ class Inputs:
                 units="price units", description="option premium per unit of underlying"
             )
         model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)
+        if not (opt & ~np.isnan(price)).any():
+            # no option has a given premium: the model's value (the value at the base market
+            # would only correct given premiums; attrs merged as below)
+            prem = xr.where(given.notnull(), given + model_now, model_now).where(is_opt, 0.0)
+            prem.attrs.update(units="price units", description="option premium per unit of underlying")
+            return prem
         base_level = self._per_contract("base_price", c)
         model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
         prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)

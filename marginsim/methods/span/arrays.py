@@ -17,7 +17,7 @@ import xarray as xr
 from ... import scenario_sets
 from ...errors import InputError
 from ...kernels import pricing
-from ...kernels.scan import revalue_scan
+from ...kernels.scan import revalue_scan, scan_losses
 from ...model import DAYS_PER_YEAR, Inputs
 from ...params.span import CombinedCommodityParams, SpanParams
 
@@ -217,7 +217,8 @@ def _risk_arrays(
     file = inputs.scenario.file
     scen = _scenario_arrays(groups, params) if scen is None else scen
     given = contracts["risk_array"].transpose("contract", "scenario")
-    need = np.isnan(given.values).any(axis=1)
+    given_nan = np.isnan(given.values)
+    need = given_nan.any(axis=1)
     given_cd = contracts["composite_delta"]
     if not scan_range and not need.any() and not inputs.grid_dims and not np.isnan(given_cd.values).any():
         # every array given (a clearing-house file) and no grid: nothing to compute
@@ -311,7 +312,11 @@ def _risk_arrays(
         cdelta_model = cdelta_model.fillna(cd_rest.reindex(contract=contracts["contract"].values))
     cdelta = xr.where(given_cd.notnull(), given_cd, cdelta_model)
 
-    ra = xr.where(given.notnull(), given, loss)
+    if need.all() and given_nan.all():  # no risk array given: the model's (attrs as xr.where's)
+        ra = loss.copy(deep=False)
+        ra.attrs = dict(given.attrs)
+    else:
+        ra = xr.where(given.notnull(), given, loss)
     gd = [d for d in inputs.grid_dims if d in ra.dims]
     ra = ra.transpose("contract", "scenario", *gd)
     cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
@@ -340,16 +345,12 @@ def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, 
     ``items`` are the item arrays of :func:`marginsim.kernels.scan.revalue_scan` (model, level,
     strike, price range, vol, vol range, time now, time after the look-ahead, rate, yield, call
     flag, American flag, scenario-set row) followed by the multiplier. Broadcasts them, runs the
-    fused scan, turns values into losses in place (large books: no extra temporaries) and restores
+    fused scan, turns values into losses in place (:func:`~marginsim.kernels.scan.scan_losses`) and restores
     the shape with trailing ``scenario`` / ``delta_point``.
     """
     arrays = np.broadcast_arrays(*items)
     shape = arrays[0].shape
     flat = [np.ravel(a) for a in arrays]
     v_now, loss, deltas = revalue_scan(*flat[:13], price_moves, vol_moves, delta_moves, engine=engine)
-    loss -= v_now[:, None]
-    loss *= -flat[13][:, None]
-    loss *= weights[flat[12]]
-    np.round(loss, decimals, out=loss)
-    loss += 0.0  # -0.0 -> 0.0
+    scan_losses(v_now, loss, flat[13], weights, flat[12], decimals, engine=engine)
     return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))
