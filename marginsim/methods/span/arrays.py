@@ -43,9 +43,13 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
     """
     c = inputs.contracts
     on_future = c["model"].values == pricing.BLACK76
-    given = ~np.isnan(c["risk_array"].values).any(axis=1)
-    named = _named_groups(c["group"].values, list(params.combined_commodities))
-    return (c["type"].values == "future") | (c["is_option"].values & on_future) | given | named
+    scope = (c["type"].values == "future") | (c["is_option"].values & on_future)
+    rest = np.flatnonzero(~scope)  # the other tests only where these two fail
+    if rest.size:
+        given = ~np.isnan(c["risk_array"].transpose("contract", ...).values[rest]).any(axis=1)
+        named = _named_groups(c["group"].values[rest], list(params.combined_commodities))
+        scope[rest] = given | named
+    return scope
 
 
 def _named_groups(group: np.ndarray, names: list[str]) -> np.ndarray:
@@ -160,7 +164,8 @@ def _scan_ranges(
 def _lookahead(contracts: xr.Dataset, groups: _Groups) -> xr.DataArray:
     days = np.array([p.lookahead_days for p in groups.params], dtype=float)[groups.index_of_contract]
     t_after = np.maximum(contracts["t"].values - days / DAYS_PER_YEAR, 0.0)
-    return xr.DataArray(t_after, dims="contract")
+    # the contracts' own coords (their index objects: no index comparison when aligned with them)
+    return xr.DataArray(t_after, dims="contract", coords=contracts["t"].coords)
 
 
 def risk_arrays(
@@ -235,7 +240,7 @@ def _risk_arrays(
     vol = inputs.contract_vol(contracts)
 
     price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
-    t_after = _lookahead(contracts, groups).assign_coords(contract=contracts["contract"])
+    t_after = _lookahead(contracts, groups)
 
     # contracts whose risk array comes from the model must have a scan range
     missing_scan = need & price_range.isnull().any([d for d in price_range.dims if d != "contract"]).values
@@ -319,7 +324,10 @@ def _risk_arrays(
         ra = xr.where(given.notnull(), given, loss)
     gd = [d for d in inputs.grid_dims if d in ra.dims]
     ra = ra.transpose("contract", "scenario", *gd)
-    cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
+    like = ra.isel(scenario=0, drop=True)
+    if set(cdelta.dims) != set(like.dims) or not set(like.coords) <= set(cdelta.coords):
+        cdelta = cdelta.broadcast_like(like)  # (a new contract index: only when a dim or coord lacks)
+    cdelta = cdelta.transpose("contract", *gd)
     ra.attrs.update(_RISK_ARRAY_ATTRS)
     out = xr.Dataset({"risk_array": ra, "composite_delta": cdelta, "computed": ("contract", need)})
     out["composite_delta"].attrs.update(_DELTA_ATTRS)

@@ -48,7 +48,9 @@ def _span_dataset(
     if out_k is None:  # no copy, unless the arrays are the inputs' own (given risk arrays)
         given = inputs.contracts["risk_array"].values
         ra, cd = (v.copy() if np.may_share_memory(v.values, given) else v for v in (ra, cd))
-        names, currency = contracts["contract"].values, contracts["currency"].values.copy()
+        # the contracts' index variable: its pandas index is reused, not rebuilt from the names
+        names, currency = contracts["contract"].variable, contracts["currency"].values.copy()
+        names = names if not names.attrs else names.values
         position_contract = m.pos_k
     else:
         ra, cd = ra[out_k], cd[out_k]
