@@ -43,8 +43,10 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
     """
     c = inputs.contracts
     on_future = c["model"].values == pricing.BLACK76
-    scope = (c["type"].values == "future") | (c["is_option"].values & on_future)
-    rest = np.flatnonzero(~scope)  # the other tests only where these two fail
+    scope = c["is_option"].values & on_future
+    rest = np.flatnonzero(~scope)  # each further test only where the ones before fail
+    scope[rest] = c["type"].values[rest] == "future"
+    rest = rest[~scope[rest]]
     if rest.size:
         given = ~np.isnan(c["risk_array"].transpose("contract", ...).values[rest]).any(axis=1)
         named = _named_groups(c["group"].values[rest], list(params.combined_commodities))
@@ -149,11 +151,27 @@ def _scan_ranges(
         for f in ("price_scan", "price_scan_points", "price_scan_amount", "vol_scan", "vol_scan_relative")
     )
     dim = contracts["multiplier"].dims
-    frac, points, amount, vabs, vrel = (xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel))
-    price_range = xr.where(
-        frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
-    )
-    vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
+    if level.dims == dim and vol.dims == dim:
+        # no grid dim: the same selections on the numpy arrays, a branch computed only where a
+        # group takes it (coords and attrs as xr.where gives them: those of level and vol)
+        lv, mult = level.values, contracts["multiplier"].values
+        by_frac = ~np.isnan(frac)
+        pr = frac * lv
+        if not by_frac.all():
+            pr = np.where(by_frac, pr, np.where(~np.isnan(points), points, amount / mult))
+        by_rel = ~np.isnan(vrel)
+        vr = vrel * vol.values
+        if not by_rel.all():
+            vr = np.where(by_rel, vr, np.where(np.isnan(vabs), 0.0, vabs))
+        price_range, vol_range = level.copy(deep=False, data=pr), vol.copy(deep=False, data=vr)
+    else:
+        frac, points, amount, vabs, vrel = (
+            xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel)
+        )
+        price_range = xr.where(
+            frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
+        )
+        vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
     if "price_scan_scale" in inputs.grid.coords:
         price_range = price_range * inputs.grid["price_scan_scale"]
     if "vol_scan_scale" in inputs.grid.coords:
@@ -218,7 +236,10 @@ def _risk_arrays(
     scen: _Scenarios | None = None,
     *,
     scan_range: bool = True,
+    market: dict | None = None,
 ) -> xr.Dataset:
+    """:func:`risk_arrays` of ``contracts``; ``market``, when given, receives the contracts'
+    ``level`` and ``vol`` when they are computed (for the caller to reuse)."""
     file = inputs.scenario.file
     scen = _scenario_arrays(groups, params) if scen is None else scen
     given = contracts["risk_array"].transpose("contract", "scenario")
@@ -238,6 +259,8 @@ def _risk_arrays(
 
     level = inputs.underlying_level(contracts)
     vol = inputs.contract_vol(contracts)
+    if market is not None:
+        market.update(level=level, vol=vol)
 
     price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
     t_after = _lookahead(contracts, groups)

@@ -104,7 +104,8 @@ def _span_dataset(
         "contract_currency": xr.Variable("contract", currency, fastpath=True),
     }
     if m.loss is not None:
-        flat = SP.to_dense_many([(m.loss * fx[..., None], 0.0)], dense_index, n_a * n_out)[0]  # (A C, G, S)
+        loss = m.loss if (fx == 1.0).all() else m.loss * fx[..., None]  # (x * 1.0 is x)
+        flat = SP.to_dense_many([(loss, 0.0)], dense_index, n_a * n_out)[0]  # (A C, G, S)
         by_scenario = np.moveaxis(flat.reshape(n_a, n_out, n_g, n_s), -1, 2)
         data["scan_loss"] = xr.Variable(
             ("account", "group", "scenario", *gd), by_scenario.reshape((n_a, n_out, n_s) + gshape)

@@ -77,7 +77,8 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     n_c = len(groups.names)
     gd = list(inputs.grid_dims)
     scen = _scenario_arrays(groups, params)
-    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False)
+    market: dict = {}  # the contracts' level and vol, when the risk arrays compute them
+    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False, market=market)
     gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
     for d in gd:
         if gsizes[d] is None:
@@ -156,7 +157,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         )
 
     # net option value per long contract of premium-style options, reporting currency
-    premium = inputs.option_premium(contracts, engine=engine)
+    premium = inputs.option_premium(contracts, engine=engine, **market)
     ccy_code, ccys = _factorize(contracts["currency"].values)
     contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
     prem = premium.transpose("contract", ...)
