@@ -316,7 +316,7 @@ def _risk_arrays(
     loss = loss.assign_coords(scenario=contracts["scenario"])
     if idx.size != n_all:
         loss = loss.reindex(contract=contracts["contract"].values)
-    cdelta_model = (deltas * dp["weight"].values).sum("delta_point")
+    cdelta_model = _weighted_sum(deltas, dp["weight"].values)
     if idx.size != n_all:
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     # a given risk array without a composite delta: the model's delta where it can be computed
@@ -360,6 +360,20 @@ def _risk_arrays(
             units="price points", description="price scan range per contract"
         )
     return out
+
+
+def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray) -> xr.DataArray:
+    """``(deltas * weight).sum("delta_point")`` (NaN skipped): composite deltas [delta per
+    contract]. With ``delta_point`` the last axis of a C-contiguous array, on numpy: the same
+    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis."""
+    data = deltas.data
+    if deltas.dims[-1] != "delta_point" or not (isinstance(data, np.ndarray) and data.flags.c_contiguous):
+        return (deltas * weight).sum("delta_point")
+    w = data * weight
+    nan = np.isnan(w)
+    if nan.any():
+        w[nan] = 0.0
+    return deltas.isel(delta_point=0, drop=True).copy(deep=False, data=w.sum(axis=-1))
 
 
 _DELTA_ATTRS = {"units": "delta per contract", "description": "SPAN composite delta"}
