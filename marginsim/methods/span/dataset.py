@@ -49,8 +49,9 @@ def _span_dataset(
         given = inputs.contracts["risk_array"].values
         ra, cd = (v.copy() if np.may_share_memory(v.values, given) else v for v in (ra, cd))
         # the contracts' index variable: its pandas index is reused, not rebuilt from the names
-        names, currency = contracts["contract"].variable, contracts["currency"].values.copy()
-        names = names if not names.attrs else names.values
+        index = contracts["contract"].variable
+        names: xr.Variable | np.ndarray = index if not index.attrs else index.values
+        currency = contracts["currency"].values.copy()
         position_contract = m.pos_k
     else:
         ra, cd = ra[out_k], cd[out_k]
