@@ -195,7 +195,7 @@ class Inputs:
 
     def _per_contract(self, name: str, contracts: xr.Dataset) -> xr.DataArray:
         """A market variable looked up for each contract's underlying (dims ``contract`` + grid dims)."""
-        return self.market[name].isel(underlying=contracts["underlying_index"]).drop_vars("underlying")
+        return self.market[name].drop_vars("underlying").isel(underlying=contracts["underlying_index"])
 
     def underlying_level(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Price level each contract moves with [price units], over ``contract`` and market grid dims.
@@ -213,8 +213,11 @@ class Inputs:
         mkt_price = self._per_contract("price", c)
         base = self._per_contract("base_price", c)
         given = c["price"]
-        is_fut = c["type"] == "future"
-        level = xr.where(is_fut & given.notnull(), given * mkt_price / base, mkt_price)
+        priced = given.notnull()
+        at = np.flatnonzero(priced.values)  # the type compared only where a price is given
+        fut = np.zeros(priced.shape, dtype=bool)
+        fut[at] = c["type"].values[at] == "future"
+        level = xr.where(priced.copy(deep=False, data=fut), given * mkt_price / base, mkt_price)
         level.attrs.update(units="price units", description="price level the contract moves with")
         return level
 
@@ -286,12 +289,20 @@ class Inputs:
         )
 
     def option_premium(
-        self, contracts: xr.Dataset | None = None, *, engine: pricing.Engine = "auto"
+        self,
+        contracts: xr.Dataset | None = None,
+        *,
+        engine: pricing.Engine = "auto",
+        level: xr.DataArray | None = None,
+        vol: xr.DataArray | None = None,
     ) -> xr.DataArray:
         """Option premium per unit at the (grid) market [price units]; 0 for non-options.
 
         A given premium is exact at the base market and moves with the model:
         premium + (model value now - model value at the base market).
+
+        ``level`` and ``vol``, when the caller has them, are :meth:`underlying_level` and
+        :meth:`contract_vol` of ``contracts`` (default: computed here).
 
         Raises
         ------
@@ -317,7 +328,15 @@ class Inputs:
             return given.copy(data=np.where(opt, price, 0.0)).assign_attrs(
                 units="price units", description="option premium per unit of underlying"
             )
-        model_now = self.revalue(c, self.underlying_level(c), self.contract_vol(c).fillna(0.0), engine=engine)
+        level = self.underlying_level(c) if level is None else level
+        vol = self.contract_vol(c) if vol is None else vol
+        model_now = self.revalue(c, level, vol.fillna(0.0), engine=engine)
+        if not (opt & ~np.isnan(price)).any():
+            # no option has a given premium: the model's value (the value at the base market
+            # would only correct given premiums; attrs merged as below)
+            prem = xr.where(given.notnull(), given + model_now, model_now).where(is_opt, 0.0)
+            prem.attrs.update(units="price units", description="option premium per unit of underlying")
+            return prem
         base_level = self._per_contract("base_price", c)
         model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
         prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)

@@ -17,7 +17,7 @@ import numpy as np
 from . import pricing
 from ._jit import Engine, compile_kernel, prange, resolve_engine
 
-__all__ = ["revalue_scan"]
+__all__ = ["revalue_scan", "scan_losses"]
 
 
 def _moves(
@@ -134,3 +134,82 @@ def revalue_scan(
             cols[0], xd, cols[1], t_after[i, None], vol[i, None], cols[2], cols[3], cols[4], True, engine=eng
         )
     return v_now, v_moved, deltas
+
+
+def _losses(v_now, loss, multiplier, weights, set_index, scale):  # pragma: no cover - compiled
+    """Compiled twin of the numpy branch of :func:`scan_losses` (``decimals >= 0``): the same
+    operations in the same order, one pass, parallel over items. ``np.round(x, d)`` is
+    ``rint(x * 10**d) / 10**d`` in numpy; ``+ 0.0`` turns -0.0 into 0.0."""
+    n_s = loss.shape[1]
+    for i in prange(loss.shape[0]):
+        j = set_index[i]
+        m = -multiplier[i]
+        v0 = v_now[i]
+        for s in range(n_s):
+            x = (loss[i, s] - v0) * m
+            x = x * weights[j, s]
+            loss[i, s] = np.rint(x * scale) / scale + 0.0
+
+
+@functools.cache
+def _numba_losses() -> Callable[..., None]:
+    """The compiled :func:`_losses` (built on first use; cached on disk)."""
+    return compile_kernel(_losses, parallel=True)
+
+
+def scan_losses(
+    v_now: np.ndarray,
+    v_moved: np.ndarray,
+    multiplier: np.ndarray,
+    weights: np.ndarray,
+    set_index: np.ndarray,
+    decimals: int,
+    *,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """Weighted losses of one long contract per scenario, rounded, written over ``v_moved``.
+
+    ``round(-(v_moved - v_now) * multiplier * weight, decimals) + 0.0`` (losses positive, no
+    -0.0): the SPAN risk array of each item from the values of :func:`revalue_scan`.
+
+    Parameters
+    ----------
+    v_now
+        ``(n,)`` value now [price units per unit].
+    v_moved
+        ``(n, S)`` C-contiguous float64 values in every scenario [price units per unit];
+        overwritten with the losses.
+    multiplier
+        ``(n,)`` [currency per price point per contract].
+    weights
+        ``(n_sets, S)`` weight of each scenario of each scenario set.
+    set_index
+        ``(n,)`` row of each item's scenario set in ``weights``.
+    decimals
+        Decimals of the rounding (``>= 0``).
+    engine
+        ``"numba"``, ``"numpy"`` or ``"auto"`` (same results).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``v_moved``, holding the losses [currency per long contract].
+    """
+    eng = resolve_engine(engine)
+    if eng == "numba" and decimals >= 0 and v_moved.flags.c_contiguous and v_moved.dtype == np.float64:
+        f = np.ascontiguousarray
+        _numba_losses()(
+            f(v_now, dtype=float),
+            v_moved,
+            f(multiplier, dtype=float),
+            f(weights, dtype=float),
+            f(set_index, dtype=np.int64),
+            10.0**decimals,
+        )
+        return v_moved
+    v_moved -= v_now[:, None]
+    v_moved *= -multiplier[:, None]
+    v_moved *= weights[set_index]
+    np.round(v_moved, decimals, out=v_moved)
+    v_moved += 0.0  # -0.0 -> 0.0
+    return v_moved

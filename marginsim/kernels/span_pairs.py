@@ -208,11 +208,15 @@ def _by_account(account, n_accounts):  # pragma: no cover - compiled
     return ptr, order
 
 
-def _net_add(a, k, p, w, stamp, net, pair_of, seen, m):  # pragma: no cover - compiled
-    # net the position (contract k, pair p, quantity w) of account a into its contract; returns
-    # the number of contracts seen in the account so far
-    if stamp[k] != a:
-        stamp[k] = a
+def _net_add(k, p, w, slot, net, pair_of, seen, m):  # pragma: no cover - compiled
+    # net the position (contract k, pair p, quantity w) of the current account into its contract;
+    # returns the number of contracts seen in the account so far (m: 0 at the account's start).
+    # The contracts seen form a sparse set: k is in it when slot[k] < m and seen[slot[k]] == k,
+    # so slot, net and pair_of need no initialisation (np.empty: no pass over every contract per
+    # block of accounts)
+    j = slot[k]
+    if j < 0 or j >= m or seen[j] != k:
+        slot[k] = m
         net[k] = 0.0
         pair_of[k] = p
         seen[m] = k
@@ -242,8 +246,8 @@ def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  
     # positions by account, netted per contract inside the account (a contract belongs to one
     # pair there)
     ptr, order = _by_account(account, n_accounts)
-    stamp = np.full(n_contracts, -1, dtype=np.int64)
-    net = np.zeros(n_contracts)
+    slot = np.empty(n_contracts, dtype=np.int64)
+    net = np.empty(n_contracts)
     pair_of = np.empty(n_contracts, dtype=np.int64)
     seen = np.empty(n_contracts, dtype=np.int64)
     for a in range(n_accounts):
@@ -252,7 +256,7 @@ def _counts(account, pair, contract, qty, kind, n_accounts, n_contracts, out):  
             i = order[j]
             k = contract[i]
             if kind[k] != 0:
-                m = _net_add(a, k, pair[i], qty[i], stamp, net, pair_of, seen, m)
+                m = _net_add(k, pair[i], qty[i], slot, net, pair_of, seen, m)
         _net_flush(m, seen, net, pair_of, kind, out)
 
 
@@ -289,8 +293,8 @@ def _book_pass(
     n_chunks = min(n_accounts, _CHUNKS)
     for chunk in prange(n_chunks):
         block = np.zeros((max_pairs, n_g, n_s))
-        stamp = np.full(n_k, -1, dtype=np.int64)
-        net = np.zeros(n_k)
+        slot = np.empty(n_k, dtype=np.int64)
+        net = np.empty(n_k)
         pair_of = np.empty(n_k, dtype=np.int64)
         seen = np.empty(n_k, dtype=np.int64)
         for a in range(chunk * n_accounts // n_chunks, (chunk + 1) * n_accounts // n_chunks):
@@ -314,7 +318,7 @@ def _book_pass(
                 for g in range(n_g):
                     ledger[r, g] += w * delta[k, g]
                 if kind[k] != 0:
-                    m = _net_add(a, k, p, w, stamp, net, pair_of, seen, m)
+                    m = _net_add(k, p, w, slot, net, pair_of, seen, m)
             _net_flush(m, seen, net, pair_of, kind, counts)
             for q in range(n_pa):
                 _scan_block(buf, off + q, scenario_pair, time_idx, risk, active, prisk, p0 + q)

@@ -14,7 +14,6 @@ book: every definition, no positions), :mod:`.book` (the book through the kernel
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -84,7 +83,7 @@ def span_margin(
     else:
         scope = in_scope(inputs, params)
         plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)
-        out_k, out_cc = np.arange(plan.held.size), np.arange(plan.n_cc)
+        out_k, out_cc = None, None  # every contract and CC of the plan, in its order
     book = _book_in_scope(inputs.book, scope)
     margined = _margin_book(plan, book, eng, scan_loss)
     return describe(_span_dataset(inputs, plan, book, margined, out_k, out_cc), OUTPUTS)

@@ -17,7 +17,7 @@ import xarray as xr
 from ... import scenario_sets
 from ...errors import InputError
 from ...kernels import pricing
-from ...kernels.scan import revalue_scan
+from ...kernels.scan import revalue_scan, scan_losses
 from ...model import DAYS_PER_YEAR, Inputs
 from ...params.span import CombinedCommodityParams, SpanParams
 
@@ -43,9 +43,24 @@ def in_scope(inputs: Inputs, params: SpanParams) -> np.ndarray:
     """
     c = inputs.contracts
     on_future = c["model"].values == pricing.BLACK76
-    given = ~np.isnan(c["risk_array"].values).any(axis=1)
-    named = np.isin(c["group"].values.astype(str), list(params.combined_commodities))
-    return (c["type"].values == "future") | (c["is_option"].values & on_future) | given | named
+    scope = c["is_option"].values & on_future
+    rest = np.flatnonzero(~scope)  # each further test only where the ones before fail
+    scope[rest] = c["type"].values[rest] == "future"
+    rest = rest[~scope[rest]]
+    if rest.size:
+        given = ~np.isnan(c["risk_array"].transpose("contract", ...).values[rest]).any(axis=1)
+        named = _named_groups(c["group"].values[rest], list(params.combined_commodities))
+        scope[rest] = given | named
+    return scope
+
+
+def _named_groups(group: np.ndarray, names: list[str]) -> np.ndarray:
+    """Whether each contract's combined commodity (``group``) is one of ``names``: the test on
+    the distinct groups (a few), not on every contract's text."""
+    if not names or group.size == 0:
+        return np.zeros(group.shape, dtype=bool)
+    codes, uniq = pd.factorize(group, use_na_sentinel=False)
+    return np.isin(np.asarray(uniq).astype(str), names)[codes]
 
 
 def _held_contracts(inputs: Inputs, scope: np.ndarray | None = None) -> np.ndarray:
@@ -125,25 +140,38 @@ def _scan_ranges(
     inputs: Inputs, contracts: xr.Dataset, groups: _Groups, level: xr.DataArray, vol: xr.DataArray
 ):
     """Price scan range [price points] and vol scan range [vol] per contract."""
-    n = contracts.sizes["contract"]
-    frac = np.full(n, np.nan)
-    points = np.full(n, np.nan)
-    amount = np.full(n, np.nan)
-    vabs = np.full(n, np.nan)
-    vrel = np.full(n, np.nan)
-    for i, p in enumerate(groups.params):
-        sel = groups.index_of_contract == i
-        frac[sel] = np.nan if p.price_scan is None else p.price_scan
-        points[sel] = np.nan if p.price_scan_points is None else p.price_scan_points
-        amount[sel] = np.nan if p.price_scan_amount is None else p.price_scan_amount
-        vabs[sel] = np.nan if p.vol_scan is None else p.vol_scan
-        vrel[sel] = np.nan if p.vol_scan_relative is None else p.vol_scan_relative
-    dim = contracts["multiplier"].dims
-    frac, points, amount, vabs, vrel = (xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel))
-    price_range = xr.where(
-        frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
+    idx = groups.index_of_contract
+
+    def per_contract(field: str) -> np.ndarray:  # a parameter of each group, NaN where not set
+        values = [getattr(p, field) for p in groups.params]
+        return np.array([np.nan if v is None else v for v in values], dtype=float)[idx]
+
+    frac, points, amount, vabs, vrel = (
+        per_contract(f)
+        for f in ("price_scan", "price_scan_points", "price_scan_amount", "vol_scan", "vol_scan_relative")
     )
-    vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
+    dim = contracts["multiplier"].dims
+    if level.dims == dim and vol.dims == dim:
+        # no grid dim: the same selections on the numpy arrays, a branch computed only where a
+        # group takes it (coords and attrs as xr.where gives them: those of level and vol)
+        lv, mult = level.values, contracts["multiplier"].values
+        by_frac = ~np.isnan(frac)
+        pr = frac * lv
+        if not by_frac.all():
+            pr = np.where(by_frac, pr, np.where(~np.isnan(points), points, amount / mult))
+        by_rel = ~np.isnan(vrel)
+        vr = vrel * vol.values
+        if not by_rel.all():
+            vr = np.where(by_rel, vr, np.where(np.isnan(vabs), 0.0, vabs))
+        price_range, vol_range = level.copy(deep=False, data=pr), vol.copy(deep=False, data=vr)
+    else:
+        frac, points, amount, vabs, vrel = (
+            xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel)
+        )
+        price_range = xr.where(
+            frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
+        )
+        vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
     if "price_scan_scale" in inputs.grid.coords:
         price_range = price_range * inputs.grid["price_scan_scale"]
     if "vol_scan_scale" in inputs.grid.coords:
@@ -154,7 +182,8 @@ def _scan_ranges(
 def _lookahead(contracts: xr.Dataset, groups: _Groups) -> xr.DataArray:
     days = np.array([p.lookahead_days for p in groups.params], dtype=float)[groups.index_of_contract]
     t_after = np.maximum(contracts["t"].values - days / DAYS_PER_YEAR, 0.0)
-    return xr.DataArray(t_after, dims="contract")
+    # the contracts' own coords (their index objects: no index comparison when aligned with them)
+    return xr.DataArray(t_after, dims="contract", coords=contracts["t"].coords)
 
 
 def risk_arrays(
@@ -207,11 +236,15 @@ def _risk_arrays(
     scen: _Scenarios | None = None,
     *,
     scan_range: bool = True,
+    market: dict | None = None,
 ) -> xr.Dataset:
+    """:func:`risk_arrays` of ``contracts``; ``market``, when given, receives the contracts'
+    ``level`` and ``vol`` when they are computed (for the caller to reuse)."""
     file = inputs.scenario.file
     scen = _scenario_arrays(groups, params) if scen is None else scen
     given = contracts["risk_array"].transpose("contract", "scenario")
-    need = np.isnan(given.values).any(axis=1)
+    given_nan = np.isnan(given.values)
+    need = given_nan.any(axis=1)
     given_cd = contracts["composite_delta"]
     if not scan_range and not need.any() and not inputs.grid_dims and not np.isnan(given_cd.values).any():
         # every array given (a clearing-house file) and no grid: nothing to compute
@@ -226,9 +259,11 @@ def _risk_arrays(
 
     level = inputs.underlying_level(contracts)
     vol = inputs.contract_vol(contracts)
+    if market is not None:
+        market.update(level=level, vol=vol)
 
     price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
-    t_after = _lookahead(contracts, groups).assign_coords(contract=contracts["contract"])
+    t_after = _lookahead(contracts, groups)
 
     # contracts whose risk array comes from the model must have a scan range
     missing_scan = need & price_range.isnull().any([d for d in price_range.dims if d != "contract"]).values
@@ -281,7 +316,7 @@ def _risk_arrays(
     loss = loss.assign_coords(scenario=contracts["scenario"])
     if idx.size != n_all:
         loss = loss.reindex(contract=contracts["contract"].values)
-    cdelta_model = (deltas * dp["weight"].values).sum("delta_point")
+    cdelta_model = _weighted_sum(deltas, dp["weight"].values)
     if idx.size != n_all:
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     # a given risk array without a composite delta: the model's delta where it can be computed
@@ -305,10 +340,17 @@ def _risk_arrays(
         cdelta_model = cdelta_model.fillna(cd_rest.reindex(contract=contracts["contract"].values))
     cdelta = xr.where(given_cd.notnull(), given_cd, cdelta_model)
 
-    ra = xr.where(given.notnull(), given, loss)
+    if need.all() and given_nan.all():  # no risk array given: the model's (attrs as xr.where's)
+        ra = loss.copy(deep=False)
+        ra.attrs = dict(given.attrs)
+    else:
+        ra = xr.where(given.notnull(), given, loss)
     gd = [d for d in inputs.grid_dims if d in ra.dims]
     ra = ra.transpose("contract", "scenario", *gd)
-    cdelta = cdelta.broadcast_like(ra.isel(scenario=0, drop=True)).transpose("contract", *gd)
+    like = ra.isel(scenario=0, drop=True)
+    if set(cdelta.dims) != set(like.dims) or not set(like.coords) <= set(cdelta.coords):
+        cdelta = cdelta.broadcast_like(like)  # (a new contract index: only when a dim or coord lacks)
+    cdelta = cdelta.transpose("contract", *gd)
     ra.attrs.update(_RISK_ARRAY_ATTRS)
     out = xr.Dataset({"risk_array": ra, "composite_delta": cdelta, "computed": ("contract", need)})
     out["composite_delta"].attrs.update(_DELTA_ATTRS)
@@ -318,6 +360,20 @@ def _risk_arrays(
             units="price points", description="price scan range per contract"
         )
     return out
+
+
+def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray) -> xr.DataArray:
+    """``(deltas * weight).sum("delta_point")`` (NaN skipped): composite deltas [delta per
+    contract]. With ``delta_point`` the last axis of a C-contiguous array, on numpy: the same
+    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis."""
+    data = deltas.data
+    if deltas.dims[-1] != "delta_point" or not (isinstance(data, np.ndarray) and data.flags.c_contiguous):
+        return (deltas * weight).sum("delta_point")
+    w = data * weight
+    nan = np.isnan(w)
+    if nan.any():
+        w[nan] = 0.0
+    return deltas.isel(delta_point=0, drop=True).copy(deep=False, data=w.sum(axis=-1))
 
 
 _DELTA_ATTRS = {"units": "delta per contract", "description": "SPAN composite delta"}
@@ -334,16 +390,12 @@ def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, 
     ``items`` are the item arrays of :func:`marginsim.kernels.scan.revalue_scan` (model, level,
     strike, price range, vol, vol range, time now, time after the look-ahead, rate, yield, call
     flag, American flag, scenario-set row) followed by the multiplier. Broadcasts them, runs the
-    fused scan, turns values into losses in place (large books: no extra temporaries) and restores
+    fused scan, turns values into losses in place (:func:`~marginsim.kernels.scan.scan_losses`) and restores
     the shape with trailing ``scenario`` / ``delta_point``.
     """
     arrays = np.broadcast_arrays(*items)
     shape = arrays[0].shape
     flat = [np.ravel(a) for a in arrays]
     v_now, loss, deltas = revalue_scan(*flat[:13], price_moves, vol_moves, delta_moves, engine=engine)
-    loss -= v_now[:, None]
-    loss *= -flat[13][:, None]
-    loss *= weights[flat[12]]
-    np.round(loss, decimals, out=loss)
-    loss += 0.0  # -0.0 -> 0.0
+    scan_losses(v_now, loss, flat[13], weights, flat[12], decimals, engine=engine)
     return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))

@@ -23,14 +23,15 @@ def _span_dataset(
     plan: _Plan,
     book: xr.Dataset,
     m: _BookMargin,
-    out_k: np.ndarray,
-    out_cc: np.ndarray,
+    out_k: np.ndarray | None,
+    out_cc: np.ndarray | None,
 ) -> xr.Dataset:
     """The result of margining ``book`` on ``plan``: every variable (attrs come from
     :func:`marginsim.outputs.describe`, in :func:`marginsim.methods.span.span_margin`).
 
     ``out_k`` are the plan indices of the result's contracts, ``out_cc`` those of its combined
-    commodities (both in result order).
+    commodities (both in result order); ``None``: every one of the plan, in its order (a plan
+    made for this book alone: its arrays go into the result without a copy).
     """
     sc = inputs.scenario
     n_a, n_c, n_g, gshape, gd = book.sizes["account"], plan.n_cc, plan.n_g, plan.gshape, plan.gd
@@ -39,8 +40,23 @@ def _span_dataset(
     n_s = plan.risk_array.shape[-1]
     arrays, groups, contracts = plan.arrays, plan.groups, plan.contracts
     acg_dims = ("account", "group", *gd)
-    n_out = out_cc.size  # the result's CCs: column of each pair in the (account, group) layout
-    dense_index = pairs.account * n_out + _ranks(out_cc, n_c)[pairs.cc]
+    # the result's CCs: column of each pair in the (account, group) layout
+    n_out = n_c if out_cc is None else out_cc.size
+    dense_index = pairs.account * n_out + (pairs.cc if out_cc is None else _ranks(out_cc, n_c)[pairs.cc])
+    every_cc = slice(None) if out_cc is None else out_cc
+    ra, cd = arrays["risk_array"].variable, arrays["composite_delta"].variable
+    if out_k is None:  # no copy, unless the arrays are the inputs' own (given risk arrays)
+        given = inputs.contracts["risk_array"].values
+        ra, cd = (v.copy() if np.may_share_memory(v.values, given) else v for v in (ra, cd))
+        # the contracts' index variable: its pandas index is reused, not rebuilt from the names
+        index = contracts["contract"].variable
+        names: xr.Variable | np.ndarray = index if not index.attrs else index.values
+        currency = contracts["currency"].values.copy()
+        position_contract = m.pos_k
+    else:
+        ra, cd = ra[out_k], cd[out_k]
+        names, currency = contracts["contract"].values[out_k], contracts["currency"].values[out_k]
+        position_contract = _ranks(out_k, plan.held.size)[m.pos_k]
 
     per_pair = {  # (P, G) per pair -> (A, C, grid...), all in one allocation
         "scan_risk": (m.scan_risk * fx, 0.0),
@@ -62,9 +78,9 @@ def _span_dataset(
 
     coords = {
         "account": as_names(book["account_name"].values, trusted=True),
-        "group": np.array(groups.names, dtype=object)[out_cc],
+        "group": np.array(groups.names, dtype=object)[every_cc],
         "scenario": arrays["scenario"].values,
-        "contract": contracts["contract"].values[out_k],
+        "contract": names,
         "position": book["position"].values,  # the book's position numbers (SPAN's positions only)
     }
     for d in gd:
@@ -81,15 +97,16 @@ def _span_dataset(
         **{name: acg(name) for name in per_pair if name != "held"},
         "held": (("account", "group"), dense["held"].reshape(n_a, n_out)),
         "position_account": ("position", m.pos_a),
-        "position_contract": ("position", _ranks(out_k, plan.held.size)[m.pos_k]),
-        "risk_array": arrays["risk_array"].variable[out_k],
-        "composite_delta": arrays["composite_delta"].variable[out_k],
-        "group_currency": xr.Variable("group", np.array(groups.currency, dtype=object)[out_cc]),
-        "group_fx": ("group", groups.fx[out_cc]),
-        "contract_currency": xr.Variable("contract", contracts["currency"].values[out_k], fastpath=True),
+        "position_contract": ("position", position_contract),
+        "risk_array": ra,
+        "composite_delta": cd,
+        "group_currency": xr.Variable("group", np.array(groups.currency, dtype=object)[every_cc]),
+        "group_fx": ("group", groups.fx[every_cc]),
+        "contract_currency": xr.Variable("contract", currency, fastpath=True),
     }
     if m.loss is not None:
-        flat = SP.to_dense_many([(m.loss * fx[..., None], 0.0)], dense_index, n_a * n_out)[0]  # (A C, G, S)
+        loss = m.loss if (fx == 1.0).all() else m.loss * fx[..., None]  # (x * 1.0 is x)
+        flat = SP.to_dense_many([(loss, 0.0)], dense_index, n_a * n_out)[0]  # (A C, G, S)
         by_scenario = np.moveaxis(flat.reshape(n_a, n_out, n_g, n_s), -1, 2)
         data["scan_loss"] = xr.Variable(
             ("account", "group", "scenario", *gd), by_scenario.reshape((n_a, n_out, n_s) + gshape)

@@ -77,7 +77,8 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     n_c = len(groups.names)
     gd = list(inputs.grid_dims)
     scen = _scenario_arrays(groups, params)
-    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False)
+    market: dict = {}  # the contracts' level and vol, when the risk arrays compute them
+    arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False, market=market)
     gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
     for d in gd:
         if gsizes[d] is None:
@@ -96,10 +97,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     # contract months on each combined commodity's month axis
     cc_of_k = groups.index_of_contract
     month = contracts["month"].values.astype(np.int64)
-    span_m = month.max(initial=0) + 1
-    key = cc_of_k * span_m + month
-    uniq, month_idx = np.unique(key, return_inverse=True)  # (CC, month) pairs, sorted by CC
-    cc_month = np.stack([uniq // span_m, uniq % span_m], axis=1)
+    cc_month, month_idx = _cc_months(cc_of_k, month, n_c)  # (CC, month) pairs, sorted by CC
     first = np.searchsorted(cc_month[:, 0], np.arange(n_c + 1))
     month_idx = month_idx.reshape(-1) - first[cc_of_k]
     n_months = np.diff(first)
@@ -159,8 +157,8 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         )
 
     # net option value per long contract of premium-style options, reporting currency
-    premium = inputs.option_premium(contracts, engine=engine)
-    ccy_code, ccys = pd.factorize(contracts["currency"].values)
+    premium = inputs.option_premium(contracts, engine=engine, **market)
+    ccy_code, ccys = _factorize(contracts["currency"].values)
     contract_fx = np.array([sc.fx_rate(str(c), key_path="market") for c in ccys])[ccy_code]
     prem = premium.transpose("contract", ...)
     factor = contracts["multiplier"].values * contracts["premium_style"].values
@@ -255,6 +253,35 @@ def _file_plan(inputs: Inputs, params: SpanParams, engine: str) -> tuple[np.ndar
             out = (scope, plan)
     inputs.derived[key] = (fingerprint, out)
     return out
+
+
+def _cc_months(cc_of_k: np.ndarray, month: np.ndarray, n_c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (combined commodity, month) pairs, sorted, and the pair of each contract.
+
+    ``np.unique(cc * span + month, return_inverse=True)`` without sorting the contracts: the pairs
+    are marked in a table of every (CC, month) cell when it is small (months from the first).
+    """
+    m0 = int(month.min()) if month.size else 0
+    rel = month - m0
+    span_m = int(rel.max(initial=0)) + 1
+    key = cc_of_k * span_m + rel
+    n_cells = n_c * span_m
+    if n_cells <= max(4 * key.size, 1 << 16):
+        mark = np.zeros(n_cells, dtype=bool)
+        mark[key] = True
+        uniq = np.flatnonzero(mark)
+        rank = np.cumsum(mark, dtype=np.int64) - 1
+        inverse = rank[key]
+    else:
+        uniq, inverse = np.unique(key, return_inverse=True)
+    return np.stack([uniq // span_m, uniq % span_m + m0], axis=1), inverse.reshape(-1)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values)``, at the cost of one comparison when every value is the same."""
+    if values.size and (values == values[0]).all():
+        return np.zeros(values.size, dtype=np.int64), values[:1]
+    return pd.factorize(values)
 
 
 def _ranks(chosen: np.ndarray, n: int) -> np.ndarray:
