@@ -165,13 +165,15 @@ def _scan_ranges(
             vr = np.where(by_rel, vr, np.where(np.isnan(vabs), 0.0, vabs))
         price_range, vol_range = level.copy(deep=False, data=pr), vol.copy(deep=False, data=vr)
     else:
-        frac, points, amount, vabs, vrel = (
+        frac_da, points_da, amount_da, vabs_da, vrel_da = (
             xr.DataArray(a, dims=dim) for a in (frac, points, amount, vabs, vrel)
         )
         price_range = xr.where(
-            frac.notnull(), frac * level, xr.where(points.notnull(), points, amount / contracts["multiplier"])
+            frac_da.notnull(),
+            frac_da * level,
+            xr.where(points_da.notnull(), points_da, amount_da / contracts["multiplier"]),
         )
-        vol_range = xr.where(vrel.notnull(), vrel * vol, vabs.fillna(0.0))
+        vol_range = xr.where(vrel_da.notnull(), vrel_da * vol, vabs_da.fillna(0.0))
     if "price_scan_scale" in inputs.grid.coords:
         price_range = price_range * inputs.grid["price_scan_scale"]
     if "vol_scan_scale" in inputs.grid.coords:
@@ -396,6 +398,27 @@ def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, 
     arrays = np.broadcast_arrays(*items)
     shape = arrays[0].shape
     flat = [np.ravel(a) for a in arrays]
-    v_now, loss, deltas = revalue_scan(*flat[:13], price_moves, vol_moves, delta_moves, engine=engine)
+    model, level, strike, p_range, vol, v_range, t_now, t_after, r, q, is_call, american, set_index = flat[
+        :13
+    ]
+    v_now, loss, deltas = revalue_scan(
+        model,
+        level,
+        strike,
+        p_range,
+        vol,
+        v_range,
+        t_now,
+        t_after,
+        r,
+        q,
+        is_call,
+        american,
+        set_index,
+        price_moves,
+        vol_moves,
+        delta_moves,
+        engine=engine,
+    )
     scan_losses(v_now, loss, flat[13], weights, flat[12], decimals, engine=engine)
     return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))

@@ -79,11 +79,11 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     scen = _scenario_arrays(groups, params)
     market: dict = {}  # the contracts' level and vol, when the risk arrays compute them
     arrays = _risk_arrays(inputs, contracts, groups, params, engine, scen, scan_range=False, market=market)
-    gsizes = {d: arrays.sizes[d] if d in arrays.dims else None for d in gd}
-    for d in gd:
-        if gsizes[d] is None:
-            gsizes[d] = inputs.market.sizes.get(d) or inputs.grid.sizes.get(d)
-    gshape = tuple(gsizes[d] for d in gd)
+    # a grid dim's size: from the risk arrays, else the market, else the grid
+    gshape = tuple(
+        int(arrays.sizes[d] if d in arrays.dims else (inputs.market.sizes.get(d) or inputs.grid.sizes[d]))
+        for d in gd
+    )
     ra = flat_grid(arrays["risk_array"], ["contract", "scenario"], gd, gshape)  # (K, S, G)
     n_s = ra.shape[1]
     scen_pair = scen.pair[0] - 1 if n_c else np.arange(n_s)
@@ -213,7 +213,7 @@ def _fingerprint(inputs: Inputs, params: SpanParams) -> tuple:
                 except TypeError:  # an unhashable element: its text
                     digest = hash(repr(a.tolist()))
             else:
-                digest = zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+                digest = zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8).tobytes())
             parts.append((name, a.shape, a.dtype.str, digest))
     return tuple(parts)
 
