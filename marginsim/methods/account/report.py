@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from ...kernels.account import STATE_NAMES
-from ...outputs import base_grid_point, to_plain
+from ...outputs import base_grid_point, json_keys, per_account, rows_per_account, to_plain
+from .variables import OUTPUTS
 
 __all__ = ["account_to_dict", "account_table"]
 
@@ -35,175 +37,158 @@ def _flag(v: int) -> bool | None:
     return None if v < 0 else bool(v)
 
 
+def _flags(values: np.ndarray) -> np.ndarray:
+    """1 / 0 / -1 (not checked) -> True / False / None."""
+    out = values.astype(bool).astype(object)
+    out[values < 0] = None
+    return out
+
+
+def _state_names(values: np.ndarray) -> np.ndarray:
+    return np.array(STATE_NAMES, dtype=object)[values]
+
+
+def _product_class(values: np.ndarray) -> np.ndarray:
+    return np.where(values.astype(bool), "controlled", "ordinary").astype(object)
+
+
+def _labels(values: np.ndarray) -> np.ndarray:
+    return values.astype(str).astype(object)
+
+
+def _split(values: np.ndarray) -> np.ndarray:
+    """Comma-separated lists -> lists (``""``: none)."""
+    out = np.empty(values.shape, dtype=object)
+    out[...] = [[c for c in str(v).split(",") if c] for v in values.ravel().tolist()]
+    return out
+
+
+#: What cannot be declared: the variables the JSON shows otherwise than as their plain values.
+#: (Labels are ``str``; money, ratios and flags keep their type; NaN becomes null.)
+CONVERT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "state": _state_names,
+    "opening_threshold_met": _flags,
+    "trading_activated": _flags,
+    "controlled_products_allowed": _flags,
+    "product_allowed": _flags,
+    "product_controlled": _product_class,
+    "currencies_converted": _split,
+    "day_basis": lambda v: v.astype(np.int64),
+    "liquidation_position": lambda v: v.astype(np.int64),
+}
+
+#: Where each nested object (and attr) goes among the keys of its parent: after this key.
+AFTER = {
+    "deadline": ("currency_groups", "forced_conversions", "base_currency"),
+    "lme_not_due": ("initial_by_source", "conversion_plan", "liquidation", "interest", "eligibility"),
+}
+
+
+def _columns(
+    ds: xr.Dataset, section: str, dims: list[str], tz: zoneinfo.ZoneInfo, by_account: bool = True
+) -> dict[str, Any]:
+    """Each declared output of ``section``: its JSON key -> its plain value per account (over
+    ``account`` first, then ``dims``; a variable without the ``account`` dim is the same for
+    every account), or, with ``by_account=False``, its plain value over ``dims``.
+    Every variable is converted once for the whole book."""
+    out = {}
+    for o in json_keys(OUTPUTS, section):
+        da = ds[o.name]
+        if by_account and "account" not in da.dims:
+            da = da.expand_dims(account=ds.sizes["account"])
+        if o.name in CONVERT:
+            da = da.copy(data=CONVERT[o.name](da.values))
+        elif da.dtype.kind == "M":
+            da = da.copy(data=_iso(da.values, tz))
+        elif da.dtype.kind == "O":
+            da = da.copy(data=_labels(da.values))
+        out[o.json_key] = per_account(da, dims) if by_account else to_plain(da, dims)
+    return out
+
+
 def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
-    """Per account: the ``account`` object of the JSON contract (numbers along grid dims are nested lists)."""
+    """Per account: the ``account`` object of the JSON contract (numbers along grid dims are nested lists).
+
+    Every key comes from the declaration (:data:`.variables.OUTPUTS`: its ``json`` section and
+    key, in declaration order), each variable converted once for the whole book; the nesting
+    (:data:`AFTER`), the attrs and the filters (currencies that hold nothing) are here.
+    """
     tz = zoneinfo.ZoneInfo(ds.attrs.get("timezone", "Asia/Hong_Kong"))
+    accounts = [str(a) for a in ds["account"].values.tolist()]
+    ccys = [str(c) for c in ds["currency"].values.tolist()]
+    groups = [str(g) for g in ds["currency_group"].values.tolist()]
+    top = _columns(ds, "account", gd, tz)
+    by_source = _columns(ds, "initial_by_source", gd, tz)
+    group_cols = _columns(ds, "currency_group", ["currency_group", *gd], tz)
+    ccy_cols = _columns(ds, "currency", ["currency_group", "currency", *gd], tz)
+    nonzero = (ds["balance"] != 0) | (ds["currency_exchange_initial"] != 0)
+    along = [d for d in nonzero.dims if d not in ("account", "currency_group", "currency")]
+    held = per_account(nonzero.any(along) if along else nonzero, ["currency_group", "currency"])
+    conv = _columns(ds, "conversion_plan", gd, tz)
+    liq = _columns(ds, "liquidation", gd, tz)
+    interest = _columns(ds, "interest", gd, tz)
+    interest_ccy = _columns(ds, "interest.currencies", ["currency"], tz)
+    shown = per_account((ds["settled_balance"] != 0) | (ds["short_credit"] != 0), ["currency"])
+    elig = _columns(ds, "eligibility", gd, tz)
+
+    def rows(section: str, dim: str, owner: str) -> tuple[dict[str, Any], list[list[int]]]:
+        if dim not in ds.dims:
+            return {}, [[] for _ in accounts]
+        return _columns(ds, section, [dim], tz, by_account=False), rows_per_account(ds[owner].values, accounts)
+
+    mv_cols, mv_rows = rows("forced_conversions", "movement", "movement_account")
+    lq_cols, lq_rows = rows("liquidation.positions", "liquidation", "liquidation_account")
+    pos_cols, pos_rows = rows("eligibility.positions", "position", "position_account")
+    ready: dict[str, Any] | None = None
+    if "stock" in ds.dims:
+        cols = _columns(ds, "eligibility.ready_market", ["stock"], tz, by_account=False)
+        ready = {str(s): {k: col[i] for k, col in cols.items()} for i, s in enumerate(ds["stock"].values.tolist())}
+
+    def one(cols: dict[str, Any], a: int) -> dict[str, Any]:
+        return {k: col[a] for k, col in cols.items()}
+
     out: dict[str, Any] = {}
-    names = np.array(STATE_NAMES, dtype=object)
-    for a, acct in enumerate(ds["account"].values.tolist()):
-        d = ds.isel(account=a)
-        obj: dict[str, Any] = {
-            k: to_plain(d[k], gd)
-            for k in ("equity", "initial", "maintenance", "risk_ratio", "maintenance_risk_ratio")
-        }
-        obj["state"] = to_plain(xr.DataArray(names[d["state"].values], dims=d["state"].dims), gd)
-        obj["deadline"] = to_plain(xr.DataArray(_iso(d["deadline"].values, tz), dims=d["deadline"].dims), gd)
-        groups: dict[str, Any] = {}
-        for g, gname in enumerate(ds["currency_group"].values.tolist()):
-            dg = d.isel(currency_group=g)
-            ccys = {}
-            for c, cname in enumerate(ds["currency"].values.tolist()):
-                dc = dg.isel(currency=c)
-                if not (
-                    np.any(dc["balance"].values != 0) or np.any(dc["currency_exchange_initial"].values != 0)
-                ):
-                    continue
-                ccys[cname] = {
-                    "balance": to_plain(dc["balance"], gd),
-                    "cash": float(dc["cash"].values),
-                    "exchange_initial": to_plain(dc["currency_exchange_initial"], gd),
-                    "initial": to_plain(dc["currency_initial"], gd),
-                    "conversion_test_met": to_plain(dc["conversion_test_met"], gd),
-                    "withdrawable": to_plain(dc["currency_withdrawable"], gd),
+    for a, acct in enumerate(accounts):  # assembly only: every value is converted above
+        nested: dict[str, Any] = {
+            "currency_groups": {
+                gname: {
+                    **{k: col[a][g] for k, col in group_cols.items()},
+                    "currencies": {
+                        cname: {k: col[a][g][c] for k, col in ccy_cols.items()}
+                        for c, cname in enumerate(ccys)
+                        if held[a][g][c]
+                    },
                 }
-            groups[gname] = {
-                "base": to_plain(dg["group_base"], gd),
-                "initial": to_plain(dg["group_initial"], gd),
-                "maintenance": to_plain(dg["group_maintenance"], gd),
-                "available_funds": to_plain(dg["group_available"], gd),
-                "transfer_test_met": to_plain(dg["transfer_test_met"], gd),
-                "withdrawable": to_plain(dg["group_withdrawable"], gd),
-                "currencies": ccys,
-            }
-        obj["currency_groups"] = groups
-        mv = np.flatnonzero(ds["movement_account"].values == acct) if "movement" in ds.dims else np.zeros(0, np.int64)
-        obj["forced_conversions"] = [
-            {
-                "kind": str(ds["kind"].values[i]),
-                "amount": float(ds["amount"].values[i]),
-                "currency": str(ds["movement_currency"].values[i]),
-                "from_group": str(ds["from_group"].values[i]),
-                "to_group": str(ds["to_group"].values[i]),
-                "rate": float(ds["rate"].values[i]),
-                "to_currency": str(ds["to_currency"].values[i]),
-                "to_amount": float(ds["to_amount"].values[i]),
-                "rule": str(ds["movement_rule"].values[i]),
-            }
-            for i in mv
-        ]
-        obj["base_currency"] = ds.attrs["base_currency"]
-        obj["total_base"] = to_plain(d["total_base"], gd)
-        for k in (
-            "exchange_initial",
-            "exchange_maintenance",
-            "available_funds",
-            "excess_liquidity",
-            "withdrawable",
-            "option_value_excluded",
-            "forced_conversion_needed",
-            "overdue",
-        ):
-            obj[k] = to_plain(d[k], gd)
-        obj["call_time"] = to_plain(
-            xr.DataArray(_iso(d["call_time"].values, tz), dims=d["call_time"].dims), gd
-        )
-        obj["lme_not_due"] = float(d["lme_not_due"].values)
-        obj["initial_by_source"] = {
-            str(k).removeprefix("initial_"): to_plain(d[k], gd) for k in ds.data_vars if str(k).startswith("initial_")
-        }
-        obj["conversion_plan"] = {
-            "point": ds.attrs["conversion_point"],
-            "rule": str(d["conversion_rule"].values),
-            "complete": bool(d["conversion_complete"].values),
-            "shortfall_before": float(d["conversion_shortfall_before"].values),
-            "shortfall_after": float(d["conversion_shortfall_after"].values),
-            "currencies_converted": [c for c in str(d["currencies_converted"].values).split(",") if c],
-        }
-        rows = (
-            np.flatnonzero(ds["liquidation_account"].values == acct)
-            if "liquidation" in ds.dims
-            else np.zeros(0, np.int64)
-        )
-        obj["liquidation"] = {
-            "point": ds.attrs["liquidation_point"],
-            "needed": bool(d["liquidation_needed"].values),
-            "complete": bool(d["liquidation_complete"].values),
-            "contracts": float(d["liquidation_contracts"].values),
-            "fees": float(d["liquidation_fees"].values),
-            "cash_realised": float(d["liquidation_cash"].values),
-            "realised_pnl": float(d["liquidation_realised_pnl"].values),
-            "available_after": float(d["available_after_liquidation"].values),
-            "positions": [
-                {
-                    "position": int(ds["liquidation_position"].values[i]),
-                    "contract": str(ds["liquidation_contract"].values[i]),
-                    "quantity": float(ds["liquidation_quantity"].values[i]),
-                    "close": float(ds["close"].values[i]),
-                    "price": float(ds["close_price"].values[i]),
-                    "fee": float(ds["fee"].values[i]),
-                    "cash_realised": float(ds["cash_realised"].values[i]),
-                    "realised_pnl": float(ds["realised_pnl"].values[i]),
-                }
-                for i in rows
-            ],
-        }
-        obj["interest"] = {
-            "per_year_base": float(d["net_interest_base"].values),
-            "currencies": {
-                str(c): {
-                    "settled_balance": float(d["settled_balance"].values[i]),
-                    "short_credit": float(d["short_credit"].values[i]),
-                    "credit_interest": float(d["credit_interest"].values[i]),
-                    "debit_interest": float(d["debit_interest"].values[i]),
-                    "short_credit_interest": float(d["short_credit_interest"].values[i]),
-                    "net_per_year": float(d["net_interest"].values[i]),
-                    "net_per_day": float(d["net_interest_daily"].values[i]),
-                    "day_basis": int(ds["day_basis"].values[i]),
-                }
-                for i, c in enumerate(ds["currency"].values.tolist())
-                if d["settled_balance"].values[i] != 0 or d["short_credit"].values[i] != 0
+                for g, gname in enumerate(groups)
+            },
+            "forced_conversions": [{k: col[i] for k, col in mv_cols.items()} for i in mv_rows[a]],
+            "base_currency": ds.attrs["base_currency"],
+            "initial_by_source": one(by_source, a),
+            "conversion_plan": {"point": ds.attrs["conversion_point"], **one(conv, a)},
+            "liquidation": {
+                "point": ds.attrs["liquidation_point"],
+                **one(liq, a),
+                "positions": [{k: col[i] for k, col in lq_cols.items()} for i in lq_rows[a]],
+            },
+            "interest": {
+                **one(interest, a),
+                "currencies": {
+                    cname: {k: col[a][c] for k, col in interest_ccy.items()}
+                    for c, cname in enumerate(ccys)
+                    if shown[a][c]
+                },
+            },
+            "eligibility": {
+                **one(elig, a),
+                "positions": {str(i): {k: col[i] for k, col in pos_cols.items()} for i in pos_rows[a]},
+                **({"ready_market": {s: dict(v) for s, v in ready.items()}} if ready is not None else {}),
             },
         }
-        pos = np.flatnonzero(ds["position_account"].values == a)
-        elig: dict[str, Any] = {
-            "opening_threshold_met": _flag(int(d["opening_threshold_met"].values)),
-            "opening_assets_usd": None
-            if np.isnan(d["opening_assets_usd"].values)
-            else float(d["opening_assets_usd"].values),
-            "trading_activated": _flag(int(d["trading_activated"].values)),
-            "deposits_usd": None if np.isnan(d["deposits_usd"].values) else float(d["deposits_usd"].values),
-            "controlled_products_allowed": _flag(int(d["controlled_products_allowed"].values)),
-            "positions": {
-                str(int(p)): {
-                    "contract": str(ds["position_contract"].values[p]),
-                    "product": str(ds["position_product"].values[p]),
-                    "margin_source": str(ds["position_source"].values[p]),
-                    "product_class": "controlled" if bool(ds["product_controlled"].values[p]) else "ordinary",
-                    "product_allowed": _flag(int(ds["product_allowed"].values[p])),
-                    "net_quantity": float(ds["product_net_quantity"].values[p]),
-                    "over_position_limit": bool(ds["over_position_limit"].values[p]),
-                    "reportable": bool(ds["reportable"].values[p]),
-                }
-                for p in pos
-            },
-        }
-        if "stock" in ds.dims:
-            elig["ready_market"] = {
-                str(s): {
-                    k: bool(ds[v].values[i])
-                    for k, v in (
-                        ("listed_90_days_recognised_exchange", "ready_listed"),
-                        ("electronic_quotes", "ready_quotes"),
-                        ("volume", "ready_volume"),
-                        ("free_float", "ready_free_float"),
-                        ("meets_all", "ready_meets_all"),
-                        ("in_grace", "in_grace"),
-                        ("ready_market", "ready_market"),
-                    )
-                }
-                for i, s in enumerate(ds["stock"].values.tolist())
-            }
-        obj["eligibility"] = elig
+        obj: dict[str, Any] = {}
+        for k, col in top.items():
+            obj[k] = col[a]
+            for n in AFTER.get(k, ()):
+                obj[n] = nested[n]
         out[acct] = obj
     return out
 
