@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -96,13 +97,13 @@ def _columns(
         da = ds[o.name]
         if by_account and "account" not in da.dims:
             da = da.expand_dims(account=ds.sizes["account"])
-        if o.name in CONVERT:
-            da = da.copy(data=CONVERT[o.name](da.values))
-        elif da.dtype.kind == "M":
-            da = da.copy(data=_iso(da.values, tz))
-        elif da.dtype.kind == "O":
-            da = da.copy(data=_labels(da.values))
-        out[o.json_key] = per_account(da, dims) if by_account else to_plain(da, dims)
+        convert = CONVERT.get(o.name) or {"M": partial(_iso, tz=tz), "O": _labels}.get(da.dtype.kind)
+        if convert is None:
+            out[o.json_key] = per_account(da, dims) if by_account else to_plain(da, dims)
+            continue
+        order = ["account"] if by_account else []
+        order += [d for d in dims if d in da.dims and d not in order]
+        out[o.json_key] = convert(da.transpose(*order, ...).values).tolist()  # no NaN: None, labels, ints
     return out
 
 
