@@ -135,7 +135,9 @@ def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
     def rows(section: str, dim: str, owner: str) -> tuple[dict[str, Any], list[list[int]]]:
         if dim not in ds.dims:
             return {}, [[] for _ in accounts]
-        return _columns(ds, section, [dim], tz, by_account=False), rows_per_account(ds[owner].values, accounts)
+        return _columns(ds, section, [dim], tz, by_account=False), rows_per_account(
+            ds[owner].values, accounts
+        )
 
     mv_cols, mv_rows = rows("forced_conversions", "movement", "movement_account")
     lq_cols, lq_rows = rows("liquidation.positions", "liquidation", "liquidation_account")
@@ -143,7 +145,9 @@ def account_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
     ready: dict[str, Any] | None = None
     if "stock" in ds.dims:
         cols = _columns(ds, "eligibility.ready_market", ["stock"], tz, by_account=False)
-        ready = {str(s): {k: col[i] for k, col in cols.items()} for i, s in enumerate(ds["stock"].values.tolist())}
+        ready = {
+            str(s): {k: col[i] for k, col in cols.items()} for i, s in enumerate(ds["stock"].values.tolist())
+        }
 
     def one(cols: dict[str, Any], a: int) -> dict[str, Any]:
         return {k: col[a] for k, col in cols.items()}
@@ -202,10 +206,21 @@ def _pct(x: float) -> str:
     return "inf" if not np.isfinite(x) else f"{100 * x:,.1f} %"
 
 
+def _names(section: str) -> list[str]:
+    """The variables of a JSON section, in declaration order."""
+    return [o.name for o in json_keys(OUTPUTS, section)]
+
+
+def _values(d: xr.Dataset | xr.DataArray, names: tuple[str, ...], *dims: str) -> dict[str, Any]:
+    """Plain values (lists over ``dims``) of variables of one account, each converted once."""
+    return {k: d[k].transpose(*dims).values.tolist() for k in names}
+
+
 def account_table(ds: xr.Dataset, account: str) -> str:
     """A readable breakdown of one account: state along the path, groups, plans, interest, flags."""
     tz = zoneinfo.ZoneInfo(ds.attrs.get("timezone", "Asia/Hong_Kong"))
     d = ds.sel(account=account)
+    a = [str(x) for x in ds["account"].values.tolist()].index(account)
     ccy, base = ds.attrs["currency"], ds.attrs["base_currency"]
     gd = [str(x) for x in d["equity"].dims]
     lines = [f"ACCOUNT  {account}  [{ccy}; group bases in {base}]"]
@@ -213,16 +228,20 @@ def account_table(ds: xr.Dataset, account: str) -> str:
     lines += [head, "-" * len(head)]
     other = {x: i for x, i in base_grid_point(ds, [x for x in gd if x != "step"]).items()}
     dd = d.isel(other) if other else d
-    steps = list(range(ds.sizes["step"])) if "step" in gd else [None]
-    for s in steps:
-        p = dd.isel(step=s) if s is not None else dd
-        dl = p["deadline"].values
-        dl_s = "" if np.isnat(dl) else _iso(np.array([dl]), tz)[0]
-        label = f"step {s}" if s is not None else "now"
+    along = ("step",) if "step" in gd else ()
+    path = _values(
+        dd, ("equity", "initial", "maintenance", "risk_ratio", "maintenance_risk_ratio", "overdue"), *along
+    )
+    path["state"] = _state_names(dd["state"].values.reshape(-1)).tolist()
+    path["deadline"] = _iso(dd["deadline"].values.reshape(-1), tz).tolist()
+    if not along:
+        path = {k: [v] if k not in ("state", "deadline") else v for k, v in path.items()}
+    for s in range(len(path["state"])):
+        label = f"step {s}" if along else "now"
         lines.append(
-            f"{label:<16}{_f(float(p['equity'])):>16}{_f(float(p['initial'])):>16}{_f(float(p['maintenance'])):>16}"
-            f"{_pct(float(p['risk_ratio'])):>12}{_pct(float(p['maintenance_risk_ratio'])):>14}  "
-            f"{STATE_NAMES[int(p['state'])]:<20}{dl_s}{'  OVERDUE' if bool(p['overdue']) else ''}"
+            f"{label:<16}{_f(path['equity'][s]):>16}{_f(path['initial'][s]):>16}{_f(path['maintenance'][s]):>16}"
+            f"{_pct(path['risk_ratio'][s]):>12}{_pct(path['maintenance_risk_ratio'][s]):>14}  "
+            f"{path['state'][s]:<20}{path['deadline'][s] or ''}{'  OVERDUE' if path['overdue'][s] else ''}"
         )
     if other:
         lines.append("  (at " + ", ".join(f"{x}={ds[x].values[i]}" for x, i in other.items()) + ")")
@@ -231,76 +250,112 @@ def account_table(ds: xr.Dataset, account: str) -> str:
     lines.append(f"currency groups ({'last step' if 'step' in gd else 'now'})")
     head = f"{'group':<8}{'currency':<10}{'balance':>16}{'exch. initial':>16}{'test':>6}{'base ' + base:>18}{'initial':>14}{'available':>14}{'test':>6}"
     lines += [head, "-" * len(head)]
+    grp = _values(
+        last, ("group_base", "group_initial", "group_available", "transfer_test_met"), "currency_group"
+    )
+    cur = _values(
+        last, ("balance", "currency_exchange_initial", "conversion_test_met"), "currency_group", "currency"
+    )
     for g, gname in enumerate(ds["currency_group"].values.tolist()):
-        dg = last.isel(currency_group=g)
         lines.append(
-            f"{gname:<8}{'':<10}{'':>16}{'':>16}{'':>6}{_f(float(dg['group_base'])):>18}"
-            f"{_f(float(dg['group_initial'])):>14}{_f(float(dg['group_available'])):>14}"
-            f"{'ok' if bool(dg['transfer_test_met']) else 'SHORT':>6}"
+            f"{gname:<8}{'':<10}{'':>16}{'':>16}{'':>6}{_f(grp['group_base'][g]):>18}"
+            f"{_f(grp['group_initial'][g]):>14}{_f(grp['group_available'][g]):>14}"
+            f"{'ok' if grp['transfer_test_met'][g] else 'SHORT':>6}"
         )
         for c, cname in enumerate(ds["currency"].values.tolist()):
-            dc = dg.isel(currency=c)
-            if float(dc["balance"]) == 0 and float(dc["currency_exchange_initial"]) == 0:
+            bal, exch = cur["balance"][g][c], cur["currency_exchange_initial"][g][c]
+            if bal == 0 and exch == 0:
                 continue
             lines.append(
-                f"{'':<8}{cname:<10}{_f(float(dc['balance'])):>16}{_f(float(dc['currency_exchange_initial'])):>16}"
-                f"{'ok' if bool(dc['conversion_test_met']) else 'SHORT':>6}"
+                f"{'':<8}{cname:<10}{_f(bal):>16}{_f(exch):>16}"
+                f"{'ok' if cur['conversion_test_met'][g][c] else 'SHORT':>6}"
             )
     lines.append(
-        f"total base {base}: {_f(float(last['total_base']))}   withdrawable: {_f(float(last['withdrawable']))} {ccy}"
+        f"total base {base}: {_f(last['total_base'].item())}   withdrawable: {_f(last['withdrawable'].item())} {ccy}"
+    )
+    one = _values(
+        d,
+        (
+            "conversion_rule",
+            "conversion_complete",
+            "conversion_shortfall_before",
+            "conversion_shortfall_after",
+            "liquidation_needed",
+            "liquidation_complete",
+            "liquidation_fees",
+            "liquidation_realised_pnl",
+            "available_after_liquidation",
+            "net_interest_base",
+            "opening_threshold_met",
+            "trading_activated",
+            "controlled_products_allowed",
+        ),
     )
     lines.append("")
     lines.append(
-        f"forced conversion plan (at {ds.attrs['conversion_point'] or 'now'}): rule {d['conversion_rule'].item()}, "
-        f"{'complete' if bool(d['conversion_complete']) else 'INCOMPLETE'}, shortfall {_f(float(d['conversion_shortfall_before']))}"
-        f" -> {_f(float(d['conversion_shortfall_after']))} {base}"
+        f"forced conversion plan (at {ds.attrs['conversion_point'] or 'now'}): rule {one['conversion_rule']}, "
+        f"{'complete' if one['conversion_complete'] else 'INCOMPLETE'}, shortfall {_f(one['conversion_shortfall_before'])}"
+        f" -> {_f(one['conversion_shortfall_after'])} {base}"
     )
-    for i in np.flatnonzero(ds["movement_account"].values == account) if "movement" in ds.dims else []:
-        kind = str(ds["kind"].values[i])
-        lines.append(
-            f"  {kind:<11}{_f(float(ds['amount'].values[i])):>16} {ds['movement_currency'].values[i]} "
-            f"{ds['from_group'].values[i]} -> {_f(float(ds['to_amount'].values[i]))} {ds['to_currency'].values[i]} "
-            f"{ds['to_group'].values[i]}  @ {float(ds['rate'].values[i]):.6g}  [{ds['movement_rule'].values[i]}]"
-        )
-    if bool(d["liquidation_needed"]):
+    if "movement" in ds.dims:
+        (rows,) = rows_per_account(ds["movement_account"].values, [account])
+        mv = {k: ds[k].values[rows].tolist() for k in _names("forced_conversions")}
+        for i in range(len(rows)):
+            lines.append(
+                f"  {str(mv['kind'][i]):<11}{_f(mv['amount'][i]):>16} {mv['movement_currency'][i]} "
+                f"{mv['from_group'][i]} -> {_f(mv['to_amount'][i])} {mv['to_currency'][i]} "
+                f"{mv['to_group'][i]}  @ {mv['rate'][i]:.6g}  [{mv['movement_rule'][i]}]"
+            )
+    if one["liquidation_needed"]:
         lines.append("")
         lines.append(
             f"forced liquidation plan (at {ds.attrs['liquidation_point'] or 'now'}): "
-            f"{'complete' if bool(d['liquidation_complete']) else 'INCOMPLETE'}, fees {_f(float(d['liquidation_fees']))}, "
-            f"realised pnl {_f(float(d['liquidation_realised_pnl']))}, available after {_f(float(d['available_after_liquidation']))} {ccy}"
+            f"{'complete' if one['liquidation_complete'] else 'INCOMPLETE'}, fees {_f(one['liquidation_fees'])}, "
+            f"realised pnl {_f(one['liquidation_realised_pnl'])}, available after {_f(one['available_after_liquidation'])} {ccy}"
         )
-        for i in np.flatnonzero(ds["liquidation_account"].values == account):
+        (rows,) = rows_per_account(ds["liquidation_account"].values, [account])
+        lq = {k: ds[k].values[rows].tolist() for k in _names("liquidation.positions")}
+        for i in range(len(rows)):
             lines.append(
-                f"  close {float(ds['close'].values[i]):g} of {float(ds['liquidation_quantity'].values[i]):g} "
-                f"{ds['liquidation_contract'].values[i]} @ {float(ds['close_price'].values[i]):g}"
-                f"  fee {_f(float(ds['fee'].values[i]))}  realised pnl {_f(float(ds['realised_pnl'].values[i]))}"
+                f"  close {lq['close'][i]:g} of {lq['liquidation_quantity'][i]:g} "
+                f"{lq['liquidation_contract'][i]} @ {lq['close_price'][i]:g}"
+                f"  fee {_f(lq['fee'][i])}  realised pnl {_f(lq['realised_pnl'][i])}"
             )
     lines.append("")
-    lines.append(f"interest per year (settled cash): {_f(float(d['net_interest_base']))} {base}")
+    lines.append(f"interest per year (settled cash): {_f(one['net_interest_base'])} {base}")
+    rate = _values(
+        d,
+        ("settled_balance", "short_credit", "credit_interest", "debit_interest", "short_credit_interest"),
+        "currency",
+    )
     for c, cname in enumerate(ds["currency"].values.tolist()):
-        if float(d["settled_balance"][c]) == 0 and float(d["short_credit"][c]) == 0:
+        if rate["settled_balance"][c] == 0 and rate["short_credit"][c] == 0:
             continue
         lines.append(
-            f"  {cname}: balance {_f(float(d['settled_balance'][c]))}, short credit {_f(float(d['short_credit'][c]))}"
-            f"  credit +{_f(float(d['credit_interest'][c]))}  debit -{_f(float(d['debit_interest'][c]))}"
-            f"  short credit +{_f(float(d['short_credit_interest'][c]))}"
+            f"  {cname}: balance {_f(rate['settled_balance'][c])}, short credit {_f(rate['short_credit'][c])}"
+            f"  credit +{_f(rate['credit_interest'][c])}  debit -{_f(rate['debit_interest'][c])}"
+            f"  short credit +{_f(rate['short_credit_interest'][c])}"
         )
     flags = []
     for k in ("opening_threshold_met", "trading_activated", "controlled_products_allowed"):
-        v = _flag(int(d[k]))
+        v = _flag(one[k])
         if v is not None:
             flags.append(f"{k}={v}")
-    pos = np.flatnonzero(ds["position_account"].values == list(ds["account"].values).index(account))
-    for row in pos:
+    pos = np.flatnonzero(ds["position_account"].values == a)
+    el = {
+        k: ds[k].values[pos].tolist()
+        for k in ("position_contract", "over_position_limit", "reportable", "product_allowed")
+    }
+    for i in range(pos.size):
         notes = []
-        if bool(ds["over_position_limit"].values[row]):
+        if el["over_position_limit"][i]:
             notes.append("OVER POSITION LIMIT")
-        if bool(ds["reportable"].values[row]):
+        if el["reportable"][i]:
             notes.append("reportable (large open position)")
-        if int(ds["product_allowed"].values[row]) == 0:
+        if el["product_allowed"][i] == 0:
             notes.append("product class not allowed for the investor class")
         if notes:
-            flags.append(f"{ds['position_contract'].values[row]}: " + ", ".join(notes))
+            flags.append(f"{el['position_contract'][i]}: " + ", ".join(notes))
     if flags:
         lines.append("")
         lines.append("eligibility: " + "; ".join(flags))
