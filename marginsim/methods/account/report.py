@@ -1,8 +1,12 @@
 """The JSON contract and the readable table of the account layer.
 
-Both are written by hand, not by :mod:`marginsim.outputs`' generic writers: the account object
-nests currency groups, currencies, plans, interest and eligibility, and its bytes are fixed by the
-recorded outputs (``tests/test_golden.py``).
+The JSON is generated from the declaration (:data:`.variables.OUTPUTS`): every output with a
+``json`` section is converted once for the whole book (:func:`marginsim.outputs.per_account`,
+``.tolist()`` of whole arrays) and each section's keys come in declaration order. What cannot be
+declared is here, as small named pieces: the conversions of codes, local times and flags
+(:data:`CONVERT`), where the nested objects and the attrs go among the account's keys
+(:data:`AFTER`), and the filters (currencies that hold nothing). The table keeps its own layout;
+its bytes, like the JSON's, are fixed by the recorded outputs (``tests/test_golden.py``).
 """
 
 from __future__ import annotations
@@ -92,12 +96,13 @@ def _columns(
     ``account`` first, then ``dims``; a variable without the ``account`` dim is the same for
     every account), or, with ``by_account=False``, its plain value over ``dims``.
     Every variable is converted once for the whole book."""
+    by_kind: dict[str, Callable[[np.ndarray], np.ndarray]] = {"M": partial(_iso, tz=tz), "O": _labels}
     out = {}
     for o in json_keys(OUTPUTS, section):
         da = ds[o.name]
         if by_account and "account" not in da.dims:
             da = da.expand_dims(account=ds.sizes["account"])
-        convert = CONVERT.get(o.name) or {"M": partial(_iso, tz=tz), "O": _labels}.get(da.dtype.kind)
+        convert = CONVERT.get(o.name) or by_kind.get(da.dtype.kind)
         if convert is None:
             out[o.json_key] = per_account(da, dims) if by_account else to_plain(da, dims)
             continue

@@ -8,7 +8,14 @@ a plain number; ``""`` a label, a flag or a code (their meaning is in the descri
 local times ``call_time``, ``deadline`` and ``grace_end`` (``datetime64``: a ``units`` attr would
 clash with xarray's time encoding when a result is stored).
 
-The account layer's JSON and table are written by :mod:`.report` (``json`` is not set here).
+``json`` and ``key`` place a variable in the account's JSON object (:mod:`.report`): the
+section is the object it is a key of - ``"account"`` (the account's object), ``"currency_group"``
+(``currency_groups.<group>``), ``"currency"`` (``....currencies.<currency>``),
+``"forced_conversions"`` (a row per movement), ``"initial_by_source"``, ``"conversion_plan"``,
+``"liquidation"`` and ``"liquidation.positions"`` (a row per position closed), ``"interest"`` and
+``"interest.currencies"``, ``"eligibility"``, ``"eligibility.positions"`` (keyed by the position's
+row) and ``"eligibility.ready_market"`` (keyed by stock). Within a section the keys come in the
+order declared here, so the declaration follows the JSON's order.
 """
 
 from __future__ import annotations
