@@ -4,7 +4,8 @@ A method lists its result variables as :class:`Output` rows (name, dims, units, 
 where the variable goes in the JSON contract) in its :class:`~marginsim.registry.MethodSpec`.
 :func:`describe` writes ``units``, ``currency`` and ``description`` attrs onto a result from
 those rows; :func:`to_plain` and :func:`per_account` turn variables into the nested lists of the
-JSON contract; :func:`json_keys` gives a method's JSON keys of one section in declaration order.
+JSON contract; :func:`json_keys` gives a method's JSON keys of one section in declaration order;
+:func:`rows_per_account` splits the rows of a ragged dim (plan rows, positions) by account.
 
 Units are text formatted with the result's attrs, so one declaration serves every scenario:
 ``"{currency}"`` is the reporting currency (``ds.attrs["currency"]``), ``"{base_currency}"`` the
