@@ -4,7 +4,8 @@ A method lists its result variables as :class:`Output` rows (name, dims, units, 
 where the variable goes in the JSON contract) in its :class:`~marginsim.registry.MethodSpec`.
 :func:`describe` writes ``units``, ``currency`` and ``description`` attrs onto a result from
 those rows; :func:`to_plain` and :func:`per_account` turn variables into the nested lists of the
-JSON contract; :func:`json_keys` gives a method's JSON keys of one section in declaration order.
+JSON contract; :func:`json_keys` gives a method's JSON keys of one section in declaration order;
+:func:`rows_per_account` splits the rows of a ragged dim (plan rows, positions) by account.
 
 Units are text formatted with the result's attrs, so one declaration serves every scenario:
 ``"{currency}"`` is the reporting currency (``ds.attrs["currency"]``), ``"{base_currency}"`` the
@@ -33,6 +34,7 @@ __all__ = [
     "undeclared",
     "to_plain",
     "per_account",
+    "rows_per_account",
     "json_keys",
     "account_json",
     "account_table",
@@ -187,6 +189,42 @@ def per_account(da: xr.DataArray, dims: Sequence[str], dim: str = "account") -> 
     rest = [d for d in da.dims if d not in present and d != dim]
     out: list[Any] = _lists(da.transpose(dim, *present, *rest).values)
     return out
+
+
+def rows_per_account(owner: np.ndarray, accounts: Sequence[Any]) -> list[list[int]]:
+    """The rows of a ragged dim (plan rows, positions, ...) that belong to each account.
+
+    Parameters
+    ----------
+    owner
+        The account of each row: an account name, or an index into ``accounts`` when the array
+        is of integers (e.g. ``movement_account``, ``position_account``).
+    accounts
+        The account names, in the order of the ``account`` dim.
+
+    Returns
+    -------
+    list of list of int
+        For each account, the indices of its rows in row order (rows of no listed account are
+        left out). Done in one pass: a stable sort of the rows by account.
+    """
+    owner = np.asarray(owner)
+    n = len(accounts)
+    if n == 0:
+        return []
+    if owner.dtype.kind in "iu":
+        code = owner.astype(np.int64)
+    else:  # names: matched by a binary search in the sorted names
+        names = np.asarray(accounts).astype(str)
+        key = owner.astype(str)
+        order = np.argsort(names, kind="stable")
+        at = np.minimum(np.searchsorted(names[order], key), n - 1)
+        code = np.where(names[order][at] == key, order[at], -1)
+    code = np.where((code >= 0) & (code < n), code, -1)
+    rows = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[rows], np.arange(n + 1)).tolist()
+    flat = rows.tolist()
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
 def json_keys(outputs: Iterable[Output], section: str) -> list[Output]:

@@ -13,6 +13,7 @@ import marginsim
 from marginsim.methods.account import OUTPUTS, account_margin
 from marginsim.model import GRID_DIMS
 from marginsim.outputs import BASE_CURRENCY, CURRENCY, undeclared
+from marginsim.registry import REGISTRY
 
 DECLARED = {o.name: o for o in OUTPUTS}
 
@@ -92,3 +93,25 @@ def test_amounts_in_the_reporting_currency_when_the_base_differs():
     want = (ds["equity"] - ds["initial"]).isel(point).item()
     assert ds["available_after_liquidation"].item() == pytest.approx(want)
     assert ds["total_base"].isel(point).item() == pytest.approx(ds["equity"].isel(point).item() / 0.1282)
+
+
+def test_json_keys_follow_the_declaration():
+    ds = RESULTS["forced liquidation"]
+    obj = next(iter(REGISTRY["account"].to_dict(ds, []).values()))
+
+    def keys(section):
+        return [o.json_key for o in OUTPUTS if o.json == section]
+
+    nested = {"currency_groups", "forced_conversions", "base_currency", "initial_by_source", "conversion_plan"}
+    nested |= {"liquidation", "interest", "eligibility"}
+    assert [k for k in obj if k not in nested] == keys("account")
+    assert list(obj["initial_by_source"]) == keys("initial_by_source")
+    assert list(obj["conversion_plan"]) == ["point", *keys("conversion_plan")]
+    assert list(obj["liquidation"]) == ["point", *keys("liquidation"), "positions"]
+    assert obj["liquidation"]["positions"]
+    assert all(list(row) == keys("liquidation.positions") for row in obj["liquidation"]["positions"])
+    assert list(obj["interest"]) == [*keys("interest"), "currencies"]
+    assert list(obj["eligibility"])[:-1] == keys("eligibility")
+    for group in obj["currency_groups"].values():
+        assert list(group) == [*keys("currency_group"), "currencies"]
+        assert all(list(c) == keys("currency") for c in group["currencies"].values())
