@@ -321,7 +321,7 @@ def _risk_arrays(
     loss = loss.assign_coords(scenario=contracts["scenario"])
     if idx.size != n_all:
         loss = loss.reindex(contract=contracts["contract"].values)
-    cdelta_model = _weighted_sum(deltas, dp["weight"].values)
+    cdelta_model = _weighted_sum(deltas, dp["weight"].values, overwrite=True)  # deltas not used after
     if idx.size != n_all:
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     # a given risk array without a composite delta: the model's delta where it can be computed
@@ -367,14 +367,15 @@ def _risk_arrays(
     return out
 
 
-def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray) -> xr.DataArray:
+def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray, *, overwrite: bool = False) -> xr.DataArray:
     """``(deltas * weight).sum("delta_point")`` (NaN skipped): composite deltas [delta per
     contract]. With ``delta_point`` the last axis of a C-contiguous array, on numpy: the same
-    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis."""
+    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis;
+    with ``overwrite``, the product is written over the deltas' own (writeable) data."""
     data = deltas.data
     if deltas.dims[-1] != "delta_point" or not (isinstance(data, np.ndarray) and data.flags.c_contiguous):
         return (deltas * weight).sum("delta_point")
-    w = data * weight
+    w = np.multiply(data, weight, out=data) if overwrite and data.flags.writeable else data * weight
     nan = np.isnan(w)
     if nan.any():
         w[nan] = 0.0
