@@ -295,6 +295,7 @@ class Inputs:
         engine: pricing.Engine = "auto",
         level: xr.DataArray | None = None,
         vol: xr.DataArray | None = None,
+        model_now: xr.DataArray | None = None,
     ) -> xr.DataArray:
         """Option premium per unit at the (grid) market [price units]; 0 for non-options.
 
@@ -302,7 +303,8 @@ class Inputs:
         premium + (model value now - model value at the base market).
 
         ``level`` and ``vol``, when the caller has them, are :meth:`underlying_level` and
-        :meth:`contract_vol` of ``contracts`` (default: computed here).
+        :meth:`contract_vol` of ``contracts`` (default: computed here); ``model_now``, when the
+        caller has it, is ``self.revalue(contracts, level, vol.fillna(0.0))`` (the same numbers).
 
         Raises
         ------
@@ -330,7 +332,8 @@ class Inputs:
             )
         level = self.underlying_level(c) if level is None else level
         vol = self.contract_vol(c) if vol is None else vol
-        model_now = self.revalue(c, level, vol.fillna(0.0), engine=engine)
+        if model_now is None:
+            model_now = self.revalue(c, level, vol.fillna(0.0), engine=engine)
         if not (opt & ~np.isnan(price)).any():
             # no option has a given premium: the model's value (the value at the base market
             # would only correct given premiums; attrs merged as below)

@@ -241,7 +241,8 @@ def _risk_arrays(
     market: dict | None = None,
 ) -> xr.Dataset:
     """:func:`risk_arrays` of ``contracts``; ``market``, when given, receives the contracts'
-    ``level`` and ``vol`` when they are computed (for the caller to reuse)."""
+    ``level`` and ``vol`` when they are computed, and ``model_now`` (their model value now, the
+    scan's value now) when every contract is revalued with a vol (for the caller to reuse)."""
     file = inputs.scenario.file
     scen = _scenario_arrays(groups, params) if scen is None else scen
     given = contracts["risk_array"].transpose("contract", "scenario")
@@ -284,7 +285,7 @@ def _risk_arrays(
     idx = np.flatnonzero(need)
     n_all = contracts.sizes["contract"]
     c = _take(contracts, idx, n_all)
-    loss, deltas = xr.apply_ufunc(
+    loss, deltas, v_now = xr.apply_ufunc(
         partial(
             _loss_items,
             price_moves=scen.price_move,
@@ -308,17 +309,19 @@ def _risk_arrays(
         c["american"],
         xr.DataArray(groups.index_of_contract[idx], dims="contract"),
         c["multiplier"],
-        output_core_dims=[["scenario"], ["delta_point"]],
+        output_core_dims=[["scenario"], ["delta_point"], []],
         dask="parallelized",
-        output_dtypes=[float, float],
+        output_dtypes=[float, float, float],
         dask_gufunc_kwargs={
             "output_sizes": {"scenario": scen.price_move.shape[1], "delta_point": dp.sizes["delta_point"]}
         },
     )
+    if market is not None and idx.size == n_all:
+        _offer_model_now(market, v_now, level, vol)
     loss = loss.assign_coords(scenario=contracts["scenario"])
     if idx.size != n_all:
         loss = loss.reindex(contract=contracts["contract"].values)
-    cdelta_model = _weighted_sum(deltas, dp["weight"].values)
+    cdelta_model = _weighted_sum(deltas, dp["weight"].values, overwrite=True)  # deltas not used after
     if idx.size != n_all:
         cdelta_model = cdelta_model.reindex(contract=contracts["contract"].values)
     # a given risk array without a composite delta: the model's delta where it can be computed
@@ -364,14 +367,15 @@ def _risk_arrays(
     return out
 
 
-def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray) -> xr.DataArray:
+def _weighted_sum(deltas: xr.DataArray, weight: np.ndarray, *, overwrite: bool = False) -> xr.DataArray:
     """``(deltas * weight).sum("delta_point")`` (NaN skipped): composite deltas [delta per
     contract]. With ``delta_point`` the last axis of a C-contiguous array, on numpy: the same
-    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis."""
+    product, NaN set to 0 (as xarray's skipna sum does) and the same ``np.sum`` over the axis;
+    with ``overwrite``, the product is written over the deltas' own (writeable) data."""
     data = deltas.data
     if deltas.dims[-1] != "delta_point" or not (isinstance(data, np.ndarray) and data.flags.c_contiguous):
         return (deltas * weight).sum("delta_point")
-    w = data * weight
+    w = np.multiply(data, weight, out=data) if overwrite and data.flags.writeable else data * weight
     nan = np.isnan(w)
     if nan.any():
         w[nan] = 0.0
@@ -386,8 +390,22 @@ _RISK_ARRAY_ATTRS = {
 }
 
 
+def _offer_model_now(market: dict, v_now: xr.DataArray, level: xr.DataArray, vol: xr.DataArray) -> None:
+    """Put the scan's value now of every contract in ``market["model_now"]`` when it is what
+    :meth:`Inputs.revalue` gives for the premium (``level``, ``vol.fillna(0)``, the contracts'
+    time): no NaN vol, the same dims (put in the order of the premium's), numpy data. The pricing
+    of an element does not depend on its neighbours (same operations per element, no SIMD
+    variant), so the numbers are the same."""
+    dims = tuple(dict.fromkeys(("contract", *level.dims, *vol.dims)))
+    if set(v_now.dims) != set(dims) or not isinstance(v_now.data, np.ndarray):
+        return
+    if not isinstance(vol.data, np.ndarray) or np.isnan(vol.data).any():
+        return
+    market["model_now"] = v_now.transpose(*dims)
+
+
 def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, engine):
-    """apply_ufunc kernel: risk arrays (weighted losses, rounded) and deltas of items.
+    """apply_ufunc kernel: risk arrays (weighted losses, rounded), deltas and values now of items.
 
     ``items`` are the item arrays of :func:`marginsim.kernels.scan.revalue_scan` (model, level,
     strike, price range, vol, vol range, time now, time after the look-ahead, rate, yield, call
@@ -421,4 +439,8 @@ def _loss_items(*items, price_moves, vol_moves, weights, delta_moves, decimals, 
         engine=engine,
     )
     scan_losses(v_now, loss, flat[13], weights, flat[12], decimals, engine=engine)
-    return loss.reshape(shape + (price_moves.shape[-1],)), deltas.reshape(shape + (delta_moves.shape[-1],))
+    return (
+        loss.reshape(shape + (price_moves.shape[-1],)),
+        deltas.reshape(shape + (delta_moves.shape[-1],)),
+        v_now.reshape(shape),
+    )
