@@ -90,9 +90,6 @@ _TEMPLATE = "\x00template"  # the template's account (no positions); never a rea
 # ------------------------------------------------------------------------------------------------
 
 
-_is_dask = is_dask
-
-
 def is_lazy(inputs: Inputs) -> bool:
     """Whether the book or the market of ``inputs`` is backed by dask arrays."""
     return inputs.is_lazy
@@ -507,18 +504,18 @@ def lazy_margin(
             file=sc.file,
             key_path="methods",
         )
-    if _is_dask(inputs.contracts) or _is_dask(inputs.grid):
+    if is_dask(inputs.contracts) or is_dask(inputs.grid):
         raise InputError(
             "contracts and grid parameters must be in memory", file=sc.file, key_path="contracts"
         )
     book = inputs.book
-    if not _is_dask(book):
+    if not is_dask(book):
         book = chunk_book(book, max(book.sizes["account"], 1))
     source = book.attrs.get("source", sc.file)  # a stored book's path, for errors found in a chunk
     chunks = _account_chunks(book, source)
     universe = inputs.universe
     if universe is None:
-        if not _is_dask(inputs.book):
+        if not is_dask(inputs.book):
             held = np.unique(inputs.book["contract_index"].values)
         else:
             raise InputError(
@@ -568,7 +565,7 @@ def lazy_margin(
         sl = {d: slice(int(offsets[d][j]), int(offsets[d][j + 1])) for d, j in zip(grid_dims, gi)}
         m = market.isel(sl) if sl else market
         key = f"marginsim-market-{token}-{'-'.join(map(str, gi))}"
-        markets[gi] = dask.delayed(m) if _is_dask(m) else dask.delayed(m, name=key, traverse=False)
+        markets[gi] = dask.delayed(m) if is_dask(m) else dask.delayed(m, name=key, traverse=False)
     starts_all = np.asarray(book["position_start"].values, dtype=np.int64)
     names_all = np.asarray(book["account_name"].values, dtype=object)
     n_p = book.sizes["position"]

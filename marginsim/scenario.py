@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -220,6 +220,12 @@ class ScenarioFile(_Model):
     def section(self, name: str) -> Any:
         """The method section ``name`` (its params model), or ``None`` when the file has none."""
         return getattr(self, name, None)
+
+    def holds(self, kind: Callable[[Contract], bool]) -> bool:
+        """Whether a position of the book is in a contract of the file for which ``kind`` is true
+        (a method's ``applies``: e.g. ``sc.holds(lambda c: c.type == "cfd")``)."""
+        held = {p.contract for p in self.positions}
+        return any(kind(self.contracts[c]) for c in held if c in self.contracts)
 
     @property
     def file(self) -> str | None:

@@ -42,6 +42,7 @@ from ...errors import InputError
 from ...kernels import account as K
 from ...kernels import pricing
 from ...model import GRID_DIMS, Inputs
+from ...outputs import describe
 from ...params.account import CURRENCY_GROUPS, AccountParams
 from ...registry import ChunkLayout, MethodSpec
 from ...scenario import ScenarioFile
@@ -53,7 +54,7 @@ from .liquidation import liquidation_plans
 from .money import balances, interest, withdrawable
 from .report import account_table, account_to_dict
 from .requirements import requirement_lines, requirements_from_method
-from .variables import OUTPUTS, describe_result
+from .variables import OUTPUTS
 
 __all__ = [
     "account_margin",
@@ -251,7 +252,7 @@ def account_margin(
         ds[k] = ("account", v)
     if stocks is not None:
         ds = ds.merge(stocks)
-    return describe_result(ds)
+    return describe(ds, OUTPUTS)
 
 
 def account_chunk_layout(inputs: Inputs) -> ChunkLayout:

@@ -20,11 +20,9 @@ order declared here, so the declaration follows the JSON's order.
 
 from __future__ import annotations
 
-import xarray as xr
+from ...outputs import BASE_CURRENCY, BY_CURRENCY_COORD, CURRENCY, Output
 
-from ...outputs import BASE_CURRENCY, BY_CURRENCY_COORD, CURRENCY, Output, describe
-
-__all__ = ["OUTPUTS", "describe_result"]
+__all__ = ["OUTPUTS"]
 
 A = ("account",)
 AG = ("account", "currency_group")
@@ -152,8 +150,3 @@ OUTPUTS: tuple[Output, ...] = (
     Output("grace_end", S, "", "last day of the grace period of a failing stock (NaT: not failing)"),
 )
 # fmt: on
-
-
-def describe_result(ds: xr.Dataset) -> xr.Dataset:
-    """Write the ``units``, ``currency`` and ``description`` attrs of :data:`OUTPUTS` (in place)."""
-    return describe(ds, OUTPUTS)

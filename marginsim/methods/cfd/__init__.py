@@ -220,10 +220,7 @@ def cfd_margin(inputs: Inputs, params: CfdParams | None = None, *, engine: K.Eng
 
 def cfd_applies(sc: ScenarioFile) -> bool:
     """CFD runs with a ``cfd`` section, or for books holding CFD contracts."""
-    if sc.cfd is not None:
-        return True
-    held = {p.contract for p in sc.positions}
-    return any(sc.contracts[c].type == "cfd" for c in held if c in sc.contracts)
+    return sc.cfd is not None or sc.holds(lambda c: c.type == "cfd")
 
 
 SPEC = MethodSpec(

@@ -53,13 +53,9 @@ __all__ = [
 
 def applies(sc: ScenarioFile) -> bool:
     """Whether the book needs portfolio margin: a ``portfolio_margin`` section, or stocks or options on spot."""
-    if sc.portfolio_margin is not None:
-        return True
-    for p in sc.positions:
-        c = sc.contracts.get(p.contract)
-        if c is not None and (c.type == "stock" or (c.type in ("call", "put") and c.option_on == "spot")):
-            return True
-    return False
+    return sc.portfolio_margin is not None or sc.holds(
+        lambda c: c.type == "stock" or (c.type in ("call", "put") and c.option_on == "spot")
+    )
 
 
 def portfolio_margin(

@@ -91,14 +91,7 @@ def span_margin(
 
 def span_applies(sc: ScenarioFile) -> bool:
     """SPAN runs with a `span` section, or for books holding futures or options on futures."""
-    if sc.span is not None:
-        return True
-    held = {p.contract for p in sc.positions}
-    return any(
-        sc.contracts[c].type == "future" or sc.contracts[c].option_on == "future"
-        for c in held
-        if c in sc.contracts
-    )
+    return sc.span is not None or sc.holds(lambda c: c.type == "future" or c.option_on == "future")
 
 
 def span_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
