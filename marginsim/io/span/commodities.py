@@ -66,6 +66,7 @@ def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
         legs=tuple(legs),
         spread_type=f.text(ch, "spreadType", rel),
         unparsed_legs=unparsed,
+        key_path=f.key_path(rel),
     )
 
 
@@ -175,4 +176,5 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
         d_spreads=tuple(spreads),
         spot_rates=tuple(spots),
         point_defs=tuple(pdefs),
+        key_path=f.key_path(),
     )

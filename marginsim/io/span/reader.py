@@ -62,6 +62,7 @@ from defusedxml import DefusedXmlException  # type: ignore[import-untyped, unuse
 from marginsim.errors import InputError
 
 from . import definitions
+from .checks import check_span_file
 from .commodities import cc_def, d_spread
 from .fields import OPTION_PF, OTHER_PF, PF_TYPES
 from .portfolios import PortfolioBuilder
@@ -358,14 +359,15 @@ class SpanReader(TreeWalker):
         raise InputError(problem, file=self.file, key_path=where or f"line {line}, column {col}") from None
 
     def result(self) -> SpanFile:
-        """The records read, checked for the required ``pointInTime`` and ``clearingOrg``."""
+        """The records read, checked for the required ``pointInTime`` and ``clearingOrg`` and as a
+        whole (:func:`~marginsim.io.span.checks.check_span_file`)."""
         if not self.seen_pit or self.business_date is None:
             raise InputError("missing required element <pointInTime>", file=self.file, key_path="spanFile")
         if not self.seen_co or self.clearing_org is None:
             raise InputError(
                 "missing required element <clearingOrg>", file=self.file, key_path="spanFile.pointInTime"
             )
-        return SpanFile(
+        sf = SpanFile(
             path=self.path,
             file_format=self.file_format,
             created=self.created,
@@ -384,6 +386,8 @@ class SpanReader(TreeWalker):
             inter_spreads=tuple(self.inter_spreads),
             ignored_portfolios=self.ignored,
         )
+        check_span_file(sf)
+        return sf
 
 
 def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:

@@ -35,6 +35,7 @@ from ...errors import InputError
 from ...model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
 from ...params.span import SpanParams
 from ...scenario import Contract, ScenarioFile
+from .ids import canonical_id, contract_id, portfolio_contract_ids
 from .reader import read_span_xml
 from .records import AnyPortfolio, SpanFile
 
@@ -48,47 +49,6 @@ __all__ = [
     "inputs_from_span_file",
     "load_span_file",
 ]
-
-
-def _strike_text(k: float) -> str:
-    text = repr(float(k))  # shortest round-trip text: 6.25, 7.5, 6.0
-    if "e" in text or "E" in text:
-        return np.format_float_positional(float(k), trim="-")
-    return text[:-2] if text.endswith(".0") else text
-
-
-def contract_id(pf_code: str, kind: str, period: str | None = None, strike: float | None = None) -> str:
-    """The identifier of a file contract (see the module docstring).
-
-    Parameters
-    ----------
-    pf_code
-        The portfolio code (``pfCode``).
-    kind
-        ``PHY``, ``F`` (future), ``C`` or ``P`` (call or put option).
-    period
-        The file's period code (futures and options).
-    strike
-        The option's strike [price units] (options only).
-    """
-    if kind == "PHY":
-        return f"{pf_code}:PHY"
-    if kind == "F":
-        return f"{pf_code}:F:{period}"
-    if strike is None:
-        raise ValueError(f"an option ({kind}) id needs a strike")
-    return f"{pf_code}:{kind}:{period}:{_strike_text(strike)}"
-
-
-def canonical_id(text: str) -> str:
-    """Normalise a user's identifier (strike spelling) to the canonical form."""
-    parts = text.strip().split(":")
-    if len(parts) == 4 and parts[1] in ("C", "P"):
-        try:
-            return contract_id(parts[0], parts[1], parts[2], float(parts[3]))
-        except ValueError:
-            return text
-    return text.strip()
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,14 +161,9 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
     for ex in sf.exchanges:
         for phy in ex.physical_portfolios:
             n = len(phy.contracts.ids)
-            names = (
-                [contract_id(phy.pf_code, "PHY")]
-                if n == 1
-                else [f"{phy.pf_code}:PHY:{pe}" for pe in phy.contracts.period]
-            )
             add(
                 phy,
-                names,
+                portfolio_contract_ids(phy),
                 ["stock"] * n,
                 np.full(n, np.nan),
                 np.full(n, np.datetime64("NaT"), "datetime64[D]"),
@@ -218,7 +173,7 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
             fc = fut.contracts
             add(
                 fut,
-                [contract_id(fut.pf_code, "F", pe) for pe in fc.period],
+                portfolio_contract_ids(fut),
                 ["future"] * len(fc.ids),
                 np.full(len(fc.ids), np.nan),
                 fc.settlement_date,
@@ -226,11 +181,9 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
             )
         for opt in ex.option_portfolios:
             oc = opt.contracts
-            kinds = np.where(oc.is_call, "C", "P")
-            names = [contract_id(opt.pf_code, kd, pe, k) for kd, pe, k in zip(kinds, oc.period, oc.strike)]
             add(
                 opt,
-                names,
+                portfolio_contract_ids(opt),
                 np.where(oc.is_call, "call", "put"),
                 oc.strike,
                 oc.settlement_date,
