@@ -244,10 +244,7 @@ class FieldReader:
         shown = repr((t or "").strip()[:40])
         if not math.isfinite(v):
             return f"{what} is not {finite}: {shown}"
-        return (
-            f"{what} is out of range: {shown} (magnitude above {self.max_abs:g}; "
-            "products of it would overflow)"
-        )
+        return f"{what} is out of range: {shown} (magnitude above {self.max_abs:g}, the limit on a SPAN file's numbers)"
 
     def int_(
         self,
