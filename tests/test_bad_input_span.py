@@ -212,7 +212,9 @@ def test_span_file_command_refuses(case: Case, tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_margin_with_span_source_refuses(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_margin_with_span_source_refuses(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spn = tmp_path / "hostile.spn"
     spn.write_bytes(case.content)
     scenario = _scenario(tmp_path, spn)
@@ -246,7 +248,9 @@ def test_a_missing_span_file_names_the_scenario(tmp_path: Path, capsys: pytest.C
     )
 
 
-def test_malformed_xml_names_the_scenario_and_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_xml_names_the_scenario_and_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spn = tmp_path / "broken.spn"
     spn.write_text(SMALL.replace("</futPf>", "</futPF>", 1), encoding="utf-8")
     scenario = _scenario(tmp_path, spn)
@@ -265,7 +269,9 @@ def test_intra_spread_legs_of_another_commodity_name_the_spread(
     scenario = _scenario(tmp_path, spn)
     rc, err = _run(["margin", str(scenario)], capsys)
     assert rc == 2
-    assert f"{scenario}: span.source: {spn}: {CO}.ccDef[1].dSpread[1]: intra spread 1 of ABC" in _one_line(err)
+    assert f"{scenario}: span.source: {spn}: {CO}.ccDef[1].dSpread[1]: intra spread 1 of ABC" in _one_line(
+        err
+    )
 
 
 # ---- the bound on numbers, and the scan points ------------------------------------------------
@@ -273,7 +279,9 @@ def test_intra_spread_legs_of_another_commodity_name_the_spread(
 
 def test_the_bound_on_numbers_is_a_parameter(tmp_path: Path) -> None:
     spn = tmp_path / "big.spn"
-    spn.write_text(_sub("<cvf>100</cvf><val>101050</val>", "<cvf>1e14</cvf><val>101050</val>"), encoding="utf-8")
+    spn.write_text(
+        _sub("<cvf>100</cvf><val>101050</val>", "<cvf>1e14</cvf><val>101050</val>"), encoding="utf-8"
+    )
     sf = read_span_xml(spn)  # 1e14 is below the default bound of 1e15
     assert sf.futures_portfolios[0].contracts.cvf[1] == 1e14
     with pytest.raises(InputError, match=r"<cvf> is out of range: '1e14' \(magnitude above 1e\+13") as ei:
@@ -299,7 +307,13 @@ def test_scan_points_in_any_order_margin_the_same(tmp_path: Path) -> None:
 
     def maintenance(path: Path) -> float:
         clear_span_file_cache()
-        sc = {"name": "o", "as_of": "2024-01-02", "currency": "EUR", "span": {"source": str(path)}, "positions": POSITIONS}
+        sc = {
+            "name": "o",
+            "as_of": "2024-01-02",
+            "currency": "EUR",
+            "span": {"source": str(path)},
+            "positions": POSITIONS,
+        }
         return float(marginsim.margin(sc)["span"]["maintenance"].sel(account="main"))
 
     assert maintenance(out) == maintenance(DATA / "span_small.xml")
@@ -320,7 +334,12 @@ _TOKENS = ["", "0", "-1", "2", "17", "1e15", "-1e16", "nan", "abc", "C", "W", "X
     token=st.sampled_from(_TOKENS),
 )
 def test_any_one_change_is_data_or_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str, leaf: tuple[int, int], element: tuple[int, int], token: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    what: str,
+    leaf: tuple[int, int],
+    element: tuple[int, int],
+    token: str,
 ) -> None:
     if what == "value":
         text = SMALL[: leaf[0]] + token + SMALL[leaf[1] :]
@@ -373,8 +392,18 @@ def _takas_cases(text: str) -> list[tuple[str, str, str, str]]:
             "risk array value is not finite: 'NaN'",
             ".ra.a[1]",
         ),
-        ("same-future-twice", text[: fut.end()] + fut.group(0) + text[fut.end() :], "is defined twice", ".cId"),
-        ("no-point-def", text[: point_def.start()] + text[point_def.end() :], "missing required element <pointDef>", ""),
+        (
+            "same-future-twice",
+            text[: fut.end()] + fut.group(0) + text[fut.end() :],
+            "is defined twice",
+            ".cId",
+        ),
+        (
+            "no-point-def",
+            text[: point_def.start()] + text[point_def.end() :],
+            "missing required element <pointDef>",
+            "",
+        ),
     ]
 
 
