@@ -687,10 +687,12 @@ def _peak_bytes(fn, *args):  # type: ignore[no-untyped-def]
 
 
 def _big_file(tmp_path: Path, n_fut: int = 4000) -> Path:
-    """A synthetic file with many futures, written by the test."""
+    """A synthetic file with many futures (one period each), written by the test."""
     ra = "".join(f"<a>{v}</a>" for v in FUT_LOSS)
+    point_def = re.search(r"<pointDef>.*?</pointDef>", _small_text(), re.S)
+    assert point_def is not None
     futs = "".join(
-        f"<fut><cId>{i}</cId><pe>2024{1 + i % 12:02d}</pe><p>{1000 + i % 50}</p><d>1</d><cvf>100</cvf>"
+        f"<fut><cId>{i}</cId><pe>{2024 + i // 12}{1 + i % 12:02d}</pe><p>{1000 + i % 50}</p><d>1</d><cvf>100</cvf>"
         f"<setlDate>20240315</setlDate><t>0.2</t>"
         f"<undC><exch>TEX</exch><pfId>1</pfId><cId>1</cId><s>B</s><i>1</i></undC>"
         f"<scanRate><r>1</r><priceScan>6000</priceScan></scanRate><ra><r>1</r>{ra}<d>1</d></ra></fut>\n"
@@ -698,7 +700,7 @@ def _big_file(tmp_path: Path, n_fut: int = 4000) -> Path:
     )
     text = (
         "<spanFile><definitions/><pointInTime><date>20240102</date><isSetl>1</isSetl>"
-        "<clearingOrg><ec>T</ec><finalizeMeth>BY</finalizeMeth><exchange><exch>TEX</exch>"
+        f"<clearingOrg><ec>T</ec><finalizeMeth>BY</finalizeMeth>{point_def.group(0)}<exchange><exch>TEX</exch>"
         f"<futPf><pfId>10</pfId><pfCode>ABC</pfCode><currency>EUR</currency><valueMeth>FUT</valueMeth>{futs}</futPf>"
         "</exchange></clearingOrg></pointInTime></spanFile>"
     )

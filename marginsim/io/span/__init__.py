@@ -9,21 +9,27 @@ Modules
 records
     The records (dataclasses) and their units.
 reader
-    The hardened, streaming parse (:func:`read_span_xml`) and the schema of the walk.
+    The hardened, streaming parse (:func:`read_span_xml`) and the schema of the walk; compressed
+    and fixed-width (pa2) files are recognised from their first bytes and refused.
 walk
     The walk over the partial tree (memory bounded by the largest record).
 fields
-    Values of child elements, with errors that name the XML key path.
+    Values of child elements, with errors that name the XML key path; every number finite and at
+    most :data:`MAX_ABS_VALUE` in magnitude.
+checks
+    The whole-file checks made at load (``pointDef``, duplicates, references to nothing).
+ids
+    Contract identifiers (:func:`contract_id`, :func:`canonical_id`).
 definitions, portfolios, commodities
     The records of the header and definitions, of the portfolios (contract columns), and of the
     combined commodities and spreads.
 summary
     :func:`summarize` (``marginsim span-file FILE``).
 to_model
-    A file as :class:`~marginsim.model.Inputs`; contract ids (:func:`contract_id`,
-    :func:`canonical_id`); :func:`load_span_file` (cached).
+    A file as :class:`~marginsim.model.Inputs`; :func:`load_span_file` (cached).
 """
 
+from .fields import MAX_ABS_VALUE
 from .reader import read_span_xml
 from .records import (
     DEFAULT_N_POINTS,
@@ -70,6 +76,7 @@ from .to_model import (
 
 __all__ = [
     "DEFAULT_N_POINTS",
+    "MAX_ABS_VALUE",
     "AdjRate",
     "AnyPortfolio",
     "CombinedCommodity",

@@ -13,7 +13,7 @@ from .definitions import point_def
 from .fields import FieldReader, first_children, join
 from .records import AdjRate, CombinedCommodity, DeltaSpread, PfLink, PointDef, SpotRate, SpreadLeg, Tier
 
-__all__ = ["cc_def", "d_spread", "tiers"]
+__all__ = ["cc_def", "d_spread", "period", "tiers"]
 
 
 def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
@@ -66,20 +66,38 @@ def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
         legs=tuple(legs),
         spread_type=f.text(ch, "spreadType", rel),
         unparsed_legs=unparsed,
+        key_path=f.key_path(rel),
     )
 
 
+def period(
+    f: FieldReader, ch: dict[str, Element], tag: str, rel: str, *, required: bool = False
+) -> str | None:
+    """A period code (``sPe``, ``ePe``, ``pe``) that names a month: ``YYYYMM`` first (``201606``,
+    ``201606S0``, ``20160617``); None if absent."""
+    t = f.text(ch, tag, rel, required=required)
+    if t is not None and not (len(t) >= 6 and t[:6].isdigit() and 1 <= int(t[4:6]) <= 12):
+        raise f.error(f"<{tag}> is not a period starting with its month (YYYYMM): {t[:40]!r}", join(rel, tag))
+    return t
+
+
 def tiers(f: FieldReader, e: Element, rel: str) -> list[Tier]:
-    """The ``tier`` children of a tiers element (``intraTiers``...) at key path ``rel``."""
+    """The ``tier`` children of a tiers element (``intraTiers``...) at key path ``rel``; tier numbers
+    must be unique and periods must name months."""
     out: list[Tier] = []
+    first: dict[int, str] = {}
     for i, t in enumerate((c for c in e if c.tag == "tier"), 1):
         trel = join(rel, f"tier[{i}]")
         tch = first_children(t)
+        tn = f.req_int(tch, "tn", trel)
+        if tn in first:
+            raise f.error(f"tier {tn} is defined twice (first at {first[tn]})", join(trel, "tn"))
+        first[tn] = trel
         out.append(
             Tier(
-                tn=f.req_int(tch, "tn", trel),
-                start_period=f.text(tch, "sPe", trel),
-                end_period=f.text(tch, "ePe", trel),
+                tn=tn,
+                start_period=period(f, tch, "sPe", trel),
+                end_period=period(f, tch, "ePe", trel),
                 rates=f.rates(t, trel),
             )
         )
@@ -146,7 +164,7 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
             spots.append(
                 SpotRate(
                     rate_id=f.req_int(sch, "r", rel),
-                    period=f.text(sch, "pe", rel, required=True) or "",
+                    period=period(f, sch, "pe", rel, required=True) or "",
                     spread_rate=f.num(sch, "sprd", rel, required=True),
                     outright_rate=f.num(sch, "outr", rel, required=True),
                 )
@@ -175,4 +193,5 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
         d_spreads=tuple(spreads),
         spot_rates=tuple(spots),
         point_defs=tuple(pdefs),
+        key_path=f.key_path(),
     )

@@ -119,27 +119,33 @@ def point_def(f: FieldReader, e: Element, rel: str = "") -> PointDef:
     """A ``pointDef`` (the clearing org's, or one inside a ``ccDef`` at key path ``rel``).
 
     Its ``scanPointDef`` rows become :class:`~marginsim.io.span.records.ScanPoints` (at least
-    one is required), its ``deltaPointDef`` rows :class:`~marginsim.io.span.records.DeltaPoints`.
+    one is required), sorted by point number; the ``n`` scan point numbers must be 1..n, each once
+    (risk-array value ``a[i]`` is the loss at point ``i``), every ``pairedPoint`` one of them and
+    every weight positive. Its ``deltaPointDef`` rows become
+    :class:`~marginsim.io.span.records.DeltaPoints` (point numbers unique, weights not negative).
     """
     ch = first_children(e)
     rate_id = f.req_int(ch, "r", rel)
     rows: dict[str, list[list[float]]] = {"scanPointDef": [], "deltaPointDef": []}
-    counters = {"scanPointDef": 0, "deltaPointDef": 0}
+    paths: dict[str, list[str]] = {"scanPointDef": [], "deltaPointDef": []}
     for p in e:
         if p.tag not in rows:
             continue
-        counters[p.tag] += 1
-        prel = join(rel, f"{p.tag}[{counters[p.tag]}]")
+        prel = join(rel, f"{p.tag}[{len(rows[p.tag]) + 1}]")
         pch = first_children(p)
         pm, vm = _moves(f, p, prel)
         row = [f.req_int(pch, "point", prel), pm, vm, f.num(pch, "weight", prel, required=True)]
         if p.tag == "scanPointDef":
             row.append(f.req_int(pch, "pairedPoint", prel))
         rows[p.tag].append(row)
+        paths[p.tag].append(prel)
     if not rows["scanPointDef"]:
         raise f.error("missing required element <scanPointDef>", rel)
     s = np.array(rows["scanPointDef"], dtype=np.float64).reshape(-1, 5)
     d = np.array(rows["deltaPointDef"], dtype=np.float64).reshape(-1, 4)
+    _check_points(f, s, paths["scanPointDef"], scan=True)
+    _check_points(f, d, paths["deltaPointDef"], scan=False)
+    s = s[np.argsort(s[:, 0], kind="stable")]
     return PointDef(
         rate_id=rate_id,
         scan=ScanPoints(
@@ -156,3 +162,47 @@ def point_def(f: FieldReader, e: Element, rel: str = "") -> PointDef:
             weight=read_only(d[:, 3].copy()),
         ),
     )
+
+
+def _check_points(f: FieldReader, rows: np.ndarray, paths: list[str], *, scan: bool) -> None:
+    """Check the point numbers (columns: point, price move, vol move, weight[, paired point]) of the
+    ``scanPointDef`` (``scan``) or ``deltaPointDef`` rows at key paths ``paths``."""
+    n = rows.shape[0]
+    point = rows[:, 0]
+    order = np.argsort(point, kind="stable")
+    again = order[1:][point[order][1:] == point[order][:-1]]
+    if again.size:
+        i = int(again.min())
+        first = paths[int(order[np.searchsorted(point[order], point[i])])]
+        what = "scan" if scan else "delta"
+        raise f.error(
+            f"{what} point number {int(point[i])} is defined twice (first at {first})",
+            join(paths[i], "point"),
+        )
+    if scan:
+        bad = np.flatnonzero((point < 1) | (point > n))
+        if bad.size:
+            i = int(bad[0])
+            raise f.error(
+                f"scan point number {int(point[i])} is not in 1..{n} (the {n} scan points number "
+                "the risk-array values)",
+                join(paths[i], "point"),
+            )
+        pair = rows[:, 4]
+        bad = np.flatnonzero((pair < 1) | (pair > n))
+        if bad.size:
+            i = int(bad[0])
+            raise f.error(
+                f"paired point {int(pair[i])} is not a scan point (1..{n})", join(paths[i], "pairedPoint")
+            )
+        bad = np.flatnonzero(~(rows[:, 3] > 0))
+        if bad.size:
+            i = int(bad[0])
+            raise f.error(f"scan point weight must be positive, got {rows[i, 3]:g}", join(paths[i], "weight"))
+    else:
+        bad = np.flatnonzero(rows[:, 3] < 0)
+        if bad.size:
+            i = int(bad[0])
+            raise f.error(
+                f"delta point weight must not be negative, got {rows[i, 3]:g}", join(paths[i], "weight")
+            )

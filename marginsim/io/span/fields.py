@@ -23,6 +23,7 @@ from marginsim.errors import InputError
 from .records import DEFAULT_N_POINTS, Rate
 
 __all__ = [
+    "MAX_ABS_VALUE",
     "NAN_SCAN",
     "NAT_DAYS",
     "OPTION_PF",
@@ -68,9 +69,16 @@ SCAN_FIELDS = (
 NAN_SCAN = (math.nan,) * len(SCAN_FIELDS)
 #: The int64 behind ``datetime64`` NaT (a ``setlDate`` that is absent).
 NAT_DAYS = int(np.iinfo(np.int64).min)
+#: Default bound on the magnitude of every number of a SPAN file (prices, strikes, contract value
+#: factors, risk-array entries [currency per contract], scan ranges, rates, conversion factors...).
+#: A number above it is refused as an input error: no clearing house publishes a price or a loss of
+#: 10^15 currency units per contract, and bounded inputs keep every product the margin makes of them
+#: (price x cvf x quantity x FX rate, sums over a book) finite. ``read_span_xml(max_abs=...)`` sets it.
+MAX_ABS_VALUE = 1e15
+#: Integers (ids, tier and point numbers, rate classes) must fit the int64 columns they go to.
+_INT_MIN, _INT_MAX = int(np.iinfo(np.int64).min) + 1, int(np.iinfo(np.int64).max)
 
 _EPOCH = date(1970, 1, 1)
-_isfinite = math.isfinite
 _TEXT = attrgetter("text")
 
 
@@ -126,6 +134,9 @@ class FieldReader:
         The file read (for errors).
     rate_id
         Rate class (``r``) whose risk arrays and scan rates to take.
+    max_abs
+        Largest magnitude a number may have (:data:`MAX_ABS_VALUE`); NaN, infinities and larger
+        numbers are errors.
 
     Attributes
     ----------
@@ -136,9 +147,10 @@ class FieldReader:
         :data:`~marginsim.io.span.records.DEFAULT_N_POINTS`).
     """
 
-    def __init__(self, file: str, rate_id: int) -> None:
+    def __init__(self, file: str, rate_id: int, max_abs: float = MAX_ABS_VALUE) -> None:
         self.file = file
         self.rate_id = rate_id
+        self.max_abs = float(max_abs)
         self.tags: list[str] = []
         self.idx: list[int] = []
         self.n_points: int | None = None
@@ -197,24 +209,27 @@ class FieldReader:
         required: bool = False,
         default: float = math.nan,
     ) -> float:
-        """A finite number; ``default`` if absent (an error if ``required``), never NaN or inf."""
+        """A finite number of magnitude at most :attr:`max_abs`; ``default`` if absent (an error if
+        ``required``); never NaN, inf or a number whose products would overflow."""
         el = ch.get(tag)
         if el is None:
             if not required:
                 return default
         else:
-            # fast path: float() ignores the surrounding whitespace that the careful path strips
+            # fast path: float() ignores the surrounding whitespace that the careful path strips;
+            # the bound test is False for NaN too
             try:
                 v = float(el.text)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 pass
             else:
-                if _isfinite(v):
+                lim = self.max_abs
+                if -lim <= v <= lim:
                     return v
         return self._num(ch, tag, rel, required, default)
 
     def _num(self, ch: dict[str, Element], tag: str, rel: str, required: bool, default: float) -> float:
-        """:meth:`num` for the absent, empty, non-numeric or non-finite value: the error if any."""
+        """:meth:`num` for the absent, empty, non-numeric or out-of-range value: the error if any."""
         t = self.text(ch, tag, rel, required=required)
         if t is None:
             return default
@@ -222,9 +237,14 @@ class FieldReader:
             v = float(t)
         except ValueError:
             raise self.error(f"<{tag}> is not a number: {t[:40]!r}", join(rel, tag)) from None
+        raise self.error(self.range_problem(f"<{tag}>", v, t), join(rel, tag))
+
+    def range_problem(self, what: str, v: float, t: str | None, finite: str = "a finite number") -> str:
+        """The problem with ``v`` (read from text ``t``): not finite, or above :attr:`max_abs`."""
+        shown = repr((t or "").strip()[:40])
         if not math.isfinite(v):
-            raise self.error(f"<{tag}> is not a finite number: {t[:40]!r}", join(rel, tag))
-        return v
+            return f"{what} is not {finite}: {shown}"
+        return f"{what} is out of range: {shown} (magnitude above {self.max_abs:g}, the limit on a SPAN file's numbers)"
 
     def int_(
         self,
@@ -242,22 +262,28 @@ class FieldReader:
                 return default
         else:
             try:  # fast path, as in :meth:`num`
-                return int(el.text)  # type: ignore[arg-type]
+                i = int(el.text)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 pass
+            else:
+                if _INT_MIN <= i <= _INT_MAX:
+                    return i
         t = self.text(ch, tag, rel, required=required)
         if t is None:
             return default
         try:
-            return int(t)
+            i = int(t)
         except ValueError:
             try:  # tolerate "1.000000"
                 v = float(t)
             except ValueError:
                 v = math.nan
-            if math.isfinite(v) and v == int(v):
-                return int(v)
-            raise self.error(f"<{tag}> is not an integer: {t[:40]!r}", join(rel, tag)) from None
+            if not (math.isfinite(v) and v == int(v)):
+                raise self.error(f"<{tag}> is not an integer: {t[:40]!r}", join(rel, tag)) from None
+            i = int(v)
+        if not _INT_MIN <= i <= _INT_MAX:
+            raise self.error(f"<{tag}> is out of range: {t[:40]!r} (not a 64-bit integer)", join(rel, tag))
+        return i
 
     def req_int(self, ch: dict[str, Element], tag: str, rel: str = "") -> int:
         """A required integer."""
@@ -363,9 +389,15 @@ class FieldReader:
                         join(rrel, f"a[{i}]"),
                     ) from None
             raise  # pragma: no cover
-        if not all(map(_isfinite, vals)):
-            i = next(i for i, v in enumerate(vals, 1) if not math.isfinite(v))
-            raise self.error("risk array value is not finite", join(rrel, f"a[{i}]"))
+        # one C-level pass: the sum of magnitudes is NaN, inf or large only if some entry may be
+        if not sum(map(abs, vals)) <= self.max_abs:
+            lim = self.max_abs
+            for i, v in enumerate(vals, 1):
+                if not -lim <= v <= lim:
+                    raise self.error(
+                        self.range_problem("risk array value", v, texts[i - 1], "finite"),
+                        join(rrel, f"a[{i}]"),
+                    )
         if len(vals) != n:
             raise self.error(f"risk array has {len(vals)} values, expected {n} (one per scan point)", rrel)
         ds = ra.findall("d")

@@ -270,6 +270,7 @@ class PortfolioBuilder:
             "price_meth": f.text(ch, "priceMeth"),
             "setl_meth": f.text(ch, "setlMeth"),
             "underlying": underlying,
+            "key_path": f.key_path(),
         }
         # A portfolio-level cvf of 0 means "not given here": do not let it fill contracts.
         fill_cvf = pf_cvf if pf_cvf else math.nan

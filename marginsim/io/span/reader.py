@@ -48,6 +48,7 @@ The records are those of :mod:`marginsim.io.span.records` (units there); the fie
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -62,8 +63,9 @@ from defusedxml import DefusedXmlException  # type: ignore[import-untyped, unuse
 from marginsim.errors import InputError
 
 from . import definitions
+from .checks import check_span_file
 from .commodities import cc_def, d_spread
-from .fields import OPTION_PF, OTHER_PF, PF_TYPES
+from .fields import MAX_ABS_VALUE, OPTION_PF, OTHER_PF, PF_TYPES
 from .portfolios import PortfolioBuilder
 from .records import (
     DEFAULT_N_POINTS,
@@ -78,7 +80,7 @@ from .records import (
 )
 from .walk import HOLDER, TreeWalker
 
-__all__ = ["SpanReader", "read_span_xml"]
+__all__ = ["SpanReader", "not_span_xml", "read_span_xml"]
 
 #: Bytes read and parsed per step (the partial tree is walked after each).
 _BLOCK_SIZE = 1 << 16
@@ -104,6 +106,51 @@ HEADERS: dict[str, frozenset[str]] = {
 }  # fmt: skip
 
 
+#: Bytes looked at to tell a SPAN XML file from a compressed or a fixed-width (pa2) one.
+_SNIFF_BYTES = 512
+#: Leading bytes of compressed files, and the command that decompresses them.
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "gunzip"),
+    (b"PK\x03\x04", "zip", "unzip"),
+    (b"BZh", "bzip2", "bunzip2"),
+    (b"\xfd7zXZ\x00", "xz", "unxz"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+)
+#: A line of PC-SPAN's fixed-width formats (pa2, pa5...): a record type code (``0 ``, ``1 ``, ``B ``,
+#: ``81``...: a digit and a digit or space, or a capital and a space) in columns 1-2, then printable ASCII.
+_PA2_LINE = re.compile(rb"(?:[0-9][0-9 ]|[A-Z] )[ -~]*\r?")
+
+
+def not_span_xml(head: bytes) -> str | None:
+    """What the first bytes ``head`` of a file say it is when it cannot be SPAN XML; None otherwise.
+
+    A compressed file (gzip, zip, bzip2, xz, zstd) is not read: decompress it first (a SPAN file
+    compresses tens of times, and reading it here would lose the bound that the file's size puts on
+    what is parsed). A file in PC-SPAN's fixed-width text formats (pa2, pa5...: lines starting with
+    a two-character record type code) is not supported yet. Anything else is left to the XML
+    parser (its errors name the line and column).
+    """
+    for magic, kind, tool in _COMPRESSED:
+        if head.startswith(magic):
+            return (
+                f"a {kind}-compressed file: decompress it first ({tool}) and give the SPAN XML "
+                "(.spn) file it holds"
+            )
+    if head.lstrip(b" \t\r\n").startswith(b"<") or head.startswith(
+        (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+    ):
+        return None
+    lines = head.split(b"\n", 2)[:2]
+    records = [ln for ln in lines if len(ln) >= 4 and _PA2_LINE.fullmatch(ln)]
+    # the exchange complex header ("0 ") is the first record of a pa2 file; else two record lines
+    if records and (lines[0].startswith(b"0 ") or len(records) == 2) and records[0] is lines[0]:
+        return (
+            f"a fixed-width PC-SPAN file (pa2 / pa5 text, record type {lines[0][:2].decode('ascii')!r}): "
+            "pa2 is not supported yet, use the XML (.spn) file"
+        )
+    return None
+
+
 class _RootElementReached(Exception):
     """Raised by the prolog guard at the root element's start tag: the prolog is over."""
 
@@ -127,10 +174,12 @@ class SpanReader(TreeWalker):
         The file to read.
     rate_id
         Rate class (``r``) whose risk arrays and scan rates to take.
+    max_abs
+        Largest magnitude of a number of the file (:data:`~marginsim.io.span.fields.MAX_ABS_VALUE`).
     """
 
-    def __init__(self, path: Path, rate_id: int) -> None:
-        super().__init__(str(path), rate_id)
+    def __init__(self, path: Path, rate_id: int, max_abs: float = MAX_ABS_VALUE) -> None:
+        super().__init__(str(path), rate_id, max_abs)
         self.path = path
         self.file_format: str | None = None
         self.created: datetime | None = None
@@ -282,6 +331,9 @@ class SpanReader(TreeWalker):
         except OSError as exc:
             raise InputError(f"cannot open file: {exc.strerror or exc}", file=self.file) from None
         with fh:
+            problem = not_span_xml(fh.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+            if problem is not None:
+                raise InputError(problem, file=self.file, key_path="line 1")
             self._parse(fh)
         return self.result()
 
@@ -358,14 +410,15 @@ class SpanReader(TreeWalker):
         raise InputError(problem, file=self.file, key_path=where or f"line {line}, column {col}") from None
 
     def result(self) -> SpanFile:
-        """The records read, checked for the required ``pointInTime`` and ``clearingOrg``."""
+        """The records read, checked for the required ``pointInTime`` and ``clearingOrg`` and as a
+        whole (:func:`~marginsim.io.span.checks.check_span_file`)."""
         if not self.seen_pit or self.business_date is None:
             raise InputError("missing required element <pointInTime>", file=self.file, key_path="spanFile")
         if not self.seen_co or self.clearing_org is None:
             raise InputError(
                 "missing required element <clearingOrg>", file=self.file, key_path="spanFile.pointInTime"
             )
-        return SpanFile(
+        sf = SpanFile(
             path=self.path,
             file_format=self.file_format,
             created=self.created,
@@ -384,9 +437,11 @@ class SpanReader(TreeWalker):
             inter_spreads=tuple(self.inter_spreads),
             ignored_portfolios=self.ignored,
         )
+        check_span_file(sf)
+        return sf
 
 
-def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:
+def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1, max_abs: float = MAX_ABS_VALUE) -> SpanFile:
     """Read a SPAN XML risk-parameter file (format 4.00) streaming.
 
     Parameters
@@ -396,6 +451,11 @@ def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:
     rate_id
         Rate class (``r``) whose risk arrays and scan rates to take when a contract has several
         (Takasbank writes one, ``r = 1``).
+    max_abs
+        Largest magnitude a number of the file may have (default
+        :data:`~marginsim.io.span.fields.MAX_ABS_VALUE`, 1e15: prices [price units], contract value
+        factors, risk-array entries [currency per contract], rates...); a larger one, NaN or an
+        infinity is an :class:`InputError`, so that no product of them overflows.
 
     Returns
     -------
@@ -408,9 +468,12 @@ def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:
     ------
     InputError
         For any problem with the file: cannot be opened, malformed or truncated XML, a DTD or
-        entity (refused before anything is expanded), a missing required element, a value that
-        is not a number, a risk array with the wrong number of points. The error names the file
-        and the XML key path.
+        entity (refused before anything is expanded), a missing required element (``pointDef``
+        included), a value that is not a number, not finite or above ``max_abs``, a risk array
+        with the wrong number of points, scan points that are not numbered 1..n, something
+        defined twice (a contract, a portfolio id, a tier) or a reference to nothing (a
+        ``pfLink``, a spread leg: :mod:`~marginsim.io.span.checks`). The error names the file and
+        the XML key path.
 
     Notes
     -----
@@ -418,7 +481,7 @@ def read_span_xml(path: str | PathLike[str], *, rate_id: int = 1) -> SpanFile:
     previous state (see :func:`_cyclic_gc_paused`): the reader makes no reference cycles, and
     the collections that its many short-lived elements would trigger cost more than the parse.
     """
-    reader = SpanReader(Path(path), rate_id)
+    reader = SpanReader(Path(path), rate_id, max_abs)
     with _cyclic_gc_paused():
         return reader.run()
 

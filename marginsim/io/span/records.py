@@ -382,6 +382,9 @@ class Portfolio:
         ``DELIV``).
     underlying
         ``undPf``, if any.
+    key_path
+        Where the portfolio is in the file (e.g. ``spanFile.pointInTime.clearingOrg.exchange[1].futPf[5]``;
+        ``""`` if not read from a file). Not compared.
     """
 
     exchange: str
@@ -397,6 +400,7 @@ class Portfolio:
     price_meth: str | None
     setl_meth: str | None
     underlying: UnderlyingPf | None
+    key_path: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -551,6 +555,8 @@ class DeltaSpread:
     unparsed_legs
         Number of legs of other kinds (``pLeg``, ``rpLeg``, nested ``dSpread``) that this
         reader does not model; 0 in the Takasbank file.
+    key_path
+        Where the spread is in the file (``""`` if not read from a file). Not compared.
     """
 
     spread: int
@@ -559,6 +565,7 @@ class DeltaSpread:
     legs: tuple[SpreadLeg, ...]
     spread_type: str | None = None
     unparsed_legs: int = 0
+    key_path: str = field(default="", compare=False)
 
     def rate(self, rate_id: int = 1) -> float:
         """The rate for ``rate_id`` (NaN if absent)."""
@@ -602,6 +609,8 @@ class CombinedCommodity:
         Spot-month charges (empty in Takasbank).
     point_defs
         CC-specific point definitions (empty unless the file overrides the clearing org's).
+    key_path
+        Where the ``ccDef`` is in the file (``""`` if not read from a file). Not compared.
     """
 
     code: str
@@ -623,6 +632,7 @@ class CombinedCommodity:
     d_spreads: tuple[DeltaSpread, ...]
     spot_rates: tuple[SpotRate, ...]
     point_defs: tuple[PointDef, ...] = ()
+    key_path: str = field(default="", compare=False)
 
     def som_rate(self, rate_id: int = 1) -> float:
         """SOM rate of the first SOM tier (currency per short option; NaN if none)."""

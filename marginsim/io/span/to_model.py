@@ -30,11 +30,14 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from pydantic import ValidationError
 
 from ...errors import InputError
 from ...model import Inputs, book_from_arrays, build_market, contract_indices, contracts_from_arrays
 from ...params.span import SpanParams
 from ...scenario import Contract, ScenarioFile
+from .checks import CLEARING_ORG_PATH
+from .ids import canonical_id, contract_id, portfolio_contract_ids
 from .reader import read_span_xml
 from .records import AnyPortfolio, SpanFile
 
@@ -48,47 +51,6 @@ __all__ = [
     "inputs_from_span_file",
     "load_span_file",
 ]
-
-
-def _strike_text(k: float) -> str:
-    text = repr(float(k))  # shortest round-trip text: 6.25, 7.5, 6.0
-    if "e" in text or "E" in text:
-        return np.format_float_positional(float(k), trim="-")
-    return text[:-2] if text.endswith(".0") else text
-
-
-def contract_id(pf_code: str, kind: str, period: str | None = None, strike: float | None = None) -> str:
-    """The identifier of a file contract (see the module docstring).
-
-    Parameters
-    ----------
-    pf_code
-        The portfolio code (``pfCode``).
-    kind
-        ``PHY``, ``F`` (future), ``C`` or ``P`` (call or put option).
-    period
-        The file's period code (futures and options).
-    strike
-        The option's strike [price units] (options only).
-    """
-    if kind == "PHY":
-        return f"{pf_code}:PHY"
-    if kind == "F":
-        return f"{pf_code}:F:{period}"
-    if strike is None:
-        raise ValueError(f"an option ({kind}) id needs a strike")
-    return f"{pf_code}:{kind}:{period}:{_strike_text(strike)}"
-
-
-def canonical_id(text: str) -> str:
-    """Normalise a user's identifier (strike spelling) to the canonical form."""
-    parts = text.strip().split(":")
-    if len(parts) == 4 and parts[1] in ("C", "P"):
-        try:
-            return contract_id(parts[0], parts[1], parts[2], float(parts[3]))
-        except ValueError:
-            return text
-    return text.strip()
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,14 +163,9 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
     for ex in sf.exchanges:
         for phy in ex.physical_portfolios:
             n = len(phy.contracts.ids)
-            names = (
-                [contract_id(phy.pf_code, "PHY")]
-                if n == 1
-                else [f"{phy.pf_code}:PHY:{pe}" for pe in phy.contracts.period]
-            )
             add(
                 phy,
-                names,
+                portfolio_contract_ids(phy),
                 ["stock"] * n,
                 np.full(n, np.nan),
                 np.full(n, np.datetime64("NaT"), "datetime64[D]"),
@@ -218,7 +175,7 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
             fc = fut.contracts
             add(
                 fut,
-                [contract_id(fut.pf_code, "F", pe) for pe in fc.period],
+                portfolio_contract_ids(fut),
                 ["future"] * len(fc.ids),
                 np.full(len(fc.ids), np.nan),
                 fc.settlement_date,
@@ -226,18 +183,20 @@ def file_contract_table(sf: SpanFile) -> dict[str, np.ndarray]:
             )
         for opt in ex.option_portfolios:
             oc = opt.contracts
-            kinds = np.where(oc.is_call, "C", "P")
-            names = [contract_id(opt.pf_code, kd, pe, k) for kd, pe, k in zip(kinds, oc.period, oc.strike)]
             add(
                 opt,
-                names,
+                portfolio_contract_ids(opt),
                 np.where(oc.is_call, "call", "put"),
                 oc.strike,
                 oc.settlement_date,
                 (opt.value_meth or "EQTY").upper() != "FUT",
             )
     if not cols["names"]:
-        raise InputError("the file holds no contract linked to a combined commodity", file=str(sf.path))
+        raise InputError(
+            "the file holds no contract linked to a combined commodity (<pfLink>): nothing to margin",
+            file=str(sf.path),
+            key_path=CLEARING_ORG_PATH,
+        )
     out = {k: np.concatenate(v) for k, v in cols.items()}
     out["month"] = _month(out.pop("period"))
     return out
@@ -278,9 +237,10 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
             ]
             if len(legs) != len(sp.legs) or sp.unparsed_legs:
                 raise InputError(
-                    f"intra spread {sp.spread} of {code} has legs this version cannot use",
+                    f"intra spread {sp.spread} of {code} has legs this version cannot use (legs of "
+                    "another combined commodity, or pLeg / rpLeg / nested dSpread)",
                     file=file,
-                    key_path=f"ccDef[{code}].dSpread[{sp.spread}]",
+                    key_path=sp.key_path or f"ccDef[{code}].dSpread[{sp.spread}]",
                 )
             spreads.append({"priority": sp.spread, "rate": rate, "legs": legs})
         if spreads:
@@ -296,7 +256,7 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
                     f"{code} has different spot-month rates by period; this version takes one pair per combined "
                     "commodity",
                     file=file,
-                    key_path=f"ccDef[{code}].spotRate",
+                    key_path=f"{cc.key_path}.spotRate" if cc.key_path else f"ccDef[{code}].spotRate",
                 )
             rs, ro = rates.pop()
             entry["spot"] = {
@@ -314,7 +274,7 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
             raise InputError(
                 f"inter spread {sp.spread} uses method {sp.charge_method!r}; this version computes method W",
                 file=file,
-                key_path=f"interSpreads.dSpread[{sp.spread}]",
+                key_path=sp.key_path or f"interSpreads.dSpread[{sp.spread}]",
             )
         inter.append(
             {
@@ -342,7 +302,19 @@ def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
     FX: the scenario's ``fx`` first, else the file's conversion rates.
     """
     assert sc.span is not None and sc.span.source is not None
-    sf = load_span_file(sc.span.source, scenario_file=sc.file)
+    source = str(Path(sc.span.source))
+    try:
+        return _inputs_from_span_file(sc, load_span_file(source, scenario_file=sc.file))
+    except InputError as e:
+        if e.file != source:
+            raise
+        # a problem of the SPAN file: named with the scenario file and key that chose it
+        raise InputError(str(e), file=sc.file, key_path="span.source") from e
+
+
+def _inputs_from_span_file(sc: ScenarioFile, sf: SpanFile) -> Inputs:
+    """:func:`inputs_from_span_file` on the file ``sf`` read."""
+    assert sc.span is not None and sc.span.source is not None
     table = file_contract_table(sf)
 
     # FX: the file's conversion rates fill what the scenario does not give
@@ -453,8 +425,15 @@ def inputs_from_span_file(sc: ScenarioFile) -> Inputs:
     merged["source"] = sc.span.source
     try:
         params = SpanParams.model_validate(merged)
-    except Exception as e:  # noqa: BLE001 - report as bad input
-        raise InputError(f"the file's SPAN parameters do not validate: {e}", file=str(sf.path)) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise InputError(
+            f"the file's SPAN parameters (merged with the scenario's span section) do not validate: "
+            f"span.{where}: {err['msg']}{more}",
+            file=str(sf.path),
+        ) from None
     return Inputs(
         scenario=sc_fx,
         book=book,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from xml.etree.ElementTree import Element
 
-from .fields import FieldReader
+from .fields import MAX_ABS_VALUE, FieldReader
 
 __all__ = ["HOLDER", "SUBTREE_KINDS", "TreeWalker"]
 
@@ -54,8 +54,8 @@ class TreeWalker(FieldReader):
         Per open element (and the holder, first): number of header leaves kept at its front.
     """
 
-    def __init__(self, file: str, rate_id: int) -> None:
-        super().__init__(file, rate_id)
+    def __init__(self, file: str, rate_id: int, max_abs: float = MAX_ABS_VALUE) -> None:
+        super().__init__(file, rate_id, max_abs)
         self.kinds: list[str] = []
         self.elems: list[Element] = []
         self.counts: list[dict[str, int]] = [{}]
