@@ -259,9 +259,9 @@ def test_successful_run_replaces_report(tiny):
     assert html.index("plotly-graph-div") < html.index(">Provenance<")
     assert sha in tail and str(scenario.resolve()) in tail
     assert f"<code>{marginsim.__version__}</code>" in tail
-    assert "<th>parameter n_points</th><td><code>3</code></td>" in tail
-    assert "<th>parameter levels</th><td><code>[0.5, 1.0]</code></td>" in tail  # a default, as run
-    assert "<th>parameter sleep</th><td><code>0.0</code></td>" in tail
+    assert "<th><code>n_points</code></th><td><code>3</code></td>" in tail
+    assert "<th><code>levels</code></th><td><code>[0.5, 1.0]</code></td>" in tail  # a default, as run
+    assert "<th><code>sleep</code></th><td><code>0.0</code></td>" in tail
     run_at = re.search(r"<th>run at \(UTC\)</th><td><code>([^<]+)</code>", tail).group(1)
     when = dt.datetime.fromisoformat(run_at.replace("Z", "+00:00"))
     assert when.tzinfo is not None and abs(dt.datetime.now(dt.timezone.utc) - when) < dt.timedelta(days=1)
@@ -285,7 +285,7 @@ def test_timeout_in_seconds_names_the_cell_and_the_limit(tmp_path, capsys):
     argv = ["study", "run", "sleepy", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
     assert main([*argv, "--timeout", "0.5"]) == 1
     err = capsys.readouterr().err
-    assert "sleepy: FAILED" in err
+    assert "sleepy: FAILED" in err and "Timeout waiting" not in err
     assert "cell 3 of 3 ('import time') did not finish within 0.5 s (--timeout)" in err
     assert not (out / "sleepy-default.html").exists() and (out / "sleepy-default.ipynb").is_file()
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
@@ -548,11 +548,44 @@ def test_interrupted_export_leaves_no_hidden_file(tiny, monkeypatch, no_kernel):
     assert report.read_text() != "OLD"
 
 
+@pytest.mark.slow
+def test_terminated_or_killed_run_leaves_nothing_after_the_next_run(tiny):
+    import signal
+    import subprocess
+    import time
+
+    nbdir, out = tiny
+    cmd = [sys.executable, "-m", "marginsim.cli", "study", "run", "tiny", "--notebooks", str(nbdir)]
+    cmd += ["--out", str(out), "--no-progress"]
+    running = out / ".tiny-span-seed-example.running.ipynb"
+
+    def start_and_wait_for_the_kernel() -> subprocess.Popen:
+        proc = subprocess.Popen([*cmd, "-p", "sleep", "600"], stderr=subprocess.PIPE, text=True)
+        while not running.exists():  # papermill writes it once the kernel runs the notebook
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        return proc
+
+    proc = start_and_wait_for_the_kernel()
+    proc.send_signal(signal.SIGTERM)  # a scheduler stopping the job: cleaned up like Ctrl-C
+    err = proc.communicate()[1]
+    assert proc.returncode == 130 and "marginsim: interrupted" in err
+    assert _hidden(out) == [] and (out / "tiny-span-seed-example.ipynb").is_file()
+
+    proc = start_and_wait_for_the_kernel()
+    proc.kill()  # no clean-up possible: the work file stays until the next run of the study
+    proc.communicate()
+    assert _hidden(out) == [running.name]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _hidden(out) == [] and (out / "tiny-span-seed-example.html").is_file()
+
+
 def test_provenance_is_escaped(tiny, no_kernel):
     nbdir, out = tiny
     run = studies.run_study("tiny", out=out, notebooks=nbdir, parameters={"label": "<b>x</b> & y"})
     html = run.html.read_text()
-    assert '<th>parameter label</th><td><code>"&lt;b&gt;x&lt;/b&gt; &amp; y"</code></td>' in html
+    assert '<th><code>label</code></th><td><code>"&lt;b&gt;x&lt;/b&gt; &amp; y"</code></td>' in html
     assert "<b>x</b>" not in html
 
 

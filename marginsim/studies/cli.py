@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .runner import (
@@ -113,10 +117,28 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) ends a run like Ctrl-C: its clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
         try:
-            return func(args)
+            with _terminate_as_interrupt():
+                return func(args)
         except StudyError as e:
             print(f"marginsim: error: {e}", file=sys.stderr)
             return 2

@@ -29,6 +29,7 @@ import glob
 import hashlib
 import html as html_lib
 import json
+import logging
 import math
 import numbers
 import os
@@ -622,6 +623,14 @@ class _CellClock:
         return self.limit
 
 
+class _QuietTimeout(logging.Filter):
+    """Drops nbclient's "Timeout waiting for execute reply (0s)" (its ``%i`` of a 0.5 s limit):
+    the run's error names the cell and the limit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout waiting for execute reply")
+
+
 def _timeout_text(clock: _CellClock, study_cells: list[Any]) -> str:
     cell = clock.cell
     where = "a cell"
@@ -674,28 +683,42 @@ def _json_text(value: Any) -> str:
 def provenance_cell(info: Mapping[str, Any]):
     """A notebook cell showing ``info`` (:func:`run_study`'s provenance) as the report's last section.
 
-    A code cell with one HTML output (its empty code is hidden by the export): every value is
-    escaped, none is read as Markdown.
+    A code cell with one HTML output (its empty code is hidden by the export): two tables, the run
+    and its parameters; every value is escaped, none is read as Markdown.
     """
     from nbformat.v4 import new_code_cell, new_output
 
     e = html_lib.escape
-    rows = [
-        ("study", f"{info['study']} ({info['notebook']}, sha256 {info['notebook_sha256']})"),
+    run = [
+        ("study", info["study"]),
         ("run at (UTC)", info["run_at_utc"]),
         ("marginsim version", info["marginsim_version"]),
         ("scenario file", info["scenario"] or "none"),
         ("scenario sha256", info["scenario_sha256"] or "none"),
-        ("Python", f"{info['python']} on {info['platform']}"),
+        ("notebook", info["notebook"]),
+        ("notebook sha256", info["notebook_sha256"]),
+        ("Python", info["python"]),
+        ("platform", info["platform"]),
     ]
-    rows += [(f"parameter {k}", _json_text(v)) for k, v in info["parameters"].items()]
-    body = "".join(f"<tr><th>{e(str(k))}</th><td><code>{e(str(v))}</code></td></tr>" for k, v in rows)
+    params = [(k, _json_text(v)) for k, v in info["parameters"].items()]
+
+    def rows(pairs: list[tuple[str, Any]], code_key: bool) -> str:
+        key = "<code>{}</code>" if code_key else "{}"
+        return "".join(
+            f"<tr><th>{key.format(e(str(k)))}</th><td><code>{e(str(v))}</code></td></tr>" for k, v in pairs
+        )
+
     page = (
-        '<section class="marginsim-provenance"><h2>Provenance</h2>'
-        "<p>What this report was made from (the parameters after the study's defaults).</p>"
-        f"<table>{body}</table></section>"
+        '<section class="marginsim-provenance" id="provenance">'
+        "<style>.marginsim-provenance th, .marginsim-provenance td"
+        " {text-align: left; vertical-align: top; overflow-wrap: anywhere}</style>"
+        "<h2>Provenance</h2>"
+        "<p>What this report was made from.</p>"
+        f"<table>{rows(run, False)}</table>"
+        "<p>Parameters of the run (after the study's defaults; values in JSON).</p>"
+        f"<table><tr><th>parameter</th><th>value</th></tr>{rows(params, True)}</table></section>"
     )
-    text = "Provenance\n" + "\n".join(f"{k}: {v}" for k, v in rows)
+    text = "Provenance\n" + "\n".join(f"{k}: {v}" for k, v in run + params)
     out = new_output("display_data", {"text/html": page, "text/plain": text})
     cell = new_code_cell("", outputs=[out], metadata={"tags": ["marginsim-provenance"]})
     return cell
@@ -821,6 +844,8 @@ def run_study(
     clock = _CellClock(limit)
     t0 = time.perf_counter()
     error: str | None = None
+    quiet = _QuietTimeout()
+    logging.getLogger("papermill").addFilter(quiet)
     try:
         try:
             papermill.execute_notebook(
@@ -850,6 +875,7 @@ def run_study(
             except Exception as e:
                 error = f"HTML export failed: {_error_text(e)}"
     finally:  # however the run ends (an interrupt too), no hidden work file stays
+        logging.getLogger("papermill").removeFilter(quiet)
         if running.exists():
             os.replace(running, nb_path)
     return StudyRun(
