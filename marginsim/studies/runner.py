@@ -667,7 +667,7 @@ def _provenance(
         "marginsim_version": __version__,
         "scenario": str(scenario) if scenario is not None else None,
         "scenario_sha256": _sha256(scenario) if scenario is not None else None,
-        "parameters": dict(params),
+        "parameters": json.loads(json.dumps(dict(params), default=str)),  # stored in the notebook
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
     }
@@ -827,7 +827,8 @@ def run_study(
             raise StudyError(f"study {study.name}: -p scheduler and --scheduler both given: give one")
         params["scheduler"] = scheduler
     started = dt.datetime.now(dt.timezone.utc)
-    provenance = _provenance(study, sc_path, {**parameter_defaults(study), **params}, started)
+    defaults = {k: _literal(info["default"]) for k, info in known.items()}
+    provenance = _provenance(study, sc_path, {**defaults, **params}, started)
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
