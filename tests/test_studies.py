@@ -3,9 +3,12 @@ in a real headless browser, and the runner's failure paths (atomic report, kept 
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -135,7 +138,8 @@ def test_study_runs_and_exports(runs, name):
     summary = html.index(">Summary<")
     assert summary < html.index("<table") < html.index("plotly-graph-div")
     # the notebook wrote its outputs into the output folder
-    assert list(run.html.parent.glob(f"{name}-*.json"))
+    assert list(run.html.parent.glob(f"{name}-*.json")) and list(run.html.parent.glob(f"{name}-*.csv"))
+    assert ">Provenance<" in html
 
 
 @pytest.mark.slow
@@ -156,13 +160,14 @@ def test_report_renders_in_headless_browser(request, name, tmp_path):
 # -- the runner: failure paths, atomic report, kernel, parameters -----------------------------------
 
 
-def _tiny_notebook(folder: Path, name: str = "tiny") -> Path:
+def _tiny_notebook(folder: Path, name: str = "tiny", needs: dict | None = None) -> Path:
     """A small study: optional sleep and failure, one plotly figure."""
     cells = [
         new_markdown_cell("# Tiny\n\nIn plain words: a test study."),
         new_code_cell(
             f"scenario = {str(SCENARIOS / 'span_seed_example.yaml')!r}\nout_dir = '.'\nfail = False\n"
-            "sleep = 0.0\nn_points = 2\nseed = 0\nscheduler = None",
+            "sleep = 0.0\nn_points = 2\nseed = 0\nscheduler = None\nlevels = [0.5, 1.0]\n"
+            "label = 'tiny'\naccount = None",
             metadata={"tags": ["parameters"]},
         ),
         new_code_cell(
@@ -180,7 +185,7 @@ def _tiny_notebook(folder: Path, name: str = "tiny") -> Path:
             "language": "python",
         },
         "language_info": {"name": "python"},
-        "marginsim": {"title": "Tiny", "summary": "a test study"},
+        "marginsim": {"title": "Tiny", "summary": "a test study", "needs": needs or {"methods": ["span"]}},
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.ipynb"
@@ -247,16 +252,43 @@ def test_successful_run_replaces_report(tiny):
     assert run.parameters["scenario"] == str((SCENARIOS / "span_seed_example.yaml").resolve())
     assert run.parameters["out_dir"] == str(out.resolve())
     assert oct(report.stat().st_mode & 0o777) != oct(0o600)
+    # the report ends with its provenance: scenario file and its sha256, version, every parameter
+    scenario = SCENARIOS / "span_seed_example.yaml"
+    sha = hashlib.sha256(scenario.read_bytes()).hexdigest()
+    tail = html[html.index(">Provenance<") :]
+    assert html.index("plotly-graph-div") < html.index(">Provenance<")
+    assert sha in tail and str(scenario.resolve()) in tail
+    assert f"<code>{marginsim.__version__}</code>" in tail
+    assert "<th><code>n_points</code></th><td><code>3</code></td>" in tail
+    assert "<th><code>levels</code></th><td><code>[0.5, 1.0]</code></td>" in tail  # a default, as run
+    assert "<th><code>sleep</code></th><td><code>0.0</code></td>" in tail
+    run_at = re.search(r"<th>run at \(UTC\)</th><td><code>([^<]+)</code>", tail).group(1)
+    when = dt.datetime.fromisoformat(run_at.replace("Z", "+00:00"))
+    assert when.tzinfo is not None and abs(dt.datetime.now(dt.timezone.utc) - when) < dt.timedelta(days=1)
+    kept = nbformat.read(run.notebook, as_version=4).metadata["marginsim"]["provenance"]
+    assert kept["scenario_sha256"] == sha and kept["parameters"]["n_points"] == 3
 
 
-def test_timeout_fails_the_run(tiny):
-    nbdir, out = tiny
-    run = studies.run_study(
-        "tiny", out=out, notebooks=nbdir, progress=False, timeout=2, parameters={"sleep": 60.0}
+def test_timeout_in_seconds_names_the_cell_and_the_limit(tmp_path, capsys):
+    # a study whose only slow cell sleeps: --timeout 0.5 (a float: nbclient's own trait takes integers)
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Sleepy\n\nIn plain words: a test study."),
+            new_code_cell("sleep = 60.0\nseed = 0", metadata={"tags": ["parameters"]}),
+            new_code_cell("import time\n\ntime.sleep(sleep)"),
+        ]
     )
-    assert not run.ok
-    assert "timeout" in run.error.lower() or "timed out" in run.error.lower()
-    assert not run.html.exists() and run.notebook.is_file()
+    nb.metadata = {"kernelspec": {"name": runner.KERNEL_NAME, "display_name": "x", "language": "python"}}
+    nbdir, out = tmp_path / "nbs", tmp_path / "out"
+    nbdir.mkdir()
+    nbformat.write(nb, nbdir / "sleepy.ipynb")
+    argv = ["study", "run", "sleepy", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    assert main([*argv, "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "sleepy: FAILED" in err and "Timeout waiting" not in err
+    assert "cell 3 of 3 ('import time') did not finish within 0.5 s (--timeout)" in err
+    assert not (out / "sleepy-default.html").exists() and (out / "sleepy-default.ipynb").is_file()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
 def test_export_failure_keeps_previous_report(tiny, monkeypatch):
@@ -294,7 +326,10 @@ def test_run_all_reports_each_and_fails_on_any(tmp_path, capsys):
     "argv, message",
     [
         (["study", "run", "no_such_study"], "no study 'no_such_study'"),
-        (["study", "run", "tiny", "-p", "nope", "1"], "no parameter 'nope'"),
+        (
+            ["study", "run", "tiny", "-p", "nope", "1"],
+            "study tiny: -p nope: no such parameter (parameters: scenario",
+        ),
         (["study", "run", "tiny", "--scenario", "missing.yaml"], "scenario file not found"),
     ],
 )
@@ -314,6 +349,255 @@ def test_invalid_scenario_exits_2(tiny, tmp_path, capsys):
         == 2
     )
     assert "unknown_key" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """papermill replaced by a copy of the notebook (no kernel): the calls it got are recorded."""
+    import papermill
+
+    calls = []
+
+    def fake(input_path, output_path, parameters=None, **kwargs):
+        calls.append(dict(parameters or {}))
+        shutil.copy(input_path, output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "n_points", "abc"], "study tiny: -p n_points: expected an integer, got 'abc'"),
+        (["-p", "n_points", "[1,"], "study tiny: -p n_points: expected an integer, got '[1,'"),
+        (["-p", "n_points", "2.5"], "-p n_points: expected an integer, got 2.5"),
+        (["-p", "n_points", "true"], "-p n_points: expected an integer, got True"),
+        (["-p", "n_points", "null"], "-p n_points: expected an integer, got None"),
+        (["-p", "sleep", ".nan"], "-p sleep: expected a finite number, got nan"),
+        (["-p", "sleep", "1.0e+999"], "-p sleep: expected a finite number, got inf"),
+        (["-p", "fail", "1"], "-p fail: expected true or false, got 1"),
+        (["-p", "levels", "3"], "-p levels: expected a list, got 3"),
+        (["-p", "levels", "[0.5, a]"], "-p levels: expected a list of finite numbers, got 'a' in [0.5, 'a']"),
+        (["-p", "label", "[1, 2]"], None),  # a string parameter takes the text: not an error
+        (["-p", "out_dir", "elsewhere"], "study tiny: -p out_dir: set by the runner: use --out"),
+        (["--timeout", "nan"], "--timeout: expected seconds, a finite number >= 0"),
+        (["--timeout", "-1"], "--timeout: expected seconds, a finite number >= 0 (0: no limit), got -1.0"),
+    ],
+)
+def test_bad_parameter_values_exit_2_before_the_kernel_starts(tiny, capsys, no_kernel, args, message):
+    nbdir, out = tiny
+    status = main(
+        ["study", "run", "tiny", *args, "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    )
+    if message is None:
+        assert status == 0 and no_kernel[0]["label"] == "[1, 2]"
+        return
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("marginsim: error: ") and message in err and err.count("\n") == 1
+    assert no_kernel == [] and list(out.iterdir()) == []
+
+
+def test_parameter_values_of_the_right_type_pass(tiny, no_kernel):
+    nbdir, out = tiny
+    argv = ["study", "run", "tiny", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    extra = ["-p", "sleep", "1", "-p", "label", "123", "-p", "account", "[x", "-p", "levels", "[1, 0.5]"]
+    assert main([*argv, *extra]) == 0
+    got = no_kernel[0]
+    assert (
+        got["sleep"] == 1 and got["label"] == "123" and got["account"] == "[x" and got["levels"] == [1, 0.5]
+    )
+    # the Python API checks the same way
+    with pytest.raises(studies.StudyError, match="-p n_points: expected an integer, got '3'"):
+        studies.run_study("tiny", out=out, notebooks=nbdir, parameters={"n_points": "3"})
+    assert studies.run_study("tiny", out=out, notebooks=nbdir, parameters={"n_points": np.int64(3)}).ok
+
+
+def test_study_refuses_a_scenario_it_cannot_use(tmp_path, capsys, no_kernel):
+    out = tmp_path / "out"
+    cfd = SCENARIOS / "cfd_seed_example.yaml"
+    assert main(["study", "run", "span_study", "--scenario", str(cfd), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"marginsim: error: study span_study: scenario {cfd}: needs the span method, "
+        "which does not apply to this book (methods that apply: cfd)\n"
+    )
+    assert no_kernel == [] and not out.exists()
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_each_study_declares_what_it_needs_and_its_default_scenario_has_it(name):
+    study = studies.get_study(name)
+    assert set(study.needs) <= set(runner.NEEDS_KEYS) and study.needs.get("methods")
+    default = (NOTEBOOKS / runner.parameter_defaults(study)["scenario"]).resolve()
+    runner.check_needs(study, marginsim.load_scenario(default), default)  # no error
+
+
+def test_needs_any_method_and_grid_keys(tmp_path):
+    nbdir = tmp_path / "nbs"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("name: empty\nas_of: 2026-11-20\ncurrency: USD\n")
+    _tiny_notebook(nbdir, "any", needs={"methods": "any"})
+    _tiny_notebook(nbdir, "path", needs={"grid": ["path"]})
+    _tiny_notebook(nbdir, "typo", needs={"method": ["span"]})
+    with pytest.raises(
+        studies.StudyError, match=r"study any: scenario .*empty.yaml: no margin method applies"
+    ):
+        studies.run_study("any", empty, out=tmp_path / "out", notebooks=nbdir)
+    with pytest.raises(
+        studies.StudyError, match=r"span_seed_example.yaml: needs grid.path in the scenario file"
+    ):
+        studies.run_study("path", out=tmp_path / "out", notebooks=nbdir)
+    with pytest.raises(
+        studies.StudyError, match=r"typo.ipynb: metadata marginsim.needs: unknown key 'method'"
+    ):
+        studies.run_study("typo", out=tmp_path / "out", notebooks=nbdir)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("report.html", "is a file, not a folder"),
+        ("report.html/x", "is under"),
+        ("report.html/x/y", "is under"),
+    ],
+)
+def test_out_at_or_under_a_file_exits_2_before_running(tiny, capsys, no_kernel, where, message):
+    nbdir, out = tiny
+    existing = out / "report.html"
+    existing.write_text("KEEP")
+    target = out / where
+    for cmd in (["run", "tiny"], ["run-all"]):
+        assert main(["study", *cmd, "--notebooks", str(nbdir), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"marginsim: error: --out {target}: ") and message in err
+        assert err.count("\n") == 1
+    assert (
+        no_kernel == []
+        and existing.read_text() == "KEEP"
+        and [p.name for p in out.iterdir()] == ["report.html"]
+    )
+
+
+def test_scenario_given_twice_is_refused(tiny, no_kernel):
+    nbdir, out = tiny
+    other = SCENARIOS / "span_inter_commodity.yaml"
+    with pytest.raises(studies.StudyError, match="-p scenario and --scenario both given"):
+        studies.run_study(
+            "tiny", SCENARIOS / "span_seed_example.yaml", {"scenario": str(other)}, out=out, notebooks=nbdir
+        )
+    assert no_kernel == []
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_interrupted_run_leaves_no_hidden_file(tiny, monkeypatch, capsys):
+    from papermill.engines import NotebookExecutionManager
+
+    nbdir, out = tiny
+    report = out / "tiny-span-seed-example.html"
+    report.write_text("OLD")
+    original = NotebookExecutionManager.cell_complete
+
+    def interrupt(self, cell, cell_index=None, **kw):  # Ctrl-C while the kernel runs the notebook
+        original(self, cell, cell_index=cell_index, **kw)
+        if cell_index == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(NotebookExecutionManager, "cell_complete", interrupt)
+    argv = ["study", "run", "tiny", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    assert main(argv) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert _hidden(out) == []
+    assert report.read_text() == "OLD" and (out / "tiny-span-seed-example.ipynb").is_file()
+
+
+def test_interrupted_export_leaves_no_hidden_file(tiny, monkeypatch, no_kernel):
+    nbdir, out = tiny
+    report = out / "tiny-span-seed-example.html"
+    report.write_text("OLD")
+
+    def interrupt(path, text):  # killed mid-write: the temporary file of atomic_write_text stays
+        Path(path).with_name(f".{Path(path).name}.half.tmp").write_text(text[:10])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "atomic_write_text", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        studies.run_study("tiny", out=out, notebooks=nbdir, progress=False)
+    assert report.read_text() == "OLD" and (out / "tiny-span-seed-example.ipynb").is_file()
+    # a killed run's leftovers (this run's half-written file too) go with the next run of that study
+    (out / ".tiny-span-seed-example.running.ipynb").write_text("{}")
+    (out / ".tiny-span-seed-example.csv.k2j3.tmp").write_text("a,b")
+    (out / ".tiny-span-seed-example.json.x9.tmp").write_text("{")
+    (out / ".other-span-seed-example.html.k2j3.tmp").write_text("not ours")
+    assert _hidden(out) == [
+        "..tiny-span-seed-example.running.ipynb.half.tmp",
+        ".other-span-seed-example.html.k2j3.tmp",
+        ".tiny-span-seed-example.csv.k2j3.tmp",
+        ".tiny-span-seed-example.json.x9.tmp",
+        ".tiny-span-seed-example.running.ipynb",
+    ]
+    monkeypatch.undo()
+    monkeypatch.setattr(__import__("papermill"), "execute_notebook", lambda i, o, **k: shutil.copy(i, o))
+    assert studies.run_study("tiny", out=out, notebooks=nbdir, progress=False).ok
+    assert _hidden(out) == [".other-span-seed-example.html.k2j3.tmp"]
+    assert report.read_text() != "OLD"
+
+
+@pytest.mark.slow
+def test_terminated_or_killed_run_leaves_nothing_after_the_next_run(tiny):
+    import signal
+    import subprocess
+    import time
+
+    nbdir, out = tiny
+    cmd = [sys.executable, "-m", "marginsim.cli", "study", "run", "tiny", "--notebooks", str(nbdir)]
+    cmd += ["--out", str(out), "--no-progress"]
+    running = out / ".tiny-span-seed-example.running.ipynb"
+
+    def start_and_wait_for_the_kernel() -> subprocess.Popen:
+        proc = subprocess.Popen([*cmd, "-p", "sleep", "600"], stderr=subprocess.PIPE, text=True)
+        while not running.exists():  # papermill writes it once the kernel runs the notebook
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        return proc
+
+    proc = start_and_wait_for_the_kernel()
+    proc.send_signal(signal.SIGTERM)  # a scheduler stopping the job: cleaned up like Ctrl-C
+    err = proc.communicate()[1]
+    assert proc.returncode == 130 and "marginsim: interrupted" in err
+    assert _hidden(out) == [] and (out / "tiny-span-seed-example.ipynb").is_file()
+
+    proc = start_and_wait_for_the_kernel()
+    proc.kill()  # no clean-up possible: the work file stays until the next run of the study
+    proc.communicate()
+    assert _hidden(out) == [running.name]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _hidden(out) == [] and (out / "tiny-span-seed-example.html").is_file()
+
+
+def test_provenance_is_escaped(tiny, no_kernel):
+    nbdir, out = tiny
+    run = studies.run_study("tiny", out=out, notebooks=nbdir, parameters={"label": "<b>x</b> & y"})
+    html = run.html.read_text()
+    assert '<th><code>label</code></th><td><code>"&lt;b&gt;x&lt;/b&gt; &amp; y"</code></td>' in html
+    assert "<b>x</b>" not in html
+
+
+def test_notebooks_write_their_files_atomically():
+    # the CSV and JSON beside a report go through studies.atomic_write_text, as the report does
+    for name in STUDY_NAMES:
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        writes = re.findall(r"^.*out / f\"[^\"]+\.(?:csv|json)\".*$", code, flags=re.M)
+        assert len(writes) == 2, name
+        assert all(w.startswith("studies.atomic_write_text(out / ") for w in writes), writes
+        assert ".to_csv(out" not in code and "to_json(out" not in code
 
 
 def test_atomic_write_keeps_old_file_on_error(tmp_path, monkeypatch):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .runner import (
@@ -12,8 +16,10 @@ from .runner import (
     DEFAULT_TIMEOUT,
     StudyError,
     ensure_kernel,
+    get_study,
     list_studies,
     notebooks_dir,
+    parameter_defaults,
     run_all,
     run_study,
     study_parameters,
@@ -63,8 +69,16 @@ def _report(run) -> None:
         )
 
 
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``-p KEY VALUE`` pairs: YAML values, but the text itself for a parameter whose default
+    is a string (``-p account 123`` is the account named ``123``). The runner checks the types."""
+    pairs = args.param or []
+    defaults = parameter_defaults(get_study(args.name, args.notebooks)) if pairs else {}
+    return {k: v if isinstance(defaults.get(k), str) else parse_value(v) for k, v in pairs}
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    params = {k: parse_value(v) for k, v in (args.param or [])}
+    params = _parameters(args)
     run = run_study(
         args.name,
         args.scenario,
@@ -103,13 +117,34 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) ends a run like Ctrl-C: its clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
         try:
-            return func(args)
+            with _terminate_as_interrupt():
+                return func(args)
         except StudyError as e:
             print(f"marginsim: error: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # the runner has cleaned up; the executed notebook is kept
+            print("marginsim: interrupted", file=sys.stderr)
+            return 130
 
     return run
 
@@ -123,7 +158,11 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", default=DEFAULT_OUT, help="output folder of reports and executed notebooks")
         p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
         p.add_argument(
-            "--timeout", type=float, default=DEFAULT_TIMEOUT, help="execution timeout per cell [s] (0: none)"
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT,
+            metavar="SECONDS",
+            help="execution timeout per cell [s], any number (0.5 too; 0: none)",
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--notebooks", metavar="DIR", help="folder of the study notebooks")
@@ -142,7 +181,7 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         action="append",
         metavar=("KEY", "VALUE"),
-        help="a notebook parameter (YAML value: 3, 0.5, null, '[1, 2]'); repeatable",
+        help="a notebook parameter (YAML value: 3, 0.5, null, '[1, 2]'), of the type of its default; repeatable",
     )
     common(r)
     r.set_defaults(func=_guard(_cmd_run))

@@ -9,13 +9,31 @@ Files (``OUT/<study>-<scenario name>.*``):
 
 - ``.html``: the report. Written to a temporary file in the same folder, then renamed, and only
   after a successful run: a failed run never replaces the previous good report.
-- ``.ipynb``: the executed notebook, kept after every run (after a failed one, for debugging).
+- ``.ipynb``: the executed notebook, kept after every run (after a failed or interrupted one,
+  for debugging).
+
+A request is checked before the kernel starts (:class:`StudyError`, exit status 2 on the command
+line): each ``-p`` value against the type of the notebook's default, ``--out`` (a folder, not a
+file), ``--timeout``, and what the study needs of its scenario (notebook metadata
+``marginsim.needs``: the methods that must apply to the book, the ``grid:`` keys the file must
+set). Hidden work files of a run (``.<stem>.running.ipynb``, ``.<stem>.*.tmp``) are moved or
+removed when it ends, however it ends; those left by a killed run are removed by the next run of
+the same study and scenario. Every report ends with its provenance (run time, marginsim version,
+scenario file and its sha256, every parameter).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import glob
+import hashlib
+import html as html_lib
 import json
+import logging
+import math
+import numbers
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -26,8 +44,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import InputError
-from ..scenario import load_scenario
+from ..registry import REGISTRY, applicable_methods
+from ..scenario import ScenarioFile, load_scenario
 
 __all__ = [
     "KERNEL_NAME",
@@ -38,6 +58,11 @@ __all__ = [
     "list_studies",
     "get_study",
     "study_parameters",
+    "parameter_defaults",
+    "check_parameters",
+    "check_needs",
+    "check_out_dir",
+    "provenance_cell",
     "ensure_kernel",
     "run_study",
     "run_all",
@@ -52,6 +77,10 @@ KERNEL_NAME = "marginsim"
 DEFAULT_TIMEOUT = 600.0
 #: Default output folder of reports and executed notebooks.
 DEFAULT_OUT = "reports"
+#: Parameters the runner sets itself (from ``--out``): refused as ``-p``.
+RUNNER_PARAMETERS = ("out_dir",)
+#: Keys of a study's ``marginsim.needs`` notebook metadata.
+NEEDS_KEYS = ("methods", "grid")
 
 # nbconvert's lab template with every block that loads from a CDN emptied: require.js, MathJax,
 # mermaid.js and the widget manager. Plotly figures carry their own (embedded) plotly.js.
@@ -83,12 +112,17 @@ class Study:
         Report title (notebook metadata ``marginsim.title``).
     summary
         One line on what it shows (notebook metadata ``marginsim.summary``).
+    needs
+        What it needs of its scenario (notebook metadata ``marginsim.needs``): ``methods``, the
+        methods that must apply to the book (a list, or ``"any"``: at least one), and ``grid``,
+        the ``grid:`` keys the scenario file must set. Checked before the kernel starts.
     """
 
     name: str
     path: Path
     title: str
     summary: str
+    needs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,7 +188,9 @@ def list_studies(folder: str | Path | None = None) -> list[Study]:
         if p.name.startswith((".", "_")) or ".ipynb_checkpoints" in p.parts:
             continue
         meta = _read_nb(p).metadata.get("marginsim", {})
-        out.append(Study(p.stem, p, meta.get("title", p.stem), meta.get("summary", "")))
+        out.append(
+            Study(p.stem, p, meta.get("title", p.stem), meta.get("summary", ""), meta.get("needs", {}))
+        )
     return out
 
 
@@ -354,21 +390,214 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+# -- checking a request before the kernel starts --------------------------------------------------
+
+_KIND_NAMES: dict[type, tuple[str, str]] = {  # kind -> (a value, many values)
+    bool: ("true or false", "true/false values"),
+    int: ("an integer", "integers"),
+    float: ("a finite number", "finite numbers"),
+    str: ("a string", "strings"),
+    list: ("a list", "lists"),
+    dict: ("a mapping", "mappings"),
+}
+
+
+def _kind(default: Any) -> type | None:
+    """The kind of a parameter from its default value; ``None``: any value."""
+    if isinstance(default, tuple):
+        return list
+    for kind in _KIND_NAMES:  # bool before int: True is an int too
+        if isinstance(default, kind):
+            return kind
+    return None
+
+
+def _fits(value: Any, kind: type | None) -> bool:
+    if kind is None:
+        return True
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real) and math.isfinite(float(value))
+    if kind is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, kind)
+
+
+def _item_kind(default: Any) -> type | None:
+    """The kind shared by every item of a non-empty list (values of a mapping) default."""
+    items = list(default.values()) if isinstance(default, dict) else list(default)
+    kinds = {_kind(v) for v in items}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    return kind if kind in (bool, int, float, str) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parameter_defaults(study: Study) -> dict[str, Any]:
+    """Every parameter of a study and its default value (the ``parameters`` cell's literal).
+
+    A default that is not a Python literal (an expression) is its source text.
+    """
+    return {name: _literal(info["default"]) for name, info in study_parameters(study).items()}
+
+
+def check_parameters(study: Study, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of a run, checked against the notebook's defaults before the kernel starts.
+
+    Parameters
+    ----------
+    study
+        The study.
+    params
+        Parameter name -> value (e.g. the ``-p KEY VALUE`` pairs, parsed).
+
+    Returns
+    -------
+    dict
+        ``params``, numpy scalars as Python numbers.
+
+    Raises
+    ------
+    StudyError
+        An unknown name; a parameter the runner sets itself (``out_dir``: use ``--out``); a value
+        whose type differs from the default's: an integer default takes integers, a float one any
+        finite number, a bool one ``true``/``false``, a string one text, a list one a list (of
+        the items' type when the default's items share one), a mapping one a mapping; a ``None``
+        default takes anything.
+    """
+    defaults = parameter_defaults(study)
+    checked = {k: _plain(v) for k, v in params.items()}
+    for key, value in checked.items():
+        where = f"study {study.name}: -p {key}"
+        if key not in defaults:
+            raise StudyError(f"{where}: no such parameter (parameters: {', '.join(defaults)})")
+        if key in RUNNER_PARAMETERS:
+            raise StudyError(f"{where}: set by the runner: use --out")
+        default = defaults[key]
+        kind = _kind(default)
+        if kind is None:
+            continue
+        if not _fits(value, kind):
+            raise StudyError(f"{where}: expected {_KIND_NAMES[kind][0]}, got {_shown(value)}")
+        if kind in (list, dict) and default:
+            item = _item_kind(default)
+            items = list(value.values()) if kind is dict else list(value)
+            bad = [v for v in items if not _fits(v, item)]
+            if item is not None and bad:
+                raise StudyError(
+                    f"{where}: expected {_KIND_NAMES[kind][0]} of {_KIND_NAMES[item][1]}, "
+                    f"got {_shown(bad[0])} in {_shown(value)}"
+                )
+    return checked
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number papermill writes into the notebook (others as given)."""
+    if isinstance(value, (bool, int, float)) or not isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else value
+
+
+def check_needs(study: Study, sc: ScenarioFile, shown: str | Path) -> None:
+    """Refuse a scenario the study cannot use, before the kernel starts.
+
+    Parameters
+    ----------
+    study
+        The study; its ``needs`` (notebook metadata ``marginsim.needs``) say what it needs.
+    sc
+        The validated scenario.
+    shown
+        The scenario file as the user named it (for the message).
+
+    Raises
+    ------
+    StudyError
+        A method the study needs does not apply to the book (``applies`` of the registry), or a
+        ``grid:`` key it needs is not set; or the declaration itself is malformed.
+    """
+    needs = study.needs or {}
+    where = f"study {study.name}: scenario {shown}"
+    unknown = [k for k in needs if k not in NEEDS_KEYS]
+    if unknown:
+        raise StudyError(
+            f"{study.path}: metadata marginsim.needs: unknown key {unknown[0]!r} (keys: {', '.join(NEEDS_KEYS)})"
+        )
+    methods = needs.get("methods") or []
+    applying = applicable_methods(sc)
+    listed = ", ".join(applying) or "none"
+    if methods == "any":
+        if not applying:
+            raise StudyError(f"{where}: no margin method applies to its book (it needs at least one)")
+    else:
+        for m in methods:
+            if m not in REGISTRY:
+                raise StudyError(f"{study.path}: metadata marginsim.needs.methods: no method {m!r}")
+            if m not in applying:
+                raise StudyError(
+                    f"{where}: needs the {m} method, which does not apply to this book "
+                    f"(methods that apply: {listed})"
+                )
+    for key in needs.get("grid") or []:
+        if sc.grid is None or getattr(sc.grid, key, None) is None:
+            raise StudyError(f"{where}: needs grid.{key} in the scenario file")
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """The output folder of a run, resolved, checked before anything is written (not created).
+
+    Raises
+    ------
+    StudyError
+        ``out`` is an existing file, or lies under one, or its nearest existing folder cannot be
+        written.
+    """
+    try:
+        path = Path(out).expanduser().resolve()
+    except (OSError, RuntimeError) as e:
+        raise StudyError(f"--out {out}: {e}") from None
+    for p in (path, *path.parents):  # the nearest existing ancestor must be a writable folder
+        if not p.exists():
+            continue
+        if not p.is_dir():
+            what = "is a file" if p == path else f"is under {p}, a file"
+            raise StudyError(f"--out {out}: {what}, not a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise StudyError(f"--out {out}: cannot write in {p}")
+        break
+    return path
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or not math.isfinite(timeout)
+        or timeout < 0
+    ):
+        raise StudyError(f"--timeout: expected seconds, a finite number >= 0 (0: no limit), got {timeout!r}")
+    return float(timeout) or None
+
+
 # -- running --------------------------------------------------------------------------------------
 
 
 def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "report"
-
-
-def _coerce(params: Mapping[str, Any], known: Mapping[str, Any], study: Study) -> dict[str, Any]:
-    unknown = [k for k in params if k not in known]
-    if unknown:
-        raise StudyError(
-            f"study {study.name!r} has no parameter {', '.join(map(repr, unknown))} "
-            f"(parameters: {', '.join(known)})"
-        )
-    return dict(params)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -379,6 +608,132 @@ def _error_text(exc: BaseException) -> str:
         return f"cell [{cell}] raised {ename}: {evalue}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}"
+
+
+class _CellClock:
+    """nbclient's ``timeout_func``: the limit of every cell [s] (a float, which nbclient's
+    integer ``timeout`` trait refuses), and the cell that is running."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.cell: Any = None
+
+    def __call__(self, cell: Any) -> float | None:
+        self.cell = cell
+        return self.limit
+
+
+class _QuietTimeout(logging.Filter):
+    """Drops nbclient's "Timeout waiting for execute reply (0s)" (its ``%i`` of a 0.5 s limit):
+    the run's error names the cell and the limit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout waiting for execute reply")
+
+
+def _timeout_text(clock: _CellClock, study_cells: list[Any]) -> str:
+    cell = clock.cell
+    where = "a cell"
+    if cell is not None:
+        cid = cell.get("id")
+        index = next((i for i, c in enumerate(study_cells) if cid and c.get("id") == cid), None)
+        if index is None:
+            index = next((i for i, c in enumerate(study_cells) if c.source == cell.source), None)
+        lines = [ln.strip() for ln in cell.source.splitlines() if ln.strip()]
+        first = lines[0] if lines else ""
+        first = first if len(first) <= 40 else first[:37] + "..."
+        number = f"cell {index + 1} of {len(study_cells)}" if index is not None else "a cell"
+        where = f"{number} ({first!r})"
+    return f"{where} did not finish within {clock.limit:g} s (--timeout)"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _provenance(
+    study: Study, scenario: Path | None, params: Mapping[str, Any], started: dt.datetime
+) -> dict[str, Any]:
+    """What a report was made from: the last section of every report."""
+    return {
+        "study": study.name,
+        "notebook": str(study.path),
+        "notebook_sha256": _sha256(study.path),
+        "run_at_utc": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "marginsim_version": __version__,
+        "scenario": str(scenario) if scenario is not None else None,
+        "scenario_sha256": _sha256(scenario) if scenario is not None else None,
+        "parameters": json.loads(json.dumps(dict(params), default=str)),  # stored in the notebook
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+    }
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def provenance_cell(info: Mapping[str, Any]):
+    """A notebook cell showing ``info`` (:func:`run_study`'s provenance) as the report's last section.
+
+    A code cell with one HTML output (its empty code is hidden by the export): two tables, the run
+    and its parameters; every value is escaped, none is read as Markdown.
+    """
+    from nbformat.v4 import new_code_cell, new_output
+
+    e = html_lib.escape
+    run = [
+        ("study", info["study"]),
+        ("run at (UTC)", info["run_at_utc"]),
+        ("marginsim version", info["marginsim_version"]),
+        ("scenario file", info["scenario"] or "none"),
+        ("scenario sha256", info["scenario_sha256"] or "none"),
+        ("notebook", info["notebook"]),
+        ("notebook sha256", info["notebook_sha256"]),
+        ("Python", info["python"]),
+        ("platform", info["platform"]),
+    ]
+    params = [(k, _json_text(v)) for k, v in info["parameters"].items()]
+
+    def rows(pairs: list[tuple[str, Any]], code_key: bool) -> str:
+        key = "<code>{}</code>" if code_key else "{}"
+        return "".join(
+            f"<tr><th>{key.format(e(str(k)))}</th><td><code>{e(str(v))}</code></td></tr>" for k, v in pairs
+        )
+
+    page = (
+        '<section class="marginsim-provenance" id="provenance">'
+        "<style>.marginsim-provenance th, .marginsim-provenance td"
+        " {text-align: left; vertical-align: top; overflow-wrap: anywhere}</style>"
+        "<h2>Provenance</h2>"
+        "<p>What this report was made from.</p>"
+        f"<table>{rows(run, False)}</table>"
+        "<p>Parameters of the run (after the study's defaults; values in JSON).</p>"
+        f"<table><tr><th>parameter</th><th>value</th></tr>{rows(params, True)}</table></section>"
+    )
+    text = "Provenance\n" + "\n".join(f"{k}: {v}" for k, v in run + params)
+    out = new_output("display_data", {"text/html": page, "text/plain": text})
+    cell = new_code_cell("", outputs=[out], metadata={"tags": ["marginsim-provenance"]})
+    return cell
+
+
+def _stale_files(out_dir: Path, stems: Sequence[str]) -> list[Path]:
+    """Hidden work files of earlier runs of these stems (a killed run's)."""
+    found: list[Path] = []
+    for stem in stems:
+        esc = glob.escape(stem)
+        found += [out_dir / f".{stem}.running.ipynb"]
+        found += out_dir.glob(f"..{esc}.running.ipynb.*.tmp")  # atomic_write_text of the one above
+        for ext in ("html", "csv", "json", "ipynb"):
+            found += out_dir.glob(f".{esc}.{ext}.*.tmp")
+    return [p for p in found if p.is_file()]
 
 
 def run_study(
@@ -401,14 +756,15 @@ def run_study(
     scenario
         Scenario file (parameter ``scenario``); default: the notebook's own default.
     parameters
-        Other parameters of the notebook's ``parameters`` cell; unknown names are errors.
+        Other parameters of the notebook's ``parameters`` cell, checked by
+        :func:`check_parameters` (unknown names and values of the wrong type are errors).
     out
         Output folder (parameter ``out_dir``) of the report, the executed notebook and whatever
-        the notebook writes.
+        the notebook writes; created if needed.
     scheduler
         Address of a dask.distributed scheduler (parameter ``scheduler``); ``None``: in-process.
     timeout
-        Execution timeout of each cell [s]; ``None``: no limit.
+        Execution timeout of each cell [s], any finite number >= 0; ``None`` or 0: no limit.
     progress
         Show papermill's progress bar (on stderr).
     notebooks
@@ -423,69 +779,106 @@ def run_study(
     Raises
     ------
     StudyError
-        Unknown study or parameter, missing scenario file.
+        Unknown study or parameter, a value of the wrong type, a missing scenario file, a scenario
+        the study cannot use (:func:`check_needs`), ``out`` a file, a bad timeout: all before
+        anything is written.
     marginsim.InputError
         The scenario file is invalid (checked before the kernel starts).
+    KeyboardInterrupt
+        The run was interrupted: its hidden work files are gone, the executed notebook is kept.
     """
     import nbformat
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     study = get_study(name, notebooks)
     known = study_parameters(study)
-    params = _coerce(parameters or {}, known, study)
+    limit = _check_timeout(timeout)
+    out_dir = check_out_dir(out)
+    params = check_parameters(study, parameters or {})
     if scenario is not None:
+        if "scenario" in params and Path(params["scenario"]) != Path(scenario):
+            raise StudyError(f"study {study.name}: -p scenario and --scenario both given: give one")
         params["scenario"] = scenario
     if "scenario" in params:
-        sc_path = Path(params["scenario"]).expanduser()
-        if not sc_path.is_file():
-            raise StudyError(f"scenario file not found: {sc_path}")
-        params["scenario"] = str(sc_path.resolve())
+        shown = Path(params["scenario"]).expanduser()
+        if not shown.is_file():
+            raise StudyError(f"scenario file not found: {shown}")
+        sc_path: Path | None = shown.resolve()
+        params["scenario"] = str(sc_path)
     elif "scenario" in known:
         default = known["scenario"]["default"]
         sc_path = (study.path.parent / Path(_literal(default))).resolve()
+        shown = sc_path
         params["scenario"] = str(sc_path)  # the executed notebook names the file it ran on
     else:
         sc_path = None
-    scenario_name = load_scenario(sc_path).name if sc_path is not None else "default"
-    out_dir = Path(out).expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    scenario_name = "default"
+    if sc_path is not None:
+        sc = load_scenario(sc_path)
+        check_needs(study, sc, shown)
+        scenario_name = sc.name
     if "out_dir" in known:
         params["out_dir"] = str(out_dir)
     if scheduler is not None:
         if "scheduler" not in known:
             raise StudyError(f"study {study.name!r} has no 'scheduler' parameter")
+        if params.get("scheduler") not in (None, scheduler):
+            raise StudyError(f"study {study.name}: -p scheduler and --scheduler both given: give one")
         params["scheduler"] = scheduler
+    started = dt.datetime.now(dt.timezone.utc)
+    defaults = {k: _literal(info["default"]) for k, info in known.items()}
+    provenance = _provenance(study, sc_path, {**defaults, **params}, started)
 
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StudyError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
     stem = f"{study.name}-{_file_stem(scenario_name)}"
     html_path = out_dir / f"{stem}.html"
     nb_path = out_dir / f"{stem}.ipynb"
     running = out_dir / f".{stem}.running.ipynb"
+    for stale in _stale_files(out_dir, sorted({stem, f"{study.name}-{scenario_name}"})):
+        stale.unlink(missing_ok=True)
     ensure_kernel()
+    study_cells = _read_nb(study.path).cells
+    clock = _CellClock(limit)
     t0 = time.perf_counter()
     error: str | None = None
+    quiet = _QuietTimeout()
+    logging.getLogger("papermill").addFilter(quiet)
     try:
-        papermill.execute_notebook(
-            str(study.path),
-            str(running),
-            parameters=params,
-            kernel_name=KERNEL_NAME,
-            kernel_manager_class=_kernel_manager_class(),
-            progress_bar=progress,
-            execution_timeout=timeout,
-            cwd=str(study.path.parent),
-            log_output=False,
-        )
-    except Exception as e:  # a failed cell, a timeout, a dead kernel: keep the notebook
-        error = _error_text(e)
-    if error is None:
         try:
-            nb = nbformat.read(running, as_version=4)
-            html = export_html(nb, title=f"{study.title}: {scenario_name}")
-            atomic_write_text(html_path, html)
-        except Exception as e:
-            error = f"HTML export failed: {_error_text(e)}"
-    if running.exists():
-        os.replace(running, nb_path)
+            papermill.execute_notebook(
+                str(study.path),
+                str(running),
+                parameters=params,
+                kernel_name=KERNEL_NAME,
+                kernel_manager_class=_kernel_manager_class(),
+                progress_bar=progress,
+                execution_timeout=None,
+                timeout_func=clock,
+                cwd=str(study.path.parent),
+                log_output=False,
+            )
+        except CellTimeoutError:
+            error = _timeout_text(clock, study_cells)
+        except Exception as e:  # a failed cell, a dead kernel: keep the notebook
+            error = _error_text(e)
+        if error is None:
+            try:
+                nb = nbformat.read(running, as_version=4)
+                nb.metadata.setdefault("marginsim", {})["provenance"] = provenance
+                nb.cells.append(provenance_cell(provenance))
+                html = export_html(nb, title=f"{study.title}: {scenario_name}")
+                atomic_write_text(running, nbformat.writes(nb) + "\n")
+                atomic_write_text(html_path, html)
+            except Exception as e:
+                error = f"HTML export failed: {_error_text(e)}"
+    finally:  # however the run ends (an interrupt too), no hidden work file stays
+        logging.getLogger("papermill").removeFilter(quiet)
+        if running.exists():
+            os.replace(running, nb_path)
     return StudyRun(
         study=study.name,
         ok=error is None,
@@ -524,7 +917,14 @@ def run_all(
     -------
     list of StudyRun
         One per study, in order.
+
+    Raises
+    ------
+    StudyError
+        ``out`` is a file or under one, or a bad ``timeout`` (before any study runs).
     """
+    check_out_dir(out)
+    _check_timeout(timeout)
     chosen = names or [s.name for s in list_studies(notebooks)]
     runs = []
     for n in chosen:  # one notebook after another: each run is a whole kernel
