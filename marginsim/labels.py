@@ -74,7 +74,7 @@ _NAMES = {
     "maintenance": "maintenance",
     "initial": "initial",
     "set by": "set by",
-    "note": "grid point",
+    "note": "note",
     "method": "method",
     "account": "account",
     "component": "component",
