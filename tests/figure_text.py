@@ -125,4 +125,6 @@ _TAGS = re.compile(r"<(th|caption)[^>]*>(.*?)</\1>", re.S)
 def table_text(html: str) -> list[str]:
     """Header cells and captions of the HTML tables in ``html``."""
     html = re.sub(r"<script\b.*?</script>", "", html, flags=re.S | re.I)  # plotly.js has "<th" in it
+    # the provenance section's parameter names are what a user types after -p (shown as code)
+    html = re.sub(r'<section class="marginsim-provenance".*?</section>', "", html, flags=re.S)
     return [re.sub(r"<[^>]+>", "", m.group(2)).strip() for m in _TAGS.finditer(html)]
