@@ -23,6 +23,7 @@ import plotly.io as pio
 import xarray as xr
 from plotly.io._base_renderers import HtmlRenderer
 
+from .labels import display_name, display_names, with_unit
 from .result import base_point
 
 __all__ = [
@@ -123,6 +124,52 @@ def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
     return fig
 
 
+def _unit(*objs: xr.DataArray | xr.Dataset) -> str:
+    """The unit of the first object that declares one (its ``units`` attr, else its ``currency``)."""
+    for obj in objs:
+        unit = obj.attrs.get("units") or obj.attrs.get("currency")
+        if unit:
+            return str(unit)
+    return ""
+
+
+def _integer_axis(fig: go.Figure, axis: str = "x") -> go.Figure:
+    """Integer ticks (one per unit at most) on a numeric axis of steps or counts."""
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(tickformat="d", dtick=1, tick0=0)
+    return fig
+
+
+#: Dash styles, one per value of a second dim, so that lines of equal colour are told apart.
+_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+#: Marker symbols, one per value of a second dim.
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross")
+
+
+def _merge_equal(names: Sequence[str], values: Sequence[np.ndarray]) -> list[tuple[str, int]]:
+    """Series whose values are all equal become one, named ``"a = b"`` (drawn once, not hidden).
+
+    Returns
+    -------
+    list of (name, index)
+        One per distinct series, in first-seen order: its (joined) name and the index of its
+        first series in ``values``.
+    """
+    out: list[tuple[str, int]] = []
+    for k, (name, v) in enumerate(zip(names, values)):  # a handful of lines
+        same = [
+            i
+            for i, (_, first) in enumerate(out)
+            if values[first].shape == v.shape
+            and np.allclose(values[first], v, rtol=1e-9, atol=1e-9, equal_nan=True)
+        ]
+        if same:
+            out[same[0]] = (f"{out[same[0]][0]} = {name}", out[same[0]][1])
+        else:
+            out.append((name, k))
+    return out
+
+
 # -- SPAN ---------------------------------------------------------------------------------------
 
 
@@ -142,6 +189,12 @@ def risk_array_heatmap(span: xr.Dataset, *, title: str = "SPAN risk arrays") -> 
     plotly.graph_objects.Figure
     """
     ra = _base_point(span["risk_array"], ("contract", "scenario")).transpose("contract", "scenario")
+    currencies = (
+        set(np.asarray(span["contract_currency"].values).astype(str))
+        if "contract_currency" in span
+        else set()
+    )
+    unit = currencies.pop() if len(currencies) == 1 else "contract currency"
     z = ra.values
     lim = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
     fig = go.Figure(
@@ -153,11 +206,13 @@ def risk_array_heatmap(span: xr.Dataset, *, title: str = "SPAN risk arrays") -> 
             zmid=0.0,
             zmin=-lim,
             zmax=lim,
-            colorbar={"title": "loss"},
-            hovertemplate="contract %{y}<br>scenario %{x}<br>loss %{z:,.2f}<extra></extra>",
+            colorbar={"title": {"text": with_unit("loss", unit), "side": "right"}},
+            hovertemplate="contract %{y}<br>scenario %{x}<br>loss %{z:,.2f} " + unit + "<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis_title="scenario", yaxis_title="contract", yaxis_autorange="reversed")
+    return _layout(
+        fig, title, xaxis_title="SPAN scenario (1-16)", yaxis_title="contract", yaxis_autorange="reversed"
+    )
 
 
 def span_waterfall(span: xr.Dataset, account: str, *, title: str | None = None) -> go.Figure:
@@ -217,7 +272,9 @@ def span_waterfall(span: xr.Dataset, account: str, *, title: str | None = None) 
         )
     )
     cur = span.attrs.get("currency", "")
-    return _layout(fig, title or f"SPAN margin breakdown, account {account}", yaxis_title=cur)
+    return _layout(
+        fig, title or f"SPAN margin breakdown, account {account}", yaxis_title=with_unit("amount", cur)
+    )
 
 
 def grid_heatmap(
@@ -241,7 +298,8 @@ def grid_heatmap(
     x, y
         Dim names for the columns and the rows.
     title, xlabel, ylabel, zlabel
-        Labels.
+        Labels; the axes default to the dims' display names (:mod:`marginsim.labels`), the colour
+        bar to the values' ``units`` attr.
     fmt
         d3 number format of the cell text.
     colorscale
@@ -252,18 +310,27 @@ def grid_heatmap(
     plotly.graph_objects.Figure
     """
     arr = da.transpose(y, x)
+    zlabel = zlabel or _unit(da)
+    xlabel, ylabel = xlabel or display_name(x), ylabel or display_name(y)
     fig = go.Figure(
         go.Heatmap(
             z=arr.values,
-            x=[str(v) for v in arr[x].values],
-            y=[str(v) for v in arr[y].values],
+            x=display_names(_tick_text(arr[x].values)),
+            y=display_names(_tick_text(arr[y].values)),
             colorscale=colorscale,
-            colorbar={"title": zlabel},
+            colorbar={"title": {"text": zlabel, "side": "right"}},
             texttemplate=f"%{{z:{fmt}}}",
-            hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>{zlabel} %{{z:{fmt}}}<extra></extra>",
+            hovertemplate=f"{xlabel} %{{x}}<br>{ylabel} %{{y}}<br>{zlabel} %{{z:{fmt}}}<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis_title=xlabel or x, yaxis_title=ylabel or y)
+    return _layout(fig, title, xaxis_title=xlabel, yaxis_title=ylabel)
+
+
+def _tick_text(values: np.ndarray) -> list[str]:
+    """Coordinate values as tick text: numbers without trailing zeros (``0.25``, not ``0.250000``)."""
+    if np.issubdtype(np.asarray(values).dtype, np.number):
+        return [f"{v:g}" for v in np.asarray(values, dtype=float)]
+    return [str(v) for v in values]
 
 
 def lines_over(
@@ -278,6 +345,10 @@ def lines_over(
 ) -> go.Figure:
     """Lines of one or more variables along ``dim``, one line per variable and value of ``by``.
 
+    Each variable has its colour and each value of ``by`` its dash style and marker, so lines
+    that lie close together are told apart; lines with exactly the same values are drawn once,
+    named ``"a = b"``. Variable names are shown by their display names (:mod:`marginsim.labels`).
+
     Parameters
     ----------
     data
@@ -287,7 +358,7 @@ def lines_over(
     by
         A second dim: one line per coordinate value (e.g. ``account``).
     title, ylabel, xlabel
-        Labels.
+        Labels (``xlabel`` defaults to the dim's display name).
     percent_x
         Format the x axis as a percentage.
 
@@ -296,12 +367,34 @@ def lines_over(
     plotly.graph_objects.Figure
     """
     ds = data.to_dataset(name=data.name or "value") if isinstance(data, xr.DataArray) else data
-    frame = ds.to_dataframe().reset_index()
-    id_vars = [dim] + ([by] if by else [])
-    long = frame.melt(id_vars=id_vars, value_vars=list(ds.data_vars), var_name="variable")
-    long["line"] = long["variable"] if not by else long[by].astype(str) + ": " + long["variable"]
-    fig = px.line(long, x=dim, y="value", color="line", markers=True)
-    fig = _layout(fig, title, xaxis_title=xlabel or dim, yaxis_title=ylabel, legend_title_text="")
+    variables = list(ds.data_vars)
+    keys = [str(k) for k in ds[by].values] if by else [""]
+    x = ds[dim].values
+    palette = px.colors.qualitative.Plotly
+    names, values, styles = [], [], []
+    for j, key in enumerate(keys):  # a handful of lines (variables x accounts), each a whole array
+        for i, v in enumerate(variables):
+            da = ds[v].sel({by: ds[by].values[j]}) if by else ds[v]
+            values.append(np.asarray(da.transpose(dim).values, dtype=float))
+            label = display_name(v)
+            names.append(f"{key}: {label}" if by else label)
+            styles.append((palette[i % len(palette)], _DASHES[j % len(_DASHES)], _SYMBOLS[j % len(_SYMBOLS)]))
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=x,
+                y=values[k],
+                mode="lines+markers",
+                name=name,
+                line={"color": styles[k][0], "dash": styles[k][1]},
+                marker={"symbol": styles[k][2], "size": 8},
+            )
+            for name, k in _merge_equal(names, values)
+        ]
+    )
+    fig = _layout(
+        fig, title, xaxis_title=xlabel or display_name(dim), yaxis_title=ylabel, legend_title_text=""
+    )
     if percent_x:
         fig.update_xaxes(tickformat=".0%")
     return fig
@@ -323,7 +416,10 @@ def grouped_bars(frame: pd.DataFrame, *, title: str, ylabel: str = "", xlabel: s
     """
     long = frame.rename_axis(index="category", columns="series").stack().rename("value").reset_index()
     long[["category", "series"]] = long[["category", "series"]].astype(str)
-    fig = px.bar(long, x="category", y="value", color="series", barmode="group", text_auto=",.0f")
+    # value labels read horizontally (plotly turns them in narrow bars); short (6.64M) when many bars
+    text = ",.0f" if frame.size <= 8 else ".3~s"
+    fig = px.bar(long, x="category", y="value", color="series", barmode="group", text_auto=text)
+    fig.update_traces(textangle=0)
     return _layout(fig, title, yaxis_title=ylabel, xaxis_title=xlabel, legend_title_text="")
 
 
@@ -347,8 +443,11 @@ def components_bars(pm: xr.Dataset, components: Sequence[str], *, title: str) ->
     plotly.graph_objects.Figure
     """
     arr = xr.concat([_base_point(pm[c], ("account",)) for c in components], dim="component")
-    frame = pd.DataFrame(arr.values, index=list(components), columns=[str(a) for a in pm["account"].values])
-    return grouped_bars(frame, title=title, ylabel=pm.attrs.get("currency", ""), xlabel="component")
+    frame = pd.DataFrame(
+        arr.values, index=display_names(components), columns=[str(a) for a in pm["account"].values]
+    )
+    unit = _unit(pm[components[0]], pm) if len(components) else ""
+    return grouped_bars(frame, title=title, ylabel=with_unit("amount", unit), xlabel="component")
 
 
 def group_bars(
@@ -399,6 +498,7 @@ def loss_grid_heatmap(scan_loss: xr.DataArray, price_move: xr.DataArray, *, titl
     -------
     plotly.graph_objects.Figure
     """
+    unit = _unit(scan_loss)
     worst = scan_loss.max("vol_point").transpose("group", "price_point")
     moves = price_move.transpose("group", "price_point").values
     lim = float(np.nanmax(np.abs(worst.values))) if worst.size else 1.0
@@ -412,9 +512,9 @@ def loss_grid_heatmap(scan_loss: xr.DataArray, price_move: xr.DataArray, *, titl
             zmid=0.0,
             zmin=-lim,
             zmax=lim,
-            colorbar={"title": "loss"},
+            colorbar={"title": {"text": with_unit("loss", unit), "side": "right"}},
             hovertemplate="%{y}, price point %{x} (move %{customdata:+.1f} %)<br>"
-            "loss %{z:,.0f}<extra></extra>",
+            "loss %{z:,.0f} " + unit + "<extra></extra>",
         )
     )
     return _layout(
@@ -429,10 +529,13 @@ def loss_grid_heatmap(scan_loss: xr.DataArray, price_move: xr.DataArray, *, titl
 def single_name_heatmap(loss: xr.DataArray, *, title: str) -> go.Figure:
     """Single-name stress losses: class group x single-name method.
 
+    Methods that apply to none of the class groups are left out (no empty column); the axis
+    title names them.
+
     Parameters
     ----------
     loss
-        Losses over (group, single_name_method) [currency].
+        Losses over (group, single_name_method) [currency], NaN where a method does not apply.
     title
         Figure title.
 
@@ -440,13 +543,16 @@ def single_name_heatmap(loss: xr.DataArray, *, title: str) -> go.Figure:
     -------
     plotly.graph_objects.Figure
     """
+    applies = loss.notnull().any("group").values
+    unused = display_names(loss["single_name_method"].values[~applies])
+    xlabel = "single-name method" + (f" (not applicable to any: {', '.join(unused)})" if unused else "")
     return grid_heatmap(
-        loss,
+        loss.isel(single_name_method=np.flatnonzero(applies)),
         "single_name_method",
         "group",
         title=title,
-        xlabel="method (blank: does not apply)",
-        zlabel="loss",
+        xlabel=xlabel,
+        zlabel=with_unit("loss", _unit(loss)),
     )
 
 
@@ -482,10 +588,11 @@ def path_figure(
     plotly.graph_objects.Figure
     """
     steps = ds["step"].values
+    values = [np.asarray(ds[v].values, dtype=float) for v in variables]
     fig = go.Figure(
         [
-            go.Scatter(x=steps, y=ds[v].values, mode="lines+markers", name=v.replace("_", " "))
-            for v in variables
+            go.Scatter(x=steps, y=values[k], mode="lines+markers", name=name)
+            for name, k in _merge_equal(display_names(variables), values)
         ]
     )
     if marker is not None:
@@ -499,7 +606,8 @@ def path_figure(
                 name=marker_name,
             )
         )
-    return _layout(fig, title, xaxis_title="step", yaxis_title=ylabel)
+    fig = _layout(fig, title, xaxis_title="step", yaxis_title=ylabel)
+    return _integer_axis(fig, "x")
 
 
 def leverage_heatmap(
@@ -533,7 +641,9 @@ def leverage_heatmap(
         fmt=fmt,
         colorscale=colorscale,
     )
-    return fig
+    if fmt.endswith("%"):  # the colour bar in percent too, like the cells
+        fig.update_traces(colorbar_tickformat=".0%")
+    return fig.update_yaxes(autorange="reversed")  # rows top-down in the order given
 
 
 # -- account layer ------------------------------------------------------------------------------
@@ -573,7 +683,7 @@ def state_path_figure(
     state = path["state"].values.astype(int)
     deadline = pd.to_datetime(path["deadline"].values)
     due = ~pd.isna(deadline)
-    labels = np.array([str(n).replace("_", " ") for n in state_names], dtype=object)
+    labels = np.array(display_names(state_names), dtype=object)
     top = float(max(np.nanmax(general), np.nanmax(maint), 120.0)) * 1.1
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.06)
     fig.add_trace(go.Scatter(x=x, y=general, mode="lines+markers", name="general risk ratio"), row=1, col=1)
@@ -618,12 +728,13 @@ def state_path_figure(
     fig.add_hrect(y0=0, y1=100, fillcolor="#2ca02c", opacity=0.2, line_width=0, layer="below", row=1, col=1)
     fig.add_hrect(y0=100, y1=top, fillcolor="#ff7f0e", opacity=0.2, line_width=0, layer="below", row=1, col=1)
     fig.add_hline(y=100, line_dash="dash", line_color="#d62728", row=1, col=1)
-    fig.update_yaxes(title_text="risk ratio (%)", range=[0, top], row=1, col=1)
+    fig.update_yaxes(title_text="risk ratio [%]", range=[0, top], row=1, col=1)
+    fig.update_xaxes(title_text="step" if time_labels is None else "time", type="category", row=2, col=1)
     fig.add_annotation(x=x[0], y=50, text="normal", showarrow=False, xanchor="left", row=1, col=1)
     fig.add_annotation(
         x=x[0], y=min(top * 0.95, 115), text="margin call", showarrow=False, xanchor="left", row=1, col=1
     )
-    return _layout(fig, title, legend={"orientation": "h", "y": -0.15})
+    return _layout(fig, title, legend={"orientation": "h", "y": -0.22})
 
 
 def balances_bars(before: pd.Series, after: pd.Series, *, title: str, ylabel: str = "") -> go.Figure:

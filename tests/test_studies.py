@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from figure_text import colorbar_titles, leaks, table_text, value_axis_titles, visible_text
 from headless_browser import chromium, render
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -155,6 +156,37 @@ def test_report_renders_in_headless_browser(request, name, tmp_path):
     assert page.errors == []
     assert page.plots == expected
     assert page.svgs >= 2 * expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_report_reads_in_display_names_with_units(runs, name):
+    run = runs[name]
+    assert run.ok, run.error
+    nb = nbformat.read(run.notebook, as_version=4)
+    figures = [
+        o["data"]["application/vnd.plotly.v1+json"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
+    assert len(figures) >= MIN_FIGURES[name]
+    for fig in figures:
+        title = fig["layout"]["title"]["text"]
+        assert leaks(visible_text(fig)) == [], title
+        for axis in value_axis_titles(fig) + colorbar_titles(fig):
+            assert re.search(r"\[[^\]]+\]", axis), f"{title}: {axis!r} has no unit"
+    html = run.html.read_text(encoding="utf-8")
+    heads = table_text(html)
+    assert leaks(heads) == [], name
+    # the reports are one column: no text points left or right
+    assert not re.search(r"\b(Left|Right):", html)
+    captions = re.findall(r"<caption>(.*?)</caption>", html, re.S)
+    assert captions and re.search(r"\bat\b", captions[0], re.I), "the summary names its grid point"
+    if name == "account_study":  # the summary table is at the step of the margin call the text narrates
+        assert "enters <strong>margin call</strong> at step 3" in html
+        assert "step 3." in captions[0]
 
 
 # -- the runner: failure paths, atomic report, kernel, parameters -----------------------------------
@@ -718,7 +750,9 @@ def test_span_figures(span_result):
     rel = np.array([y for y, m in zip(wf.y, wf.measure) if m == "relative"])
     assert rel.sum() == pytest.approx(float(at["initial"]))
     lines = plots.lines_over(span[["maintenance", "initial"]], "shift", by="account", title="t")
-    assert len(lines.data) == 4
+    # every (account, variable) line is in the legend; lines with equal values are drawn once, "a = b"
+    shown = [part for t in lines.data for part in t.name.split(" = ")]
+    assert sorted(shown) == sorted(f"{a}: {v}" for a in span["account"].values for v in ("maintenance", "initial"))
 
 
 def test_scan_range_grid_is_one_call():

@@ -19,6 +19,7 @@ import xarray as xr
 
 from ..api import build_inputs, margin
 from ..errors import InputError
+from ..labels import display_name, method_name, with_unit
 from ..model import Inputs
 from ..params.cfd import CfdParams
 from ..registry import REGISTRY
@@ -34,6 +35,8 @@ __all__ = [
     "margin_by_method",
     "headline",
     "summary_table",
+    "report_table",
+    "grid_point_text",
     "without_group",
     "pm_top_driver",
     "cfd_leverage_book",
@@ -126,29 +129,43 @@ def headline(result: MarginResult) -> pd.DataFrame:
     return table
 
 
-def summary_table(result: MarginResult, problems: Mapping[str, str] | None = None) -> pd.DataFrame:
+def summary_table(
+    result: MarginResult, problems: Mapping[str, str] | None = None, at: Mapping[str, int] | None = None
+) -> pd.DataFrame:
     """The opening table of a report: one row per account and method.
 
     Columns: maintenance, initial [reporting currency], what set the requirement (binding
     component or largest combined commodity), and a note (grid point, or why a method did not run).
+
+    Parameters
+    ----------
+    result
+        The results.
+    problems
+        Method -> why it did not run (a row each).
+    at
+        Grid point to show, as dim -> index (e.g. ``{"step": 3}``, the step of a margin call);
+        dims not given (and methods without the dim) are at their base point.
     """
     rows = []
     for name, ds in result.methods.items():
-        at = base_point(ds, keep=("account", "group"))
-        # the grid point base_point chose (not a guess of it: a shift grid without 0 starts elsewhere)
-        extra = {d: at[d].item() if d in at.coords else 0 for d in result.grid_dims if d in ds.dims}
+        # the grid point asked for, the rest at its base point (a shift grid without 0 starts elsewhere)
+        one = base_point(
+            ds.isel({d: i for d, i in (at or {}).items() if d in ds.dims}), keep=("account", "group")
+        )
+        extra = {d: one[d].item() if d in one.coords else 0 for d in result.grid_dims if d in ds.dims}
         note = ", ".join(f"{k}={v}" for k, v in extra.items())
-        if name == "portfolio_margin" and "binding" in at:
-            driver = at["binding"].to_pandas().astype(str)
-        elif "risk" in at and "group" in at["risk"].dims and at.sizes.get("group", 0):
-            driver = at["risk"].idxmax("group").to_pandas().astype(str)
+        if name == "portfolio_margin" and "binding" in one:
+            driver = one["binding"].to_pandas().astype(str)
+        elif "risk" in one and "group" in one["risk"].dims and one.sizes.get("group", 0):
+            driver = one["risk"].idxmax("group").to_pandas().astype(str)
         else:
-            driver = pd.Series("", index=at["account"].values)
+            driver = pd.Series("", index=one["account"].values)
         part = pd.DataFrame(
             {
                 "method": name,
-                "maintenance": at["maintenance"].to_pandas(),
-                "initial": at["initial"].to_pandas(),
+                "maintenance": one["maintenance"].to_pandas(),
+                "initial": one["initial"].to_pandas(),
                 "set by": driver,
                 "note": note,
             }
@@ -166,6 +183,105 @@ def summary_table(result: MarginResult, problems: Mapping[str, str] | None = Non
     out = out.sort_values("account", kind="stable")  # accounts in book order, methods in run order
     out["account"] = out["account"].astype(str)
     return out.set_index(["account", "method"])
+
+
+def grid_point_text(note: str) -> str:
+    """A summary table's grid-point note (``"shift=0.0, step=3"``) in words: ``"shift 0 %, step 3"``."""
+    parts = []
+    for pair in filter(None, (p.strip() for p in str(note).split(","))):
+        dim, _, value = pair.partition("=")
+        if dim == "shift":
+            parts.append(f"price move {float(value):+.0%}".replace("+0%", "0 %").replace("%", " %"))
+        else:
+            parts.append(f"{display_name(dim)} {value}")
+    return ", ".join(parts)
+
+
+def report_table(
+    frame: pd.DataFrame,
+    *,
+    caption: str = "",
+    units: Mapping[str, str] | None = None,
+    fmt: str = "{:,.2f}",
+    formats: Mapping[str, str] | None = None,
+) -> Any:
+    """A table as a report shows it: display names, units in the headers, no empty column.
+
+    Identifiers in the index, the column names and the text cells (method, component, class,
+    currency-group names) become their display names (:mod:`marginsim.labels`); numeric column
+    labels lose trailing zeros (``0.25``); columns that are empty in every row are left out; a
+    summary table's grid-point note becomes words (``step 3``) and, when it is the same on every
+    row, goes to the caption instead of a column.
+
+    Parameters
+    ----------
+    frame
+        The table (e.g. :func:`summary_table`); not changed.
+    caption
+        Text above the table: what it shows and at which grid point.
+    units
+        Column -> unit, added to the column's header as ``[unit]``.
+    fmt
+        Number format of the numeric columns.
+    formats
+        Column -> number format, instead of ``fmt``.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        For ``display()`` in a notebook (its HTML is what the report shows).
+    """
+    out = frame.copy()
+    empty = [c for c in out.columns if (out[c].isna() | (out[c].astype(str).str.strip() == "")).all()]
+    out = out.drop(columns=empty)
+    if "note" in out.columns:
+        notes = out["note"].fillna("").astype(str)
+        words = notes.where(notes.str.startswith("not run"), notes.map(grid_point_text))
+        if words.nunique() == 1 and not words.iloc[0].startswith("not run"):
+            if words.iloc[0] and words.iloc[0] not in caption:
+                caption = f"{caption} At {words.iloc[0]}.".strip()
+            out = out.drop(columns="note")
+        else:
+            out["note"] = words
+    units = units or {}
+    formats = formats or {}
+
+    def one(v: Any, level_name: Any = None) -> Any:
+        if level_name == "method":
+            return method_name(str(v))
+        if isinstance(v, float):
+            return f"{v:g}"
+        return display_name(v) if isinstance(v, str) else v
+
+    def relabel(index: pd.Index, top_units: bool = False) -> pd.Index:
+        names = list(index.names)
+        if isinstance(index, pd.MultiIndex):
+            rows = [
+                tuple(
+                    with_unit(display_name(v), units.get(v)) if top_units and i == 0 else one(v, names[i])
+                    for i, v in enumerate(t)
+                )
+                for t in index
+            ]
+            return pd.MultiIndex.from_tuples(rows, names=[display_name(n) if n else n for n in names])
+        cells = [with_unit(display_name(v), units.get(v)) if top_units else one(v, names[0]) for v in index]
+        return pd.Index(cells, name=display_name(names[0]) if names[0] else None)
+
+    numeric = [pd.api.types.is_numeric_dtype(out[c]) for c in out.columns]
+    keys = [c[0] if isinstance(c, tuple) else c for c in out.columns]
+    text = [c for c, num in zip(out.columns, numeric) if not num]
+    for c in text:
+        out[c] = out[c].map(lambda v: display_name(v) if isinstance(v, str) else v)
+    out.index = relabel(out.index)
+    out.columns = relabel(out.columns, top_units=True)
+    fmts = {c: formats.get(k, fmt) for c, k, num in zip(out.columns, keys, numeric) if num}
+    style = out.style.format(fmts, na_rep="")
+    if not caption:
+        return style
+    return style.set_caption(caption).set_table_styles(
+        [{"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"}],
+        overwrite=False,
+    )
 
 
 def without_group(inputs: Inputs, group: str, account: str | None = None) -> Inputs:
@@ -284,7 +400,11 @@ def cfd_leverage_book(
         )
     if cash is None:
         first = next(iter(cfd.accounts.items()), None)
-        cash = default_cash if first is None else sc.cash_amount(first[1].cash, key_path=f"cfd.accounts.{first[0]}.cash")
+        cash = (
+            default_cash
+            if first is None
+            else sc.cash_amount(first[1].cash, key_path=f"cfd.accounts.{first[0]}.cash")
+        )
     combos = pd.DataFrame(
         list(itertools.product(classes, map(float, leverage_used))), columns=["cfd_class", "leverage_used"]
     )
