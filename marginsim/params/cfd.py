@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat
+from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -234,6 +234,11 @@ class CfdParams(_Model):
     def _defaults(cls, data: Any) -> Any:
         return _merge_defaults(data)
 
+    @field_validator("step_times")
+    @classmethod
+    def _step_times(cls, v: list[dt.datetime] | None) -> list[dt.datetime] | None:
+        return check_step_times(v)
+
     @model_validator(mode="after")
     def _check(self) -> CfdParams:
         for name, u in self.underlyings.items():
@@ -242,14 +247,6 @@ class CfdParams(_Model):
                     f"underlyings.{name}.cfd_class {u.cfd_class!r} is not a class of `leverage` "
                     f"({', '.join(self.leverage)})"
                 )
-        if self.step_times is not None:
-            if not self.step_times:
-                raise ValueError("step_times is empty")
-            aware = {t.tzinfo is not None for t in self.step_times}
-            if len(aware) > 1:
-                raise ValueError("step_times mixes times with and without a time zone")
-            if any(b < a for a, b in zip(self.step_times, self.step_times[1:])):
-                raise ValueError("step_times must not decrease")
         return self
 
 
