@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .params import MAX_AMOUNT, Currency, NonNegFloat, PosFloat
+from .params import MAX_AMOUNT, Currency, NonNegFloat, PosFloat, Rate, Vol
 from .params import StrictModel as _Model
 from .params.cfd import MonteCarloParams
 from .registry import REGISTRY
@@ -50,9 +50,9 @@ class Underlying(_Model):
     """One risk factor (a stock, an index, a futures price) in ``market``."""
 
     price: PosFloat = Field(description="Current price [price units of the underlying].")
-    vol: NonNegFloat | None = Field(None, description="Annualised implied volatility [decimal].")
-    rate: float = Field(0.0, description="Continuously compounded interest rate [decimal per year].")
-    dividend_yield: float = Field(0.0, description="Continuous dividend yield [decimal per year].")
+    vol: Vol | None = Field(None, description="Annualised implied volatility [decimal].")
+    rate: Rate = Field(0.0, description="Continuously compounded interest rate [decimal per year].")
+    dividend_yield: Rate = Field(0.0, description="Continuous dividend yield [decimal per year].")
     currency: Currency | None = Field(
         None, description="Currency of the price; default: the file's currency."
     )
@@ -100,7 +100,7 @@ class Contract(_Model):
         "premium",
         description="Options: `premium` (paid up front, counts in net option value) or `futures` (futures-style).",
     )
-    vol: NonNegFloat | None = Field(None, description="This option's implied vol [decimal].")
+    vol: Vol | None = Field(None, description="This option's implied vol [decimal].")
     strike: PosFloat | None = Field(None, description="Options: strike [price units].")
     risk_array: list[float] | None = Field(
         None,
@@ -478,7 +478,9 @@ def _explain(errors: list[Any], data: Any) -> tuple[tuple[str | int, ...], str]:
     that are keys of a mapping (``market: {12: ...}``) render as keys, not list indices.
     """
     err = next((x for x in errors if not x["type"].endswith("_type")), errors[0])
-    raw = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+    raw = tuple(
+        x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "constrained-")))
+    )
     # pydantic reports union branches as extra location parts: keep the user's keys only
     raw = tuple(
         x for x in raw if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float")))

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+import marginsim
 from marginsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,3 +227,50 @@ def test_json_file_with_nan_string(tmp_path, capsys):
 def test_corpus_is_large_enough():
     assert len(CASES) >= 60
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    "base,change,key_path",
+    [
+        (S, put((("market", "ABC", "vol"), 1e300)), "market.ABC.vol"),
+        (S, put((("market", "ABC", "rate"), 1e300)), "market.ABC.rate"),
+        (C, put((("grid",), {"monte_carlo": {"paths": 2, "steps": 2, "drift": 1e300}})), "grid.monte_carlo.drift"),
+    ],
+    ids=["vol-1e300", "rate-1e300", "mc-drift-1e300"],
+)
+def test_rates_and_vols_beyond_the_kernels_range(tmp_path, capsys, base, change, key_path):
+    """A vol of 1e300 priced every option at 0, a rate of 1e300 dropped the net option value."""
+    p = _write(tmp_path, base, change)
+    assert main(["margin", str(p), "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{p}: {key_path}: Input should be less than or equal to 10" in err, err
+
+
+def test_known_wrong_answers_are_refused():
+    """The wrong figures of issue 14: each input is now an error, not a plausible number."""
+    seed = _base(S)
+    seed["market"]["ABC"]["rate"] = NAN  # gave 1,125.0 instead of 609.40 (net option value dropped)
+    with pytest.raises(marginsim.InputError, match="market.ABC.rate: must be a finite number"):
+        marginsim.margin(seed)
+    assert marginsim.margin(_base(S)).to_dict()["accounts"]["main"]["span"]["maintenance"] == pytest.approx(609.40, abs=0.005)
+    pm = _base(P)
+    pm["market"]["TINY"]["price"] = INF  # dropped TINY's charge from the total
+    with pytest.raises(marginsim.InputError, match="market.TINY.price: must be a finite number"):
+        marginsim.margin(pm)
+    ra = _base(S)
+    ra["contracts"]["ABC-P950"]["risk_array"][5] = NAN  # was replaced by a model value
+    with pytest.raises(marginsim.InputError, match=r"risk_array\[5\]: must be a finite number"):
+        marginsim.margin(ra)
+
+
+def test_safety_net_names_method_variable_and_account(tmp_path, capsys):
+    """Any NaN or inf left in a money figure due (an input no check caught) is an error, never a
+    null or a NaN in the JSON."""
+    res = marginsim.margin(SCENARIOS / S)
+    res.check_finite()  # a good result passes
+    res.methods["span"]["maintenance"].values[...] = INF
+    with pytest.raises(marginsim.InputError, match="span: maintenance of account 'main' is not a finite number"):
+        res.to_dict()
+    res.methods["span"]["maintenance"].values[...] = NAN
+    with pytest.raises(marginsim.InputError, match=str(SCENARIOS / S)):
+        res.to_json()

@@ -11,6 +11,8 @@ defined outside the package derives its section's model from it.
 
 from ._base import (
     MAX_AMOUNT,
+    MAX_RATE,
+    MAX_VOL,
     Amount,
     Country,
     Currency,
@@ -19,7 +21,9 @@ from ._base import (
     NonNegFloat,
     PosFloat,
     PosFraction,
+    Rate,
     StrictModel,
+    Vol,
 )
 from .account import AccountParams
 from .cfd import CfdParams, MonteCarloParams
@@ -28,6 +32,10 @@ from .span import CombinedCommodityParams, SpanParams
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_RATE",
+    "MAX_VOL",
+    "Rate",
+    "Vol",
     "Amount",
     "Country",
     "Currency",

@@ -24,6 +24,10 @@ __all__ = [
     "Money",
     "Amount",
     "MAX_AMOUNT",
+    "MAX_VOL",
+    "MAX_RATE",
+    "Vol",
+    "Rate",
     "check_step_times",
 ]
 
@@ -49,6 +53,19 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 PosFraction = Annotated[float, Field(gt=0, le=1)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code")]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 country code")]
+#: The largest volatility a scenario file may state [decimal per sqrt(year)]: 10 = 1,000 % a year,
+#: beyond any traded implied vol; above it option values leave the range the pricing kernels
+#: compute (a vol of 1e300 priced every option at 0).
+MAX_VOL: float = 10.0
+#: The largest interest rate, dividend yield or drift, up or down, a scenario file may state
+#: [decimal per year]: 10 = 1,000 % a year; above it discount factors underflow to 0 (a rate of
+#: 1e300 dropped the net option value).
+MAX_RATE: float = 10.0
+
+#: an annualised volatility [decimal]: 0 to :data:`MAX_VOL`
+Vol = Annotated[float, Field(ge=0, le=MAX_VOL)]
+#: a continuously compounded rate [decimal per year]: within +/- :data:`MAX_RATE`
+Rate = Annotated[float, Field(ge=-MAX_RATE, le=MAX_RATE)]
 #: an amount of money [its currency]: finite and at most :data:`MAX_AMOUNT` either way
 Amount = Annotated[float, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 #: an amount in the reporting currency, or per currency

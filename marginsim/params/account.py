@@ -21,11 +21,11 @@ figure as its default where a public source fixes one, and a *house default* whe
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Amount, Currency, Fraction, NonNegFloat, PosFloat, check_step_times
+from ._base import MAX_AMOUNT, Amount, Currency, Fraction, NonNegFloat, PosFloat, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -121,8 +121,10 @@ class FixedMargin(_Model):
     """Exchange margin as a fixed amount per contract (most non-mainland exchanges)."""
 
     type: Literal["fixed"]
-    initial: NonNegFloat = Field(description="Exchange initial margin per contract [`currency`].")
-    maintenance: NonNegFloat | None = Field(
+    initial: Annotated[NonNegFloat, Field(le=MAX_AMOUNT)] = Field(
+        description="Exchange initial margin per contract [`currency`]."
+    )
+    maintenance: Annotated[NonNegFloat, Field(le=MAX_AMOUNT)] | None = Field(
         None, description="Exchange maintenance margin per contract [`currency`]; default: `initial`."
     )
     currency: Currency | None = Field(None, description="Margin currency; default: the contract's currency.")

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, check_step_times
+from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, Rate, Vol, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -100,7 +100,7 @@ class CfdUnderlying(_Model):
             "product_class), else individual_equity ('individual equities and other reference values')."
         ),
     )
-    historical_vol: NonNegFloat | None = Field(
+    historical_vol: Vol | None = Field(
         None,
         description="Historical volatility [decimal per sqrt(year)] the broker's own rate is set from.",
     )
@@ -263,14 +263,14 @@ class MonteCarloParams(_Model):
     steps: int = Field(ge=1, description="Number of steps after the start (dim `step` has steps + 1 points).")
     step_days: PosFloat = Field(1.0, description="Calendar days per step.")
     seed: int = Field(0, ge=0, description="Seed of the random generator.")
-    vol: dict[str, NonNegFloat] = Field(
+    vol: dict[str, Vol] = Field(
         default_factory=dict,
         description=(
             "Annualised vol per underlying [decimal]; default: market.<name>.vol. Underlyings with "
             "neither keep their price."
         ),
     )
-    drift: float | dict[str, float] = Field(
+    drift: Rate | dict[str, Rate] = Field(
         0.0, description="Annualised drift [decimal per year], one for all or per underlying."
     )
     correlation: Annotated[float, Field(gt=-1, lt=1)] = Field(
