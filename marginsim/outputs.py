@@ -41,6 +41,7 @@ __all__ = [
     "NEUTRAL_GRID_POINT",
     "base_grid_point",
     "first_nonfinite_money",
+    "DUE_MONEY",
 ]
 
 #: Units of an amount in the reporting currency.
@@ -285,12 +286,17 @@ def base_grid_point(ds: xr.Dataset, dims: Sequence[str]) -> dict[str, int]:
     return out
 
 
+#: Money outputs that are a number for every account (a NaN there is never "not applicable").
+DUE_MONEY = ("maintenance", "initial")
+
+
 def first_nonfinite_money(ds: xr.Dataset, outputs: Iterable[Output]) -> tuple[str, str] | None:
     """The first money figure of an account that is NaN or infinite, where a number is due.
 
-    The figures due are the money outputs of the account's JSON object (``json="account"``:
-    maintenance, initial, equity...); others may be NaN for "not applicable" (a position not yet
-    open). Lazy (dask) variables are left to be checked when they are computed.
+    An infinity is refused in every money output of the account's JSON object (``json="account"``);
+    NaN only in the requirements always due (:data:`DUE_MONEY`: ``maintenance``, ``initial``), as
+    other figures use it for "not applicable" (equity without cash, a position not yet open).
+    Lazy (dask) variables are left to be checked when they are computed.
 
     Returns
     -------
@@ -304,7 +310,7 @@ def first_nonfinite_money(ds: xr.Dataset, outputs: Iterable[Output]) -> tuple[st
         da = ds[o.name]
         if da.chunks is not None or da.dtype.kind != "f":
             continue
-        bad = ~np.isfinite(da.values)
+        bad = ~np.isfinite(da.values) if o.name in DUE_MONEY else np.isinf(da.values)
         if bad.any():
             account = ""
             if "account" in da.dims:
