@@ -40,6 +40,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(result.to_json() + "\n")
         return 0
+    result.check_finite()  # no NaN or inf in a table where a figure is due
     sc = result.inputs.scenario
     print(f"{sc.name}  as of {sc.as_of}  currency {sc.currency}")
     if sc.description:

@@ -40,6 +40,8 @@ __all__ = [
     "account_table",
     "NEUTRAL_GRID_POINT",
     "base_grid_point",
+    "first_nonfinite_money",
+    "DUE_MONEY",
 ]
 
 #: Units of an amount in the reporting currency.
@@ -282,3 +284,37 @@ def base_grid_point(ds: xr.Dataset, dims: Sequence[str]) -> dict[str, int]:
             hit = np.flatnonzero(vals == NEUTRAL_GRID_POINT[dim])
         out[dim] = int(hit[0]) if hit.size else 0
     return out
+
+
+#: Money outputs that are a number for every account (a NaN there is never "not applicable").
+DUE_MONEY = ("maintenance", "initial")
+
+
+def first_nonfinite_money(ds: xr.Dataset, outputs: Iterable[Output]) -> tuple[str, str] | None:
+    """The first money figure of an account that is NaN or infinite, where a number is due.
+
+    An infinity is refused in every money output of the account's JSON object (``json="account"``);
+    NaN only in the requirements always due (:data:`DUE_MONEY`: ``maintenance``, ``initial``), as
+    other figures use it for "not applicable" (equity without cash, a position not yet open).
+    Lazy (dask) variables are left to be checked when they are computed.
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``(variable, account)`` (account ``""`` for a variable without an ``account`` dim), or
+        ``None`` when every figure due is finite.
+    """
+    for o in outputs:
+        if o.json != "account" or not o.is_money or o.name not in ds.variables:
+            continue
+        da = ds[o.name]
+        if da.chunks is not None or da.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(da.values) if o.name in DUE_MONEY else np.isinf(da.values)
+        if bad.any():
+            account = ""
+            if "account" in da.dims:
+                row = int(np.argwhere(bad)[0][da.dims.index("account")])
+                account = str(ds["account"].values[row])
+            return o.name, account
+    return None

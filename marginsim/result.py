@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .errors import InputError
 from .model import GRID_DIMS, Inputs
-from .outputs import to_plain
+from .outputs import first_nonfinite_money, to_plain
 from .registry import REGISTRY
 
 __all__ = ["MarginResult", "to_plain", "base_point"]
@@ -89,8 +90,28 @@ class MarginResult:
                     break
         return out
 
+    def check_finite(self) -> None:
+        """Refuse a result with a NaN or infinite amount where a number is due (the last guard
+        against inputs no check caught: a value a method cannot handle, an overflow).
+
+        Raises
+        ------
+        InputError
+            Naming the method, the variable and the account.
+        """
+        for name, ds in self.methods.items():
+            bad = first_nonfinite_money(ds, REGISTRY[name].outputs)
+            if bad is not None:
+                variable, account = bad
+                raise InputError(
+                    f"{name}: {variable} of account {account!r} is not a finite number: an input is "
+                    "too large or out of the range this method can compute",
+                    file=self.inputs.scenario.file,
+                )
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of ``marginsim margin FILE --json``."""
+        """The JSON contract of ``marginsim margin FILE --json`` (after :meth:`check_finite`)."""
+        self.check_finite()
         sc = self.inputs.scenario
         gd = list(self.grid_dims)
         accounts: dict[str, dict[str, Any]] = {a: {} for a in self.inputs.accounts}

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     Field,
@@ -25,7 +27,7 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .params import Currency, NonNegFloat, PosFloat
+from .params import MAX_AMOUNT, Currency, NonNegFloat, PosFloat, Rate, Vol
 from .params import StrictModel as _Model
 from .params.cfd import MonteCarloParams
 from .registry import REGISTRY
@@ -48,9 +50,9 @@ class Underlying(_Model):
     """One risk factor (a stock, an index, a futures price) in ``market``."""
 
     price: PosFloat = Field(description="Current price [price units of the underlying].")
-    vol: NonNegFloat | None = Field(None, description="Annualised implied volatility [decimal].")
-    rate: float = Field(0.0, description="Continuously compounded interest rate [decimal per year].")
-    dividend_yield: float = Field(0.0, description="Continuous dividend yield [decimal per year].")
+    vol: Vol | None = Field(None, description="Annualised implied volatility [decimal].")
+    rate: Rate = Field(0.0, description="Continuously compounded interest rate [decimal per year].")
+    dividend_yield: Rate = Field(0.0, description="Continuous dividend yield [decimal per year].")
     currency: Currency | None = Field(
         None, description="Currency of the price; default: the file's currency."
     )
@@ -98,7 +100,7 @@ class Contract(_Model):
         "premium",
         description="Options: `premium` (paid up front, counts in net option value) or `futures` (futures-style).",
     )
-    vol: NonNegFloat | None = Field(None, description="This option's implied vol [decimal].")
+    vol: Vol | None = Field(None, description="This option's implied vol [decimal].")
     strike: PosFloat | None = Field(None, description="Options: strike [price units].")
     risk_array: list[float] | None = Field(
         None,
@@ -132,13 +134,6 @@ class Position(_Model):
     account: str = "main"
     open_price: PosFloat | None = None
     opened: dt.datetime | None = None
-
-    @field_validator("quantity")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if v != v or v in (float("inf"), float("-inf")):
-            raise ValueError("quantity must be a finite number")
-        return v
 
 
 class GridParams(_Model):
@@ -195,8 +190,20 @@ class ScenarioFile(_Model):
 
     name: str = Field(min_length=1, description="Used in report titles and file names.")
     description: str = ""
-    as_of: dt.date | dt.datetime = Field(description="Valuation date (and time, where deadlines matter).")
+    as_of: dt.date | dt.datetime = Field(
+        description=(
+            "Valuation date (YYYY-MM-DD), or date and time (YYYY-MM-DDTHH:MM[:SS][+HH:MM]) where "
+            "deadlines and order times matter; quoted or not, a value with a time is a time."
+        )
+    )
     currency: Currency = "USD"
+    max_amount: PosFloat = Field(
+        MAX_AMOUNT,
+        description=(
+            "Largest value of one contract (multiplier x price x FX, at every grid price) and of one "
+            "position (x |quantity|) accepted [reporting currency]; a guard against overflow."
+        ),
+    )
     fx: dict[Currency, PosFloat] = Field(
         default_factory=dict, description="Value of one unit of each currency in `currency`."
     )
@@ -212,6 +219,27 @@ class ScenarioFile(_Model):
     if TYPE_CHECKING:  # the method sections are fields of scenario_model(): any attribute is allowed
 
         def __getattr__(self, name: str) -> Any: ...
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_or_time(cls, v: Any) -> Any:
+        # a string with a time is a time, as YAML reads an unquoted one (pydantic's union would
+        # take the date of '2026-03-10T00:00:00'); numbers are not dates
+        if isinstance(v, dt.date):
+            return v
+        if isinstance(v, str):
+            text = v.strip()
+            try:
+                if len(text) == 10:
+                    return dt.date.fromisoformat(text)
+                return dt.datetime.fromisoformat(text)
+            except ValueError as e:
+                raise ValueError(
+                    f"not a valid date or date and time ({e}): give YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[+HH:MM]"
+                ) from None
+        raise ValueError(
+            f"must be a valid date (YYYY-MM-DD) or date and time (YYYY-MM-DDTHH:MM:SS[+HH:MM]), not {v!r}"
+        )
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # by value: the class is made from the registry, so it is rebuilt, not looked up by name
@@ -337,10 +365,160 @@ def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
                 for und in v:
                     if und not in sc.market:
                         problems.append((("grid", key, und), f"unknown underlying {und!r}"))
+    problems.extend(_time_zone_check(sc))
     for spec in REGISTRY.values():
         if spec.check is not None and sc.section(spec.name) is not None:
             problems.extend(spec.check(sc))
+    if not problems:  # needs known underlyings and FX rates
+        problems.extend(_amount_check(sc))
     return problems
+
+
+def _time_zone_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
+    """Order times (``positions[].opened``) are compared with ``cfd.step_times``: both with a time
+    zone or both without (a naive time next to a zoned one has no single meaning)."""
+    cfd = sc.section("cfd")
+    times = getattr(cfd, "step_times", None)
+    if not times:
+        return []
+    zoned = times[0].tzinfo is not None
+    opened = [(i, p.opened) for i, p in enumerate(sc.positions) if p.opened is not None]
+    bad = [i for i, t in opened if (t.tzinfo is not None) != zoned]
+    if not bad:
+        return []
+    which = "with" if zoned else "without"
+    return [
+        (
+            ("positions", bad[0], "opened"),
+            f"order time {opened[[i for i, _ in opened].index(bad[0])][1].isoformat()} and cfd.step_times "
+            f"(given {which} a time zone) must all have a time zone or all have none",
+        )
+    ]
+
+
+def _amount_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
+    """The value of one contract (multiplier x price x FX, at the market and at every price of
+    ``grid.shift`` / ``grid.path``) and of each position (x |quantity|) must be finite and at most
+    ``max_amount`` [reporting currency]: products of values that are each finite (``price:
+    1e308``) must not overflow inside a method."""
+    if not sc.contracts:
+        return []
+    limit = sc.max_amount
+    names = list(sc.contracts)
+    cs = [sc.contracts[n] for n in names]
+    unds = [sc.market[c.underlying] for c in cs]
+    mult = np.array([c.multiplier for c in cs])
+    spot = np.array([u.price for u in unds])
+    own = np.array([c.price if c.price is not None else 0.0 for c in cs])
+    fx = np.array([sc.fx_rate(u.currency or sc.currency) for u in unds])
+    grid_level = spot.copy()  # the highest price of each contract's underlying over the grid
+    grid_key: list[tuple[str | int, ...]] = [("grid",)] * len(cs)
+    g = sc.grid
+    if g is not None and g.shift is not None:
+        for i, c in enumerate(cs):  # contracts, not positions
+            moves = g.shift.get(c.underlying, [0.0]) if isinstance(g.shift, dict) else g.shift
+            with np.errstate(over="ignore"):
+                grid_level[i] = spot[i] * max(1.0, 1.0 + max(moves))
+            grid_key[i] = ("grid", "shift", c.underlying) if isinstance(g.shift, dict) else ("grid", "shift")
+    if g is not None and g.path is not None:
+        for i, c in enumerate(cs):
+            if c.underlying in g.path:
+                grid_level[i] = max(grid_level[i], max(g.path[c.underlying]))
+                grid_key[i] = ("grid", "path", c.underlying)
+    with np.errstate(over="ignore", invalid="ignore"):
+        unit = mult * np.maximum(spot, own) * fx
+        unit_grid = mult * np.maximum(grid_level, own) * fx
+    ccy = sc.currency
+    bad = np.flatnonzero(~(unit <= limit))
+    if bad.size:
+        i = int(bad[0])
+        return [
+            (
+                ("contracts", names[i]),
+                f"the value of one contract (multiplier x price x FX) is {unit[i]:g} {ccy}, above the "
+                f"largest amount accepted (max_amount: {limit:g})",
+            )
+        ]
+    bad = np.flatnonzero(~(unit_grid <= limit))
+    if bad.size:
+        i = int(bad[0])
+        return [
+            (
+                grid_key[i],
+                f"at the grid's highest price, one {names[i]} contract is worth {unit_grid[i]:g} {ccy}, "
+                f"above the largest amount accepted (max_amount: {limit:g})",
+            )
+        ]
+    index = {n: i for i, n in enumerate(names)}
+    k = np.array([index.get(p.contract, -1) for p in sc.positions], dtype=np.int64)
+    qty = np.array([p.quantity for p in sc.positions], dtype=float)
+    if not k.size:
+        return []
+    with np.errstate(over="ignore", invalid="ignore"):
+        notional = np.abs(qty) * np.where(k >= 0, unit_grid[k], 0.0)
+    bad = np.flatnonzero(~(notional <= limit))
+    if bad.size:
+        i = int(bad[0])
+        return [
+            (
+                ("positions", i),
+                f"the position's notional (|quantity| x multiplier x price x FX) is {notional[i]:g} "
+                f"{ccy}, above the largest amount accepted (max_amount: {limit:g})",
+            )
+        ]
+    return []
+
+
+def _explain(errors: list[Any], data: Any) -> tuple[tuple[str | int, ...], str]:
+    """The key path and message of a pydantic validation error, in the user's terms.
+
+    Of the errors of a union's branches (``cash: 100`` against ``float | dict``), the one of the
+    branch whose type matched is kept (a constraint failed there), else the first error. The key
+    path keeps the user's keys only (pydantic adds union branches and validator names); integers
+    that are keys of a mapping (``market: {12: ...}``) render as keys, not list indices.
+    """
+    err = next((x for x in errors if not x["type"].endswith("_type")), errors[0])
+    raw = tuple(
+        x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "constrained-")))
+    )
+    # pydantic reports union branches as extra location parts: keep the user's keys only
+    raw = tuple(
+        x for x in raw if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float")))
+    )
+    loc: list[str | int] = []
+    node = data
+    for j, x in enumerate(raw):
+        if isinstance(x, str) and isinstance(node, Mapping) and x not in node and j < len(raw) - 1:
+            continue  # a tagged union's branch (`margin: {type: fixed}` -> fixed): not a key of the file
+        loc.append(str(x) if isinstance(x, int) and isinstance(node, Mapping) else x)
+        try:
+            node = node[x]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    msg = err["msg"]
+    value = err.get("input")
+    limit = (err.get("ctx") or {}).get("le", (err.get("ctx") or {}).get("ge"))
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "missing required key"
+    elif err["type"] == "finite_number":
+        shown = value if isinstance(value, str) else _number(value)
+        msg = f"must be a finite number (got {shown})"
+    elif isinstance(limit, float) and abs(limit) == MAX_AMOUNT and isinstance(value, (int, float)):
+        msg = f"{_number(value)} is above the largest amount accepted ({MAX_AMOUNT:g} in absolute value)"
+    msg = msg.removeprefix("Value error, ")
+    return tuple(loc), msg
+
+
+def _number(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:g}"
+    return str(v)
 
 
 def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile:
@@ -356,18 +534,7 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
     try:
         sc = scenario_model().model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
-        # pydantic reports union branches as extra location parts: keep the user's keys only
-        loc = tuple(
-            x for x in loc if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float")))
-        )
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "missing required key"
-        msg = msg.removeprefix("Value error, ")
+        loc, msg = _explain(e.errors(), data)
         raise InputError(msg, file=file, key_path=loc) from None
     problems = _cross_check(sc)
     if problems:
@@ -377,20 +544,58 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate keys (a silent overwrite is a user error)."""
+    """A safe YAML loader that rejects duplicate keys (a silent overwrite is a user error) and
+    reports a value its tag cannot make (``!!int abc``, ``!!bool maybe``) as a YAML error at the
+    value's line, never as a Python exception."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]} ({e})", node.start_mark
+            ) from None
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     mapping: dict = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a name or a number, not a {type(key).__name__}", key_node.start_mark
+            )
         if key in mapping:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
 
+def _construct_timestamp(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> Any:
+    # an impossible date (2026-02-30, month 13, hour 25) stays text: the field it is given to
+    # reports it with its key path
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except (ValueError, AttributeError, OverflowError):
+        return loader.construct_scalar(node)
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _read_yaml(text: str, path: Path) -> Any:
+    """The data of a YAML (or JSON) text; any problem is an :class:`InputError` naming ``path``
+    (and the line where the parser knows it)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise InputError(f"not valid YAML{where}: {problem}", file=path) from None
+    except RecursionError:
+        raise InputError("not valid YAML: lists or mappings nested too deeply", file=path) from None
 
 
 def load_scenario(path: str | Path) -> ScenarioFile:
@@ -418,14 +623,7 @@ def load_scenario(path: str | Path) -> ScenarioFile:
         raise InputError("file not found", file=path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the file: {e}", file=path) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise InputError(f"not valid YAML{where}: {problem}", file=path) from None
-    sc = parse_scenario(data, file=path)
+    sc = parse_scenario(_read_yaml(text, path), file=path)
     span = sc.section("span")
     if span is not None and getattr(span, "source", None) is not None:
         src = Path(span.source)

@@ -9,13 +9,34 @@
 defined outside the package derives its section's model from it.
 """
 
-from ._base import Country, Currency, Fraction, Money, NonNegFloat, PosFloat, PosFraction, StrictModel
+from ._base import (
+    MAX_AMOUNT,
+    MAX_RATE,
+    MAX_VOL,
+    Amount,
+    Country,
+    Currency,
+    Fraction,
+    Money,
+    NonNegFloat,
+    PosFloat,
+    PosFraction,
+    Rate,
+    StrictModel,
+    Vol,
+)
 from .account import AccountParams
 from .cfd import CfdParams, MonteCarloParams
 from .portfolio_margin import PortfolioMarginParams
 from .span import CombinedCommodityParams, SpanParams
 
 __all__ = [
+    "MAX_AMOUNT",
+    "MAX_RATE",
+    "MAX_VOL",
+    "Rate",
+    "Vol",
+    "Amount",
     "Country",
     "Currency",
     "Fraction",

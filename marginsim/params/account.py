@@ -21,11 +21,11 @@ figure as its default where a public source fixes one, and a *house default* whe
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Currency, Fraction, NonNegFloat, PosFloat
+from ._base import MAX_AMOUNT, Amount, Currency, Fraction, NonNegFloat, PosFloat, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -121,8 +121,10 @@ class FixedMargin(_Model):
     """Exchange margin as a fixed amount per contract (most non-mainland exchanges)."""
 
     type: Literal["fixed"]
-    initial: NonNegFloat = Field(description="Exchange initial margin per contract [`currency`].")
-    maintenance: NonNegFloat | None = Field(
+    initial: Annotated[NonNegFloat, Field(le=MAX_AMOUNT)] = Field(
+        description="Exchange initial margin per contract [`currency`]."
+    )
+    maintenance: Annotated[NonNegFloat, Field(le=MAX_AMOUNT)] | None = Field(
         None, description="Exchange maintenance margin per contract [`currency`]; default: `initial`."
     )
     currency: Currency | None = Field(None, description="Margin currency; default: the contract's currency.")
@@ -219,7 +221,7 @@ class Movement(_Model):
 class LmeProfit(_Model):
     """Profit of a closed LME position, paid on the contract's prompt date."""
 
-    amount: float = Field(description="Realised profit (pnl) [`currency`].")
+    amount: Amount = Field(description="Realised profit (pnl) [`currency`].")
     currency: Currency = "USD"
     currency_group: CurrencyGroup = "NonHK_"
     prompt_date: dt.date = Field(description="Prompt date: the profit is withdrawable from this date.")
@@ -236,11 +238,11 @@ class Deposit(_Model):
 class AccountFunds(_Model):
     """One account's money and client profile (``account.accounts.<name>``)."""
 
-    cash: dict[CurrencyGroup, dict[Currency, float]] = Field(
+    cash: dict[CurrencyGroup, dict[Currency, Amount]] = Field(
         default_factory=dict,
         description="Cash balances after the last settlement, by currency group and currency [currency].",
     )
-    unsettled: dict[CurrencyGroup, dict[Currency, float]] = Field(
+    unsettled: dict[CurrencyGroup, dict[Currency, Amount]] = Field(
         default_factory=dict,
         description="Part of `cash` not yet settled [currency]: counts in equity, earns or pays no interest.",
     )
@@ -490,6 +492,11 @@ class AccountParams(_Model):
     liquidation: LiquidationParams = Field(default_factory=LiquidationParams)
     decision: DecisionPoints = Field(default_factory=DecisionPoints)
 
+    @field_validator("step_times")
+    @classmethod
+    def _step_times(cls, v: list[dt.datetime] | None) -> list[dt.datetime] | None:
+        return check_step_times(v)
+
     @model_validator(mode="after")
     def _check(self) -> AccountParams:
         for name, acct in self.accounts.items():
@@ -499,11 +506,6 @@ class AccountParams(_Model):
                         raise ValueError(
                             f"accounts.{name}.unsettled.{g}.{c}: unsettled cash must be part of `cash`"
                         )
-        if self.step_times is not None:
-            if not self.step_times:
-                raise ValueError("step_times is empty")
-            if any(b < a for a, b in zip(self.step_times, self.step_times[1:])):
-                raise ValueError("step_times must not decrease")
         if self.call_deadline <= self.call_cutoff:
             raise ValueError("call_deadline must be after call_cutoff")
         return self

@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat
+from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, Rate, Vol, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -100,7 +100,7 @@ class CfdUnderlying(_Model):
             "product_class), else individual_equity ('individual equities and other reference values')."
         ),
     )
-    historical_vol: NonNegFloat | None = Field(
+    historical_vol: Vol | None = Field(
         None,
         description="Historical volatility [decimal per sqrt(year)] the broker's own rate is set from.",
     )
@@ -234,6 +234,11 @@ class CfdParams(_Model):
     def _defaults(cls, data: Any) -> Any:
         return _merge_defaults(data)
 
+    @field_validator("step_times")
+    @classmethod
+    def _step_times(cls, v: list[dt.datetime] | None) -> list[dt.datetime] | None:
+        return check_step_times(v)
+
     @model_validator(mode="after")
     def _check(self) -> CfdParams:
         for name, u in self.underlyings.items():
@@ -242,14 +247,6 @@ class CfdParams(_Model):
                     f"underlyings.{name}.cfd_class {u.cfd_class!r} is not a class of `leverage` "
                     f"({', '.join(self.leverage)})"
                 )
-        if self.step_times is not None:
-            if not self.step_times:
-                raise ValueError("step_times is empty")
-            aware = {t.tzinfo is not None for t in self.step_times}
-            if len(aware) > 1:
-                raise ValueError("step_times mixes times with and without a time zone")
-            if any(b < a for a, b in zip(self.step_times, self.step_times[1:])):
-                raise ValueError("step_times must not decrease")
         return self
 
 
@@ -266,14 +263,14 @@ class MonteCarloParams(_Model):
     steps: int = Field(ge=1, description="Number of steps after the start (dim `step` has steps + 1 points).")
     step_days: PosFloat = Field(1.0, description="Calendar days per step.")
     seed: int = Field(0, ge=0, description="Seed of the random generator.")
-    vol: dict[str, NonNegFloat] = Field(
+    vol: dict[str, Vol] = Field(
         default_factory=dict,
         description=(
             "Annualised vol per underlying [decimal]; default: market.<name>.vol. Underlyings with "
             "neither keep their price."
         ),
     )
-    drift: float | dict[str, float] = Field(
+    drift: Rate | dict[str, Rate] = Field(
         0.0, description="Annualised drift [decimal per year], one for all or per underlying."
     )
     correlation: Annotated[float, Field(gt=-1, lt=1)] = Field(

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Country, Currency, Fraction, NonNegFloat, PosFloat, PosFraction
+from ._base import Amount, Country, Currency, Fraction, NonNegFloat, PosFloat, PosFraction
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -242,7 +242,7 @@ class PortfolioMarginParams(_Model):
     minimum_equity: Money | None = Field(
         None, description="Equity needed to keep trading on margin; default: the entity's."
     )
-    cash: dict[str, float] = Field(
+    cash: dict[str, Amount] = Field(
         default_factory=dict,
         description="Cash per account [reporting currency]; with it, equity and the threshold flags are reported.",
     )
