@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from . import limits, scale
+from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from .io.book import read_book
 from .io.span import inputs_from_span_file
 from .model import Inputs, inputs_from_scenario

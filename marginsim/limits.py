@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError
+from .kernels.pricing import BSM
 
 if TYPE_CHECKING:  # the types of arguments only: no import of the data model at run time
     from .model import Inputs
@@ -188,7 +189,9 @@ def parse_limit(value: int | float | str | Limit | None, *, origin: str = "memor
     number = float(m.group(1))
     if unit == "%":
         if not 0 < number <= 100:
-            raise InputError(f"a share of memory is above 0 % and at most 100 %, not {text!r}", key_path=origin)
+            raise InputError(
+                f"a share of memory is above 0 % and at most 100 %, not {text!r}", key_path=origin
+            )
         phys = physical_memory()
         total = FALLBACK_BYTES / DEFAULT_SHARE if phys is None else phys
         return Limit(int(total * number / 100), f"{number:g} % of physical memory, {origin}")
@@ -299,6 +302,10 @@ class Sizes:
         Underlyings of the market [count].
     scenario
         The scenario file (a method's parameters, e.g. portfolio margin's scan points).
+    kinds
+        ``{kind: (positions, contracts, groups, pairs)}`` of the contracts of each kind
+        (``"future"``: futures, options on futures, physicals; ``"spot"``: stocks and options on
+        them; ``"cfd"``): the part of the book a method margins (:meth:`scope`).
     """
 
     accounts: int
@@ -311,6 +318,14 @@ class Sizes:
     price_dims: tuple[str, ...] = ()
     underlyings: int = 1
     scenario: Any = None
+    kinds: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+    def scope(self, kind: str) -> Sizes:
+        """These sizes for the positions in contracts of ``kind`` only (every account stays)."""
+        if kind not in self.kinds:
+            return self if not self.kinds else replace(self, positions=0, contracts=0, groups=0, pairs=0)
+        positions, contracts, groups, pairs = self.kinds[kind]
+        return replace(self, positions=positions, contracts=contracts, groups=groups, pairs=pairs)
 
     def points(self, dims: tuple[str, ...] | None = None) -> int:
         """Grid points over ``dims`` (default: every grid dim) [count]."""
@@ -324,6 +339,7 @@ class Sizes:
             accounts=min(accounts, self.accounts),
             positions=math.ceil(self.positions * f),
             pairs=math.ceil(self.pairs * f),
+            kinds={k: (math.ceil(p * f), c, g, math.ceil(q * f)) for k, (p, c, g, q) in self.kinds.items()},
         )
 
 
@@ -348,7 +364,10 @@ def span_memory(s: Sizes, detail: bool) -> Footprint:
     active scenario, spread charges, credit, risk, deltas by month); the result's eight (account x
     group) and four (account) arrays per grid point; the risk arrays (contracts x scenarios x grid
     points, about three copies); with ``detail`` the losses per scenario (pairs x scenarios, twice,
-    and accounts x groups x scenarios in the result)."""
+    and accounts x groups x scenarios in the result). The positions of a clearing-house file are all
+    SPAN's; otherwise those in futures and options on futures."""
+    if s.scenario is None or s.scenario.span is None or s.scenario.span.source is None:
+        s = s.scope("future")
     g = s.points()
     dense = s.accounts * s.groups
     result = FLOAT * g * (8 * dense + 4 * s.accounts + (s.scan_points * dense if detail else 0))
@@ -363,7 +382,9 @@ def portfolio_margin_memory(s: Sizes, detail: bool) -> Footprint:
     arrays of accounts x groups x stresses x grid points), the contracts' revaluations (about six
     arrays of contracts x stresses x grid points) and the result (about 20 accounts x groups arrays
     per grid point). Stresses: ``6 x points_per_side + 20`` (the scan at three vol points, the
-    extreme moves, concentration, single-name and large-position stresses)."""
+    extreme moves, concentration, single-name and large-position stresses). Stocks and options on
+    them only."""
+    s = s.scope("spot")
     g = s.points()
     pm = s.scenario.section("portfolio_margin") if s.scenario is not None else None
     stresses = 6 * (pm.points_per_side if pm is not None else 5) + 20
@@ -376,7 +397,8 @@ def portfolio_margin_memory(s: Sizes, detail: bool) -> Footprint:
 def cfd_memory(s: Sizes, detail: bool) -> Footprint:
     """CFD: over the market's price dims only (``step``, ``path``, ``shift``), about 20 arrays per
     account (cash, equity, margins, financing... along the path) and six per position (slots,
-    realised, open prices) per grid point."""
+    realised, open prices) per grid point. CFD positions only."""
+    s = s.scope("cfd")
     g = s.points(s.price_dims)
     result = FLOAT * g * (20 * s.accounts + 4 * s.positions)
     return Footprint(result + FLOAT * g * 2 * s.positions, result)
@@ -463,64 +485,103 @@ def check_market(sc: ScenarioFile, limit: Limit | None = None) -> None:
     )
 
 
-def _distinct_pairs(account: Any, group: Any, n_groups: int) -> int:
-    """Distinct (account, group) pairs of integer codes [count] (one vectorised pass)."""
-    codes = np.asarray(account, dtype=np.int64) * max(n_groups, 1) + np.asarray(group, dtype=np.int64)
-    if codes.size == 0:
-        return 0
-    return int(np.unique(codes).size)
+#: The kinds of contract of :attr:`Sizes.kinds`, by code.
+KINDS = ("future", "spot", "cfd")
+
+
+def _kind_codes(contracts: Any) -> np.ndarray:
+    """Code (index into :data:`KINDS`) of each contract's kind."""
+    ctype = contracts["type"].values
+    spot = (ctype == "stock") | (contracts["is_option"].values & (contracts["model"].values == BSM))
+    return np.where(ctype == "cfd", 2, np.where(spot, 1, 0)).astype(np.int64)
 
 
 def sizes_of(inputs: Inputs) -> tuple[Sizes, Sizes, int]:
     """The sizes of the whole book and of its largest piece of work, and the number of pieces.
 
     An in-memory book is one piece. A lazy book (chunked, stored) is one piece per chunk of
-    accounts (times the chunks of a market chunked along grid dims); the largest chunk counts.
-    Nothing of a lazy book is computed: its chunk lengths and account table are in memory.
+    accounts (times the chunks of a market chunked along grid dims); the largest chunk counts, and
+    every position of it is taken to be of each kind. Nothing of a lazy book is computed: its chunk
+    lengths and account table are in memory.
     """
     book, market, contracts = inputs.book, inputs.market, inputs.contracts
     n_a, n_p = int(book.sizes["account"]), int(book.sizes["position"])
     held = inputs.held_contracts()
-    group_names = contracts["group"].values[held] if held.size else np.array([], dtype=object)
-    group_ids, group_codes = np.unique(group_names.astype(str), return_inverse=True)
-    groups = int(group_ids.size)
+    group_ids, group_of_held = np.unique(contracts["group"].values[held].astype(str), return_inverse=True)
+    n_c = max(int(group_ids.size), 1)
+    group = np.zeros(contracts.sizes["contract"], dtype=np.int64)
+    group[held] = group_of_held
+    kind = _kind_codes(contracts)
+    held_kind = kind[held]
+    k_contracts = np.bincount(held_kind, minlength=len(KINDS))
+    k_groups = [int(np.unique(group[held][held_kind == k]).size) for k in range(len(KINDS))]
     grid: dict[str, int] = {}
+    whole_grid: dict[str, int] = {}
     for d in inputs.grid_dims:
         src = market if d in market.dims else inputs.grid
         chunks = src.chunks.get(d) if src.chunks else None
-        grid[d] = int(max(chunks)) if chunks else int(src.sizes[d])
-    price_dims = tuple(d for d in inputs.grid_dims if d in market["price"].dims)
-    n_s = int(contracts.sizes.get("scenario", 16))
-    base = dict(
+        whole_grid[d] = int(src.sizes[d])
+        grid[d] = int(max(chunks)) if chunks else whole_grid[d]
+    grid_pieces = math.prod(math.ceil(whole_grid[d] / grid[d]) for d in grid)
+    base: dict[str, Any] = dict(
         contracts=int(held.size),
-        groups=groups,
-        scan_points=n_s,
-        grid=grid,
-        price_dims=price_dims,
+        groups=int(group_ids.size),
+        scan_points=int(contracts.sizes.get("scenario", 16)),
+        price_dims=tuple(d for d in inputs.grid_dims if d in market["price"].dims),
         underlyings=int(market.sizes.get("underlying", 1)),
         scenario=inputs.scenario,
     )
-    whole_grid = {d: int((market if d in market.dims else inputs.grid).sizes[d]) for d in grid}
-    grid_pieces = math.prod(math.ceil(whole_grid[d] / grid[d]) for d in grid) if grid else 1
     if inputs.is_lazy and "position_start" in book:
-        lengths = np.asarray(book["contract_index"].chunks[0], dtype=np.int64)
+        position_chunks = book["contract_index"].chunks
+        lengths = np.asarray(position_chunks[0] if position_chunks else (n_p,), dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(lengths)])  # chunk i: positions bounds[i]:bounds[i+1]
-        per_chunk_accounts = np.diff(np.searchsorted(book["position_start"].values, bounds))
-        per_chunk_accounts[-1:] += n_a - int(per_chunk_accounts.sum())  # accounts without positions
-        a_max = int(per_chunk_accounts.max()) if per_chunk_accounts.size else 0
-        p_max = int(lengths.max()) if lengths.size else 0
-        pairs = min(p_max, a_max * groups)
-        piece = Sizes(accounts=a_max, positions=p_max, pairs=pairs, **base)
-        pieces = int(per_chunk_accounts.size) * grid_pieces
-        whole = replace(piece, accounts=n_a, positions=n_p, pairs=min(n_p, n_a * groups), grid=whole_grid)
-        return whole, piece, pieces
-    if n_p and groups:
-        local = np.full(contracts.sizes["contract"], 0, dtype=np.int64)
-        local[held] = group_codes
-        pairs = _distinct_pairs(book["account_index"].values, local[book["contract_index"].values], groups)
-    else:
-        pairs = 0
-    whole = Sizes(accounts=n_a, positions=n_p, pairs=pairs, **{**base, "grid": whole_grid})
+        per_chunk = np.diff(np.searchsorted(book["position_start"].values, bounds))
+        per_chunk[-1:] += n_a - int(per_chunk.sum())  # accounts without positions: the last chunk's
+        a_max, p_max = int(per_chunk.max(initial=0)), int(lengths.max(initial=0))
+
+        def kinds(a: int, p: int) -> dict[str, tuple[int, int, int, int]]:
+            return {
+                name: (p, int(k_contracts[k]), k_groups[k], min(p, a * k_groups[k]))
+                for k, name in enumerate(KINDS)
+                if k_contracts[k]
+            }
+
+        piece = Sizes(
+            accounts=a_max,
+            positions=p_max,
+            pairs=min(p_max, a_max * n_c),
+            grid=grid,
+            kinds=kinds(a_max, p_max),
+            **base,
+        )
+        whole = replace(
+            piece,
+            accounts=n_a,
+            positions=n_p,
+            pairs=min(n_p, n_a * n_c),
+            grid=whole_grid,
+            kinds=kinds(n_a, n_p),
+        )
+        return whole, piece, int(per_chunk.size) * grid_pieces
+    ci = book["contract_index"].values
+    pos_kind = kind[ci]
+    # (kind, account, group) of every position as one code: distinct codes are the pairs held
+    codes = (pos_kind * n_a + book["account_index"].values) * n_c + group[ci]
+    distinct = np.unique(codes)
+    k_pairs = np.bincount(distinct // (n_a * n_c), minlength=len(KINDS)) if n_a else np.zeros(len(KINDS), int)
+    k_positions = np.bincount(pos_kind, minlength=len(KINDS))
+    whole = Sizes(
+        accounts=n_a,
+        positions=n_p,
+        pairs=int(np.unique(distinct % (n_a * n_c)).size) if n_a else 0,
+        grid=whole_grid,
+        kinds={
+            name: (int(k_positions[k]), int(k_contracts[k]), k_groups[k], int(k_pairs[k]))
+            for k, name in enumerate(KINDS)
+            if k_contracts[k]
+        },
+        **base,
+    )
     return whole, replace(whole, grid=grid), grid_pieces
 
 
@@ -643,8 +704,7 @@ def _chunks_that_fit(
     if whole.accounts < 2 or not all(getattr(s, "chunked", True) for s in specs):
         return None
     sizes = sorted(
-        {c for e in range(int(math.log10(whole.accounts)) + 1) for c in (10**e, 5 * 10**e, 2 * 10**e)}
-        - {0},
+        {c for e in range(int(math.log10(whole.accounts)) + 1) for c in (10**e, 5 * 10**e, 2 * 10**e)} - {0},
         reverse=True,
     )
     for n in sizes:
