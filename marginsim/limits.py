@@ -76,6 +76,8 @@ ENV_VAR = "MARGINSIM_MEMORY_LIMIT"
 DEFAULT_SHARE = 0.5
 #: Default limit where the physical memory is unknown [bytes].
 FALLBACK_BYTES = 4_000_000_000
+#: A suggested ``--chunks`` leaves this share of the limit for chunks larger than the average.
+SUGGEST_SHARE = 0.8
 #: Bytes of one float64 element.
 FLOAT = 8
 
@@ -698,20 +700,27 @@ _GRID_KEYS = {
 def _chunks_that_fit(
     specs: list[MethodSpec], whole: Sizes, detail: bool, in_flight: int, limit: int
 ) -> int | None:
-    """The largest accounts per chunk (a power of ten, or of two below ten) with which a chunked run
-    of ``specs`` fits in ``limit``; ``None`` when none does (the result alone does not fit, a
-    method cannot be chunked, or the book has one account)."""
+    """The largest accounts per chunk (1, 2 or 5 times a power of ten) with which a chunked run of
+    ``specs`` fits in :data:`SUGGEST_SHARE` of ``limit``, its chunks sized as a chunked run's check
+    sizes them (every position of a chunk taken to be of each kind); ``None`` when none does (the
+    result alone does not fit, a method cannot be chunked, or the book has one account)."""
     if whole.accounts < 2 or not all(getattr(s, "chunked", True) for s in specs):
         return None
-    sizes = sorted(
-        {c for e in range(int(math.log10(whole.accounts)) + 1) for c in (10**e, 5 * 10**e, 2 * 10**e)} - {0},
+    candidates = sorted(
+        {c for e in range(int(math.log10(whole.accounts)) + 1) for c in (10**e, 2 * 10**e, 5 * 10**e)},
         reverse=True,
     )
-    for n in sizes:
+    for n in candidates:
         if n >= whole.accounts:
             continue
-        piece = whole.accounts_scaled(n)
+        avg = whole.accounts_scaled(n)
+        p = avg.positions
+        piece = replace(
+            avg,
+            kinds={k: (p, c, g, min(p, n * g)) for k, (_, c, g, _) in whole.kinds.items()},
+            pairs=min(p, n * max(whole.groups, 1)),
+        )
         need, _ = _total(specs, piece, whole, math.ceil(whole.accounts / n), detail, in_flight)
-        if need <= limit:
+        if need <= SUGGEST_SHARE * limit:
             return n
     return None
