@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from .errors import InputError
 from .kernels.pricing import BSM
@@ -63,6 +64,7 @@ __all__ = [
     "check_market",
     "sizes_of",
     "check_methods",
+    "estimate_methods",
     "span_memory",
     "portfolio_margin_memory",
     "cfd_memory",
@@ -491,17 +493,29 @@ def check_market(sc: ScenarioFile, limit: Limit | None = None) -> None:
 KINDS = ("future", "spot", "cfd")
 
 
-def _kind_codes(contracts: Any) -> np.ndarray:
-    """Code (index into :data:`KINDS`) of each contract's kind."""
-    ctype = contracts["type"].values
-    spot = (ctype == "stock") | (contracts["is_option"].values & (contracts["model"].values == BSM))
-    return np.where(ctype == "cfd", 2, np.where(spot, 1, 0)).astype(np.int64)
+def _contract_codes(inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
+    """Kind (index into :data:`KINDS`) and group code of every contract of ``inputs``, kept in
+    ``inputs.derived`` for as long as the contracts Dataset is the same object (books margined
+    against one clearing-house file share it)."""
+    contracts = inputs.contracts
+    cached = inputs.derived.get("limits.contract_codes")
+    if cached is not None and cached[0] is contracts:
+        return cached[1], cached[2]
+    type_code, types = pd.factorize(contracts["type"].values)
+    kind_of_type = np.array([2 if t == "cfd" else 1 if t == "stock" else 0 for t in types], dtype=np.int64)
+    kind = kind_of_type[type_code] if type_code.size else np.zeros(0, dtype=np.int64)
+    kind[contracts["is_option"].values & (contracts["model"].values == BSM)] = 1  # options on spot
+    group = pd.factorize(contracts["group"].values)[0].astype(np.int64)
+    inputs.derived["limits.contract_codes"] = (contracts, kind, group)
+    return kind, group
 
 
-def sizes_of(inputs: Inputs) -> tuple[Sizes, Sizes, int]:
+def sizes_of(inputs: Inputs, *, exact: bool = True) -> tuple[Sizes, Sizes, int]:
     """The sizes of the whole book and of its largest piece of work, and the number of pieces.
 
-    An in-memory book is one piece. A lazy book (chunked, stored) is one piece per chunk of
+    ``exact=False`` takes the (account, group) pairs of an in-memory book at their bound
+    ``min(positions, accounts x groups)`` per kind, without a pass over the positions (an estimate
+    that fits with the bound fits). An in-memory book is one piece. A lazy book (chunked, stored) is one piece per chunk of
     accounts (times the chunks of a market chunked along grid dims); the largest chunk counts, and
     every position of it is taken to be of each kind. Nothing of a lazy book is computed: its chunk
     lengths and account table are in memory.
@@ -509,14 +523,17 @@ def sizes_of(inputs: Inputs) -> tuple[Sizes, Sizes, int]:
     book, market, contracts = inputs.book, inputs.market, inputs.contracts
     n_a, n_p = int(book.sizes["account"]), int(book.sizes["position"])
     held = inputs.held_contracts()
-    group_ids, group_of_held = np.unique(contracts["group"].values[held].astype(str), return_inverse=True)
+    kind, all_groups = _contract_codes(inputs)
+    group_of_held, group_ids = pd.factorize(all_groups[held])  # groups numbered among those held
     n_c = max(int(group_ids.size), 1)
     group = np.zeros(contracts.sizes["contract"], dtype=np.int64)
     group[held] = group_of_held
-    kind = _kind_codes(contracts)
     held_kind = kind[held]
     k_contracts = np.bincount(held_kind, minlength=len(KINDS))
-    k_groups = [int(np.unique(group[held][held_kind == k]).size) for k in range(len(KINDS))]
+    k_groups = [
+        int(np.count_nonzero(np.bincount(group_of_held[held_kind == k], minlength=n_c)))
+        for k in range(len(KINDS))
+    ]
     grid: dict[str, int] = {}
     whole_grid: dict[str, int] = {}
     for d in inputs.grid_dims:
@@ -567,11 +584,30 @@ def sizes_of(inputs: Inputs) -> tuple[Sizes, Sizes, int]:
         return whole, piece, int(per_chunk.size) * grid_pieces
     ci = book["contract_index"].values
     pos_kind = kind[ci]
+    k_positions = np.bincount(pos_kind, minlength=len(KINDS))
+    if not exact:
+        whole = Sizes(
+            accounts=n_a,
+            positions=n_p,
+            pairs=min(n_p, n_a * int(group_ids.size)),
+            grid=whole_grid,
+            kinds={
+                name: (
+                    int(k_positions[k]),
+                    int(k_contracts[k]),
+                    k_groups[k],
+                    min(int(k_positions[k]), n_a * k_groups[k]),
+                )
+                for k, name in enumerate(KINDS)
+                if k_contracts[k]
+            },
+            **base,
+        )
+        return whole, replace(whole, grid=grid), grid_pieces
     # (kind, account, group) of every position as one code: distinct codes are the pairs held
     codes = (pos_kind * n_a + book["account_index"].values) * n_c + group[ci]
     distinct = np.unique(codes)
     k_pairs = np.bincount(distinct // (n_a * n_c), minlength=len(KINDS)) if n_a else np.zeros(len(KINDS), int)
-    k_positions = np.bincount(pos_kind, minlength=len(KINDS))
     whole = Sizes(
         accounts=n_a,
         positions=n_p,
@@ -614,6 +650,16 @@ def _total(
     return results + worst, worst_spec
 
 
+def estimate_methods(
+    inputs: Inputs, specs: list[MethodSpec], *, detail: bool = True, distributed: bool = False
+) -> float:
+    """The memory a run of ``specs`` on ``inputs`` needs [bytes] (see :func:`check_methods`)."""
+    if not specs:
+        return 0.0
+    whole, piece, pieces = sizes_of(inputs)
+    return _total(specs, piece, whole, pieces, detail, 1 if distributed else _threads())[0]
+
+
 def check_methods(
     inputs: Inputs,
     specs: list[MethodSpec],
@@ -641,7 +687,7 @@ def check_methods(
     Returns
     -------
     float
-        The estimate [bytes].
+        The estimate [bytes] (an upper bound when it is below the limit; 0 without a limit).
 
     Raises
     ------
@@ -650,12 +696,15 @@ def check_methods(
         dims, ``--chunks N`` when a chunked run would fit, the limit).
     """
     limit = limit or memory_limit()
-    if not specs:
+    if not specs or limit.bytes is None:
         return 0.0
-    whole, piece, pieces = sizes_of(inputs)
     in_flight = 1 if distributed else _threads()
+    whole, piece, pieces = sizes_of(inputs, exact=False)  # the pairs at their bound: no pass over the book
     need, spec = _total(specs, piece, whole, pieces, detail, in_flight)
-    if limit.bytes is None or need <= limit.bytes:
+    if need > limit.bytes and not inputs.is_lazy:  # the exact pairs held
+        whole, piece, pieces = sizes_of(inputs)
+        need, spec = _total(specs, piece, whole, pieces, detail, in_flight)
+    if need <= limit.bytes:
         return need
     advice = []
     g = whole.points()

@@ -151,9 +151,7 @@ def test_the_default_limit_refuses_both_requests_on_any_machine_below_a_terabyte
 
 def _estimate(data: dict, methods: list[str], **kw) -> float:
     inputs = marginsim.load(data, memory_limit="off")
-    return limits.check_methods(
-        inputs, [REGISTRY[m] for m in methods], limit=limits.Limit(None, "test"), **kw
-    )
+    return limits.estimate_methods(inputs, [REGISTRY[m] for m in methods], **kw)
 
 
 def test_a_run_just_under_the_limit_passes_and_just_over_is_refused():
@@ -333,19 +331,24 @@ def test_a_chunked_run_counts_a_chunk_per_thread_and_the_whole_result():
     data = _many_accounts(40, _GRID)
     inputs = marginsim.load(data, memory_limit="off")
     spec = [REGISTRY["portfolio_margin"]]  # its working arrays (per stress) dwarf its result
-    one_piece = limits.check_methods(inputs, spec, detail=False, limit=limits.Limit(None, "t"))
+    one_piece = limits.estimate_methods(inputs, spec, detail=False)
     chunked = marginsim.scale.chunk(inputs, accounts=5)
     whole, piece, pieces = limits.sizes_of(chunked)
     assert (whole.accounts, piece.accounts, pieces) == (40, 5, 8)
     assert piece.positions == 5 * 11 and whole.positions == 440
-    lazy = limits.check_methods(chunked, spec, detail=False, limit=limits.Limit(None, "t"))
+    lazy = limits.estimate_methods(chunked, spec, detail=False)
     assert lazy < one_piece
     # the whole result stays: twice (the chunks' and the concatenated) on top of the chunks in flight
     result = limits.portfolio_margin_memory(whole, False).result
     chunk = limits.portfolio_margin_memory(piece, False).peak
     assert lazy == pytest.approx(min(os.cpu_count() or 1, 8) * chunk + 2 * result)
     # one chunk at a time on a cluster (the others are in the workers' memory)
-    on_cluster = limits.check_methods(
-        chunked, spec, detail=False, limit=limits.Limit(None, "t"), distributed=True
-    )
+    on_cluster = limits.estimate_methods(chunked, spec, detail=False, distributed=True)
     assert on_cluster <= lazy
+    # with the limit in force: the bound of an in-memory book's pairs, then the exact pairs
+    with pytest.raises(InputError, match=r"in chunks of 5 accounts"):
+        limits.check_methods(chunked, spec, detail=False, limit=limits.Limit(int(lazy) - 1, "t"))
+    assert limits.check_methods(chunked, spec, detail=False, limit=limits.Limit(int(lazy), "t")) == lazy
+    assert (
+        limits.check_methods(inputs, spec, detail=False, limit=limits.Limit(int(one_piece), "t")) >= one_piece
+    )
