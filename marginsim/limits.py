@@ -447,9 +447,9 @@ def market_footprint(sc: ScenarioFile, underlyings: int | None = None) -> tuple[
     if g is None:
         return 0.0, 1, n_u
     points = 1
-    if g.shift is not None:
+    if g.shift:
         points *= len(next(iter(g.shift.values()))) if isinstance(g.shift, dict) else len(g.shift)
-    if g.path is not None and g.path:
+    if g.path:
         points *= len(next(iter(g.path.values())))
     mc = g.monte_carlo
     if mc is not None:
@@ -476,13 +476,13 @@ def check_market(sc: ScenarioFile, limit: Limit | None = None) -> None:
             f"({points * n_u:,} prices)"
         )
         lower = "lower grid.monte_carlo.paths or grid.monte_carlo.steps"
-        key = "grid.monte_carlo"
+        key, doing = "grid.monte_carlo", "simulating"
     else:
         what = f"{points:,} price grid points x {n_u:,} underlying{'s' * (n_u > 1)}"
         lower = "lower grid.shift or grid.path"
-        key = "grid"
+        key, doing = "grid", "building"
     raise InputError(
-        f"{what}: simulating the market needs about {format_bytes(need)} ({limit.describe()}): "
+        f"{what}: {doing} the market needs about {format_bytes(need)} ({limit.describe()}): "
         f"{lower}, or raise the limit ({ENV_VAR} or --memory-limit)",
         file=sc.file,
         key_path=key,
@@ -515,8 +515,8 @@ def sizes_of(inputs: Inputs, *, exact: bool = True) -> tuple[Sizes, Sizes, int]:
 
     ``exact=False`` takes the (account, group) pairs of an in-memory book at their bound
     ``min(positions, accounts x groups)`` per kind, without a pass over the positions (an estimate
-    that fits with the bound fits). An in-memory book is one piece. A lazy book (chunked, stored) is one piece per chunk of
-    accounts (times the chunks of a market chunked along grid dims); the largest chunk counts, and
+    that fits with the bound fits). An in-memory book is one piece. A lazy book (chunked, stored)
+    is one piece per chunk of accounts (times the chunks of a market chunked along grid dims); the largest chunk counts, and
     every position of it is taken to be of each kind. Nothing of a lazy book is computed: its chunk
     lengths and account table are in memory.
     """
@@ -538,7 +538,8 @@ def sizes_of(inputs: Inputs, *, exact: bool = True) -> tuple[Sizes, Sizes, int]:
     whole_grid: dict[str, int] = {}
     for d in inputs.grid_dims:
         src = market if d in market.dims else inputs.grid
-        chunks = src.chunks.get(d) if src.chunks else None
+        # a chunked market dim: its largest chunk (of any variable along it) is a task's share
+        chunks = [max(v.chunksizes[d]) for v in src.data_vars.values() if d in v.chunksizes]
         whole_grid[d] = int(src.sizes[d])
         grid[d] = int(max(chunks)) if chunks else whole_grid[d]
     grid_pieces = math.prod(math.ceil(whole_grid[d] / grid[d]) for d in grid)

@@ -345,6 +345,11 @@ def test_a_chunked_run_counts_a_chunk_per_thread_and_the_whole_result():
     # one chunk at a time on a cluster (the others are in the workers' memory)
     on_cluster = limits.estimate_methods(chunked, spec, detail=False, distributed=True)
     assert on_cluster <= lazy
+    # a market chunked along a grid dim: a task holds one chunk of it
+    split = marginsim.scale.chunk(inputs, accounts=5, grid={"shift": 5})
+    whole_s, piece_s, pieces_s = limits.sizes_of(split)
+    assert (whole_s.grid["shift"], piece_s.grid["shift"], pieces_s) == (20, 5, 8 * 4)
+    assert piece_s.grid["vol_shift"] == whole_s.grid["vol_shift"] == 10
     # with the limit in force: the bound of an in-memory book's pairs, then the exact pairs
     with pytest.raises(InputError, match=r"in chunks of 5 accounts"):
         limits.check_methods(chunked, spec, detail=False, limit=limits.Limit(int(lazy) - 1, "t"))
