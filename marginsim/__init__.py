@@ -10,6 +10,7 @@ Quick use::
 
 from .api import build_inputs, load, margin
 from .errors import InputError
+from .limits import set_options
 from .model import Inputs
 from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
@@ -26,5 +27,6 @@ __all__ = [
     "MarginResult",
     "ScenarioFile",
     "InputError",
+    "set_options",
     "__version__",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
-from . import scale
 from .io.book import read_book
 from .io.span import inputs_from_span_file
 from .model import Inputs, inputs_from_scenario
@@ -17,13 +17,18 @@ from .scenario import ScenarioFile, load_scenario, parse_scenario
 __all__ = ["margin", "load", "build_inputs"]
 
 
-def build_inputs(sc: ScenarioFile) -> Inputs:
+def build_inputs(sc: ScenarioFile, *, memory_limit: int | str | limits.Limit | None = None) -> Inputs:
     """The data model of a validated scenario file.
 
     Parameters
     ----------
     sc
         A validated scenario file (:func:`marginsim.scenario.load_scenario`).
+    memory_limit
+        Memory limit (:func:`marginsim.limits.memory_limit`: bytes, ``"8GB"``, ``"75%"``,
+        ``"off"``; default: ``set_options``, ``MARGINSIM_MEMORY_LIMIT``, half the physical memory):
+        a market (grid prices, ``grid.monte_carlo`` paths) that would not fit is refused before it
+        is built.
 
     Returns
     -------
@@ -31,21 +36,30 @@ def build_inputs(sc: ScenarioFile) -> Inputs:
         Book, contracts, market and grid Datasets: from the clearing-house file of ``span.source``
         (:func:`marginsim.io.span.inputs_from_span_file`) when the scenario names one, else from
         the scenario's own contracts (:func:`marginsim.model.inputs_from_scenario`).
+
+    Raises
+    ------
+    InputError
+        A bad scenario, or a market that would not fit in ``memory_limit``.
     """
+    limits.check_market(sc, limits.memory_limit(memory_limit))
     if sc.span is not None and sc.span.source is not None:
         return inputs_from_span_file(sc)
     return inputs_from_scenario(sc)
 
 
-def load(scenario: str | Path | dict | ScenarioFile) -> Inputs:
-    """The data model of a scenario file (path), a mapping, or a validated :class:`ScenarioFile`."""
+def load(
+    scenario: str | Path | dict | ScenarioFile, *, memory_limit: int | str | limits.Limit | None = None
+) -> Inputs:
+    """The data model of a scenario file (path), a mapping, or a validated :class:`ScenarioFile`
+    (``memory_limit``: see :func:`build_inputs`)."""
     if isinstance(scenario, ScenarioFile):
         sc = scenario
     elif isinstance(scenario, dict):
         sc = parse_scenario(scenario)
     else:
         sc = load_scenario(scenario)
-    return build_inputs(sc)
+    return build_inputs(sc, memory_limit=memory_limit)
 
 
 def margin(
@@ -57,6 +71,7 @@ def margin(
     book: str | Path | None = None,
     compute: bool = True,
     detail: bool = True,
+    memory_limit: int | str | limits.Limit | None = None,
 ) -> MarginResult:
     """Run margin methods on a scenario.
 
@@ -85,13 +100,20 @@ def margin(
         ``False`` leaves out the results that the JSON contract and the tables do not carry and
         that grow with accounts x groups x scenarios (SPAN's ``scan_loss``): for large books when
         only the requirements are wanted. The CLI uses ``False``.
+    memory_limit
+        The most memory the run may need [bytes, or ``"8GB"``, ``"75%"``, ``"off"``]; default:
+        :func:`marginsim.set_options`, else ``MARGINSIM_MEMORY_LIMIT``, else half the physical
+        memory. The run's arrays are estimated first (:mod:`marginsim.limits`; a chunked run counts
+        the chunks in flight and the whole result): a run that would not fit is refused with an
+        :class:`InputError` naming the estimate and what to lower, before anything is allocated.
 
     Returns
     -------
     MarginResult
         One xarray Dataset per method; ``.to_dict()`` gives the JSON contract.
     """
-    inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
+    limit = limits.memory_limit(memory_limit)
+    inputs = scenario if isinstance(scenario, Inputs) else load(scenario, memory_limit=limit)
     held_names = None
     if book is not None:
         inputs = read_book(book, inputs, accounts=chunks or 1000)
@@ -111,6 +133,9 @@ def margin(
     else:
         names = applicable_methods(inputs.scenario)
     specs = [method_spec(n, file=inputs.scenario.file) for n in names]
+    limits.check_methods(
+        inputs, specs, detail=detail, limit=limit, distributed=scale.current_client() is not None
+    )
     result = MarginResult(inputs)
     lazy = inputs.is_lazy
     for n, spec in zip(names, specs):

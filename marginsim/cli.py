@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .api import margin
 from .errors import InputError
 from .io.span import file_contract_ids, load_span_file, summarize
+from .limits import parse_limit
 from .registry import REGISTRY
 from .scale import connect
 from .scenario import scenario_json_schema
@@ -33,6 +34,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             chunks=args.chunks,
             book=args.book,
             detail=False,
+            memory_limit=parse_limit(args.memory_limit, origin="--memory-limit"),
         )
     finally:
         if client is not None:
@@ -141,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--book", metavar="PATH", help="a stored book (zarr or netCDF) instead of the file's positions"
+    )
+    m.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="refuse a run needing more memory (8GB, 512MiB, 75%%, off; default: $MARGINSIM_MEMORY_LIMIT, "
+        "else half the physical memory)",
     )
     m.set_defaults(func=_cmd_margin)
 

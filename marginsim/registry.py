@@ -30,6 +30,7 @@ from .outputs import Output, account_json, account_table
 if TYPE_CHECKING:  # the types of the fields only: no import of the data model at run time
     import xarray as xr
 
+    from .limits import Footprint, Sizes
     from .model import Inputs
     from .scenario import ScenarioFile
 
@@ -140,6 +141,11 @@ class MethodSpec:
     chunk_layout
         ``chunk_layout(inputs) -> ChunkLayout``: what a chunked run needs beyond independent
         chunks of accounts (data-sized dims, a whole-book first pass); ``None``: nothing.
+    memory
+        ``memory(sizes, detail) -> Footprint``: the memory the method needs for a book or chunk of
+        the given :class:`~marginsim.limits.Sizes` [bytes] (:mod:`marginsim.limits`, which refuses
+        a run that would not fit before anything is allocated); ``None``:
+        :func:`marginsim.limits.generic_memory`.
     """
 
     name: str
@@ -155,6 +161,7 @@ class MethodSpec:
     outputs: tuple[Output, ...] = ()
     check: Callable[[ScenarioFile], list[tuple[tuple[str | int, ...], str]]] | None = None
     chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
+    memory: Callable[[Sizes, bool], Footprint] | None = None
 
     def __post_init__(self) -> None:
         # the defaults: JSON and table from the declared outputs; needed when the file has the section

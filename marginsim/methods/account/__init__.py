@@ -41,6 +41,7 @@ import xarray as xr
 from ...errors import InputError
 from ...kernels import account as K
 from ...kernels import pricing
+from ...limits import account_memory
 from ...model import GRID_DIMS, Inputs
 from ...outputs import describe
 from ...params.account import CURRENCY_GROUPS, AccountParams
@@ -302,4 +303,5 @@ SPEC = MethodSpec(
     unsplit_dims=frozenset(GRID_DIMS),
     outputs=OUTPUTS,
     chunk_layout=account_chunk_layout,
+    memory=account_memory,
 )

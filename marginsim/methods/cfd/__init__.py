@@ -28,6 +28,7 @@ import xarray as xr
 
 from ...errors import InputError
 from ...kernels import cfd as K
+from ...limits import cfd_memory
 from ...model import Inputs
 from ...params.cfd import CfdParams
 from ...registry import MethodSpec
@@ -233,4 +234,5 @@ SPEC = MethodSpec(
     unsplit_dims=frozenset({"step"}),
     finalize_chunked=finalize_chunked,
     outputs=OUTPUTS,
+    memory=cfd_memory,
 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import xarray as xr
 
 from ...kernels import pricing
+from ...limits import portfolio_margin_memory
 from ...model import Inputs
 from ...params.portfolio_margin import PortfolioMarginParams
 from ...registry import MethodSpec
@@ -122,4 +123,5 @@ SPEC = MethodSpec(
     table=report.table,
     applies=applies,
     outputs=OUTPUTS,
+    memory=portfolio_margin_memory,
 )

@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from ...kernels import Engine, resolve_engine
+from ...limits import span_memory
 from ...model import Inputs
 from ...outputs import describe
 from ...params.span import SpanParams
@@ -130,4 +131,5 @@ SPEC = MethodSpec(
     {"scan_loss": False},
     check=span_check,
     outputs=OUTPUTS,
+    memory=span_memory,
 )
