@@ -217,7 +217,7 @@ def read_positions_file(
         wrong = np.flatnonzero(open_price <= 0)
         if wrong.size:
             i = int(wrong[0])
-            raise bad(i, "open_price", f"open price must be > 0, not {open_price[i]!r}")
+            raise bad(i, "open_price", f"open price must be > 0, not {_shown(open_price[i])}")
     opened = _times(frame["opened"], bad, fail) if "opened" in columns else None
     table = PositionTable(
         contract=contract,
@@ -267,6 +267,13 @@ def _read_parquet(path: Path, fail) -> pd.DataFrame:
         return table.to_pandas()
     except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds for a broken file
         raise fail(f"not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
+
+
+def _shown(value: Any) -> str:
+    """A cell's value as the message shows it: numbers plain (``inf``), text quoted."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value))
+    return repr(value)
 
 
 def _names(col: pd.Series, name: str, bad, fail) -> np.ndarray:
@@ -319,7 +326,7 @@ def _numbers(col: pd.Series, name: str, bad, fail, optional: bool = False) -> np
     wrong = ~np.isfinite(values) & ~missing
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
-        raise bad(i, name, f"{name} must be a finite number, not {col.iloc[i]!r}")
+        raise bad(i, name, f"{name} must be a finite number, not {_shown(col.iloc[i])}")
     return values
 
 
