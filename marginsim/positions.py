@@ -16,7 +16,8 @@ in a Parquet file, which has no header row, the first position is row 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,6 @@ class PositionTable:
     file: str | None = None
     source: str | None = None
     row: np.ndarray | None = None
-    _held: list[frozenset[str]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return int(self.quantity.shape[0])
@@ -114,11 +114,10 @@ class PositionTable:
             row=base[rows],
         )
 
+    @cached_property
     def held(self) -> frozenset[str]:
         """The names of the contracts held (computed once)."""
-        if not self._held:
-            self._held.append(frozenset(self.contract.tolist()))
-        return self._held[0]
+        return frozenset(self.contract.tolist())
 
     def where(self, i: int, column: str = "contract") -> tuple[tuple[str | int, ...] | str, str]:
         """Key path and row label of position ``i`` (its column ``column``) for a message."""
@@ -229,7 +228,7 @@ def read_positions_file(
         source=source,
     )
     if known_contracts is not None:
-        unknown = table.held() - frozenset(known_contracts)
+        unknown = table.held - frozenset(known_contracts)
         if unknown:
             import pandas as pd
 

@@ -240,7 +240,7 @@ class ScenarioFile(_Model):
     def holds(self, kind: Callable[[Contract], bool]) -> bool:
         """Whether a position of the book is in a contract of the file for which ``kind`` is true
         (a method's ``applies``: e.g. ``sc.holds(lambda c: c.type == "cfd")``)."""
-        held = self.position_table().held()
+        held = self.position_table().held
         return any(kind(c) for name, c in self.contracts.items() if name in held)
 
     def position_table(self) -> PositionTable:
@@ -255,9 +255,9 @@ class ScenarioFile(_Model):
             return self._table
         table = self._table
         if table is None or self._table_of is not self.positions or table.file != self._file:
-            self._table = PositionTable.from_positions(self.positions, file=self._file)
+            table = self._table = PositionTable.from_positions(self.positions, file=self._file)
             self._table_of = self.positions
-        return self._table
+        return table
 
     def with_position_rows(self, rows: Any) -> ScenarioFile:
         """A copy of this scenario whose book is its positions ``rows`` (indices, in this order)."""
@@ -453,14 +453,14 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 _C_LOADERS: dict[type, type] = {}
 
 
-def yaml_loader() -> type:
+def yaml_loader() -> type[Any]:
     """The YAML loader of scenario files: safe, refuses duplicate keys; libyaml's C parser
     (``yaml.CSafeLoader``, about 10x faster on a large file) where PyYAML was built with it, else
     the pure-Python :class:`yaml.SafeLoader`. Same constructors, same results."""
     base = getattr(yaml, "CSafeLoader", None)
     if base is None:
         return _UniqueKeyLoader
-    loader = _C_LOADERS.get(base)
+    loader: Any = _C_LOADERS.get(base)
     if loader is None:
         loader = type("_CUniqueKeyLoader", (base,), {"__doc__": _UniqueKeyLoader.__doc__})
         loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

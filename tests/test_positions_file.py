@@ -206,15 +206,33 @@ CSV_ERRORS = [
     # (file text, message after "<scenario>: positions_file: book.csv ")
     (GOOD_CSV + "A3,NOPE,1\n", "row 5 (the header is row 1), column contract: unknown contract 'NOPE'"),
     (GOOD_CSV + "A3,ABC-FUT,\n", "row 5 (the header is row 1), column quantity: missing quantity"),
-    (GOOD_CSV + "A3,ABC-FUT,abc\n", "row 5 (the header is row 1), column quantity: quantity must be a number, not 'abc'"),
-    (GOOD_CSV + "A3,ABC-FUT,inf\n", "row 5 (the header is row 1), column quantity: quantity must be a finite number, not inf"),
-    ("account,contract,quantity\nA1,ABC-FUT,nan\n", "row 2 (the header is row 1), column quantity: quantity must be a finite number, not 'nan'"),
-    ("account,contract,quantity\nA1,ABC-FUT,1\n,ABC-FUT,1\n", "row 3 (the header is row 1), column account: missing account"),
+    (
+        GOOD_CSV + "A3,ABC-FUT,abc\n",
+        "row 5 (the header is row 1), column quantity: quantity must be a number, not 'abc'",
+    ),
+    (
+        GOOD_CSV + "A3,ABC-FUT,inf\n",
+        "row 5 (the header is row 1), column quantity: quantity must be a finite number, not inf",
+    ),
+    (
+        "account,contract,quantity\nA1,ABC-FUT,nan\n",
+        "row 2 (the header is row 1), column quantity: quantity must be a finite number, not 'nan'",
+    ),
+    (
+        "account,contract,quantity\nA1,ABC-FUT,1\n,ABC-FUT,1\n",
+        "row 3 (the header is row 1), column account: missing account",
+    ),
     ("account,contract,quantity\nA1,,1\n", "row 2 (the header is row 1), column contract: missing contract"),
     ("account,contract\nA1,ABC-FUT\n", "missing column 'quantity' (required: account, contract, quantity)"),
     ("account,contract,quantity,colour\nA1,ABC-FUT,1,red\n", "unknown column 'colour'"),
-    ("account,contract,quantity,open_price\nA1,ABC-FUT,1,-5\n", "row 2 (the header is row 1), column open_price: open price must be > 0"),
-    ("account,contract,quantity,opened\nA1,ABC-FUT,1,yesterday\n", "row 2 (the header is row 1), column opened: not a time"),
+    (
+        "account,contract,quantity,open_price\nA1,ABC-FUT,1,-5\n",
+        "row 2 (the header is row 1), column open_price: open price must be > 0",
+    ),
+    (
+        "account,contract,quantity,opened\nA1,ABC-FUT,1,yesterday\n",
+        "row 2 (the header is row 1), column opened: not a time",
+    ),
     ("", "empty file"),
 ]
 
@@ -290,7 +308,9 @@ def test_positions_and_positions_file_together_are_refused(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_the_cli_exits_2_with_one_line_for_a_bad_row(tmp_path, capsys, fmt):
-    df = pd.DataFrame({"account": ["A1", "A1"], "contract": ["ABC-FUT", "ABC-FUT"], "quantity": [1.0, np.inf]})
+    df = pd.DataFrame(
+        {"account": ["A1", "A1"], "contract": ["ABC-FUT", "ABC-FUT"], "quantity": [1.0, np.inf]}
+    )
     write_table(df, tmp_path / f"b.{fmt}")
     path = scenario_with(tmp_path, None, name=f"b.{fmt}")
     assert main(["margin", str(path)]) == 2
