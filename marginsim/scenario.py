@@ -455,8 +455,9 @@ _C_LOADERS: dict[type, type] = {}
 
 def yaml_loader() -> type[Any]:
     """The YAML loader of scenario files: safe, refuses duplicate keys; libyaml's C parser
-    (``yaml.CSafeLoader``, about 10x faster on a large file) where PyYAML was built with it, else
-    the pure-Python :class:`yaml.SafeLoader`. Same constructors, same results."""
+    (``yaml.CSafeLoader``: 100,000 positions parse with 3.7x less CPU, ``benchmarks/positions_file.py``)
+    where PyYAML was built with it, else the pure-Python :class:`yaml.SafeLoader`. Same
+    constructors, same results."""
     base = getattr(yaml, "CSafeLoader", None)
     if base is None:
         return _UniqueKeyLoader
