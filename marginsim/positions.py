@@ -195,7 +195,8 @@ def read_positions_file(
     columns = [str(c) for c in frame.columns]
     for c in columns:
         if c not in COLUMNS:
-            raise fail(f"unknown column {c!r} (the columns are {', '.join(COLUMNS)})")
+            hint = "; columns are separated by commas" if (";" in c or "\t" in c) else ""
+            raise fail(f"unknown column {c!r} (the columns are {', '.join(COLUMNS)}{hint})")
     for c in REQUIRED_COLUMNS:
         if c not in columns:
             raise fail(f"missing column {c!r} (required: {', '.join(REQUIRED_COLUMNS)})")
@@ -249,6 +250,7 @@ def _read_csv(path: Path, fail) -> pd.DataFrame:
             keep_default_na=False,
             na_values=[""],
             skipinitialspace=True,
+            encoding="utf-8-sig",  # a spreadsheet's UTF-8 export starts with a byte-order mark
         )
     except pd.errors.EmptyDataError:
         raise fail("empty file: a CSV file needs a header row (account,contract,quantity)") from None

@@ -234,7 +234,15 @@ CSV_ERRORS = [
         "row 2 (the header is row 1), column opened: not a time",
     ),
     ("", "empty file"),
+    ("account;contract;quantity\nA1;ABC-FUT;1\n", "columns are separated by commas"),
 ]
+
+
+def test_a_spreadsheet_export_with_a_byte_order_mark_and_spaces_reads(tmp_path):
+    path = scenario_with(tmp_path, "\ufeffaccount, contract, quantity\r\nA1, ABC-FUT, 2\r\n")
+    table = load_scenario(path).position_table()
+    assert table.account.tolist() == ["A1"] and table.contract.tolist() == ["ABC-FUT"]
+    assert table.quantity.tolist() == [2.0]
 
 
 @pytest.mark.parametrize(("text", "problem"), CSV_ERRORS, ids=[p[:40] for _, p in CSV_ERRORS])
