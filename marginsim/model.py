@@ -427,12 +427,12 @@ def inputs_from_scenario(sc: ScenarioFile) -> Inputs:
     )
 
     # -- book -----------------------------------------------------------------------------
-    pos = sc.positions
+    table = sc.position_table()
     book = book_from_arrays(
         contracts,
-        contract=[p.contract for p in pos],
-        quantity=np.array([p.quantity for p in pos], dtype=float),
-        account=[p.account for p in pos],
+        contract=contract_indices(contracts, table.contract, error=table.error),
+        quantity=table.quantity,
+        account=table.account,
     )
     return Inputs(scenario=sc, book=book, contracts=contracts, market=market, grid=grid)
 
@@ -743,7 +743,13 @@ def contracts_from_arrays(
 
 
 def contract_indices(
-    contracts: xr.Dataset, names, *, normalise=None, file: str | None = None, what: str = ""
+    contracts: xr.Dataset,
+    names,
+    *,
+    normalise=None,
+    file: str | None = None,
+    what: str = "",
+    error: Callable[[int, str], InputError] | None = None,
 ) -> np.ndarray:
     """Positions of contract ``names`` in ``contracts`` (vectorised hash lookup).
 
@@ -757,6 +763,10 @@ def contract_indices(
         Optional function applied to the names that do not match as given (e.g. strike spelling).
     file, what
         For the error: the input file, and a hint appended to the message.
+    error
+        Optional: the error for position ``i`` and a problem (e.g.
+        :meth:`marginsim.positions.PositionTable.error`: names a row of a positions file);
+        default: key path ``positions[i].contract`` of ``file``.
 
     Raises
     ------
@@ -782,6 +792,8 @@ def contract_indices(
         miss = np.flatnonzero(idx < 0)
     if miss.size:
         i = int(miss[0])
+        if error is not None:
+            raise error(i, f"unknown contract {names[i]!r}{what}")
         raise InputError(
             f"unknown contract {names[i]!r}{what}", file=file, key_path=("positions", i, "contract")
         )

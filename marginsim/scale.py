@@ -817,6 +817,9 @@ def stored_book_methods(inputs: Inputs, held_names: Sequence[str]) -> list[str]:
     if sc.methods is not None:
         return list(sc.methods)
     stand_in = sc.model_copy(
-        update={"positions": [Position(contract=str(n), quantity=1.0) for n in held_names]}
+        update={
+            "positions": [Position(contract=str(n), quantity=1.0) for n in held_names],
+            "positions_file": None,  # the stored book replaces the file's
+        }
     )
     return applicable_methods(stand_in)

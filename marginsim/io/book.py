@@ -72,15 +72,17 @@ def _orders(inputs: Inputs, position: np.ndarray) -> dict[str, np.ndarray]:
             if name in book:
                 out[name] = book[name].data
         return out
-    pos = sc.positions
-    if not pos or not any(p.open_price is not None or p.opened is not None for p in pos):
+    table = sc.position_table()
+    if table.open_price is None and table.opened is None:
         return out
-    if len(pos) != book.sizes["position"]:
+    if len(table) != book.sizes["position"]:
         return out  # not the file's book (Inputs.with_book): no order fields
-    out["open_price"] = np.array([np.nan if p.open_price is None else p.open_price for p in pos])[position]
+    n = len(table)
+    price = np.full(n, np.nan) if table.open_price is None else table.open_price
+    out["open_price"] = price[position]
+    times = np.full(n, None, dtype=object) if table.opened is None else table.opened
     opened = np.array(
-        [np.datetime64("NaT", "ns") if p.opened is None else _utc(p.opened) for p in pos],
-        dtype="datetime64[ns]",
+        [np.datetime64("NaT", "ns") if t is None else _utc(t) for t in times], dtype="datetime64[ns]"
     )
     out["opened"] = opened[position]
     return out

@@ -403,11 +403,13 @@ def _inputs_from_span_file(sc: ScenarioFile, sf: SpanFile) -> Inputs:
         n_points=n_points,
     )
     # positions: canonical ids (vectorised lookup); an unknown id is an error naming the position
+    positions = sc.position_table()
     idx = contract_indices(
         contracts,
-        [p.contract for p in sc.positions],
+        positions.contract,
         normalise=canonical_id,
         file=sc.file,
+        error=positions.error,
         what=f": not in the clearing-house file {Path(sc.span.source).name} (ids are PFCODE:F:PERIOD, "
         "PFCODE:C|P:PERIOD:STRIKE, PFCODE:PHY; list them with `marginsim span-file FILE --contracts`) "
         "nor in `contracts`",
@@ -415,8 +417,8 @@ def _inputs_from_span_file(sc: ScenarioFile, sf: SpanFile) -> Inputs:
     book = book_from_arrays(
         contracts,
         contract=idx,
-        quantity=np.array([p.quantity for p in sc.positions], float),
-        account=[p.account for p in sc.positions],
+        quantity=positions.quantity,
+        account=positions.account,
     )
 
     file_params = span_params_from_file(sf)

@@ -333,9 +333,8 @@ def sub_inputs(inputs: Inputs, rows: np.ndarray) -> Inputs:
             if name in book:
                 new_book[name] = ("position", book[name].values[rows])
         return dataclasses.replace(inputs, book=new_book)
-    if len(sc.positions) == book.sizes["position"]:
-        sc = sc.model_copy(update={"positions": [sc.positions[int(i)] for i in rows]})
-        sc._file = inputs.scenario.file
+    if len(sc.position_table()) == book.sizes["position"]:
+        sc = sc.with_position_rows(rows)
     # part of the whole book: its contracts, and every account of the book (a method's section may
     # name an account that holds none of these rows, e.g. portfolio_margin.cash)
     part = Universe(np.unique(np.asarray(k, dtype=np.int64)), inputs.book_accounts())

@@ -100,21 +100,18 @@ def _open_prices(inputs: Inputs) -> np.ndarray | None:
     if "open_price" in book:
         return np.asarray(book["open_price"].values, dtype=float)
     n_p = book.sizes["position"]
+    table = sc.position_table()
     if inputs.universe is None:
-        if len(sc.positions) != n_p:
+        if len(table) != n_p:
             return None
         where = np.arange(n_p)
     else:
         where = np.asarray(book["position"].values, dtype=np.int64)
-        if where.size and (where.min() < 0 or where.max() >= len(sc.positions)):
+        if where.size and (where.min() < 0 or where.max() >= len(table)):
             return None
-    return np.array(
-        [
-            np.nan if sc.positions[int(i)].open_price is None else sc.positions[int(i)].open_price
-            for i in where
-        ],
-        dtype=float,
-    )
+    if table.open_price is None:
+        return np.full(where.size, np.nan)
+    return table.open_price[where]
 
 
 def to_lines(ctx: Ctx, per_pos: np.ndarray) -> np.ndarray:

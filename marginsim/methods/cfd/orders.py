@@ -57,8 +57,9 @@ def order_times(inputs: Inputs, rows: np.ndarray) -> tuple[list[Any], np.ndarray
                 opened = [None if t is None or t != t else t for t in raw]
         return opened, np.asarray(px, dtype=float)
     where = book["position"].values[rows]
-    opened = [sc.positions[int(i)].opened for i in where]
-    px = np.array([sc.positions[int(i)].open_price or np.nan for i in where], dtype=float)
+    table = sc.position_table()
+    opened = [None] * where.size if table.opened is None else table.opened[where].tolist()
+    px = np.full(where.size, np.nan) if table.open_price is None else table.open_price[where]
     return opened, px
 
 
