@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import partial
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
 
 __all__ = ["margin", "load", "build_inputs"]
+
+log = logging.getLogger(__name__)
 
 
 def build_inputs(sc: ScenarioFile) -> Inputs:
@@ -91,17 +95,32 @@ def margin(
     MarginResult
         One xarray Dataset per method; ``.to_dict()`` gives the JSON contract.
     """
+    t0 = time.perf_counter()
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "scenario %r loaded in %.2f s: %d positions, %d accounts, %d contracts, grid %s",
+            inputs.scenario.name,
+            time.perf_counter() - t0,
+            inputs.book.sizes["position"],
+            inputs.book.sizes["account"],
+            inputs.contracts.sizes["contract"],
+            {d: inputs.market.sizes.get(d, inputs.grid.sizes.get(d)) for d in inputs.grid_dims} or "none",
+        )
     held_names = None
     if book is not None:
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.held_contracts()]
+        log.info(
+            "stored book %s: %d accounts, %d per chunk", book, inputs.book.sizes["account"], chunks or 1000
+        )
     elif not inputs.is_lazy:
         client = scale.current_client()
         if chunks is None and client is not None:  # the caller connected a cluster: use it
             chunks = scale.auto_accounts_per_chunk(inputs.book.sizes["account"], client)
         if chunks is not None:
             inputs = scale.chunk(inputs, accounts=chunks)
+            log.info("chunks of %d accounts on dask%s", chunks, " (connected cluster)" if client else "")
     if isinstance(methods, str):
         methods = [methods]
     if methods is not None:
@@ -113,13 +132,21 @@ def margin(
     specs = [method_spec(n, file=inputs.scenario.file) for n in names]
     result = MarginResult(inputs)
     lazy = inputs.is_lazy
+    log.info(
+        "methods %s, engine %s%s", ", ".join(names) or "none", engine, ", lazy (chunked)" if lazy else ""
+    )
     for n, spec in zip(names, specs):
         run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        t1 = time.perf_counter()
         if lazy:  # chunk by chunk: the method runs on each chunk in memory
             result.methods[n] = scale.lazy_method(inputs, spec, run)
+            log.info("%s: graph built in %.2f s", n, time.perf_counter() - t1)
         else:
             result.methods[n] = run(inputs)
+            log.info("%s: margined in %.2f s", n, time.perf_counter() - t1)
     if lazy and compute:
+        t1 = time.perf_counter()
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))
+        log.info("computed on dask in %.2f s", time.perf_counter() - t1)
     return result

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..scenario import load_scenario
+from .settings import DEFAULT_OUT, DEFAULT_TIMEOUT
 
 __all__ = [
     "KERNEL_NAME",
@@ -48,10 +49,6 @@ __all__ = [
 
 #: Name of the project kernel (kernelspec ``Python (marginsim)``).
 KERNEL_NAME = "marginsim"
-#: Default per-cell execution timeout [s].
-DEFAULT_TIMEOUT = 600.0
-#: Default output folder of reports and executed notebooks.
-DEFAULT_OUT = "reports"
 
 # nbconvert's lab template with every block that loads from a CDN emptied: require.js, MathJax,
 # mermaid.js and the widget manager. Plotly figures carry their own (embedded) plotly.js.
@@ -410,7 +407,7 @@ def run_study(
     timeout
         Execution timeout of each cell [s]; ``None``: no limit.
     progress
-        Show papermill's progress bar (on stderr).
+        Show papermill's progress bar (on stderr), named after the study.
     notebooks
         Folder of the notebooks (default :func:`notebooks_dir`).
 
@@ -470,7 +467,7 @@ def run_study(
             parameters=params,
             kernel_name=KERNEL_NAME,
             kernel_manager_class=_kernel_manager_class(),
-            progress_bar=progress,
+            progress_bar={"desc": study.name} if progress else False,  # the bar names the study
             execution_timeout=timeout,
             cwd=str(study.path.parent),
             log_output=False,
