@@ -78,7 +78,7 @@ def _dask_progress(desc: str) -> Iterator[None]:
     from tqdm import tqdm
     from tqdm.dask import TqdmCallback
 
-    with TqdmCallback(desc=desc, tqdm_class=tqdm, file=sys.stderr, unit="task", leave=False):
+    with TqdmCallback(desc=desc, tqdm_class=tqdm, file=sys.stderr, unit="task", leave=True):
         yield
 
 

@@ -430,7 +430,9 @@ def netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
 
 def open_result_group(path: str | Path, method: str) -> xr.Dataset:
     """One method's Dataset from a file written by :meth:`MarginResult.to_netcdf` or
-    :meth:`~MarginResult.to_zarr` (a folder is read as zarr), loaded into memory.
+    :meth:`~MarginResult.to_zarr` (a folder is read as zarr), loaded into memory; text variables
+    as numpy unicode or Python ``str`` objects (zarr's numpy ``StringDType`` converted), times as
+    ``datetime64[ns]``.
 
     Parameters
     ----------
@@ -446,6 +448,12 @@ def open_result_group(path: str | Path, method: str) -> xr.Dataset:
     path = Path(path)
     if path.is_dir():
         with xr.open_zarr(path, group=method, consolidated=False) as ds:
-            return ds.load()
-    with xr.open_dataset(path, group=method) as ds:
-        return ds.load()
+            out = ds.load()
+    else:
+        with xr.open_dataset(path, group=method) as ds:
+            out = ds.load()
+    text = {k: v for k, v in out.variables.items() if v.dtype.kind == "T"}  # zarr's text: numpy StringDType
+    for name, v in text.items():  # Python str objects, as in the result
+        new = xr.Variable(v.dims, v.values.astype(object), attrs=v.attrs)
+        out = out.assign_coords({name: new}) if name in out.indexes else out.assign({name: new})
+    return out
