@@ -11,6 +11,7 @@ from . import methods as _builtin_methods  # noqa: F401 - registers the built-in
 from . import scale
 from .io.book import read_book
 from .io.span import inputs_from_span_file
+from .kernels import numba_available
 from .model import Inputs, inputs_from_scenario
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
@@ -99,7 +100,7 @@ def margin(
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
     if log.isEnabledFor(logging.INFO):
         log.info(
-            "scenario %r loaded in %.2f s: %d positions, %d accounts, %d contracts, grid %s",
+            "scenario %r loaded in %.2f s: positions %d, accounts %d, contracts %d, grid %s",
             inputs.scenario.name,
             time.perf_counter() - t0,
             inputs.book.sizes["position"],
@@ -112,7 +113,7 @@ def margin(
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.held_contracts()]
         log.info(
-            "stored book %s: %d accounts, %d per chunk", book, inputs.book.sizes["account"], chunks or 1000
+            "stored book %s: accounts %d, %d per chunk", book, inputs.book.sizes["account"], chunks or 1000
         )
     elif not inputs.is_lazy:
         client = scale.current_client()
@@ -132,9 +133,11 @@ def margin(
     specs = [method_spec(n, file=inputs.scenario.file) for n in names]
     result = MarginResult(inputs)
     lazy = inputs.is_lazy
-    log.info(
-        "methods %s, engine %s%s", ", ".join(names) or "none", engine, ", lazy (chunked)" if lazy else ""
-    )
+    if log.isEnabledFor(logging.INFO):  # (numba_available imports numba: only when it is logged)
+        shown = f"auto ({'numba' if numba_available() else 'numpy'})" if engine == "auto" else engine
+        log.info(
+            "methods %s, engine %s%s", ", ".join(names) or "none", shown, ", lazy (chunked)" if lazy else ""
+        )
     for n, spec in zip(names, specs):
         run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
         t1 = time.perf_counter()

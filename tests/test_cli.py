@@ -151,8 +151,8 @@ def test_v_logs_the_main_steps_at_info(capsys):
     assert main(["-v", "margin", str(SEED), "--json"]) == 0
     err = capsys.readouterr().err
     assert "INFO marginsim.api: scenario 'span-seed-example' loaded in" in err
-    assert "2 positions, 1 accounts" in err
-    assert "methods span, engine auto" in err
+    assert "positions 2, accounts 1, contracts 2, grid none" in err
+    assert "methods span, engine auto (numba)" in err
     assert "span: margined in" in err and "margin in" in err
     assert "DEBUG" not in err
 
