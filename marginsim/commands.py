@@ -31,39 +31,48 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def xarray_without_dask() -> Iterator[None]:
-    """Within the block, xarray works as on a machine without dask (unless dask is already imported).
+    """Within the block, xarray does not import dask to ask whether data are dask collections.
 
-    xarray imports ``dask.array`` (about 0.25 s) the first time it builds a variable, only to check
-    whether the data is a dask array. A run whose data are all numpy (``marginsim margin FILE``
-    without ``--chunks``, ``--book`` or ``--scheduler``) has no dask array, so the CLI tells xarray
-    that dask is not there, as xarray itself records it on a machine without dask (a configuration
-    xarray supports), and takes the record back at the end of the block. Nothing changes when
-    dask is already imported or xarray keeps that record elsewhere (then dask is imported as before).
+    xarray imports ``dask`` and ``dask.array`` (about 0.3 s) the first time it builds a variable,
+    only to check whether the data is a dask array. No object can be a dask collection while dask
+    is not imported, so within the block xarray's two checks answer that without importing it:
+    its record of the ``dask`` duck-array module says "absent" (as xarray records it on a machine
+    without dask) and ``is_dask_collection`` is false while ``dask`` is not in ``sys.modules``.
+    Both are taken back at the end of the block. The CLI uses it for runs whose data are all numpy
+    (``marginsim margin FILE`` without ``--chunks``, ``--book`` or ``--scheduler``). Nothing
+    changes when dask is already imported or xarray keeps these elsewhere (dask is then imported
+    as before).
     """
-    cache = None
-    if "dask" not in sys.modules:
-        try:
-            from xarray.namedarray import pycompat
-
-            cache = pycompat._cached_duck_array_modules
-            absent = object.__new__(pycompat.DuckArrayModule)  # as xarray's own record of a missing module
-            absent.module, absent.version, absent.type, absent.available = (
-                None,
-                pycompat.Version("0"),
-                (),
-                False,
-            )
-        except (ImportError, AttributeError, TypeError):  # another xarray: import dask as before
-            cache = None
-    if cache is None or "dask" in cache:
+    if "dask" in sys.modules:
         yield
         return
+    try:
+        from xarray.namedarray import pycompat
+        from xarray.namedarray import utils as xr_utils
+
+        cache = pycompat._cached_duck_array_modules
+        absent = object.__new__(pycompat.DuckArrayModule)  # as xarray's own record of a missing module
+        absent.module, absent.version, absent.type, absent.available = None, pycompat.Version("0"), (), False
+        original = xr_utils.is_dask_collection
+    except (ImportError, AttributeError, TypeError):  # another xarray: dask is imported as before
+        yield
+        return
+    if "dask" in cache:
+        yield
+        return
+
+    def is_dask_collection(x: object) -> bool:
+        return "dask" in sys.modules and bool(original(x))
+
     cache["dask"] = absent
+    xr_utils.is_dask_collection = is_dask_collection
     try:
         yield
     finally:
         if cache.get("dask") is absent:
             del cache["dask"]
+        if xr_utils.is_dask_collection is is_dask_collection:
+            xr_utils.is_dask_collection = original
 
 
 def progress_bar(args: argparse.Namespace) -> bool:
@@ -131,6 +140,11 @@ def schema_command(args: argparse.Namespace) -> int:
 
 def span_file_command(args: argparse.Namespace) -> int:
     """``marginsim span-file FILE``: what a clearing-house SPAN file holds (or its contract ids)."""
+    with xarray_without_dask():
+        return _span_file(args)
+
+
+def _span_file(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     sf = load_span_file(args.file)
     log.info("SPAN file %s read in %.2f s", args.file, time.perf_counter() - t0)

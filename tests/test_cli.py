@@ -58,14 +58,14 @@ def test_help_and_version_import_nothing_heavy(argv):
     assert got["text"].startswith("usage: marginsim") or got["text"].startswith("marginsim ")
 
 
-def test_margin_of_the_seed_example_does_not_import_dask_array_nor_distributed():
+def test_margin_of_the_seed_example_does_not_import_dask():
     code = f"""
 import contextlib, io, json, sys
 import marginsim.cli
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     status = marginsim.cli.main(["margin", {str(SEED)!r}, "--json"])
-print(json.dumps({{"status": status, "dask_array": "dask.array" in sys.modules,
+print(json.dumps({{"status": status, "dask": "dask" in sys.modules,
                    "distributed": "distributed" in sys.modules, "zarr": "zarr" in sys.modules,
                    "scipy_optimize": "scipy.optimize" in sys.modules,
                    "maintenance": json.loads(buf.getvalue())["accounts"]["main"]["span"]["maintenance"]}}))
@@ -73,20 +73,40 @@ print(json.dumps({{"status": status, "dask_array": "dask.array" in sys.modules,
     got = _modules_after(code)
     assert got["status"] == 0
     assert round(got["maintenance"], 2) == 609.40
-    assert not got["dask_array"] and not got["distributed"] and not got["zarr"]
+    assert not got["dask"] and not got["distributed"] and not got["zarr"]
     assert not got["scipy_optimize"]  # only the account layer's conversion planner needs it
 
 
-def test_xarray_knows_dask_again_after_an_in_memory_run(capsys):
-    """The CLI keeps xarray off dask.array only for the run: a chunked run in the same process works."""
-    import dask.array as da
-    import xarray as xr
+def test_xarray_knows_dask_again_after_an_in_memory_run():
+    """The CLI keeps xarray off dask only for the run: a chunked run in the same process works."""
+    code = f"""
+import contextlib, io, json, sys
+import marginsim, marginsim.cli
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    marginsim.cli.main(["margin", {str(SEED)!r}, "--json"])
+during = "dask" in sys.modules
+import dask.array as da
+import xarray as xr
+from xarray.namedarray.utils import is_duck_dask_array
+chunked = marginsim.margin({str(SEED)!r}, chunks=1, detail=False).to_dict()
+print(json.dumps({{"during": during, "chunks": xr.DataArray(da.ones(3, chunks=1)).chunks,
+                   "duck": is_duck_dask_array(da.ones(2)),
+                   "same": chunked["accounts"] == json.loads(buf.getvalue())["accounts"]}}))
+"""
+    got = _modules_after(code)
+    assert got == {"during": False, "chunks": [[1, 1, 1]], "duck": True, "same": True}
 
-    assert main(["margin", str(SEED), "--json"]) == 0
-    first = json.loads(capsys.readouterr().out)
-    assert xr.DataArray(da.ones(3, chunks=1)).chunks == ((1, 1, 1),)
-    chunked = marginsim.margin(SEED, chunks=1, detail=False).to_dict()
-    assert chunked["accounts"] == first["accounts"]
+
+def test_xarray_without_dask_when_dask_is_imported_changes_nothing():
+    import dask.array as da
+    from xarray.namedarray import utils
+
+    from marginsim.commands import xarray_without_dask
+
+    before = utils.is_dask_collection
+    with xarray_without_dask():
+        assert utils.is_dask_collection is before and utils.is_duck_dask_array(da.ones(2))
 
 
 def test_version(capsys):
