@@ -65,7 +65,7 @@ def xarray_without_dask() -> Iterator[None]:
         return "dask" in sys.modules and bool(original(x))
 
     cache["dask"] = absent
-    xr_utils.is_dask_collection = is_dask_collection
+    xr_utils.is_dask_collection = is_dask_collection  # type: ignore[assignment]
     try:
         yield
     finally:
