@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verbosity",
         action="count",
         default=0,
-        help="log the main steps and their timings on stderr (-v INFO, -vv DEBUG)",
+        help="log the main steps and their timings on stderr (-v INFO, -vv DEBUG; default: warnings)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="log only errors; no progress bars")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
