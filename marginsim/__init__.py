@@ -6,14 +6,25 @@ Quick use::
     result = marginsim.margin("scenarios/span_seed_example.yaml")
     result["span"]          # an xarray Dataset: accounts x combined commodities x grid dims
     result.to_dict()        # the JSON contract of `marginsim margin FILE --json`
+
+``import marginsim`` is light (no numpy, xarray, pandas, numba or dask): the names below are
+imported from their modules on first use (PEP 562), so that ``marginsim --help`` starts at once.
+Log messages go to the ``marginsim`` logger (:mod:`logging`; one logger per module below it);
+the command line shows them with ``-v`` (INFO) and ``-vv`` (DEBUG).
 """
 
-from .api import build_inputs, load, margin
-from .errors import InputError
-from .limits import set_options
-from .model import Inputs
-from .result import MarginResult
-from .scenario import ScenarioFile, load_scenario, parse_scenario
+import importlib as _importlib
+import logging as _logging
+from types import ModuleType as _ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
+    from .api import build_inputs, load, margin
+    from .errors import InputError
+    from .limits import set_options
+    from .model import Inputs
+    from .result import MarginResult
+    from .scenario import ScenarioFile, load_scenario, parse_scenario
 
 __version__ = "0.1.0"
 
@@ -30,3 +41,36 @@ __all__ = [
     "set_options",
     "__version__",
 ]
+
+#: Public name -> the module that defines it (imported on first use of the name).
+_LAZY = {
+    "margin": "marginsim.api",
+    "load": "marginsim.api",
+    "build_inputs": "marginsim.api",
+    "Inputs": "marginsim.model",
+    "MarginResult": "marginsim.result",
+    "ScenarioFile": "marginsim.scenario",
+    "load_scenario": "marginsim.scenario",
+    "parse_scenario": "marginsim.scenario",
+    "InputError": "marginsim.errors",
+    "set_options": "marginsim.limits",
+}
+
+# a library does not print log records of its own accord: the application configures handlers
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    """The public name ``name``, imported from its module on first use (and kept)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marginsim' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names and the submodules imported so far."""
+    loaded = [k for k, v in globals().items() if isinstance(v, _ModuleType) and not k.startswith("_")]
+    return sorted({*__all__, *loaded})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import partial
 from pathlib import Path
 
@@ -9,12 +11,15 @@ from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from .io.book import read_book
 from .io.span import inputs_from_span_file
+from .kernels import numba_available
 from .model import Inputs, inputs_from_scenario
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
 from .scenario import ScenarioFile, load_scenario, parse_scenario
 
 __all__ = ["margin", "load", "build_inputs"]
+
+log = logging.getLogger(__name__)
 
 
 def build_inputs(sc: ScenarioFile, *, memory_limit: int | str | limits.Limit | None = None) -> Inputs:
@@ -113,17 +118,32 @@ def margin(
         One xarray Dataset per method; ``.to_dict()`` gives the JSON contract.
     """
     limit = limits.memory_limit(memory_limit)
+    t0 = time.perf_counter()
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario, memory_limit=limit)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "scenario %r loaded in %.2f s: positions %d, accounts %d, contracts %d, grid %s",
+            inputs.scenario.name,
+            time.perf_counter() - t0,
+            inputs.book.sizes["position"],
+            inputs.book.sizes["account"],
+            inputs.contracts.sizes["contract"],
+            {d: inputs.market.sizes.get(d, inputs.grid.sizes.get(d)) for d in inputs.grid_dims} or "none",
+        )
     held_names = None
     if book is not None:
         inputs = read_book(book, inputs, accounts=chunks or 1000)
         held_names = inputs.contracts["contract"].values[inputs.held_contracts()]
+        log.info(
+            "stored book %s: accounts %d, %d per chunk", book, inputs.book.sizes["account"], chunks or 1000
+        )
     elif not inputs.is_lazy:
         client = scale.current_client()
         if chunks is None and client is not None:  # the caller connected a cluster: use it
             chunks = scale.auto_accounts_per_chunk(inputs.book.sizes["account"], client)
         if chunks is not None:
             inputs = scale.chunk(inputs, accounts=chunks)
+            log.info("chunks of %d accounts on dask%s", chunks, " (connected cluster)" if client else "")
     if isinstance(methods, str):
         methods = [methods]
     if methods is not None:
@@ -138,13 +158,23 @@ def margin(
     )
     result = MarginResult(inputs)
     lazy = inputs.is_lazy
+    if log.isEnabledFor(logging.INFO):  # (numba_available imports numba: only when it is logged)
+        shown = f"auto ({'numba' if numba_available() else 'numpy'})" if engine == "auto" else engine
+        log.info(
+            "methods %s, engine %s%s", ", ".join(names) or "none", shown, ", lazy (chunked)" if lazy else ""
+        )
     for n, spec in zip(names, specs):
         run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        t1 = time.perf_counter()
         if lazy:  # chunk by chunk: the method runs on each chunk in memory
             result.methods[n] = scale.lazy_method(inputs, spec, run)
+            log.info("%s: graph built in %.2f s", n, time.perf_counter() - t1)
         else:
             result.methods[n] = run(inputs)
+            log.info("%s: margined in %.2f s", n, time.perf_counter() - t1)
     if lazy and compute:
+        t1 = time.perf_counter()
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))
+        log.info("computed on dask in %.2f s", time.perf_counter() - t1)
     return result

@@ -1,140 +1,106 @@
-"""The ``marginsim`` command line."""
+"""The ``marginsim`` command line.
+
+The parser is built without importing numpy, xarray, pandas, numba or dask: each command names the
+function that runs it as ``"module:function"`` (:data:`COMMANDS`), imported only when the command
+runs, so that ``marginsim --help`` and ``marginsim --version`` answer at once.
+
+Logging: the ``marginsim`` logger (:mod:`logging`) prints to stderr at WARNING; ``-v`` shows INFO
+(the main steps and their timings), ``-vv`` DEBUG, ``-q`` only errors (and no progress bars).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import importlib
+import logging
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from .api import margin
+from . import __version__
 from .errors import InputError
-from .io.span import file_contract_ids, load_span_file, summarize
-from .limits import parse_limit
-from .registry import REGISTRY
-from .scale import connect
-from .scenario import scenario_json_schema
 from .studies.cli import add_study_parser
 
-if TYPE_CHECKING:
-    import xarray as xr
+__all__ = ["main", "build_parser", "COMMANDS", "HelpFormatter", "Parser"]
 
-__all__ = ["main"]
+#: Command -> ``"module:function"`` that runs it (``function(args) -> exit status``), imported when run.
+COMMANDS = {
+    "margin": "marginsim.commands:margin_command",
+    "span-file": "marginsim.commands:span_file_command",
+    "schema": "marginsim.commands:schema_command",
+}
 
-
-def _cmd_margin(args: argparse.Namespace) -> int:
-    client = connect(args.scheduler, key_path="--scheduler")
-    try:
-        result = margin(  # the CLI prints the JSON contract or tables: no per-scenario detail
-            args.file,
-            methods=args.method,
-            engine=args.engine,
-            chunks=args.chunks,
-            book=args.book,
-            detail=False,
-            memory_limit=parse_limit(args.memory_limit, origin="--memory-limit"),
-        )
-    finally:
-        if client is not None:
-            client.close()
-    if args.json:
-        sys.stdout.write(result.to_json() + "\n")
-        return 0
-    result.check_finite()  # no NaN or inf in a table where a figure is due
-    sc = result.inputs.scenario
-    print(f"{sc.name}  as of {sc.as_of}  currency {sc.currency}")
-    if sc.description:
-        print(sc.description.strip())
-    for name, ds in result.methods.items():
-        for acct in result.inputs.accounts:
-            print()
-            print(REGISTRY[name].table(ds, acct))
-    return 0
+#: Log format of the command line's messages on stderr.
+LOG_FORMAT = "marginsim %(levelname)s %(name)s: %(message)s"
 
 
-def _cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(scenario_json_schema() + "\n")
-    return 0
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default: ``(default: X)`` after its help, unless the default
+    is empty (``None``, ``False``) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default:" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
 
 
-def _cmd_span_file(args: argparse.Namespace) -> int:
-    sf = load_span_file(args.file)
-    if args.contracts is not None:
-        listing = file_contract_ids(sf, args.contracts or None)
-        if args.json:
-            sys.stdout.write(json.dumps(_contract_rows(listing), indent=2) + "\n")
-            return 0
-        print(f"{'id':<32}{'type':<8}{'combined commodity':<20}{'price':>12}{'strike':>10}{'multiplier':>12}")
-        for i, c in enumerate(listing["contract"].values):
-            k = listing["strike"].values[i]
-            print(
-                f"{str(c):<32}{listing['type'].values[i]:<8}{listing['group'].values[i]:<20}"
-                f"{listing['price'].values[i]:>12g}{'' if k != k else f'{k:g}':>10}"
-                f"{listing['multiplier'].values[i]:>12g}"
-            )
-        return 0
-    info = summarize(sf)
-    if args.json:
-        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
-        return 0
-    print(f"{info['file']}")
-    print(
-        f"  SPAN XML format {info['file_format']}, clearing org {info['clearing_org']}, "
-        f"business date {info['business_date']} (created {info['created']})"
-    )
-    print(f"  exchanges: {', '.join(info['exchanges'])}; currencies used: {', '.join(info['currencies'])}")
-    if info.get("conversion_rates"):
-        print("  conversion rates: " + ", ".join(f"{k} {v}" for k, v in info["conversion_rates"].items()))
-    print(f"  combined commodities: {info['n_combined_commodities']}")
-    pf = info["n_portfolios"]
-    ct = info["n_contracts"]
-    print(f"  portfolios: {pf['futures']} futures, {pf['options']} options, {pf['physical']} physical")
-    print(
-        f"  contracts: {ct['futures']} futures, {ct['options']} options "
-        f"({info['n_option_series']} series), {ct['physical']} physical"
-    )
-    print(
-        f"  spreads: {info['n_intra_spreads']} intra-commodity, {info['n_inter_spreads']} inter-commodity; "
-        f"{info['n_scan_points']} scan points"
-    )
-    print("  combined commodities: " + ", ".join(sf.combined_commodities))
-    return 0
+class Parser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` with :class:`HelpFormatter`; its sub-commands' parsers too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
-def _contract_rows(listing: xr.Dataset) -> list[dict[str, Any]]:
-    """The rows of ``marginsim span-file FILE --contracts --json``: plain JSON values.
-
-    ``id``, ``type``, ``group`` (combined commodity), ``price`` [price units], ``strike`` [price
-    units; null for a future or a physical], ``multiplier`` [currency per price point per
-    contract] and ``month`` (YYYYMM).
-    """
-    cols = {
-        k: listing[k].values.tolist() for k in ("type", "group", "price", "strike", "multiplier", "month")
-    }
-    ids = [str(c) for c in listing["contract"].values.tolist()]
-
-    def plain(v: Any) -> Any:
-        return None if isinstance(v, float) and math.isnan(v) else v
-
-    return [{"id": c, **{k: plain(v[i]) for k, v in cols.items()}} for i, c in enumerate(ids)]
+def resolve(target: str | Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The function a command names: ``"module:function"`` imported now, or a callable as it is."""
+    if callable(target):
+        return target
+    module, _, name = target.partition(":")
+    func: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+    return func
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="marginsim", description="Simulate broker and clearing-house margin.")
-    sub = p.add_subparsers(dest="command", required=True)
+    """The ``marginsim`` parser (its sub-commands' ``func`` are :data:`COMMANDS` entries)."""
+    p = Parser(prog="marginsim", description="Simulate broker and clearing-house margin.")
+    p.add_argument("--version", action="version", version=f"marginsim {__version__}")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="log the main steps and their timings on stderr (-v INFO, -vv DEBUG; default: warnings)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="log only errors; no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("margin", help="margin of the book of a scenario file")
     m.add_argument("file", help="scenario file (YAML)")
     m.add_argument("--json", action="store_true", help="print the JSON result contract")
-    m.add_argument("--method", action="append", help="run this method (repeatable); default: all that apply")
-    m.add_argument("--engine", choices=["auto", "numba", "numpy"], default="auto", help="pricing engine")
+    m.add_argument("--method", action="append", help="run this method (repeatable; default: all that apply)")
+    m.add_argument(
+        "--engine",
+        choices=["auto", "numba", "numpy"],
+        default="auto",
+        help="pricing engine (auto: numba when installed)",
+    )
     m.add_argument(
         "--chunks",
         type=int,
         metavar="N",
-        help="margin N accounts per chunk on dask (same numbers as in one piece)",
+        help="margin N accounts per chunk on dask (same numbers as in one piece; a progress bar on a terminal)",
     )
     m.add_argument(
         "--scheduler",
@@ -142,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the chunks on the dask.distributed scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786)",
     )
     m.add_argument(
-        "--book", metavar="PATH", help="a stored book (zarr or netCDF) instead of the file's positions"
+        "--book",
+        metavar="PATH",
+        help="a stored book (zarr or netCDF) instead of the file's positions (a progress bar on a terminal)",
     )
     m.add_argument(
         "--memory-limit",
@@ -150,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a run needing more memory (8GB, 512MiB, 75%%, off; default: $MARGINSIM_MEMORY_LIMIT, "
         "else half the physical memory)",
     )
-    m.set_defaults(func=_cmd_margin)
+    m.set_defaults(func=COMMANDS["margin"])
 
     f = sub.add_parser("span-file", help="what a clearing-house SPAN XML file holds")
     f.add_argument("file", help="SPAN XML file (format 4.00)")
@@ -161,26 +129,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="list contract ids (of these combined commodities; all without one)",
     )
     f.add_argument("--json", action="store_true", help="print JSON")
-    f.set_defaults(func=_cmd_span_file)
+    f.set_defaults(func=COMMANDS["span-file"])
 
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
-    s.set_defaults(func=_cmd_schema)
+    s.set_defaults(func=COMMANDS["schema"])
 
     add_study_parser(sub)
     return p
+
+
+@contextmanager
+def logging_to_stderr(verbosity: int = 0, quiet: bool = False) -> Iterator[logging.Logger]:
+    """Print the ``marginsim`` logger's records on stderr within the block, at the level the
+    options ask for: ERROR (``quiet``), WARNING (``verbosity`` 0), INFO (1) or DEBUG (2 or more).
+    The logger's level and handlers are as before after the block."""
+    logger = logging.getLogger("marginsim")
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    old_level = logger.level
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as e:
-        print(f"marginsim: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
+    with logging_to_stderr(args.verbosity, args.quiet) as log:
+        log.debug("marginsim %s on Python %s: %s", __version__, sys.version.split()[0], vars(args))
+        try:
+            return resolve(args.func)(args)
+        except InputError as e:
+            print(f"marginsim: error: {e}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            return 0
 
 
 if __name__ == "__main__":

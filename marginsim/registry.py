@@ -7,16 +7,19 @@ it recomputes over the whole book after a chunked run). The CLI, the API, the no
 JSON result and :mod:`marginsim.scale` all read :data:`REGISTRY`.
 
 The built-in methods (SPAN, portfolio margin, CFD, the account layer) register themselves when
-:mod:`marginsim.methods` is imported (``import marginsim`` does). A method defined outside the
-package registers with :func:`register_method`, or through the ``marginsim.methods`` entry-point
-group (an entry point names a :class:`MethodSpec`, or a function returning one), which is read
-the first time the registry is looked at.
+:mod:`marginsim.methods` is imported, which the registry does by name the first time it is looked
+at (``import marginsim`` is lazy and imports no method). A method defined outside the package
+registers with :func:`register_method`, or through the ``marginsim.methods`` entry-point group (an
+entry point names a :class:`MethodSpec`, or a function returning one), which is read the first
+time the registry is looked at, after the built-in methods.
 
-This module imports nothing of marginsim but :mod:`marginsim.errors` and the data types it names.
+This module imports nothing of marginsim but :mod:`marginsim.errors` and the data types it names
+(:data:`BUILTIN_METHODS` is imported by name, like an entry point).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,10 +47,14 @@ __all__ = [
     "applicable_methods",
     "method_spec",
     "ENTRY_POINT_GROUP",
+    "BUILTIN_METHODS",
 ]
 
 #: The entry-point group through which installed packages add methods.
 ENTRY_POINT_GROUP = "marginsim.methods"
+
+#: The package of the built-in methods, imported (it registers them) on the first look at the registry.
+BUILTIN_METHODS = "marginsim.methods"
 
 
 #: A method's result dims whose length depends on the data (the account layer's plans: one row
@@ -187,9 +194,22 @@ class _Registry(Mapping[str, MethodSpec]):
     def __init__(self) -> None:
         self._specs: dict[str, MethodSpec] = {}
         self._entry_points_read = False
+        self._builtins_loaded = False
         self.version = 0  # bumped by every change: caches keyed on the registry's contents
 
+    def _load_builtins(self) -> None:
+        """Import :data:`BUILTIN_METHODS` once (it registers the built-in methods, in their order)."""
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        try:
+            importlib.import_module(BUILTIN_METHODS)
+        except BaseException:
+            self._builtins_loaded = False  # tried again at the next look (and fails loudly again)
+            raise
+
     def _read_entry_points(self) -> None:
+        self._load_builtins()
         if self._entry_points_read:
             return
         self._entry_points_read = True
@@ -218,12 +238,14 @@ class _Registry(Mapping[str, MethodSpec]):
         return len(self._specs)
 
     def add(self, spec: MethodSpec, *, replace: bool) -> None:
+        self._load_builtins()  # the built-in methods come first, whoever registers first
         if spec.name in self._specs and not replace and self._specs[spec.name] is not spec:
             raise ValueError(f"a method named {spec.name!r} is already registered (pass replace=True)")
         self._specs[spec.name] = spec
         self.version += 1
 
     def remove(self, name: str) -> MethodSpec:
+        self._load_builtins()
         spec = self._specs.pop(name)
         self.version += 1
         return spec

@@ -602,18 +602,23 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
     return sc
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate keys (a silent overwrite is a user error) and
-    reports a value its tag cannot make (``!!int abc``, ``!!bool maybe``) as a YAML error at the
-    value's line, never as a Python exception."""
+class _LoaderChecks:
+    """The checks of the scenario loaders (pure-Python and C): duplicate keys are refused (a silent
+    overwrite is a user error; by `_construct_mapping`), and a value its tag cannot make
+    (``!!int abc``, ``!!bool maybe``) is reported as a YAML error at the value's line, never as a
+    Python exception."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep=deep)
+            return super().construct_object(node, deep=deep)  # type: ignore[misc]  # a mixin of a yaml Loader
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]} ({e})", node.start_mark
             ) from None
+
+
+class _UniqueKeyLoader(_LoaderChecks, yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate keys and values their tag cannot make."""
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -656,8 +661,8 @@ def yaml_loader() -> type[Any]:
     if loader is None:
         loader = type(
             "_CUniqueKeyLoader",
-            (base,),
-            {"__doc__": _UniqueKeyLoader.__doc__, "construct_object": _UniqueKeyLoader.construct_object},
+            (_LoaderChecks, base),
+            {"__doc__": _UniqueKeyLoader.__doc__},
         )
         loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
         loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
@@ -674,6 +679,8 @@ def _read_yaml(text: str, path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        if "nesting depth" in problem:  # libyaml's own bound; the pure parser recurses instead
+            problem = "lists or mappings nested too deeply"
         raise InputError(f"not valid YAML{where}: {problem}", file=path) from None
     except RecursionError:
         raise InputError("not valid YAML: lists or mappings nested too deeply", file=path) from None

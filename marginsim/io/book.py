@@ -208,7 +208,7 @@ def write_book(path: str | Path, inputs: Inputs, *, chunk_positions: int = 1_000
     else:
         if path.exists():
             path.unlink()
-        ds.to_netcdf(path)
+        ds.to_netcdf(path, engine="scipy")  # netCDF-3 as before, whatever netCDF-4 engine is installed
     return path
 
 

@@ -16,7 +16,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linprog
 
 __all__ = [
     "NORMAL",
@@ -366,6 +365,8 @@ def _solve(balance, required, group_required, usd, pairs, cost, ccy_weight, slac
         rows.append(slack_obj[None, :])
         rhs.append(np.array([slack_cap]))
         c_vec = np.concatenate([cost, np.zeros(n_s1 + n_s2)])
+    from scipy.optimize import linprog  # imported on first use (about 0.3 s): only the planner needs it
+
     res = linprog(
         c_vec,
         A_ub=np.vstack(rows),

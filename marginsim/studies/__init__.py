@@ -4,44 +4,88 @@
 - :mod:`marginsim.studies.books`: what the notebooks compute (what-if variants of a scenario,
   summary tables), each in one call over grid dims or accounts.
 - :mod:`marginsim.plots`: the plotly figures, and the offline renderer the notebooks use.
+
+The names below are imported from their modules on first use (PEP 562): the command line
+builds ``marginsim study`` without importing the data model or the notebook machinery.
 """
 
-from .books import (
-    applicable_methods,
-    balances_before_after,
-    base_point,
-    cfd_leverage_book,
-    connect,
-    decision_point,
-    grid_point_text,
-    headline,
-    leverage_grid,
-    load_book,
-    margin_by_method,
-    movements,
-    pm_top_driver,
-    report_table,
-    straight_path,
-    summary_table,
-    with_grid,
-    without_group,
-)
-from .runner import (
-    KERNEL_NAME,
-    Study,
-    StudyError,
-    StudyRun,
-    atomic_write_text,
-    ensure_kernel,
-    export_html,
-    external_resources,
-    get_study,
-    list_studies,
-    notebooks_dir,
-    run_all,
-    run_study,
-    study_parameters,
-)
+import importlib as _importlib
+from types import ModuleType as _ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
+    from .books import (
+        applicable_methods,
+        balances_before_after,
+        base_point,
+        cfd_leverage_book,
+        connect,
+        decision_point,
+        grid_point_text,
+        headline,
+        leverage_grid,
+        load_book,
+        margin_by_method,
+        movements,
+        pm_top_driver,
+        report_table,
+        straight_path,
+        summary_table,
+        with_grid,
+        without_group,
+    )
+    from .runner import (
+        KERNEL_NAME,
+        Study,
+        StudyError,
+        StudyRun,
+        atomic_write_text,
+        ensure_kernel,
+        export_html,
+        external_resources,
+        get_study,
+        list_studies,
+        notebooks_dir,
+        run_all,
+        run_study,
+        study_parameters,
+    )
+
+#: Public name -> the module that defines it (imported on first use of the name).
+_LAZY = {
+    "applicable_methods": "marginsim.studies.books",
+    "balances_before_after": "marginsim.studies.books",
+    "base_point": "marginsim.studies.books",
+    "cfd_leverage_book": "marginsim.studies.books",
+    "connect": "marginsim.studies.books",
+    "decision_point": "marginsim.studies.books",
+    "grid_point_text": "marginsim.studies.books",
+    "headline": "marginsim.studies.books",
+    "leverage_grid": "marginsim.studies.books",
+    "load_book": "marginsim.studies.books",
+    "margin_by_method": "marginsim.studies.books",
+    "movements": "marginsim.studies.books",
+    "pm_top_driver": "marginsim.studies.books",
+    "report_table": "marginsim.studies.books",
+    "straight_path": "marginsim.studies.books",
+    "summary_table": "marginsim.studies.books",
+    "with_grid": "marginsim.studies.books",
+    "without_group": "marginsim.studies.books",
+    "KERNEL_NAME": "marginsim.studies.runner",
+    "Study": "marginsim.studies.runner",
+    "StudyError": "marginsim.studies.runner",
+    "StudyRun": "marginsim.studies.runner",
+    "atomic_write_text": "marginsim.studies.runner",
+    "ensure_kernel": "marginsim.studies.runner",
+    "export_html": "marginsim.studies.runner",
+    "external_resources": "marginsim.studies.runner",
+    "get_study": "marginsim.studies.runner",
+    "list_studies": "marginsim.studies.runner",
+    "notebooks_dir": "marginsim.studies.runner",
+    "run_all": "marginsim.studies.runner",
+    "run_study": "marginsim.studies.runner",
+    "study_parameters": "marginsim.studies.runner",
+}
 
 __all__ = [
     "KERNEL_NAME",
@@ -77,3 +121,19 @@ __all__ = [
     "with_grid",
     "without_group",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The public name ``name``, imported from its module on first use (and kept)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marginsim.studies' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names and the submodules imported so far."""
+    loaded = [k for k, v in globals().items() if isinstance(v, _ModuleType) and not k.startswith("_")]
+    return sorted({*__all__, *loaded})

@@ -1,31 +1,40 @@
-"""``marginsim study ...``: list, run and schedule the study notebooks."""
+"""``marginsim study ...``: list, run and schedule the study notebooks.
+
+Building the parser imports nothing heavy: :mod:`marginsim.studies.runner` (which imports the data
+model and, when a study runs, papermill) is imported when a study command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime as dt
+import importlib
+import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
-from .runner import (
-    DEFAULT_OUT,
-    DEFAULT_TIMEOUT,
-    StudyError,
-    ensure_kernel,
-    get_study,
-    list_studies,
-    notebooks_dir,
-    parameter_defaults,
-    run_all,
-    run_study,
-    study_parameters,
-)
+from .settings import DEFAULT_OUT, DEFAULT_TIMEOUT
 
-__all__ = ["add_study_parser", "parse_value"]
+__all__ = ["add_study_parser", "parse_value", "RUNNER"]
+
+#: The module that finds, runs and exports the studies, imported when a study command runs.
+RUNNER = "marginsim.studies.runner"
+
+log = logging.getLogger(__name__)
+
+
+def _runner() -> ModuleType:
+    return importlib.import_module(RUNNER)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """A progress bar (on stderr) unless ``--no-progress`` or ``-q``, and only on a terminal."""
+    return not args.no_progress and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def parse_value(text: str) -> Any:
@@ -43,21 +52,23 @@ def parse_value(text: str) -> Any:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    studies = list_studies(args.notebooks)
+    runner = _runner()
+    studies = runner.list_studies(args.notebooks)
     if not studies:
-        print(f"no study notebooks in {args.notebooks or notebooks_dir()}", file=sys.stderr)
+        print(f"no study notebooks in {args.notebooks or runner.notebooks_dir()}", file=sys.stderr)
         return 1
     for s in studies:
         print(f"{s.name:<24}{s.title}")
         if s.summary:
             print(f"{'':<24}{s.summary}")
         if args.verbose:
-            for p, info in study_parameters(s).items():
+            for p, info in runner.study_parameters(s).items():
                 print(f"{'':<26}-p {p} {info['default']}  {info.get('help') or ''}".rstrip())
     return 0
 
 
-def _report(run) -> None:
+def _report(run: Any) -> None:
+    log.info("study %s: %s in %.1f s", run.study, "ok" if run.ok else "failed", run.seconds)
     if run.ok:
         print(f"{run.study}: ok in {run.seconds:.1f} s -> {run.html}")
     else:
@@ -73,20 +84,22 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The ``-p KEY VALUE`` pairs: YAML values, but the text itself for a parameter whose default
     is a string (``-p account 123`` is the account named ``123``). The runner checks the types."""
     pairs = args.param or []
-    defaults = parameter_defaults(get_study(args.name, args.notebooks)) if pairs else {}
+    runner = _runner()
+    defaults = runner.parameter_defaults(runner.get_study(args.name, args.notebooks)) if pairs else {}
     return {k: v if isinstance(defaults.get(k), str) else parse_value(v) for k, v in pairs}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     params = _parameters(args)
-    run = run_study(
+    log.info("study %s: scenario %s, parameters %s, out %s", args.name, args.scenario, params, args.out)
+    run = _runner().run_study(
         args.name,
         args.scenario,
         params,
         out=args.out,
         scheduler=args.scheduler,
         timeout=args.timeout or None,
-        progress=not args.no_progress,
+        progress=_progress(args),
         notebooks=args.notebooks,
     )
     _report(run)
@@ -94,12 +107,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_all(args: argparse.Namespace) -> int:
-    runs = run_all(
+    runs = _runner().run_all(
         names=args.only,
         out=args.out,
         scheduler=args.scheduler,
         timeout=args.timeout or None,
-        progress=not args.no_progress,
+        progress=_progress(args),
         notebooks=args.notebooks,
     )
     for r in runs:
@@ -113,7 +126,7 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel(args: argparse.Namespace) -> int:
-    print(ensure_kernel())
+    print(_runner().ensure_kernel())
     return 0
 
 
@@ -134,12 +147,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _guard(func):
+def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             with _terminate_as_interrupt():
                 return func(args)
-        except StudyError as e:
+        except _runner().StudyError as e:  # evaluated when an exception comes: the runner is imported by then
             print(f"marginsim: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:  # the runner has cleaned up; the executed notebook is kept
@@ -164,7 +177,11 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
             metavar="SECONDS",
             help="execution timeout per cell [s], any number (0.5 too; 0: none)",
         )
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="no progress bar (shown on stderr when it is a terminal)",
+        )
         p.add_argument("--notebooks", metavar="DIR", help="folder of the study notebooks")
 
     ls = ss.add_parser("list", help="the studies and what they show")

@@ -48,6 +48,7 @@ from .. import __version__
 from ..errors import InputError
 from ..registry import REGISTRY, applicable_methods
 from ..scenario import ScenarioFile, load_scenario
+from .settings import DEFAULT_OUT, DEFAULT_TIMEOUT
 
 __all__ = [
     "KERNEL_NAME",
@@ -73,10 +74,6 @@ __all__ = [
 
 #: Name of the project kernel (kernelspec ``Python (marginsim)``).
 KERNEL_NAME = "marginsim"
-#: Default per-cell execution timeout [s].
-DEFAULT_TIMEOUT = 600.0
-#: Default output folder of reports and executed notebooks.
-DEFAULT_OUT = "reports"
 #: Parameters the runner sets itself (from ``--out``): refused as ``-p``.
 RUNNER_PARAMETERS = ("out_dir",)
 #: Keys of a study's ``marginsim.needs`` notebook metadata.
@@ -766,7 +763,7 @@ def run_study(
     timeout
         Execution timeout of each cell [s], any finite number >= 0; ``None`` or 0: no limit.
     progress
-        Show papermill's progress bar (on stderr).
+        Show papermill's progress bar (on stderr), named after the study.
     notebooks
         Folder of the notebooks (default :func:`notebooks_dir`).
 
@@ -855,7 +852,7 @@ def run_study(
                 parameters=params,
                 kernel_name=KERNEL_NAME,
                 kernel_manager_class=_kernel_manager_class(),
-                progress_bar=progress,
+                progress_bar={"desc": study.name} if progress else False,  # the bar names the study
                 execution_timeout=None,
                 timeout_func=clock,
                 cwd=str(study.path.parent),

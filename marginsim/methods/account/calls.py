@@ -12,7 +12,6 @@ import datetime as dt
 import zoneinfo
 from functools import lru_cache
 
-import holidays
 import numpy as np
 
 from ...errors import InputError
@@ -25,6 +24,8 @@ __all__ = ["business_holidays", "holidays_for", "step_times", "minutes", "states
 
 @lru_cache(maxsize=32)
 def _holidays_cached(code: str, first_year: int, last_year: int) -> tuple:
+    import holidays  # imported on first use: only books with margin-call deadlines need a calendar
+
     years = list(range(first_year, last_year + 1))
     try:
         cal = holidays.financial_holidays(code, years=years)
