@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .params import MAX_AMOUNT, Currency, NonNegFloat, PosFloat, Rate, Vol
+from .params import MAX_AMOUNT, Currency, Date, NonNegFloat, PosFloat, Rate, Vol
 from .params import StrictModel as _Model
 from .params.cfd import MonteCarloParams
 from .positions import PositionTable, read_positions_file
@@ -58,7 +58,10 @@ class Underlying(_Model):
     currency: Currency | None = Field(
         None, description="Currency of the price; default: the file's currency."
     )
-    market_cap: PosFloat | None = Field(None, description="Market capitalisation [USD].")
+    market_cap: Annotated[float, Field(ge=1.0, le=MAX_AMOUNT)] | None = Field(
+        None,
+        description="Market capitalisation [USD], 1 to 1e15 (the single-name moves divide by it).",
+    )
     shares_outstanding: PosFloat | None = Field(None, description="Shares outstanding [shares].")
     adv: NonNegFloat | None = Field(None, description="Average daily volume [shares].")
     domicile: str | None = Field(None, description="ISO country of the issuer.")
@@ -86,7 +89,7 @@ class Contract(_Model):
     type: Literal["future", "call", "put", "stock", "cfd"]
     underlying: str = Field(description="Key of the underlying in `market`.")
     multiplier: PosFloat = Field(1.0, description="Currency amount per point of price per contract.")
-    expiry: dt.date | None = Field(None, description="Expiry (futures and options).")
+    expiry: Date | None = Field(None, description="Expiry (futures and options).")
     price: NonNegFloat | None = Field(
         None, description="Futures settlement or option premium [price units]; else from market and model."
     )

@@ -153,7 +153,11 @@ CASES: list[tuple[str, str | None, Any, str | None, str]] = [
     ("cfd-path-1e308", C, put((("grid", "path", "XYZ", 3), 1.0e308)), "grid.path.XYZ", TOO_LARGE),
     ("account-fx-1e308", A, put((("fx", "HKD"), 1.0e308)), "contracts.HSI-2602", TOO_LARGE),
     ("account-cash-1e308", A, put((("account", "accounts", "main", "cash", "NonHK_", "USD"), 1.0e308)), "account.accounts.main.cash.NonHK_.USD", TOO_LARGE),
+    ("cfd-step-days-1e300", C, put((("cfd", "step_days"), 1.0e300)), "cfd.step_days", "less than or equal to 3660"),
+    ("account-step-minutes-1e300", A, put((("account", "step_minutes"), 1.0e300)), "account.step_minutes", "less than or equal to 5270400"),
+    ("pm-market-cap-1e-300", P, text("market_cap: 4.0e8", "market_cap: 1.0e-300"), "market.", "greater than or equal to 1"),
     # --- 3. no traceback on input: calendar dates, nesting, keys, time zones, YAML tags
+    ("expiry-a-number", S, text("expiry: 2026-12-18", "expiry: 20261218"), "contracts.ABC-FUT.expiry", "YYYY-MM-DD, not as a number"),
     ("as-of-feb-30", S, text("as_of: 2026-11-20", "as_of: 2026-02-30"), "as_of", "valid date"),
     ("expiry-month-13", S, text("expiry: 2026-12-18", "expiry: 2026-13-01"), "contracts.ABC-FUT.expiry", "valid date"),
     ("opened-hour-25", C, text("opened: 2026-11-20T10:00:00", "opened: 2026-11-20T25:00:00"), "positions[0].opened", "valid datetime"),

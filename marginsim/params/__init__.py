@@ -12,10 +12,12 @@ defined outside the package derives its section's model from it.
 from ._base import (
     MAX_AMOUNT,
     MAX_RATE,
+    MAX_STEP_DAYS,
     MAX_VOL,
     Amount,
     Country,
     Currency,
+    Date,
     Fraction,
     Money,
     NonNegFloat,
@@ -32,6 +34,7 @@ from .span import CombinedCommodityParams, SpanParams
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_STEP_DAYS",
     "MAX_RATE",
     "MAX_VOL",
     "Rate",
@@ -39,6 +42,7 @@ __all__ = [
     "Amount",
     "Country",
     "Currency",
+    "Date",
     "Fraction",
     "Money",
     "NonNegFloat",

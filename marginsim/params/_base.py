@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "StrictModel",
@@ -29,6 +29,10 @@ __all__ = [
     "Vol",
     "Rate",
     "check_step_times",
+    "MAX_STEP_DAYS",
+    "StepDays",
+    "StepMinutes",
+    "Date",
 ]
 
 
@@ -70,6 +74,25 @@ Rate = Annotated[float, Field(ge=-MAX_RATE, le=MAX_RATE)]
 Amount = Annotated[float, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 #: an amount in the reporting currency, or per currency
 Money = Amount | dict[Currency, Amount]
+
+#: The longest time between two path steps a scenario file may state [calendar days]: ten years.
+#: Above it step offsets leave the range of datetime64 (a ``step_days`` of 1e300 gave wrong times).
+MAX_STEP_DAYS: float = 3660.0
+#: calendar days between path steps: 0 to :data:`MAX_STEP_DAYS`
+StepDays = Annotated[float, Field(ge=0, le=MAX_STEP_DAYS)]
+#: minutes between path steps: 0 to :data:`MAX_STEP_DAYS` days
+StepMinutes = Annotated[float, Field(ge=0, le=MAX_STEP_DAYS * 24 * 60)]
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic reads a number given for a date as a Unix timestamp: in a scenario file it is a slip
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"a date is written YYYY-MM-DD, not as a number (got {value!r})")
+    return value
+
+
+#: a calendar date (YYYY-MM-DD; a number is refused, not read as a Unix timestamp)
+Date = Annotated[dt.date, BeforeValidator(_not_a_number)]
 
 
 def check_step_times(times: list[dt.datetime] | None) -> list[dt.datetime] | None:

@@ -25,7 +25,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import MAX_AMOUNT, Amount, Currency, Fraction, NonNegFloat, PosFloat, check_step_times
+from ._base import (
+    MAX_AMOUNT,
+    Amount,
+    Currency,
+    Date,
+    Fraction,
+    NonNegFloat,
+    PosFloat,
+    StepMinutes,
+    check_step_times,
+)
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -224,7 +234,7 @@ class LmeProfit(_Model):
     amount: Amount = Field(description="Realised profit (pnl) [`currency`].")
     currency: Currency = "USD"
     currency_group: CurrencyGroup = "NonHK_"
-    prompt_date: dt.date = Field(description="Prompt date: the profit is withdrawable from this date.")
+    prompt_date: Date = Field(description="Prompt date: the profit is withdrawable from this date.")
 
 
 class Deposit(_Model):
@@ -232,7 +242,7 @@ class Deposit(_Model):
 
     amount: PosFloat
     currency: Currency = "USD"
-    date: dt.date | None = None
+    date: Date | None = None
 
 
 class AccountFunds(_Model):
@@ -346,7 +356,7 @@ class InterestParams(_Model):
 class StockMarketData(_Model):
     """Ready-market data of a foreign stock (``account.stocks.<underlying>``)."""
 
-    listed_since: dt.date = Field(description="First trading day on its (foreign) exchange.")
+    listed_since: Date = Field(description="First trading day on its (foreign) exchange.")
     electronic_quotes: bool = Field(description="Daily bid, ask and last prices available electronically.")
     median_volume_shares: NonNegFloat = Field(
         description="Median daily volume, last 20 trading days [shares]."
@@ -357,7 +367,7 @@ class StockMarketData(_Model):
     free_float_cap_usd: list[NonNegFloat] = Field(
         min_length=1, description="Free-float market capitalisation on each of the last trading days [USD]."
     )
-    failing_since: dt.date | None = Field(
+    failing_since: Date | None = Field(
         None,
         description="First business day on which the stock stopped meeting the conditions (grace start).",
     )
@@ -472,7 +482,7 @@ class AccountParams(_Model):
     settlement_time: dt.time = Field(
         dt.time(17, 0), description="Time of a date-only `as_of` (after the day's settlement; house default)."
     )
-    step_minutes: NonNegFloat | None = Field(
+    step_minutes: StepMinutes | None = Field(
         None,
         description="Minutes between path steps; default: grid.monte_carlo.step_days, else 0 (instant moves).",
     )

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, Rate, Vol, check_step_times
+from ._base import Currency, Fraction, Money, NonNegFloat, PosFloat, Rate, StepDays, Vol, check_step_times
 from ._base import StrictModel as _Model
 
 __all__ = [
@@ -217,7 +217,7 @@ class CfdParams(_Model):
     )
     financing: CfdFinancingParams = Field(default_factory=CfdFinancingParams)
     concentration: CfdConcentrationParams = Field(default_factory=CfdConcentrationParams)
-    step_days: NonNegFloat | None = Field(
+    step_days: StepDays | None = Field(
         None,
         description=(
             "Calendar days between path steps (overnight financing accrues per night crossed); "
@@ -261,7 +261,7 @@ class MonteCarloParams(_Model):
 
     paths: int = Field(ge=1, description="Number of paths (dim `path`).")
     steps: int = Field(ge=1, description="Number of steps after the start (dim `step` has steps + 1 points).")
-    step_days: PosFloat = Field(1.0, description="Calendar days per step.")
+    step_days: Annotated[StepDays, Field(gt=0)] = Field(1.0, description="Calendar days per step.")
     seed: int = Field(0, ge=0, description="Seed of the random generator.")
     vol: dict[str, Vol] = Field(
         default_factory=dict,
