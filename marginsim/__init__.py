@@ -13,10 +13,10 @@ Log messages go to the ``marginsim`` logger (:mod:`logging`; one logger per modu
 the command line shows them with ``-v`` (INFO) and ``-vv`` (DEBUG).
 """
 
-import importlib as _importlib
 import logging as _logging
-from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING
+
+from .lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .api import build_inputs, load, margin
@@ -60,17 +60,4 @@ _LAZY = {
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 
-def __getattr__(name: str) -> object:
-    """The public name ``name``, imported from its module on first use (and kept)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'marginsim' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names and the submodules imported so far."""
-    loaded = [k for k, v in globals().items() if isinstance(v, _ModuleType) and not k.startswith("_")]
-    return sorted({*__all__, *loaded})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)

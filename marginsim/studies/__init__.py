@@ -9,9 +9,9 @@ The names below are imported from their modules on first use (PEP 562): the comm
 builds ``marginsim study`` without importing the data model or the notebook machinery.
 """
 
-import importlib as _importlib
-from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .books import (
@@ -123,17 +123,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """The public name ``name``, imported from its module on first use (and kept)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'marginsim.studies' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names and the submodules imported so far."""
-    loaded = [k for k, v in globals().items() if isinstance(v, _ModuleType) and not k.startswith("_")]
-    return sorted({*__all__, *loaded})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
