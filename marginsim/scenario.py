@@ -507,11 +507,14 @@ def _amount_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
                 f"above the largest amount accepted (max_amount: {limit:g})",
             )
         ]
-    index = {n: i for i, n in enumerate(names)}
-    k = np.array([index.get(p.contract, -1) for p in sc.positions], dtype=np.int64)
-    qty = np.array([p.quantity for p in sc.positions], dtype=float)
-    if not k.size:
+    if sc.positions_file is not None or not sc.positions:
         return []
+    table = sc.position_table()  # the book's columns: a lookup by sorted contract names, no loop
+    qty = table.quantity
+    ids = np.asarray(names, dtype=object)
+    order = np.argsort(ids)
+    at = np.minimum(np.searchsorted(ids, table.contract, sorter=order), len(ids) - 1)
+    k = np.where(ids[order[at]] == table.contract, order[at], -1)
     with np.errstate(over="ignore", invalid="ignore"):
         notional = np.abs(qty) * np.where(k >= 0, unit_grid[k], 0.0)
     bad = np.flatnonzero(~(notional <= limit))
