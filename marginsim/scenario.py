@@ -509,7 +509,7 @@ def _amount_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
         ]
     if sc.positions_file is not None or not sc.positions:
         return []
-    table = sc.position_table()  # the book's columns: a lookup by sorted contract names, no loop
+    table = PositionTable.from_positions(sc.positions, file=sc.file)  # columns; not kept on sc
     qty = table.quantity
     ids = np.asarray(names, dtype=object)
     order = np.argsort(ids)
