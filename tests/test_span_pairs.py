@@ -445,3 +445,18 @@ def test_with_book_finds_contracts_by_id_and_names_the_first_unknown_position():
     with pytest.raises(InputError, match="unknown contract 'NOPE'") as err:
         base.with_book([names[0], names[1], "NOPE", "ALSO-NOPE"], [1.0] * 4)
     assert err.value.key_path == "positions[2].contract"
+
+
+def test_rows_of_one_contract_are_netted():
+    """SPAN margins an account's net quantity of each contract: rows -1, -5, +6 of one option are a
+    flat position (nothing at risk, no short option), in both engines; rows +4, -1 are a long 3."""
+    flat = marginsim.load(scenario([("a", "ENG-DEC-C", -1), ("a", "ENG-DEC-C", -5), ("a", "ENG-DEC-C", 6)]))
+    for engine in ("numba", "numpy"):
+        r = span_margin(flat, engine=engine)
+        assert float(r["maintenance"].sum()) == 0.0
+        assert float(r["scan_risk"].sum()) == 0.0
+        assert float(r["short_option_minimum"].sum()) == 0.0
+        assert float(r["net_option_value"].sum()) == 0.0
+    rows = marginsim.load(scenario([("a", "ENG-DEC-C", 4), ("a", "ENG-DEC-C", -1), ("b", "ENG-DEC-C", 2)]))
+    one = marginsim.load(scenario([("a", "ENG-DEC-C", 3), ("b", "ENG-DEC-C", 2)]))
+    assert_same(span_margin(rows, engine="numba"), span_margin(one, engine="numba"), names=PER_ACCOUNT + PER_GROUP)

@@ -51,6 +51,29 @@ def _book_in_scope(book: xr.Dataset, scope: np.ndarray) -> xr.Dataset:
     return book if keep.all() else book.isel(position=np.flatnonzero(keep))
 
 
+def _net_positions(
+    pos_a: np.ndarray, pos_k: np.ndarray, qty: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One net position per (account, contract): SPAN margins an account's net quantity of each
+    contract, so rows ``-1, -5, +6`` of one contract are a flat position (no loss in any scenario,
+    no short option), not three positions whose losses cancel only up to rounding.
+
+    A book without repeated (account, contract) rows is returned as it is (same arrays, same
+    order); otherwise the net rows are in (account, contract) order, a net of zero kept (its pair
+    is still held).
+    """
+    if pos_a.size < 2:
+        return pos_a, pos_k, qty
+    n_k = int(pos_k.max()) + 1
+    key = np.asarray(pos_a, dtype=np.int64) * n_k + pos_k
+    uniq, inverse = np.unique(key, return_inverse=True)
+    if uniq.size == key.size:
+        return pos_a, pos_k, qty
+    net = np.bincount(inverse.ravel(), weights=qty, minlength=uniq.size)
+    account = uniq // n_k
+    return account.astype(pos_a.dtype, copy=False), (uniq - account * n_k).astype(pos_k.dtype, copy=False), net
+
+
 def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _BookMargin:
     """SPAN of every account of ``book`` (positions in the plan's scope) on ``plan``.
 
@@ -58,9 +81,9 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     pair per scenario.
     """
     n_a, n_c, n_g = book.sizes["account"], plan.n_cc, plan.n_g
-    pos_k = plan.local[book["contract_index"].values]
-    pos_a = book["account_index"].values
-    qty = np.asarray(book["quantity"].values, dtype=float)
+    book_k = plan.local[book["contract_index"].values]
+    book_a = book["account_index"].values
+    pos_a, pos_k, qty = _net_positions(book_a, book_k, np.asarray(book["quantity"].values, dtype=float))
     pairs = SP.pairs_of(pos_a, plan.cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
     n_p = pairs.size
 
@@ -117,8 +140,8 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     )
     return _BookMargin(
         pairs=pairs,
-        pos_a=pos_a,
-        pos_k=pos_k,
+        pos_a=book_a,
+        pos_k=book_k,
         fx=fx,
         scan_risk=scan_risk,
         active=active,
