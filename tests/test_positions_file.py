@@ -233,6 +233,11 @@ CSV_ERRORS = [
         "account,contract,quantity,opened\nA1,ABC-FUT,1,yesterday\n",
         "row 2 (the header is row 1), column opened: not a time",
     ),
+    (
+        GOOD_CSV + "A3,ABC-FUT,1e13\n",
+        "row 5 (the header is row 1), column quantity: the position's notional (|quantity| x multiplier x "
+        "price x FX) is 1e+18 USD, above the largest amount accepted (max_amount: 1e+15)",
+    ),
     ("", "empty file"),
     ("account;contract;quantity\nA1;ABC-FUT;1\n", "columns are separated by commas"),
 ]
