@@ -58,7 +58,7 @@ def test_help_and_version_import_nothing_heavy(argv):
     assert got["text"].startswith("usage: marginsim") or got["text"].startswith("marginsim ")
 
 
-def test_margin_of_the_seed_example_does_not_import_dask():
+def test_margin_of_the_seed_example_does_not_import_dask_numba_or_scipy():
     code = f"""
 import contextlib, io, json, sys
 import marginsim.cli
@@ -68,6 +68,7 @@ with contextlib.redirect_stdout(buf):
 print(json.dumps({{"status": status, "dask": "dask" in sys.modules,
                    "distributed": "distributed" in sys.modules, "zarr": "zarr" in sys.modules,
                    "scipy_optimize": "scipy.optimize" in sys.modules,
+                   "numba": "numba" in sys.modules, "scipy": "scipy" in sys.modules,
                    "maintenance": json.loads(buf.getvalue())["accounts"]["main"]["span"]["maintenance"]}}))
 """
     got = _modules_after(code)
@@ -75,6 +76,8 @@ print(json.dumps({{"status": status, "dask": "dask" in sys.modules,
     assert round(got["maintenance"], 2) == 609.40
     assert not got["dask"] and not got["distributed"] and not got["zarr"]
     assert not got["scipy_optimize"]  # only the account layer's conversion planner needs it
+    # a small book runs on the numpy engine (the same numbers): no numba to load, no scipy.sparse
+    assert not got["numba"] and not got["scipy"]
 
 
 def test_xarray_knows_dask_again_after_an_in_memory_run():

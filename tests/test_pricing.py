@@ -558,3 +558,32 @@ def test_import_does_not_import_numba():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("want_delta", [False, True])
+def test_the_engines_give_the_same_bits(want_delta):
+    """numpy evaluates the compiled kernel's operations in its order (Cody's normal CDF, Dekker's
+    square): the same bits, edge cases included, where numpy's exp / log are the C library's (the
+    tests pin numpy's SIMD dispatch to AVX2: tests/conftest.py)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(7)
+    n = 20_000
+    model = rng.choice([P.BLACK76, P.BSM, P.LINEAR], n, p=[0.475, 0.475, 0.05])
+    s, k = rng.uniform(0.0, 150.0, n), rng.uniform(0.0, 150.0, n)
+    t, vol = rng.uniform(-0.1, 2.0, n), rng.uniform(0.0, 0.8, n)
+    r, q, call = rng.uniform(0.0, 0.08, n), rng.uniform(0.0, 0.03, n), rng.random(n) < 0.5
+    for a in (s, k, vol, t):
+        a[rng.random(n) < 0.02] = 0.0
+    vol[rng.random(n) < 0.01] = -0.1
+    vol[rng.random(n) < 0.01] = 1e-9  # far out of the money at tiny vol sqrt(t)
+    t[rng.random(n) < 0.01] = np.nan
+    f = P.delta if want_delta else P.value
+    compiled = f(model, s, k, t, vol, r, q, call, engine="numba")
+    reference = f(model, s, k, t, vol, r, q, call, engine="numpy")
+    np.testing.assert_array_equal(compiled, reference)
+
+
+def test_auto_picks_numpy_for_small_work_only():
+    assert J.resolve_engine("auto", size=64) == "numpy"
+    assert J.resolve_engine("numba", size=64) == "numba"
+    assert J.resolve_engine("auto", size=J.AUTO_NUMPY_BELOW) == J.resolve_engine("auto")

@@ -28,6 +28,7 @@ __all__ = [
     "numba_available",
     "prange",
     "resolve_engine",
+    "AUTO_NUMPY_BELOW",
 ]
 
 Engine = Literal["auto", "numba", "numpy"]
@@ -43,6 +44,13 @@ Python, ``numba.prange`` (parallel when compiled with ``parallel=True``) in the 
 ``from ._jit import prange``."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+AUTO_NUMPY_BELOW = 100_000
+"""Work size [elements, e.g. contracts x scenarios x grid points] below which ``engine="auto"``
+runs the numpy engine when the caller states the size (:func:`resolve_engine`): loading numba and
+its cached kernels costs about 0.6 s of CPU per process, more than numpy needs for such a problem,
+and both engines give the same numbers (see :mod:`marginsim.kernels.pricing`). ``0`` always picks
+numba when it can be imported."""
 
 
 @functools.cache
@@ -72,14 +80,17 @@ def _warn_fallback() -> None:
     )
 
 
-def resolve_engine(engine: str) -> Literal["numba", "numpy"]:
+def resolve_engine(engine: str, size: int | None = None) -> Literal["numba", "numpy"]:
     """The engine to run: ``"auto"`` mapped to ``"numba"`` or ``"numpy"``, the name checked.
 
     Parameters
     ----------
     engine
         ``"auto"``, ``"numba"`` or ``"numpy"``. ``"auto"`` is ``"numba"`` when numba can be
-        imported, else ``"numpy"`` with one :class:`RuntimeWarning` per process.
+        imported, else ``"numpy"`` with one :class:`RuntimeWarning` per process; and ``"numpy"``
+        (without importing numba) when ``size`` is below :data:`AUTO_NUMPY_BELOW`.
+    size
+        The work the engine is chosen for [elements], when the caller knows it.
 
     Returns
     -------
@@ -91,6 +102,8 @@ def resolve_engine(engine: str) -> Literal["numba", "numpy"]:
         For any other name (the message names the allowed values).
     """
     if engine == "auto":
+        if size is not None and size < AUTO_NUMPY_BELOW:
+            return "numpy"
         if numba_available():
             return "numba"
         _warn_fallback()

@@ -7,8 +7,12 @@ matrix product instead of a Python loop.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # scipy.sparse is imported on first use (it costs ~0.2 s, with numpy.testing)
+    import scipy.sparse as sp
 
 __all__ = ["membership", "group_sum", "apply_to_entries"]
 
@@ -21,6 +25,8 @@ def membership(
     Duplicates are summed, so ``membership(group, contract, quantity, ...)`` nets the positions
     of one contract inside one group.
     """
+    import scipy.sparse as sp
+
     m = sp.coo_matrix(
         (
             np.asarray(values, dtype=float),

@@ -37,9 +37,11 @@ Engines
 module never imports numba): the European formulas in parallel blocks of elements, whose
 branch-free passes vectorise (SIMD), with W. J. Cody's rational approximations of the normal CDF;
 the tree one element per parallel task. ``engine="numpy"`` evaluates the same formulas with
-numpy array operations and ``scipy.special.erfc``. The two agree to rounding: about 1e-14
-relative, more only where the Black formula itself cancels (far out of the money at small
-``vol sqrt(t)``), where the difference stays below 1e-13 of the strike. ``engine="auto"`` uses
+numpy array operations, operation for operation (the same Cody approximation, the same exact
+square of ``d``, the same tree recursion): on x86-64 without AVX-512 (where numpy's ``exp`` and
+``log`` are the C library's, as numba's are) the two engines give the same bits; with AVX-512,
+numpy's own ``exp`` / ``log`` loops may round the last bit differently (about 1e-15 relative,
+more only where the Black formula itself cancels). ``engine="auto"`` uses
 numba when it can be imported and otherwise numpy, with one :class:`RuntimeWarning`.
 """
 
@@ -517,7 +519,7 @@ def _numba_tree() -> Callable:
 
 
 def _erfc(x: np.ndarray) -> np.ndarray:
-    """Complementary error function of an array (scipy, imported on first use)."""
+    """Complementary error function of an array (scipy, imported on first use; implied vols)."""
     from scipy.special import erfc
 
     return erfc(x)
@@ -557,38 +559,76 @@ def _as_steps(steps: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _ncdf_numpy(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """numpy twin of :func:`_ncdf`: the same operations in the same order, element by element
+    (Cody's three regions selected by :func:`numpy.where`), so that the two engines agree to the bit
+    wherever numpy's ``exp`` and ``log`` round as the C library's do."""
+    y = np.abs(x) * _SQRT1_2
+    small = y <= _CODY_SMALL
+    large = y > _CODY_LARGE
+    yl = np.where(large, y, 1.0)
+    v = np.where(small, y * y, np.where(large, 1.0 / (yl * yl), y))
+    n = np.zeros_like(v)
+    d = np.zeros_like(v)
+    for i in range(9):  # the 9 coefficients of the rational functions, not elements
+        n = n * v + np.where(small, _CODY_NUM_SMALL[i], np.where(large, _CODY_NUM_LARGE[i], _CODY_NUM_MID[i]))
+        d = d * v + np.where(small, _CODY_DEN_SMALL[i], np.where(large, _CODY_DEN_LARGE[i], _CODY_DEN_MID[i]))
+    rat = n / d
+    erfcx = np.where(large, (_INV_SQRT_PI - rat) / yl, rat)
+    tail = 0.5 * e * erfcx
+    outer = np.where(x < 0.0, tail, 1.0 - tail)
+    return np.where(small, 0.5 + 0.5 * (x * _SQRT1_2 * rat), outer)
+
+
 def _euro_numpy(model, s, k, t, vol, r, q, is_call, want_delta: bool) -> np.ndarray:
-    """numpy engine of :func:`_euro_blocks`: European / linear value or delta with the broadcast shape."""
+    """numpy engine of :func:`_euro_blocks`: European / linear value or delta with the broadcast
+    shape, by the same operations in the same order (Cody's normal CDF, Dekker's exact square of
+    the ``d`` nearer 0), so that both engines give the same bits where numpy's ``exp`` / ``log``
+    are the C library's (x86-64 without AVX-512; with it, numpy's own loops may differ in the last
+    bit)."""
+    model, s, k, t, vol, r, q, is_call = np.broadcast_arrays(model, s, k, t, vol, r, q, is_call)
     with np.errstate(all="ignore"):
-        b76 = model == BLACK76
+        bsm = model == BSM
+        positive_t = t > 0.0
+        sd = np.where(positive_t, vol * np.sqrt(np.where(positive_t, t, 0.0)), np.nan)
         df = np.exp(-r * t)
-        f = np.where(b76, s, s * np.exp((r - q) * t))
-        sd = vol * np.sqrt(t)
-        normal = (sd > 0.0) & (f > 0.0) & (k > 0.0)
-        degenerate = ~normal & (sd >= 0.0) & (f >= 0.0) & (k >= 0.0)
-        d1 = np.log(f / k) / sd + 0.5 * sd
+        g = (r - q) * t
+        f = np.where(bsm, s * np.where(g != 0.0, np.exp(g), 1.0), s)
+        dd = np.where(bsm, np.exp(-q * t), df)
+        fk = f / k
+        d1 = np.log(fk) / sd + 0.5 * sd
+        dn = np.where(fk > 1.0, d1 - sd, d1) if not want_delta else d1
+        p = dn * dn
+        big = dn * _DEKKER_SPLIT
+        dn_hi = big - (big - dn)
+        dn_lo = dn - dn_hi
+        err = ((dn_hi * dn_hi - p) + 2.0 * dn_hi * dn_lo) + dn_lo * dn_lo
+        e = np.exp(-0.5 * p) * np.where(np.abs(dn) < _DEKKER_MAX, 1.0 - 0.5 * err, 1.0)
+        w = np.where(is_call, 1.0, -1.0)
         if want_delta:
-            dd = np.where(b76, df, np.exp(-q * t))
-            nd = dd * (0.5 * _erfc(np.where(is_call, -d1, d1) * _SQRT1_2))
-            v_normal = np.where(is_call, nd, -nd)
+            v_normal = w * dd * _ncdf_numpy(w * d1, e)
             x = np.where(f > k, 1.0, np.where(f < k, 0.0, 0.5))
             v_degen = dd * np.where(is_call, x, x - 1.0)
             x = np.where(s > k, 1.0, np.where(s < k, 0.0, np.where(s == k, 0.5, np.nan)))
             v_expired = np.where(is_call, x, x - 1.0)
-            v_linear = 1.0
+            v_linear: np.ndarray | float = 1.0
         else:
-            d2 = d1 - sd
-            n1 = 0.5 * _erfc(np.where(is_call, -d1, d1) * _SQRT1_2)
-            n2 = 0.5 * _erfc(np.where(is_call, -d2, d2) * _SQRT1_2)
-            v_normal = df * np.where(is_call, f * n1 - k * n2, k * n2 - f * n1)
+            itm = fk > 1.0
+            e1 = np.where(itm, e / fk, e)
+            e2 = np.where(itm, e, e * fk)
+            v_normal = w * df * (f * _ncdf_numpy(w * d1, e1) - k * _ncdf_numpy(w * (d1 - sd), e2))
             v_normal = np.where(v_normal < 0.0, 0.0, v_normal)  # rounding far out of the money
-            v_degen = df * np.maximum(np.where(is_call, f - k, k - f), 0.0)
-            v_expired = np.maximum(np.where(is_call, s - k, k - s), 0.0)
+            x = np.where(is_call, f - k, k - f)
+            v_degen = df * np.where(x < 0.0, 0.0, x)
+            x = np.where(is_call, s - k, k - s)
+            v_expired = np.where(x < 0.0, 0.0, x)
             v_linear = s
+        normal = (sd > 0.0) & (f > 0.0) & (k > 0.0)
+        degenerate = (sd >= 0.0) & (f >= 0.0) & (k >= 0.0)
         out = np.where(normal, v_normal, np.where(degenerate, v_degen, np.nan))
         out = np.where(t <= 0.0, v_expired, out)
-        out = np.where(model == LINEAR, v_linear, out)
-        return np.where((model == BLACK76) | (model == BSM) | (model == LINEAR), out, np.nan)
+        out = np.where((model == BLACK76) | bsm, out, np.nan)
+        return np.where(model == LINEAR, v_linear, out)
 
 
 def _tree_numpy(s, k, t, vol, r, q, is_call, on_future, steps: int, want_delta: bool) -> np.ndarray:

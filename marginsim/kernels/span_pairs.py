@@ -24,7 +24,6 @@ import numpy as np
 
 from . import span as K
 from ._jit import compile_kernel, prange
-from .grouping import apply_to_entries, group_sum, membership
 
 __all__ = [
     "Pairs",
@@ -545,8 +544,10 @@ def segment_sum(
             np.ascontiguousarray(flat),
             out,
         )
-    else:
-        out = group_sum(membership(rows, src, weight, n_rows, table.shape[0]), flat)
+    else:  # the same products added in the same (book) order as the compiled loop: the same bits
+        out = np.zeros((n_rows, flat.shape[1]))
+        src = np.asarray(src, dtype=np.int64)
+        np.add.at(out, np.asarray(rows, dtype=np.int64), np.asarray(weight, dtype=float)[:, None] * flat[src])
     return out.reshape((n_rows,) + table.shape[1:])
 
 
@@ -626,13 +627,14 @@ def option_counts(
             out,
         )
         return out
-    R = membership(pair, contract, qty, n_pairs, n_k)
-    cols = []
-    for mask, short in ((is_call, True), (is_put, True), (is_call, False), (is_put, False)):
-        m = apply_to_entries(
-            R, lambda v, k, mask=mask, short=short: np.maximum(-v if short else v, 0.0) * mask[k]
-        )
-        cols.append(np.asarray(m.sum(axis=1)).ravel())
+    key = np.asarray(pair, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
+    held, at = np.unique(key, return_inverse=True)
+    net = np.bincount(at.ravel(), weights=np.asarray(qty, dtype=float), minlength=held.size)  # per (pair, contract)
+    pair_of, k_of = held // n_k, held % n_k
+    cols = [
+        np.bincount(pair_of, weights=np.maximum(-net if short else net, 0.0) * mask[k_of], minlength=n_pairs)
+        for mask, short in ((is_call, True), (is_put, True), (is_call, False), (is_put, False))
+    ]
     return np.stack(cols, axis=1)
 
 

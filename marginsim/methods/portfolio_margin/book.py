@@ -7,15 +7,18 @@ accounts and grid dims are array axes: nothing loops over positions or accounts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
 
 from ...kernels.grouping import membership
 from ...model import Inputs
 from ...params.portfolio_margin import PortfolioMarginParams
 from .groups import ClassGroups, class_groups, pm_contract_mask
+
+if TYPE_CHECKING:  # a field's type only: scipy.sparse is imported when a membership is built
+    import scipy.sparse as sp
 
 __all__ = ["Grid", "PmBook", "pm_book", "grid_of"]
 

@@ -14,6 +14,8 @@ book: every definition, no positions), :mod:`.book` (the book through the kernel
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import xarray as xr
 
@@ -72,18 +74,22 @@ def span_margin(
         which runs the method chunk by chunk.
     """
     inputs.require_in_memory("span_margin")
-    eng = resolve_engine(engine)
     params = params or inputs.span_params or inputs.scenario.span or SpanParams()
+    # one engine for the whole method; a small book on a small file runs on numpy (same numbers,
+    # no numba to load): the work is about (contracts + positions) x 16 scenarios x grid points
+    grid_points = math.prod(inputs.market.sizes.get(d, inputs.grid.sizes.get(d, 1)) for d in inputs.grid_dims)
+    work = (inputs.contracts.sizes["contract"] + inputs.book.sizes["position"]) * 16 * grid_points
+    eng = resolve_engine(engine, size=work)
     # every definition first (contracts, combined commodities, spreads: no positions), then the
     # book in one pass of compiled kernels, then the result
-    cached = _file_plan(inputs, params, engine)
+    cached = _file_plan(inputs, params, eng)
     if cached is not None:  # the whole file's plan; the result keeps the book's contracts and CCs
         scope, plan = cached
         out_k = plan.local[_held_contracts(inputs, scope)]  # the result's contracts (plan indices)
         out_cc = pd.unique(plan.cc_of_k[out_k])  # the result's CCs, in order of first appearance
     else:
         scope = in_scope(inputs, params)
-        plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)
+        plan = _plan(inputs, params, _held_contracts(inputs, scope), eng)
         out_k, out_cc = None, None  # every contract and CC of the plan, in its order
     book = _book_in_scope(inputs.book, scope)
     margined = _margin_book(plan, book, eng, scan_loss)
