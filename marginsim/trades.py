@@ -116,8 +116,7 @@ class TradeBatch:
             if ids is None
             else np.asarray(ids).astype(str).astype(object)
         )
-        leg_path = [(i,) for i in range(n)] if n < 1000 else None
-        return _finish(inputs, tid, acct, np.arange(n, dtype=np.int64), names, quantity, None, leg_path)
+        return _finish(inputs, tid, acct, np.arange(n, dtype=np.int64), names, quantity, None, None)
 
 
 def read_trades(
@@ -156,7 +155,7 @@ def read_trades(
         return data_or_path
     if isinstance(data_or_path, (str, PathLike)):
         path = Path(data_or_path)
-        fname = str(file if file is not None else path)
+        fname: str | None = str(file if file is not None else path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -165,7 +164,7 @@ def read_trades(
             raise InputError("is a folder, not a trades file", file=fname) from None
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"cannot read the trades file: {e}", file=fname) from None
-        data = _read_yaml(text, Path(fname))
+        data = _read_yaml(text, Path(str(fname)))
     else:
         fname = None if file is None else str(file)
         data = data_or_path
@@ -209,7 +208,9 @@ def _parse(data: Any, inputs: Inputs, file: str | None) -> TradeBatch:
                 raise fail((i, "legs"), f"legs must be a list of {{contract, quantity}}, not {_kind(legs)}")
             if len(legs) == 0:
                 raise fail((i, "legs"), "a trade needs at least one leg")
-            items = [(leg, (i, "legs", j)) for j, leg in enumerate(legs)]
+            items: list[tuple[Any, tuple[str | int, ...]]] = [
+                (leg, (i, "legs", j)) for j, leg in enumerate(legs)
+            ]
         elif has_top:
             items = [(trade, (i,))]
         else:
