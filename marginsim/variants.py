@@ -144,6 +144,10 @@ def variant_inputs(
         data["open_price"] = ("position", np.concatenate([base_px[rows], np.full(n_leg, np.nan)])[by_v])
         data["opened"] = ("position", np.concatenate([base_op[rows], leg_op.reshape(n_leg)])[by_v])
     new_book = xr.Dataset(data, coords={"position": np.arange(v_all.size)})
+    # where each leg went (its position in the variant book), for the callers that follow a leg
+    where = np.empty(v_all.size, dtype=np.int64)
+    where[by_v] = np.arange(v_all.size)
+    new_book.attrs["leg_position"] = where[rep.size :]
     new_book["quantity"].attrs.update(units="contracts", description="signed quantity, long positive")
 
     # the account-keyed sections: each variant gets its base account's entry
