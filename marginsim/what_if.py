@@ -135,7 +135,7 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
         "change"}, "initial": {...}, ...}}}]}``, grid dims nested as in ``marginsim margin --json``."""
         sc = self.inputs.scenario
         gd = list(self.inputs.grid_dims)
-        trades = [
+        trades: list[dict[str, Any]] = [
             {"id": str(i), "account": str(a), "legs": legs, "methods": {}}
             for i, a, legs in zip(self.trades.ids.tolist(), self.trades.account.tolist(), self._legs())
         ]
@@ -148,7 +148,7 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
                     }
             extra = {k: per_account(ds[k], gd, "trade") for k in ("accepted", "rejected_reason") if k in ds}
             for j, t in enumerate(trades):
-                obj = {x: {w: col[j] for w, col in c.items()} for x, c in cols.items()}
+                obj: dict[str, Any] = {x: {w: col[j] for w, col in c.items()} for x, c in cols.items()}
                 obj.update({k: col[j] for k, col in extra.items()})
                 t["methods"][name] = obj
         return _clean({"scenario": sc.name, "currency": sc.currency, "dims": self.dims(), "trades": trades})
@@ -274,11 +274,16 @@ def _compare(
     before: xr.Dataset, after: xr.Dataset, batch: TradeBatch, leg_pos: np.ndarray, method: str
 ) -> xr.Dataset:
     """The method's before / after / change per trade (and CFD's acceptance)."""
-    accounts = [str(a) for a in before["account"].values.tolist()]
+    kept = [x for x in COMPARED if x in before and x in after and "account" in before[x].dims]
+    b = before[kept]
+    missing = np.setdiff1d(batch.account.astype(str), b["account"].values.astype(str))
+    if missing.size:  # an account without positions the method margins: nothing before
+        names = np.concatenate([b["account"].values.astype(str), missing]).astype(object)
+        b = b.reindex(account=names, fill_value=0)
+    accounts = [str(a) for a in b["account"].values.tolist()]
     row = {a: i for i, a in enumerate(accounts)}
     at = np.fromiter((row[a] for a in batch.account.tolist()), dtype=np.int64, count=len(batch))
-    kept = [x for x in COMPARED if x in before and x in after and "account" in before[x].dims]
-    b = before[kept].isel(account=xr.DataArray(at, dims="trade")).drop_vars("account", errors="ignore")
+    b = b.isel(account=xr.DataArray(at, dims="trade")).drop_vars("account", errors="ignore")
     data: dict[str, Any] = {}
     for x in kept:
         xb, xa = b[x], after[x]

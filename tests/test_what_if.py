@@ -173,6 +173,36 @@ def test_cfd_cash_only_funding_rule():
     )
 
 
+def test_funded_account_without_positions():
+    # a second CFD account, funded with EUR 1,000 and holding nothing: a trade may go to it
+    sc = scenario(
+        "cfd_two_fills.yaml",
+        cfd={
+            "client": "retail",
+            "accounts": {"main": {"cash": {"EUR": 2000}}, "new": {"cash": {"EUR": 1000}}},
+            "step_times": [
+                "2026-11-20T09:00:00",
+                "2026-11-20T10:00:00",
+                "2026-11-20T10:05:00",
+                "2026-11-20T12:00:00",
+                "2026-11-20T14:00:00",
+                "2026-11-20T16:00:00",
+            ],
+        },
+    )
+    trades = [
+        {"id": "a", "account": "new", "legs": [("XYZ-CFD", 50)]},
+        {"id": "b", "account": "new", "legs": [("XYZ-CFD", 51)]},
+    ]
+    res = check_exact(sc, trades, MI + ("equity",))
+    ds = res["cfd"]
+    assert ds["accepted"].values.tolist() == [True, False]  # 50 x 100 x 20 % = 1,000: just funded
+    np.testing.assert_array_equal(ds["maintenance_before"].values, 0.0)
+    assert ds["initial_after"].isel(trade=0).values.tolist() == [1000.0] * 6
+    with pytest.raises(InputError, match=r"\[0\]\.account: the scenario has 2 accounts"):
+        what_if(sc, [{"contract": "XYZ-CFD", "quantity": 1}])
+
+
 def test_json_and_table():
     sc = scenario("span_seed_example.yaml")
     res = what_if(sc, [{"id": "hedge", "legs": [{"contract": "ABC-FUT", "quantity": -1}]}])
