@@ -112,7 +112,7 @@ MI = ("maintenance", "initial")
 def test_span_model_priced_exact():
     sc = scenario("span_inter_commodity.yaml")
     inputs = marginsim.load(sc)
-    trades = random_trades(inputs, np.random.default_rng(1), 3, pool=inputs.contracts["contract"].values)
+    trades = random_trades(inputs, np.random.default_rng(1), 2, pool=inputs.contracts["contract"].values)
     res = check_exact(sc, trades, MI)
     assert res["span"]["maintenance_after"].dims == ("trade", "shift")
 
