@@ -296,6 +296,17 @@ def _compare(
                 f"{x} {w} the trade" if w != "change" else f"{x} after - before"
             )
     ds = xr.Dataset(data)
+    for x in kept:  # the last guard: no NaN or inf where the book before has a number
+        a_v, b_v = ds[f"{x}_after"], ds[f"{x}_before"]
+        finite_a, finite_b = xr.apply_ufunc(np.isfinite, a_v), xr.apply_ufunc(np.isfinite, b_v)
+        bad = (~finite_a & finite_b).transpose("trade", ...).values.reshape(len(batch), -1)
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise InputError(
+                f"{method}: {x} after trade {str(batch.ids[j])!r} is not a finite number: a quantity "
+                "is too large or out of the range this method can compute",
+                key_path=("trades", j),
+            )
     if "rejected" in after and leg_pos.size:
         ds = _acceptance(ds, after, batch, leg_pos)
     ds = ds.assign_coords(trade=batch.ids.astype(object), account=("trade", batch.account.astype(object)))
