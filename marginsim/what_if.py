@@ -321,14 +321,15 @@ def _acceptance(ds: xr.Dataset, after: xr.Dataset, batch: TradeBatch, leg_pos: n
     bd = [d for d in rejected.dims if d != "position"]
     pos = np.asarray(after["position"].values, dtype=np.int64)
     # the row of each leg in the CFD result (-1: not a CFD position)
-    order = np.argsort(pos)
-    found = np.searchsorted(pos[order], leg_pos)
-    found = np.minimum(found, max(pos.size - 1, 0))
-    hit = (pos.size > 0) & (pos[order][found] == leg_pos) if pos.size else np.zeros(leg_pos.size, bool)
-    rows = np.where(hit, order[found], -1)
-    flat = rejected.transpose("position", *bd).values.reshape(pos.size, -1)
+    rows = np.full(leg_pos.size, -1, dtype=np.int64)
+    if pos.size:
+        order = np.argsort(pos)
+        found = np.minimum(np.searchsorted(pos[order], leg_pos), pos.size - 1)
+        rows = np.where(pos[order][found] == leg_pos, order[found], -1)
     shape = [rejected.sizes[d] for d in bd]
-    per_trade = np.zeros((len(batch), int(np.prod(shape)) if shape else 1), dtype=np.int64)
+    n_b = int(np.prod(shape)) if shape else 1
+    flat = rejected.transpose("position", *bd).values.reshape(pos.size, n_b)
+    per_trade = np.zeros((len(batch), n_b), dtype=np.int64)
     legs = np.flatnonzero(rows >= 0)
     np.add.at(per_trade, batch.leg_trade[legs], flat[rows[legs]].astype(np.int64))
     acc = (per_trade == 0).reshape([len(batch), *shape])
