@@ -530,14 +530,14 @@ def what_if_command(args: argparse.Namespace) -> int:
         hedge = best_hedge(
             inputs,
             contracts=args.contracts or [DEFAULT_CONTRACTS],
-            max_quantity=args.max_quantity,
+            max_quantity=DEFAULT_MAX_QUANTITY if args.max_quantity is None else args.max_quantity,
             accounts=accounts or None,
             methods=args.method,
             engine=args.engine,
         )
         sys.stdout.write((json.dumps(hedge.to_dict(), indent=2) if args.json else hedge.table()) + "\n")
         return 0
-    if args.contracts is not None or args.max_quantity != DEFAULT_MAX_QUANTITY:
+    if args.contracts is not None or args.max_quantity is not None:
         raise InputError("--contracts and --max-quantity go with --best-hedge", key_path="--contracts")
     if args.trades is not None:
         if args.trade:

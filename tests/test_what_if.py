@@ -302,6 +302,11 @@ def test_cli(tmp_path, capsys):
         (["--trade", "ABC-FUT", "1", "--account", "other"], "--account 1: unknown account 'other'"),
         (["--trades", str(tmp_path / "none.yaml")], "trades file not found"),
         (["--best-hedge", "--trade", "ABC-FUT", "1"], "not both"),
+        (["--trade", "ABC-FUT", "1", "--max-quantity", "10"], "go with --best-hedge"),
+        (
+            ["--best-hedge", "--max-quantity", "0"],
+            "--max-quantity: the largest quantity must be a whole number >= 1",
+        ),
         ([], "give --trades FILE, --trade CONTRACT QUANTITY or --best-hedge"),
     ):
         assert main(["what-if", str(f), *argv]) == 2
