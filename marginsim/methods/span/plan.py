@@ -125,7 +125,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         real[: len(months)] = True
         padded = np.zeros(n_m, dtype=np.int64)
         padded[: len(months)] = months
-        tier_mask = {0: real}
+        tier_mask: dict[int | tuple[str, int], np.ndarray] = {0: real}  # tiers; ("month", YYYYMM) legs
         for t in p.tiers:
             lo, hi = t.months
             tier_mask[t.tier] = real & (padded >= lo) & (padded <= hi)
