@@ -1,6 +1,6 @@
 """SPAN XML files written by hand from the schema (tests/data/span/): period legs (pLeg), several
 intra tiers with pro-rata delta allocation, spot-month charges with and without the outright rate,
-and what ``marginsim span-file`` reports as not used.
+two rate classes (isM 1 / 0) and an adjRate, and what ``marginsim span-file`` reports as not used.
 
 Every expected margin is computed by hand in a comment. The cross-check against the peer package
 ``marginism`` (it reads pLeg) runs only when it is installed (``pip install -e '.[bench]'``).
@@ -23,6 +23,7 @@ from marginsim.methods.span import span_margin
 DATA = Path(__file__).resolve().parent / "data" / "span"
 PERIOD_LEGS = DATA / "period_legs.xml"
 TIERS_SPOT = DATA / "tiers_spot.xml"
+RATE_CLASSES = DATA / "rate_classes.xml"
 
 
 def _scenario(path: Path, positions: list[dict], currency: str) -> dict:
@@ -79,9 +80,10 @@ def test_period_leg_spreads_futures_hand_computed():
     # spread 2 (Feb A 1 : Mar B 1, 150): Feb is flat -> 0
     # spread 3 (Jan A 1 : Mar B 2, 250): min(2 / 1, 4 / 2) = 2 spreads -> 500; Jan 0, Mar 0
     assert float(ds["intra_spread_charge"]) == pytest.approx(800.0, abs=1e-9)
-    # CC risk 710 + 800 = 1,510; no options: no SOM, no NOV
+    # CC risk 710 + 800 = 1,510; no options: no SOM, no NOV; rate class 1 is maintenance (isM 1)
     assert float(ds["risk"]) == pytest.approx(1510.0, abs=1e-9)
     assert float(ds["maintenance"]) == pytest.approx(1510.0, abs=1e-9)
+    assert str(ds["rate_class"].values) == "maintenance"
 
 
 def test_period_leg_spreads_options_som_and_nov_hand_computed():
@@ -178,6 +180,58 @@ def test_both_engines_agree_on_tiers_and_spot():
     for name in ("intra_spread_charge", "spot_charge", "maintenance"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-12, atol=1e-9)
     assert float(a["spot_charge"].sum()) > 0
+
+
+# -- rate classes ------------------------------------------------------------------------------------
+
+
+def test_rate_classes_maintenance_file_with_adj_rate():
+    ds = _span(RATE_CLASSES, [("AAA:F:202603", 2), ("BBB:F:202603", 3)], "USD")
+    # scanning: AAA 2 x 300 = 600, BBB 3 x 100 = 300 (scenario 13); class 1 is maintenance (isM 1):
+    # maintenance = 600 + 300 = 900; initial: AAA's adjRate (r 2 = 1.25 x r 1) gives 1.25 x 600 =
+    # 750, BBB has none (span.initial_ratio 1): 300; initial = 1,050
+    assert float(ds["maintenance"]) == pytest.approx(900.0, abs=1e-9)
+    assert float(ds["initial"]) == pytest.approx(1050.0, abs=1e-9)
+    assert ds["rate_class"].values.tolist() == ["maintenance", "maintenance"]
+
+
+def test_rate_classes_initial_file_scaled_into_maintenance(tmp_path):
+    # the class read (1) is initial (isM 0); class 2 is maintenance = 0.8 x class 1
+    text = (
+        RATE_CLASSES.read_text(encoding="utf-8")
+        .replace("<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>", "<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>")
+        .replace("<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>", "<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>")
+        .replace("<val>1.25</val>", "<val>0.8</val>")
+    )
+    ds = _span(_write(tmp_path, text), [("AAA:F:202603", 2), ("BBB:F:202603", 3)], "USD")
+    # initial = 600 + 300 = 900; maintenance = 0.8 x 600 + 300 / 1 = 780
+    assert float(ds["initial"]) == pytest.approx(900.0, abs=1e-9)
+    assert float(ds["maintenance"]) == pytest.approx(780.0, abs=1e-9)
+    assert ds["rate_class"].values.tolist() == ["initial", "initial"]
+
+
+def test_an_adj_rate_of_a_class_into_itself_is_not_used(tmp_path):
+    # as in the Takasbank file: class 1 initial (isM 0), adjRate r 1 baseR 1 (no other class named)
+    text = (
+        RATE_CLASSES.read_text(encoding="utf-8")
+        .replace("<isM>1</isM>", "<isM>2</isM>")
+        .replace("<isM>0</isM>", "<isM>1</isM>")
+        .replace("<isM>2</isM>", "<isM>0</isM>")
+        .replace("<adjRate><r>2</r><baseR>1</baseR><val>1.25</val></adjRate>", "<adjRate><r>1</r><baseR>1</baseR><val>0.75</val></adjRate>")
+    )
+    path = _write(tmp_path, text)
+    ds = _span(path, [("AAA:F:202603", 2), ("BBB:F:202603", 3)], "USD")
+    # initial = 900 from the arrays; maintenance = initial / span.initial_ratio (1) = 900
+    assert float(ds["initial"]) == pytest.approx(900.0, abs=1e-9)
+    assert float(ds["maintenance"]) == pytest.approx(900.0, abs=1e-9)
+    assert ds["rate_class"].values.tolist() == ["initial", "initial"]
+    # the span section's initial_ratio scales initial into maintenance: 900 / 1.5 = 600
+    rows = [{"contract": "AAA:F:202603", "quantity": 2}, {"contract": "BBB:F:202603", "quantity": 3}]
+    sc = _scenario(path, rows, "USD")
+    sc["span"]["initial_ratio"] = 1.5
+    ds = marginsim.margin(sc)["span"].sel(account="main")
+    assert float(ds["maintenance"]) == pytest.approx(600.0, abs=1e-9)
+    assert float(ds["initial"]) == pytest.approx(900.0, abs=1e-9)
 
 
 # -- what the file holds that the margin does not use --------------------------------------------------

@@ -120,6 +120,10 @@ class CombinedCommodityParams(_Model):
     initial_ratio: Annotated[float, Field(ge=1)] | None = Field(
         None, description="Initial / maintenance ratio; default: span.initial_ratio."
     )
+    rate_class: Literal["maintenance", "initial"] = Field(
+        "maintenance",
+        description="The requirement the risk arrays and rates give (a clearing-house file: the isM flag of its rate class); the other one is derived with initial_ratio.",
+    )
     currency: Currency | None = Field(
         None, description="Margin currency; default: the underlying's currency."
     )

@@ -236,6 +236,7 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
         spot = _spot(cc, rate_id, file)
         if spot is not None:
             entry["spot"] = spot
+        entry.update(_rate_class(sf, cc, rate_id))
         ccs[code] = entry
     inter = []
     for sp in sf.inter_spreads:
@@ -339,6 +340,40 @@ def _spot(cc: CombinedCommodity, rate_id: int, file: str) -> dict[str, Any] | No
         "rate_spread": [by_month[m][0] for m in months],
         "rate_outright": [by_month[m][1] for m in months],
     }
+
+
+def _rate_class(sf: SpanFile, cc: CombinedCommodity, rate_id: int) -> dict[str, Any]:
+    """``rate_class`` (and ``initial_ratio`` when the file gives it) of ``cc`` for ``rate_id``.
+
+    The rate class read is maintenance or initial per its ``pbRateDef`` ``isM`` (maintenance when
+    the file defines no such class). An ``adjRate`` of ``cc`` that scales the class read into one
+    of the other kind (``r`` = that class, ``baseR`` = the class read), or the other kind into it,
+    sets the initial / maintenance ratio; an ``adjRate`` whose ``r`` is its own ``baseR`` scales
+    nothing into another class and is not used (``marginsim span-file`` lists it).
+    """
+    defs = {d.rate_id: d for d in sf.pb_rate_defs}
+    read = defs.get(rate_id)
+    if read is None:
+        return {}
+    kind = "maintenance" if read.is_maintenance else "initial"
+    out: dict[str, Any] = {"rate_class": kind}
+    opposite = [d for d in sf.pb_rate_defs if d.is_maintenance != read.is_maintenance]
+    # the class of the other kind for the same customer flag and account type, else any
+    same = [d for d in opposite if (d.is_customer, d.account_type) == (read.is_customer, read.account_type)]
+    other = [d.rate_id for d in (same or opposite)]
+    for adj in cc.adj_rates:
+        if adj.rate_id == adj.base_rate_id or not adj.value > 0:
+            continue
+        if adj.base_rate_id == rate_id and adj.rate_id in other:
+            factor = adj.value  # other class = value x the class read
+        elif adj.rate_id == rate_id and adj.base_rate_id in other:
+            factor = 1.0 / adj.value  # the class read = value x other class
+        else:
+            continue
+        # initial / maintenance
+        out["initial_ratio"] = factor if read.is_maintenance else 1.0 / factor
+        break
+    return out
 
 
 def _merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ class _Plan:
     som_rate: np.ndarray  # (C,) [currency per short option]
     som_net: np.ndarray  # (C,) bool
     ratio: np.ndarray  # (C,) initial / maintenance
+    initial_class: np.ndarray  # (C,) bool: the CC risk is the initial requirement (rate_class)
     fx: np.ndarray  # (C,) CC currency -> reporting currency
     nov: np.ndarray  # (K, G) net option value per long contract [reporting currency]
     local: np.ndarray  # (inputs' contracts,) index of each contract in the plan, -1 if not in it
@@ -205,6 +206,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         som_rate=np.array([0.0 if p.som is None else p.som.rate for p in groups.params]),
         som_net=np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool),
         ratio=np.array([p.initial_ratio or params.initial_ratio for p in groups.params]),
+        initial_class=np.array([p.rate_class == "initial" for p in groups.params], dtype=bool),
         fx=groups.fx,
         nov=flat_grid(nov, ["contract"], gd, gshape),
         local=_ranks(held, inputs.contracts.sizes["contract"]),
