@@ -313,5 +313,6 @@ def test_period_leg_file_against_marginism():
             assert float(mine["maintenance"]) == pytest.approx(r.span_risk, abs=1e-6)
             checked["som"] += 1
             checked["requirement"] += 1
+    print(f"marginism cross-check on {n} portfolios: {checked}")
     # the sample exercises the period-leg spreads and the SOM comparison
     assert checked["som"] > 200 and float((ds["intra_spread_charge"] > 0).sum()) > 100
