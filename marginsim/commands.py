@@ -190,6 +190,13 @@ def _span_file(args: argparse.Namespace) -> int:
         f"{info['n_scan_points']} scan points"
     )
     print("  combined commodities: " + ", ".join(sf.combined_commodities))
+    unused = info["not_used"]
+    if unused:
+        print(f"  not used by the margin ({sum(unused.values())} elements):")
+        for name, n in unused.items():
+            print(f"    {name:<50}{n:>10}")
+    else:
+        print("  not used by the margin: nothing")
     return 0
 
 

@@ -11,7 +11,7 @@ from marginsim.outputs import CURRENCY, undeclared
 
 # flags and labels: no units (the convention of marginsim.outputs.Output), named here so that a new
 # variable cannot go without units unnoticed
-WITHOUT_UNITS = {"held", "group_currency", "contract_currency"}
+WITHOUT_UNITS = {"held", "group_currency", "contract_currency", "rate_class"}
 
 
 def _check(ds, currency):

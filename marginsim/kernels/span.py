@@ -203,10 +203,11 @@ def spot_month_charge(
     remaining: np.ndarray,
     consumed: np.ndarray,
     spot_mask: np.ndarray,
-    rate_spread: float,
-    rate_outright: float,
+    rate_spread: float | np.ndarray,
+    rate_outright: float | np.ndarray,
 ) -> np.ndarray:
-    """Spot-month (delivery) charge.
+    """Spot-month (delivery) charge: per spot month, ``rate_spread`` x the delta its intra spreads
+    consumed plus ``rate_outright`` x the absolute delta left, summed over the spot months.
 
     Parameters
     ----------
@@ -216,13 +217,19 @@ def spot_month_charge(
     spot_mask
         Boolean mask of the spot months.
     rate_spread
-        Charge per unit of spot-month delta consumed by spreads [currency per delta].
+        Charge per unit of spot-month delta consumed by spreads [currency per delta]: one rate,
+        or one per month (shape ``(M,)``).
     rate_outright
-        Charge per unit of spot-month delta left after spreads [currency per delta].
+        Charge per unit of spot-month delta left after spreads [currency per delta] (0: no
+        outright charge): one rate, or one per month.
     """
-    used = consumed[spot_mask].sum(axis=0)
-    left = np.abs(remaining[spot_mask]).sum(axis=0)
-    return rate_spread * used + rate_outright * left
+    n_m = spot_mask.shape[0]
+    shape = (-1,) + (1,) * (remaining.ndim - 1)
+    rs = np.broadcast_to(np.asarray(rate_spread, dtype=float), (n_m,))[spot_mask].reshape(shape)
+    ro = np.broadcast_to(np.asarray(rate_outright, dtype=float), (n_m,))[spot_mask].reshape(shape)
+    used = (rs * consumed[spot_mask]).sum(axis=0)
+    left = (ro * np.abs(remaining[spot_mask])).sum(axis=0)
+    return used + left
 
 
 def inter_commodity_credit(

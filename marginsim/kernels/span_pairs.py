@@ -402,9 +402,9 @@ def _intra(
                     left = 0.0
                     for m in range(months):
                         if spot_mask[c, m]:
-                            used += cons[m]
-                            left += abs(rem[m])
-                    spot[p, g] = spot_rs[c] * used + spot_ro[c] * left
+                            used += spot_rs[c, m] * cons[m]
+                            left += spot_ro[c, m] * abs(rem[m])
+                    spot[p, g] = used + left
                 total = 0.0
                 for m in range(months):
                     total += rem[m]
@@ -741,7 +741,8 @@ class IntraTable:
     Spreads of combined commodity ``c`` are ``sp_ptr[c]:sp_ptr[c + 1]`` in priority order; legs of
     spread ``s`` are ``leg_ptr[s]:leg_ptr[s + 1]`` with a month mask (over the CC's padded month
     axis), a side sign (+1 for A, -1 for B) and a ratio [delta per spread]. Spot months per CC
-    with the spread / outright rates [currency per delta].
+    (mask over the padded month axis) with the spread / outright rate of each month [currency per
+    delta], shape ``(C, M)``.
     """
 
     sp_ptr: np.ndarray
@@ -776,11 +777,12 @@ class IntraTable:
 
 def intra_table(
     spreads: Sequence[Sequence[K.Spread]],
-    spot: Sequence[tuple[np.ndarray, float, float] | None],
+    spot: Sequence[tuple[np.ndarray, np.ndarray | float, np.ndarray | float] | None],
     n_months: int,
 ) -> IntraTable:
     """Flatten per-CC spreads (legs' ``index`` = month masks of length ``n_months``) and spot
-    definitions (month mask, rate on spread deltas, rate on outright deltas; ``None`` for none)."""
+    definitions (month mask, rate on spread deltas, rate on outright deltas [currency per delta],
+    each rate one number or one per month; ``None`` for none)."""
     sp_ptr = np.zeros(len(spreads) + 1, dtype=np.int64)
     rates, leg_ptr, masks, signs, ratios = [], [0], [], [], []
     for c, cc_spreads in enumerate(spreads):
@@ -795,8 +797,8 @@ def intra_table(
     n_c = len(spreads)
     spot_on = np.array([s is not None for s in spot], dtype=bool)
     spot_mask = np.zeros((n_c, n_months), dtype=bool)
-    rs = np.zeros(n_c)
-    ro = np.zeros(n_c)
+    rs = np.zeros((n_c, n_months))
+    ro = np.zeros((n_c, n_months))
     for c, s in enumerate(spot):
         if s is not None:
             spot_mask[c], rs[c], ro[c] = s
@@ -881,7 +883,11 @@ def intra_and_spot(
         net_left[sel] = _sequential_sum(rem)
         if table.spot_on[c]:
             spot[sel] = K.spot_month_charge(
-                rem, used, table.spot_mask[c, :months], table.spot_rate_spread[c], table.spot_rate_outright[c]
+                rem,
+                used,
+                table.spot_mask[c, :months],
+                table.spot_rate_spread[c, :months],
+                table.spot_rate_outright[c, :months],
             )
     return charge, spot, net_left
 

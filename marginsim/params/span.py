@@ -36,8 +36,22 @@ class ExtremeParams(_Model):
 
 class IntraLeg(_Model):
     tier: int = Field(0, ge=0, description="Tier number; 0 is the whole combined commodity.")
+    month: int | None = Field(
+        None,
+        ge=100001,
+        le=999912,
+        description="A period leg (SPAN pLeg): the one contract month YYYYMM the leg draws from, instead of a tier.",
+    )
     side: Literal["A", "B"]
     ratio: PosFloat = 1.0
+
+    @model_validator(mode="after")
+    def _tier_or_month(self) -> IntraLeg:
+        if self.month is not None and self.tier != 0:
+            raise ValueError("give a tier or a month, not both")
+        if self.month is not None and not 1 <= self.month % 100 <= 12:
+            raise ValueError(f"month {self.month} is not YYYYMM")
+        return self
 
 
 class IntraSpread(_Model):
@@ -55,8 +69,33 @@ class Tier(_Model):
 
 class SpotParams(_Model):
     months: list[int] = Field(min_length=1, description="Spot (delivery) contract months, YYYYMM.")
-    rate_spread: NonNegFloat = Field(0.0, description="Charge per unit of spot delta used in spreads.")
-    rate_outright: NonNegFloat = Field(0.0, description="Charge per unit of spot delta left after spreads.")
+    rate_spread: NonNegFloat | list[NonNegFloat] = Field(
+        0.0,
+        description="Charge per unit of spot delta used in spreads [CC currency per delta]: one rate, or one per month of `months`.",
+    )
+    rate_outright: NonNegFloat | list[NonNegFloat] = Field(
+        0.0,
+        description="Charge per unit of spot delta left after spreads [CC currency per delta]: one rate, or one per month of `months`.",
+    )
+
+    @model_validator(mode="after")
+    def _per_month(self) -> SpotParams:
+        if len(set(self.months)) != len(self.months):
+            raise ValueError("spot months must be unique")
+        for name in ("rate_spread", "rate_outright"):
+            v = getattr(self, name)
+            if isinstance(v, list) and len(v) != len(self.months):
+                raise ValueError(f"{name} has {len(v)} rates for {len(self.months)} months")
+        return self
+
+    def rates(self) -> tuple[list[float], list[float]]:
+        """Rate on spread deltas and on outright deltas per month of :attr:`months`."""
+        n = len(self.months)
+        rs, ro = self.rate_spread, self.rate_outright
+        return (
+            list(rs) if isinstance(rs, list) else [rs] * n,
+            list(ro) if isinstance(ro, list) else [ro] * n,
+        )
 
 
 class SomParams(_Model):
@@ -81,6 +120,10 @@ class CombinedCommodityParams(_Model):
     initial_ratio: Annotated[float, Field(ge=1)] | None = Field(
         None, description="Initial / maintenance ratio; default: span.initial_ratio."
     )
+    rate_class: Literal["maintenance", "initial"] = Field(
+        "maintenance",
+        description="The requirement the risk arrays and rates give (a clearing-house file: the isM flag of its rate class); the other one is derived with initial_ratio.",
+    )
     currency: Currency | None = Field(
         None, description="Margin currency; default: the underlying's currency."
     )
@@ -101,7 +144,7 @@ class CombinedCommodityParams(_Model):
             raise ValueError("tier numbers must be unique")
         for sp in self.intra_spreads:
             for leg in sp.legs:
-                if leg.tier != 0 and leg.tier not in tiers:
+                if leg.month is None and leg.tier != 0 and leg.tier not in tiers:
                     raise ValueError(
                         f"intra spread {sp.priority} names tier {leg.tier}, which is not in `tiers`"
                     )

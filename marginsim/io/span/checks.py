@@ -145,8 +145,10 @@ def _check_spreads(sf: SpanFile, file: str) -> None:
     ccs = sf.combined_commodities
 
     def legs(sp: DeltaSpread, intra: bool) -> None:
-        for j, leg in enumerate(sp.legs, 1):
-            where = f"{sp.key_path}.tLeg[{j}]"
+        seen: dict[str, int] = {}
+        for leg in sp.legs:
+            seen[leg.tag] = j = seen.get(leg.tag, 0) + 1
+            where = f"{sp.key_path}.{leg.tag}[{j}]"
             if leg.cc not in ccs:
                 raise InputError(
                     f"spread {sp.spread} names combined commodity {leg.cc!r}, which the file does not define",

@@ -13,26 +13,35 @@ from .definitions import point_def
 from .fields import FieldReader, first_children, join
 from .records import AdjRate, CombinedCommodity, DeltaSpread, PfLink, PointDef, SpotRate, SpreadLeg, Tier
 
-__all__ = ["cc_def", "d_spread", "period", "tiers"]
+__all__ = ["CC_FIELDS", "cc_def", "d_spread", "period", "tiers"]
+
+#: The ``ccDef`` header fields read (any other child not read is counted in ``other_elements``).
+CC_FIELDS = frozenset(
+    {
+        "cc", "name", "currency", "riskExponent", "capAnov", "procMeth", "wfprMeth", "spotMeth",
+        "somMeth", "cmbMeth",
+    }
+)  # fmt: skip
 
 
 def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
     """A ``dSpread`` at key path ``rel`` (intra-commodity in a ``ccDef``, or inter-commodity).
 
     Legs must have side ``rs`` A or B and a positive delta ratio ``i``; a ``W`` (weighted futures
-    price risk) spread's credit rates must be fractions in [0, 1]. Legs of other kinds (``pLeg``,
-    ``rpLeg``, nested ``dSpread``) are counted in ``unparsed_legs``.
+    price risk) spread's credit rates must be fractions in [0, 1]. Tier legs (``tLeg``) and period
+    legs (``pLeg``, whose ``pe`` must name a month) are read; legs of other kinds (``rpLeg``, nested
+    ``dSpread``) are counted in ``unparsed_legs``.
     """
     ch = first_children(e)
     meth = f.text(ch, "chargeMeth", rel, required=True) or ""
     rates = f.rates(e, rel)
     legs: list[SpreadLeg] = []
     unparsed = 0
-    n_leg = 0
+    n_leg = {"tLeg": 0, "pLeg": 0}
     for c in e:
-        if c.tag == "tLeg":
-            n_leg += 1
-            lrel = join(rel, f"tLeg[{n_leg}]")
+        if c.tag == "tLeg" or c.tag == "pLeg":
+            n_leg[c.tag] += 1
+            lrel = join(rel, f"{c.tag}[{n_leg[c.tag]}]")
             lch = first_children(c)
             side = (f.text(lch, "rs", lrel, required=True) or "").upper()
             if side not in ("A", "B"):
@@ -40,16 +49,18 @@ def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
             ratio = f.num(lch, "i", lrel, required=True)
             if ratio <= 0:
                 raise f.error(f"<i> (delta ratio) must be positive, got {ratio}", join(lrel, "i"))
+            is_t = c.tag == "tLeg"
             legs.append(
                 SpreadLeg(
                     cc=f.text(lch, "cc", lrel, required=True) or "",
-                    tier=f.req_int(lch, "tn", lrel),
+                    tier=f.req_int(lch, "tn", lrel) if is_t else 0,
                     side=side,
                     ratio=ratio,
                     rates=f.rates(c, lrel),
+                    period=None if is_t else period(f, lch, "pe", lrel, required=True),
                 )
             )
-        elif c.tag in ("pLeg", "rpLeg", "dSpread"):
+        elif c.tag in ("rpLeg", "dSpread"):
             unparsed += 1
     if meth == "W":
         for i, r in enumerate(rates, 1):
@@ -106,7 +117,7 @@ def tiers(f: FieldReader, e: Element, rel: str) -> list[Tier]:
 
 def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCommodity:
     """A ``ccDef``: its member portfolios, rate adjustments, tiers, intra spreads, spot rates and point
-    definitions (``rateTiers`` and any other child are ignored).
+    definitions (``rateTiers`` and any other child are not read: counted in ``other_elements``).
 
     Parameters
     ----------
@@ -127,6 +138,7 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
     spreads: list[DeltaSpread] = []
     spots: list[SpotRate] = []
     pdefs: list[PointDef] = []
+    other: dict[str, int] = {}
     for c in e:
         tag = c.tag
         seen[tag] = seen.get(tag, 0) + 1
@@ -171,6 +183,8 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
             )
         elif tag == "pointDef":
             pdefs.append(point_def(f, c, rel))
+        elif tag not in CC_FIELDS:
+            other[tag] = other.get(tag, 0) + 1
     if code in known:
         raise f.error(f"combined commodity {code!r} is defined twice", "cc")
     return CombinedCommodity(
@@ -193,5 +207,6 @@ def cc_def(f: FieldReader, e: Element, known: Container[str] = ()) -> CombinedCo
         d_spreads=tuple(spreads),
         spot_rates=tuple(spots),
         point_defs=tuple(pdefs),
+        other_elements=other,
         key_path=f.key_path(),
     )

@@ -49,7 +49,7 @@ OTHER_PF = frozenset({"debtPf", "equityPf", "fwdPf", "IRSwapPf", "CDSwapPf", "eD
 REPEATING = frozenset(
     {
         "currencyDef", "curConv", "pbRateDef", "pointDef",
-        "scanPointDef", "deltaPointDef", "exchange", "ccDef", "dSpread", "tLeg", "pfLink",
+        "scanPointDef", "deltaPointDef", "exchange", "ccDef", "dSpread", "tLeg", "pLeg", "pfLink",
         "tier", "rate", "adjRate", "spotRate", "series", "fut", "opt", "phy", "a",
         *PF_TYPES, *OTHER_PF,
     }

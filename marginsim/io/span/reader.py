@@ -197,6 +197,7 @@ class SpanReader(TreeWalker):
         self.ccs: dict[str, CombinedCommodity] = {}
         self.inter_spreads: list[DeltaSpread] = []
         self.ignored: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
         self.seen_pit = False
         self.seen_co = False
         self.portfolios = PortfolioBuilder(self)
@@ -260,8 +261,11 @@ class SpanReader(TreeWalker):
             self.portfolios.start_exchange()
         elif kind == "pf":
             self.portfolios.start(tag)
-        elif kind == "skip" and tag in OTHER_PF and self.kinds[-1] == "exchange":
-            self.ignored[tag] = self.ignored.get(tag, 0) + 1
+        elif kind == "skip":
+            if tag in OTHER_PF and self.kinds[-1] == "exchange":
+                self.ignored[tag] = self.ignored.get(tag, 0) + 1
+            key = f"{self.tags[-2] if len(self.tags) > 1 else ''}/{tag}"
+            self.skipped[key] = self.skipped.get(key, 0) + 1
 
     def on_end(self, elem: Element, kind: str) -> None:
         """Turn a complete record or container (on top of the stack) into data."""
@@ -436,6 +440,7 @@ class SpanReader(TreeWalker):
             combined_commodities=self.ccs,
             inter_spreads=tuple(self.inter_spreads),
             ignored_portfolios=self.ignored,
+            skipped_elements=self.skipped,
         )
         check_span_file(sf)
         return sf

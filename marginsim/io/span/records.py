@@ -524,14 +524,26 @@ class Tier:
 
 @dataclass(frozen=True)
 class SpreadLeg:
-    """``tLeg``: combined commodity ``cc``, tier ``tn``, required side ``side`` (``rs``: A or B)
-    and delta ratio ``ratio`` (``i``: deltas of this leg per spread)."""
+    """A spread leg: ``tLeg`` (combined commodity ``cc``, tier ``tn``) or ``pLeg`` (``cc``, period
+    ``pe``), with required side ``side`` (``rs``: A or B) and delta ratio ``ratio`` (``i``: deltas
+    of this leg per spread).
+
+    ``period`` is None for a tier leg; for a period leg it is the period code ``pe`` (``YYYYMM``
+    first: ``202606``, ``20260625``) and ``tier`` is 0. ``rates`` are the leg's own ``rate``
+    children (not used by the margin: ``marginsim span-file`` lists them).
+    """
 
     cc: str
     tier: int
     side: str
     ratio: float
     rates: tuple[Rate, ...] = ()
+    period: str | None = None
+
+    @property
+    def tag(self) -> str:
+        """``tLeg`` or ``pLeg``."""
+        return "tLeg" if self.period is None else "pLeg"
 
 
 @dataclass(frozen=True)
@@ -549,12 +561,12 @@ class DeltaSpread:
         as a fraction of the weighted futures price risk (0.60 = 60 %; checked to lie in
         [0, 1]).
     legs
-        Tier legs, in file order.
+        Tier legs (``tLeg``) and period legs (``pLeg``), in file order.
     spread_type
         ``spreadType`` if present.
     unparsed_legs
-        Number of legs of other kinds (``pLeg``, ``rpLeg``, nested ``dSpread``) that this
-        reader does not model; 0 in the Takasbank file.
+        Number of legs of other kinds (``rpLeg``, nested ``dSpread``) that this reader does not
+        model; 0 in the Takasbank file.
     key_path
         Where the spread is in the file (``""`` if not read from a file). Not compared.
     """
@@ -609,6 +621,9 @@ class CombinedCommodity:
         Spot-month charges (empty in Takasbank).
     point_defs
         CC-specific point definitions (empty unless the file overrides the clearing org's).
+    other_elements
+        Children of the ``ccDef`` this reader does not read (``rateTiers``, ``concAdjRate``,
+        ``liqRate``...), tag -> count. Not compared.
     key_path
         Where the ``ccDef`` is in the file (``""`` if not read from a file). Not compared.
     """
@@ -632,6 +647,7 @@ class CombinedCommodity:
     d_spreads: tuple[DeltaSpread, ...]
     spot_rates: tuple[SpotRate, ...]
     point_defs: tuple[PointDef, ...] = ()
+    other_elements: Mapping[str, int] = field(default_factory=dict, compare=False)
     key_path: str = field(default="", compare=False)
 
     def som_rate(self, rate_id: int = 1) -> float:
@@ -677,6 +693,10 @@ class SpanFile:
         Inter-commodity spreads, in file order (``spread`` = priority).
     ignored_portfolios
         Portfolio kinds this reader does not model, tag -> count (e.g. ``{"debtPf": 3}``).
+    skipped_elements
+        Elements the reader skipped unread outside the records it reads, ``parent/tag`` -> count
+        (e.g. ``{"clearingOrg/clearSpread": 2}``; the ignored portfolios are among them). Not
+        compared.
     """
 
     path: Path
@@ -696,6 +716,7 @@ class SpanFile:
     combined_commodities: Mapping[str, CombinedCommodity]
     inter_spreads: tuple[DeltaSpread, ...]
     ignored_portfolios: Mapping[str, int] = field(default_factory=dict)
+    skipped_elements: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def physical_portfolios(self) -> tuple[PhysicalPortfolio, ...]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .records import DEFAULT_N_POINTS, SpanFile
 
-__all__ = ["summarize"]
+__all__ = ["not_used", "summarize"]
 
 
 def summarize(span_file: SpanFile) -> dict[str, Any]:
@@ -25,7 +25,8 @@ def summarize(span_file: SpanFile) -> dict[str, Any]:
         commodities), ``n_currency_definitions``, ``conversion_rates`` (``"USD/TRY"`` -> factor),
         ``n_combined_commodities``, ``n_portfolios`` and ``n_contracts`` by kind (``physical``,
         ``futures``, ``options``), ``n_option_series``, ``n_intra_spreads``,
-        ``n_inter_spreads``, ``n_scan_points`` and ``ignored_portfolios``.
+        ``n_inter_spreads``, ``n_scan_points``, ``ignored_portfolios`` and ``not_used`` (what the
+        file holds that margining it does not use: element name -> count, :func:`not_used`).
     """
     phy, fut, opt = span_file.physical_portfolios, span_file.futures_portfolios, span_file.option_portfolios
     used = {p.currency for p in (*phy, *fut, *opt)} | {
@@ -56,4 +57,57 @@ def summarize(span_file: SpanFile) -> dict[str, Any]:
         "n_inter_spreads": len(span_file.inter_spreads),
         "n_scan_points": DEFAULT_N_POINTS if pd is None else pd.n_points,
         "ignored_portfolios": dict(span_file.ignored_portfolios),
+        "not_used": not_used(span_file),
     }
+
+
+def not_used(span_file: SpanFile, rate_id: int = 1) -> dict[str, int]:
+    """What the file holds that margining it does not use: element name -> count.
+
+    Names are ``parent/tag`` paths of the schema, with a note in parentheses where only some
+    occurrences are not used. Three sources: elements the reader skips unread (unknown elements,
+    portfolio kinds it does not model, definitions such as ``acctTypeDef``); children of ``ccDef``
+    it does not read (``rateTiers``, ``concAdjRate``, ``liqRate``...); and elements it reads that the
+    margin does not use for rate class ``rate_id`` (scan tiers, SOM tiers after the first, an
+    ``adjRate`` whose ``r`` is its own ``baseR``, the rates of spread legs, ``rpLeg`` and nested
+    ``dSpread``, spot rates of other rate classes, point definitions of other rate classes and those
+    of a ``ccDef``).
+
+    Parameters
+    ----------
+    span_file
+        The file read by :func:`read_span_xml`.
+    rate_id
+        The rate class margined (the risk arrays read).
+
+    Returns
+    -------
+    dict
+        Element name -> count, sorted by name; empty when everything is used.
+    """
+    out: dict[str, int] = {}
+
+    def add(name: str, n: int = 1) -> None:
+        if n:
+            out[name] = out.get(name, 0) + n
+
+    for name, n in span_file.skipped_elements.items():
+        add(name, n)
+    for cc in span_file.combined_commodities.values():
+        for tag, n in cc.other_elements.items():
+            add(f"ccDef/{tag}", n)
+        add("ccDef/scanTiers/tier", len(cc.scan_tiers))
+        add("ccDef/somTiers/tier (after the first)", max(len(cc.som_tiers) - 1, 0))
+        add("ccDef/adjRate (r = baseR)", sum(a.rate_id == a.base_rate_id for a in cc.adj_rates))
+        add(f"ccDef/spotRate (r != {rate_id})", sum(s.rate_id != rate_id for s in cc.spot_rates))
+        add("ccDef/pointDef", len(cc.point_defs))  # the clearing org's point definitions are used
+    spreads = [
+        (sp, "ccDef/dSpread") for cc in span_file.combined_commodities.values() for sp in cc.d_spreads
+    ] + [(sp, "interSpreads/dSpread") for sp in span_file.inter_spreads]
+    for sp, where in spreads:
+        add(f"{where}/rpLeg or dSpread", sp.unparsed_legs)
+        for leg in sp.legs:
+            add(f"{where}/{leg.tag}/rate", len(leg.rates))
+    used_pd = span_file.point_def(rate_id)
+    add("clearingOrg/pointDef (other rate classes)", sum(p is not used_pd for p in span_file.point_defs))
+    return dict(sorted(out.items()))

@@ -39,7 +39,7 @@ from ...scenario import Contract, ScenarioFile
 from .checks import CLEARING_ORG_PATH
 from .ids import canonical_id, contract_id, portfolio_contract_ids
 from .reader import read_span_xml
-from .records import AnyPortfolio, SpanFile
+from .records import AnyPortfolio, CombinedCommodity, SpanFile
 
 __all__ = [
     "contract_id",
@@ -227,50 +227,23 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
                 tiers.append({"tier": t.tn, "months": [int(t.start_period[:6]), int(t.end_period[:6])]})
         if tiers:
             entry["tiers"] = tiers
-        spreads = []
-        for sp in cc.d_spreads:
-            rate = sp.rate(rate_id)
-            if not np.isfinite(rate):
-                continue
-            legs = [
-                {"tier": leg.tier, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs if leg.cc == code
-            ]
-            if len(legs) != len(sp.legs) or sp.unparsed_legs:
-                raise InputError(
-                    f"intra spread {sp.spread} of {code} has legs this version cannot use (legs of "
-                    "another combined commodity, or pLeg / rpLeg / nested dSpread)",
-                    file=file,
-                    key_path=sp.key_path or f"ccDef[{code}].dSpread[{sp.spread}]",
-                )
-            spreads.append({"priority": sp.spread, "rate": rate, "legs": legs})
+        spreads = _intra_spreads(cc, rate_id, file)
         if spreads:
             entry["intra_spreads"] = spreads
         som = cc.som_rate(rate_id)
         if np.isfinite(som) and som > 0:
             entry["som"] = {"rate": som, "method": "net" if (cc.som_meth or "").upper() == "NET" else "gross"}
-        spot = [s for s in cc.spot_rates if s.rate_id == rate_id]
-        if spot:
-            rates = {(s.spread_rate, s.outright_rate) for s in spot}
-            if len(rates) > 1:
-                raise InputError(
-                    f"{code} has different spot-month rates by period; this version takes one pair per combined "
-                    "commodity",
-                    file=file,
-                    key_path=f"{cc.key_path}.spotRate" if cc.key_path else f"ccDef[{code}].spotRate",
-                )
-            rs, ro = rates.pop()
-            entry["spot"] = {
-                "months": sorted({int(s.period[:6]) for s in spot}),
-                "rate_spread": rs,
-                "rate_outright": ro,
-            }
+        spot = _spot(cc, rate_id, file)
+        if spot is not None:
+            entry["spot"] = spot
+        entry.update(_rate_class(sf, cc, rate_id))
         ccs[code] = entry
     inter = []
     for sp in sf.inter_spreads:
         rate = sp.rate(rate_id)
         if not np.isfinite(rate):
             continue
-        if sp.charge_method.upper() != "W" or sp.unparsed_legs:
+        if sp.charge_method.upper() != "W" or sp.unparsed_legs or any(leg.period for leg in sp.legs):
             raise InputError(
                 f"inter spread {sp.spread} uses method {sp.charge_method!r}; this version computes method W",
                 file=file,
@@ -284,6 +257,123 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
             }
         )
     return {"combined_commodities": ccs, "inter_spreads": inter, "scenario_set": scenario_set}
+
+
+#: Intra-commodity charge methods this version computes (``F``: flat rate per spread formed).
+INTRA_METHODS = frozenset({"F"})
+
+
+def _intra_spreads(cc: CombinedCommodity, rate_id: int, file: str) -> list[dict[str, Any]]:
+    """The intra spreads of ``cc`` with a rate for ``rate_id``, as ``span.intra_spreads`` entries.
+
+    Tier legs (``tLeg``) keep their tier; period legs (``pLeg``) become a ``month`` leg (the
+    contract month ``YYYYMM`` of their period). Priorities (``spread``), delta ratios (``i``) and
+    the flat charge rate per spread are the file's. A leg on another combined commodity, an
+    ``rpLeg`` or nested ``dSpread``, a charge method other than ``F`` and two period legs that
+    name different periods of one month (deltas are netted by month) are input errors.
+    """
+    code = cc.code
+    spreads = []
+    month_of: dict[int, str] = {}
+    for sp in cc.d_spreads:
+        rate = sp.rate(rate_id)
+        if not np.isfinite(rate):
+            continue
+        where = sp.key_path or f"ccDef[{code}].dSpread[{sp.spread}]"
+        if any(leg.cc != code for leg in sp.legs) or sp.unparsed_legs:
+            raise InputError(
+                f"intra spread {sp.spread} of {code} has legs this version cannot use (legs of "
+                "another combined commodity, or rpLeg / nested dSpread)",
+                file=file,
+                key_path=where,
+            )
+        if sp.charge_method.upper() not in INTRA_METHODS:
+            raise InputError(
+                f"intra spread {sp.spread} of {code} uses charge method {sp.charge_method!r}; this "
+                "version computes intra spreads with method F (a flat rate per spread)",
+                file=file,
+                key_path=f"{where}.chargeMeth",
+            )
+        legs: list[dict[str, Any]] = []
+        for leg in sp.legs:
+            if leg.period is None:
+                legs.append({"tier": leg.tier, "side": leg.side, "ratio": leg.ratio})
+                continue
+            month = int(leg.period[:6])
+            other = month_of.setdefault(month, leg.period)
+            if other != leg.period:
+                raise InputError(
+                    f"intra spread {sp.spread} of {code} has period legs on {other!r} and {leg.period!r}, "
+                    "two periods of one month; this version nets deltas by contract month",
+                    file=file,
+                    key_path=where,
+                )
+            legs.append({"month": month, "side": leg.side, "ratio": leg.ratio})
+        spreads.append({"priority": sp.spread, "rate": rate, "legs": legs})
+    return spreads
+
+
+def _spot(cc: CombinedCommodity, rate_id: int, file: str) -> dict[str, Any] | None:
+    """The spot-month charge of ``cc`` for ``rate_id`` (``span...spot``), one rate pair per period.
+
+    ``sprd`` is the charge per unit of spot-month delta consumed by intra spreads, ``outr`` per unit
+    left after them (0: no outright charge) [CC currency per delta]. Two ``spotRate`` on one month
+    with different rates are an input error.
+    """
+    by_month: dict[int, tuple[float, float]] = {}
+    for s in cc.spot_rates:
+        if s.rate_id != rate_id:
+            continue
+        m = int(s.period[:6])
+        pair = (s.spread_rate, s.outright_rate)
+        if by_month.setdefault(m, pair) != pair:
+            raise InputError(
+                f"{cc.code} has two <spotRate> on month {m} with different rates",
+                file=file,
+                key_path=f"{cc.key_path}.spotRate" if cc.key_path else f"ccDef[{cc.code}].spotRate",
+            )
+    if not by_month:
+        return None
+    months = sorted(by_month)
+    return {
+        "months": months,
+        "rate_spread": [by_month[m][0] for m in months],
+        "rate_outright": [by_month[m][1] for m in months],
+    }
+
+
+def _rate_class(sf: SpanFile, cc: CombinedCommodity, rate_id: int) -> dict[str, Any]:
+    """``rate_class`` (and ``initial_ratio`` when the file gives it) of ``cc`` for ``rate_id``.
+
+    The rate class read is maintenance or initial per its ``pbRateDef`` ``isM`` (maintenance when
+    the file defines no such class). An ``adjRate`` of ``cc`` that scales the class read into one
+    of the other kind (``r`` = that class, ``baseR`` = the class read), or the other kind into it,
+    sets the initial / maintenance ratio; an ``adjRate`` whose ``r`` is its own ``baseR`` scales
+    nothing into another class and is not used (``marginsim span-file`` lists it).
+    """
+    defs = {d.rate_id: d for d in sf.pb_rate_defs}
+    read = defs.get(rate_id)
+    if read is None:
+        return {}
+    kind = "maintenance" if read.is_maintenance else "initial"
+    out: dict[str, Any] = {"rate_class": kind}
+    opposite = [d for d in sf.pb_rate_defs if d.is_maintenance != read.is_maintenance]
+    # the class of the other kind for the same customer flag and account type, else any
+    same = [d for d in opposite if (d.is_customer, d.account_type) == (read.is_customer, read.account_type)]
+    other = [d.rate_id for d in (same or opposite)]
+    for adj in cc.adj_rates:
+        if adj.rate_id == adj.base_rate_id or not adj.value > 0:
+            continue
+        if adj.base_rate_id == rate_id and adj.rate_id in other:
+            factor = adj.value  # other class = value x the class read
+        elif adj.rate_id == rate_id and adj.base_rate_id in other:
+            factor = 1.0 / adj.value  # the class read = value x other class
+        else:
+            continue
+        # initial / maintenance
+        out["initial_ratio"] = factor if read.is_maintenance else 1.0 / factor
+        break
+    return out
 
 
 def _merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

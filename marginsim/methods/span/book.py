@@ -135,8 +135,17 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     every_pair = np.arange(n_p)
     ones = np.ones(n_p)
     span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_a, eng)  # (A, G)
+    # the CC risk is the requirement of the rate class of the risk arrays (maintenance, or initial
+    # per the file's isM): the other one is scaled by the initial / maintenance ratio
+    ratio = plan.ratio[pairs.cc][:, None]
+    initial_class = plan.initial_class[pairs.cc][:, None]
+    maintenance_risk = (
+        SP.segment_sum(pairs.account, every_pair, ones, risk_cc * np.where(initial_class, 1.0 / ratio, 1.0) * fx, n_a, eng)
+        if initial_class.any()
+        else span_risk
+    )
     initial_risk = SP.segment_sum(
-        pairs.account, every_pair, ones, risk_cc * plan.ratio[pairs.cc][:, None] * fx, n_a, eng
+        pairs.account, every_pair, ones, risk_cc * np.where(initial_class, 1.0, ratio) * fx, n_a, eng
     )
     return _BookMargin(
         pairs=pairs,
@@ -153,6 +162,6 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
         loss=loss if scan_loss else None,
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(span_risk - nov, 0.0),
+        maintenance=np.maximum(maintenance_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
     )

@@ -102,6 +102,9 @@ def _span_dataset(
         "composite_delta": cd,
         "group_currency": xr.Variable("group", np.array(groups.currency, dtype=object)[every_cc]),
         "group_fx": ("group", groups.fx[every_cc]),
+        "rate_class": xr.Variable(
+            "group", np.where(plan.initial_class, "initial", "maintenance").astype(object)[every_cc]
+        ),
         "contract_currency": xr.Variable("contract", currency, fastpath=True),
     }
     if m.loss is not None:

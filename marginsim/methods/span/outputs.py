@@ -20,14 +20,16 @@ OUTPUTS = (
         "maintenance",
         ("account",),
         CURRENCY,
-        "SPAN requirement: max(0, sum of CC risks - net option value)",
+        "SPAN maintenance requirement: max(0, sum of maintenance CC risks - net option value); a CC "
+        "whose rate class is initial counts its risk divided by its initial/maintenance ratio",
         json="account",
     ),
     Output(
         "initial",
         ("account",),
         CURRENCY,
-        "maintenance with each CC risk scaled by its initial/maintenance ratio",
+        "SPAN initial requirement: max(0, sum of initial CC risks - net option value); a CC whose "
+        "rate class is maintenance counts its risk scaled by its initial/maintenance ratio",
         json="account",
     ),
     Output(
@@ -87,6 +89,14 @@ OUTPUTS = (
         "FX rate of the margin currency into the reporting currency",
         json="group",
         key="fx_rate",
+    ),
+    Output(
+        "rate_class",
+        ("group",),
+        "",
+        "requirement the combined commodity's risk arrays and rates give: maintenance or initial "
+        "(a clearing-house file: the isM flag of the pbRateDef of the rate class read)",
+        json="group",
     ),
     Output(
         "contract_currency",

@@ -51,6 +51,7 @@ class _Plan:
     som_rate: np.ndarray  # (C,) [currency per short option]
     som_net: np.ndarray  # (C,) bool
     ratio: np.ndarray  # (C,) initial / maintenance
+    initial_class: np.ndarray  # (C,) bool: the CC risk is the initial requirement (rate_class)
     fx: np.ndarray  # (C,) CC currency -> reporting currency
     nov: np.ndarray  # (K, G) net option value per long contract [reporting currency]
     local: np.ndarray  # (inputs' contracts,) index of each contract in the plan, -1 if not in it
@@ -118,29 +119,47 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
 
     # intra spreads (tiers as masks over the CC's months) and spot months, per combined commodity
     cc_spreads: list[list[K.Spread]] = []
-    cc_spot: list[tuple[np.ndarray, float, float] | None] = []
+    cc_spot: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     for c, p in enumerate(groups.params):
         months = cc_month[first[c] : first[c + 1], 1]
         real = np.zeros(n_m, dtype=bool)
         real[: len(months)] = True
         padded = np.zeros(n_m, dtype=np.int64)
         padded[: len(months)] = months
-        tier_mask = {0: real}
+        tier_mask: dict[int | tuple[str, int], np.ndarray] = {0: real}  # tiers; ("month", YYYYMM) legs
         for t in p.tiers:
             lo, hi = t.months
             tier_mask[t.tier] = real & (padded >= lo) & (padded <= hi)
+        # a period leg (SPAN pLeg) draws from its one month: a mask of that month (empty if the
+        # book holds no contract of it), keyed apart from the tiers
+        for sp in p.intra_spreads:
+            for leg in sp.legs:
+                if leg.month is not None and ("month", leg.month) not in tier_mask:
+                    tier_mask[("month", leg.month)] = real & (padded == leg.month)
         spreads = []
         for sp in sorted(p.intra_spreads, key=lambda s: s.priority):
-            legs = _merge_legs([(leg.tier, leg.side, leg.ratio) for leg in sp.legs])
+            legs = _merge_legs(
+                [
+                    (leg.tier if leg.month is None else ("month", leg.month), leg.side, leg.ratio)
+                    for leg in sp.legs
+                ]
+            )
             spreads.append(
                 K.Spread(sp.rate, [K.SpreadLeg(tier_mask[t], side, ratio) for t, side, ratio in legs])
             )
         cc_spreads.append(spreads)
-        cc_spot.append(
-            None
-            if p.spot is None
-            else (real & np.isin(padded, p.spot.months), p.spot.rate_spread, p.spot.rate_outright)
-        )
+        if p.spot is None:
+            cc_spot.append(None)
+        else:
+            # per month of the CC's month axis: the spot rates of that month (0 where not spot)
+            rs_m, ro_m = p.spot.rates()
+            order = np.argsort(p.spot.months)
+            spot_months = np.asarray(p.spot.months, dtype=np.int64)[order]
+            at = np.minimum(np.searchsorted(spot_months, padded), spot_months.size - 1)
+            is_spot = real & (spot_months[at] == padded)
+            rs_at = np.asarray(rs_m, dtype=float)[order][at]
+            ro_at = np.asarray(ro_m, dtype=float)[order][at]
+            cc_spot.append((is_spot, np.where(is_spot, rs_at, 0.0), np.where(is_spot, ro_at, 0.0)))
     intra = None
     if any(cc_spreads) or any(s is not None for s in cc_spot):
         intra = SP.intra_table(cc_spreads, cc_spot, n_m)
@@ -187,6 +206,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         som_rate=np.array([0.0 if p.som is None else p.som.rate for p in groups.params]),
         som_net=np.array([p.som is not None and p.som.method == "net" for p in groups.params], dtype=bool),
         ratio=np.array([p.initial_ratio or params.initial_ratio for p in groups.params]),
+        initial_class=np.array([p.rate_class == "initial" for p in groups.params], dtype=bool),
         fx=groups.fx,
         nov=flat_grid(nov, ["contract"], gd, gshape),
         local=_ranks(held, inputs.contracts.sizes["contract"]),

@@ -108,4 +108,12 @@ def span_table(ds: xr.Dataset, account: str) -> str:
     lines.append(f"{'net option value':<30}{_fmt(float(d['net_option_value'])):>20}")
     lines.append(f"{'maintenance':<30}{_fmt(float(d['maintenance'])):>20}")
     lines.append(f"{'initial':<30}{_fmt(float(d['initial'])):>20}")
+    if "rate_class" in ds:
+        held = d["held"].values.astype(bool)
+        initial = sorted(str(g) for g, k, h in zip(ds["group"].values, ds["rate_class"].values, held) if h and k == "initial")
+        if initial:
+            lines.append(
+                "rate class initial (the risk arrays give the initial requirement; maintenance = initial / "
+                f"initial_ratio): {', '.join(initial)}"
+            )
     return "\n".join(lines)
