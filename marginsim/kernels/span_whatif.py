@@ -26,12 +26,14 @@ quantities in contracts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import span as K
 from . import span_pairs as SP
+from ._jit import compile_kernel, prange
+from .span_pairs import _CHUNKS, _net_add, _net_flush, _scan_block
 
 __all__ = ["SpanTables", "BaseState", "AfterTrades", "base_state", "after_trades"]
 
@@ -120,47 +122,59 @@ class BaseState(_PairState):
         Contract (row of the tables) and net quantity [contracts] of each entry.
     nov
         Net option value per account ``(A, G)`` [reporting currency].
+    credit, risk_cc
+        Inter-commodity credit and combined commodity risk per pair ``(P, G)``.
+    held_sets
+        The combined commodities each account holds, as bit sets ``(A, words)`` (uint64).
+    snap_rem, snap_credit
+        Per account, inter spread (priority order), leg and grid point: the leg's net delta left
+        and its credit just before the spread [delta, CC currency], ``(A, spreads, legs, G)``
+        (legs on a CC the account holds; empty without inter spreads or with the numpy engine).
     """
 
     opt_ptr: np.ndarray
     opt_k: np.ndarray
     opt_net: np.ndarray
     nov: np.ndarray
+    credit: np.ndarray
+    risk_cc: np.ndarray
+    held_sets: np.ndarray
+    snap_rem: np.ndarray
+    snap_credit: np.ndarray
 
 
 @dataclass(frozen=True)
 class AfterTrades:
-    """SPAN of every trade's after-book (T trades): per after-pair (``pairs``: account = trade)
-    in the CC's margin currency, per trade in the reporting currency.
+    """SPAN of every trade's after-book (T trades): per trade in the reporting currency and, when
+    kept, per after-pair (the trade's (trade, combined commodity) pairs, trade-major and by CC) in
+    the CC's margin currency.
 
     Attributes
     ----------
-    pairs
-        The (trade, combined commodity) pairs of the after-books, trade-major.
-    scan_risk, active, intra, spot, credit, risk_cc
-        ``(P', G)``: scanning risk, 0-based active scenario, intra spread charge, spot charge,
-        inter-commodity credit, combined commodity risk.
-    som
-        ``(P', 1)``: short option minimum.
-    fx
-        ``(P', 1)``: margin currency -> reporting currency.
     nov, span_risk, maintenance, initial
         ``(T, G)`` [reporting currency].
+    pair_trade, pair_cc
+        ``(P',)``: trade and combined commodity of each after-pair (``None`` unless kept).
+    scan_risk, active, intra, spot, credit, risk_cc
+        ``(P', G)``: scanning risk, 0-based active scenario, intra spread charge, spot charge,
+        inter-commodity credit, combined commodity risk (``None`` unless kept).
+    som
+        ``(P', 1)``: short option minimum (``None`` unless kept).
     """
 
-    pairs: SP.Pairs
-    scan_risk: np.ndarray
-    active: np.ndarray
-    intra: np.ndarray
-    spot: np.ndarray
-    credit: np.ndarray
-    som: np.ndarray
-    risk_cc: np.ndarray
-    fx: np.ndarray
     nov: np.ndarray
     span_risk: np.ndarray
     maintenance: np.ndarray
     initial: np.ndarray
+    pair_trade: np.ndarray | None = None
+    pair_cc: np.ndarray | None = None
+    scan_risk: np.ndarray | None = None
+    active: np.ndarray | None = None
+    intra: np.ndarray | None = None
+    spot: np.ndarray | None = None
+    credit: np.ndarray | None = None
+    som: np.ndarray | None = None
+    risk_cc: np.ndarray | None = None
 
 
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -280,13 +294,62 @@ def base_state(
     order = np.lexsort((first, entry_pair))  # by pair, then first appearance
     opt_ptr = np.searchsorted(entry_pair[order], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
+    credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
     return BaseState(
         **st.__dict__,
         opt_ptr=opt_ptr,
         opt_k=contract[at][first][order],
         opt_net=net[order],
         nov=nov,
+        credit=credit,
+        risk_cc=np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None]),
+        held_sets=held_sets,
+        snap_rem=snap_rem,
+        snap_credit=snap_credit,
     )
+
+
+def _base_credit(
+    st: _PairState, tables: SpanTables, engine: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The book's inter-commodity credit per pair, the CCs each account holds (bit sets) and,
+    with the numba engine, the cascade's state before each spread (:class:`BaseState`)."""
+    pairs, n_g = st.pairs, st.scan_risk.shape[1]
+    n_a, n_c = pairs.n_accounts, tables.n_cc
+    words = max(-(-n_c // 64), 1)
+    held_sets = np.zeros((n_a, words), dtype=np.uint64)
+    np.bitwise_or.at(
+        held_sets, (pairs.account, pairs.cc // 64), np.left_shift(np.uint64(1), (pairs.cc % 64).astype(np.uint64))
+    )
+    inter = tables.inter
+    if inter is None:
+        empty = np.zeros((n_a, 0, 0, n_g))
+        return np.zeros((pairs.size, n_g)), held_sets, empty, empty
+    if engine != "numba":
+        empty = np.zeros((n_a, 0, 0, n_g))
+        return SP.inter_credit(st.net_left, st.wfpr, pairs, inter, engine), held_sets, empty, empty
+    max_legs = int(np.diff(inter.leg_ptr).max(initial=1))
+    credit = np.zeros((pairs.size, n_g))
+    snap_rem = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    snap_credit = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    _kernel("_inter_snapshots")(
+        np.ascontiguousarray(st.net_left, dtype=float),
+        np.ascontiguousarray(st.wfpr, dtype=float),
+        pairs.account_ptr.astype(np.int64),
+        pairs.cc.astype(np.int64),
+        pairs.pair_at,
+        inter.rate,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.cc_sets(n_c),
+        credit,
+        np.zeros((n_a, words), dtype=np.uint64),
+        snap_rem,
+        snap_credit,
+    )
+    return credit, held_sets, snap_rem, snap_credit
 
 
 def after_trades(
@@ -297,6 +360,8 @@ def after_trades(
     leg_contract: np.ndarray,
     leg_qty: np.ndarray,
     engine: str,
+    *,
+    keep_pairs: bool = True,
 ) -> AfterTrades:
     """SPAN of each trade's after-book: the trade's account in ``base`` with the trade's legs added.
 
@@ -309,10 +374,15 @@ def after_trades(
     trade_account
         Account index (in ``base``) of each trade, ``(T,)``; ``-1``: an account without positions.
     leg_trade, leg_contract, leg_qty
-        Per leg: its trade (legs of a trade in order; trades in any order), contract (row of the
-        tables) and signed quantity [contracts].
+        Per leg, sorted by trade (each trade's legs in their order): its trade, contract (row of
+        the tables) and signed quantity [contracts].
     engine
-        ``"numba"`` or ``"numpy"`` (resolved).
+        ``"numba"`` (two compiled passes: the touched pairs, then one pass per trade over its
+        after-book's pairs, without materialising them unless kept) or ``"numpy"`` (the
+        reference: the after-books' pairs as one pair layout through
+        :mod:`marginsim.kernels.span_pairs`).
+    keep_pairs
+        Return the per-pair values of the after-books (for a per combined commodity result).
 
     Returns
     -------
@@ -323,20 +393,22 @@ def after_trades(
     leg_k = np.asarray(leg_contract, dtype=np.int64)
     leg_q = np.asarray(leg_qty, dtype=float)
     n_t, n_c = trade_account.size, tables.n_cc
-    n_g, n_s = tables.risk_array.shape[1], tables.risk_array.shape[2]
-    bp_all = base.pairs
-
-    def base_pair(trade: np.ndarray, cc: np.ndarray) -> np.ndarray:
-        """Base pair of each (trade, CC), -1 where the trade's account does not hold the CC."""
-        a = trade_account[trade]
-        out = np.full(trade.size, -1, dtype=np.int64)
-        ok = a >= 0
-        out[ok] = bp_all.pair_at[a[ok] * n_c + cc[ok]]
-        return out
-
-    # -- the pairs the legs touch: base state plus the legs, then scanned, spread, counted again --
+    # the pairs the legs touch: base state plus the legs, then scanned, spread, counted again
     tp = SP.pairs_of(leg_trade, tables.cc_of_k[leg_k], n_t, n_c)
-    src = base_pair(tp.account, tp.cc)
+    acct = trade_account[tp.account]
+    src = np.where(acct >= 0, base.pairs.pair_at[np.maximum(acct, 0) * n_c + tp.cc], -1).astype(np.int64)
+    if engine == "numba":
+        touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
+        return _after_numba(base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, keep_pairs)
+    touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
+    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, keep_pairs)
+
+
+def _touched_numpy(
+    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+) -> _PairState:
+    """The touched pairs' state (numpy reference)."""
+    n_g, n_s = tables.risk_array.shape[1], tables.risk_array.shape[2]
     has = src >= 0
     loss = np.zeros((tp.size, n_g, n_s))
     loss[has] = base.loss[src[has]]
@@ -345,13 +417,12 @@ def after_trades(
     row0 = _row0(tp, tables.n_months)
     months = tables.n_months[tp.cc]
     ledger = np.zeros((int(row0[-1]), n_g))
-    dst_rows = _ragged(row0[:-1][has], months[has])
-    src_rows = _ragged(base.row0[src[has]], months[has])
-    ledger[dst_rows] = base.ledger[src_rows]
+    ledger[_ragged(row0[:-1][has], months[has])] = base.ledger[_ragged(base.row0[src[has]], months[has])]
     np.add.at(ledger, row0[leg_tp] + tables.month_idx[leg_k], leg_q[:, None] * tables.delta[leg_k])
     # option counts: the account's netted option contracts of the pair, then the option legs
-    n_opt = np.where(has, base.opt_ptr[src + 1] - base.opt_ptr[np.maximum(src, 0)], 0)
-    entries = _ragged(base.opt_ptr[np.maximum(src, 0)], n_opt)
+    first = base.opt_ptr[np.maximum(src, 0)]
+    n_opt = np.where(has, base.opt_ptr[np.maximum(src, 0) + 1] - first, 0)
+    entries = _ragged(first, n_opt)
     opt_leg = np.flatnonzero((tables.is_call | tables.is_put)[leg_k])
     rows = np.concatenate([np.repeat(np.arange(tp.size), n_opt), leg_tp[opt_leg]])
     counts = SP.option_counts(
@@ -363,11 +434,25 @@ def after_trades(
         tables.is_call,
         tables.is_put,
         tp.size,
-        engine,
+        "numpy",
     )
-    touched = _spreads_and_som(tp, loss, row0, ledger, counts, tables, engine)
+    return _spreads_and_som(tp, loss, row0, ledger, counts, tables, "numpy")
 
-    # -- the after-book's pairs: the account's pairs and the touched ones, per trade --------------
+
+def _after_numpy(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    tp: SP.Pairs,
+    touched: _PairState,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    keep_pairs: bool,
+) -> AfterTrades:
+    """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
+    n_t, n_c, n_g = trade_account.size, tables.n_cc, tables.risk_array.shape[1]
+    bp_all = base.pairs
     acct = np.maximum(trade_account, 0)
     n_base = np.where(trade_account >= 0, bp_all.account_ptr[acct + 1] - bp_all.account_ptr[acct], 0)
     from_base = _ragged(bp_all.account_ptr[acct], n_base)
@@ -378,9 +463,9 @@ def after_trades(
         n_c,
     )
     t_src = tp.pair_at[pairs.dense_index].astype(np.int64)  # touched pair, -1 if untouched
-    b_src = base_pair(pairs.account, pairs.cc)
-    new = t_src >= 0
-    b_at, t_at = np.flatnonzero(~new), np.flatnonzero(new)
+    pa = trade_account[pairs.account]
+    b_src = np.where(pa >= 0, bp_all.pair_at[np.maximum(pa, 0) * n_c + pairs.cc], -1)
+    b_at, t_at = np.flatnonzero(t_src < 0), np.flatnonzero(t_src >= 0)
 
     def after(base_values: np.ndarray, touched_values: np.ndarray) -> np.ndarray:
         out = np.empty((pairs.size,) + base_values.shape[1:], dtype=base_values.dtype)
@@ -396,23 +481,32 @@ def after_trades(
     if tables.inter is not None:
         net_left = after(base.net_left, touched.net_left)
         wfpr = after(base.wfpr, touched.wfpr)
-        credit = SP.inter_credit(net_left, wfpr, pairs, tables.inter, engine)
-
-    # -- combined commodity risks and the trade's sums, as in the book's margin ------------------
+        credit = SP.inter_credit(net_left, wfpr, pairs, tables.inter, "numpy")
+    # combined commodity risks and the trade's sums, as in the book's margin
     risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
     fx = tables.fx[pairs.cc][:, None]
     every_pair = np.arange(pairs.size)
     ones = np.ones(pairs.size)
-    span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_t, engine)
+    span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_t, "numpy")
     initial_risk = SP.segment_sum(
-        pairs.account, every_pair, ones, risk_cc * tables.ratio[pairs.cc][:, None] * fx, n_t, engine
+        pairs.account, every_pair, ones, risk_cc * tables.ratio[pairs.cc][:, None] * fx, n_t, "numpy"
     )
     nov = np.zeros((n_t, n_g))
     ok = trade_account >= 0
     nov[ok] = base.nov[trade_account[ok]]
     np.add.at(nov, leg_trade, leg_q[:, None] * tables.nov[leg_k])
-    return AfterTrades(
-        pairs=pairs,
+    out = AfterTrades(
+        nov=nov,
+        span_risk=span_risk,
+        maintenance=np.maximum(span_risk - nov, 0.0),
+        initial=np.maximum(initial_risk - nov, 0.0),
+    )
+    if not keep_pairs:
+        return out
+    return replace(
+        out,
+        pair_trade=pairs.account,
+        pair_cc=pairs.cc,
         scan_risk=scan_risk,
         active=after(base.active, touched.active),
         intra=intra,
@@ -420,9 +514,485 @@ def after_trades(
         credit=credit,
         som=som,
         risk_cc=risk_cc,
-        fx=fx,
+    )
+
+
+# -- the compiled path --------------------------------------------------------------------------------
+
+
+def _touched_kernel(
+    src,
+    lp_ptr,
+    leg_k,
+    leg_q,
+    base_loss,
+    base_row0,
+    base_ledger,
+    opt_ptr,
+    opt_k,
+    opt_net,
+    risk_array,
+    scenario_pair,
+    time_idx,
+    row0,
+    month_idx,
+    delta,
+    kind,
+    scan_risk,
+    active,
+    prisk,
+    ledger,
+    counts,
+):  # pragma: no cover - compiled
+    # per touched pair: its base losses, ledger rows and netted option contracts, then its legs
+    # (in order), with the arithmetic of span_pairs._book_pass; then its scan and option counts
+    n_k, n_g, n_s = risk_array.shape
+    block = np.empty((1, n_g, n_s))
+    slot = np.empty(n_k, dtype=np.int64)
+    net = np.empty(n_k)
+    pair_of = np.empty(n_k, dtype=np.int64)
+    seen = np.empty(n_k, dtype=np.int64)
+    for p in range(src.size):
+        b = src[p]
+        r0 = row0[p]
+        for g in range(n_g):
+            for s in range(n_s):
+                block[0, g, s] = base_loss[b, g, s] if b >= 0 else 0.0
+        if b >= 0:
+            for m in range(row0[p + 1] - r0):
+                for g in range(n_g):
+                    ledger[r0 + m, g] = base_ledger[base_row0[b] + m, g]
+        m = 0
+        if b >= 0:
+            for e in range(opt_ptr[b], opt_ptr[b + 1]):
+                m = _net_add(opt_k[e], p, opt_net[e], slot, net, pair_of, seen, m)
+        for j in range(lp_ptr[p], lp_ptr[p + 1]):
+            k = leg_k[j]
+            w = leg_q[j]
+            for g in range(n_g):
+                for s in range(n_s):
+                    block[0, g, s] += w * risk_array[k, g, s]
+            r = r0 + month_idx[k]
+            for g in range(n_g):
+                ledger[r, g] += w * delta[k, g]
+            if kind[k] != 0:
+                m = _net_add(k, p, w, slot, net, pair_of, seen, m)
+        _net_flush(m, seen, net, pair_of, kind, counts)
+        _scan_block(block, 0, scenario_pair, time_idx, scan_risk, active, prisk, p)
+
+
+def _inter_snapshots(
+    net_left,
+    wfpr,
+    account_ptr,
+    pair_cc,
+    pair_at,
+    rate,
+    leg_ptr,
+    leg_cc,
+    leg_sign,
+    leg_ratio,
+    spread_ccs,
+    credit,
+    held_out,
+    snap_rem,
+    snap_credit,
+):  # pragma: no cover - compiled
+    # span_pairs._inter (the same cascade, the same arithmetic in the same order), recording for
+    # each account, spread and leg held the leg's remaining delta and credit before the spread
+    n_g = net_left.shape[1]
+    n_accounts = account_ptr.size - 1
+    n_cc = pair_at.size // max(n_accounts, 1)
+    n_words = spread_ccs.shape[1]
+    rem = net_left.copy()
+    for a in range(n_accounts):
+        held = held_out[a]
+        for w in range(n_words):
+            held[w] = 0
+        for p in range(account_ptr[a], account_ptr[a + 1]):
+            c = pair_cc[p]
+            held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
+        row = a * n_cc
+        for s in range(rate.size):
+            l0 = leg_ptr[s]
+            nl = leg_ptr[s + 1] - l0
+            every = True
+            for j in range(nl):
+                c = leg_cc[l0 + j]
+                p = pair_at[row + c]
+                if p >= 0:
+                    for g in range(n_g):
+                        snap_rem[a, s, j, g] = rem[p, g]
+                        snap_credit[a, s, j, g] = credit[p, g]
+                else:
+                    every = False
+            if not every:
+                continue
+            for g in range(n_g):
+                for direction in (1.0, -1.0):
+                    n = np.inf
+                    for j in range(nl):
+                        v = max(leg_sign[l0 + j] * direction * rem[pair_at[row + leg_cc[l0 + j]], g], 0.0)
+                        n = min(n, v / leg_ratio[l0 + j])
+                        if n == 0.0:
+                            break
+                    if n == 0.0 or not np.isfinite(n):
+                        continue
+                    for j in range(nl):
+                        p = pair_at[row + leg_cc[l0 + j]]
+                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                        rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
+
+
+def _after_kernel(
+    trade_account,
+    account_ptr,
+    base_cc,
+    base_pair_at,
+    base_held,
+    b_scan,
+    b_intra,
+    b_spot,
+    b_som,
+    b_credit,
+    b_risk,
+    b_wfpr,
+    b_nov,
+    tp_ptr,
+    tp_cc,
+    t_scan,
+    t_intra,
+    t_spot,
+    t_net_left,
+    t_wfpr,
+    t_som,
+    leg_ptr,
+    leg_k,
+    leg_q,
+    nov_table,
+    fx,
+    ratio,
+    rate,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    spread_ccs,
+    snap_rem,
+    snap_credit,
+    keep,
+    out_ptr,
+    out_cc,
+    out_src,
+    out_credit,
+    out_risk,
+    nov,
+    span_risk,
+    initial_risk,
+):  # pragma: no cover - compiled
+    # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
+    # that involve a combined commodity whose delta changed ("dirty": the touched ones, then every
+    # leg of a spread redone), a clean leg entering with its base remaining delta and credit
+    # before that spread; then the after-book's pairs (the account's merged with the touched ones,
+    # by CC) summed as the book's margin sums them
+    n_t = trade_account.size
+    n_c = fx.size
+    n_g = nov.shape[1]
+    n_words = spread_ccs.shape[1]
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        rem = np.zeros((n_c, n_g))
+        acc = np.zeros((n_c, n_g))
+        wf = np.zeros((n_c, n_g))
+        dirty = np.zeros(n_words, dtype=np.uint64)
+        held = np.zeros(n_words, dtype=np.uint64)
+        for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            a = trade_account[t]
+            for w in range(n_words):
+                dirty[w] = 0
+                held[w] = base_held[a, w] if a >= 0 else 0
+            for j in range(tp_ptr[t], tp_ptr[t + 1]):
+                c = tp_cc[j]
+                bit = np.uint64(1) << np.uint64(c % 64)
+                dirty[c // 64] |= bit
+                held[c // 64] |= bit
+                for g in range(n_g):
+                    rem[c, g] = t_net_left[j, g]
+                    wf[c, g] = t_wfpr[j, g]
+                    acc[c, g] = 0.0
+            for s in range(rate.size):
+                formed = True
+                hit = False
+                for w in range(n_words):
+                    if spread_ccs[s, w] & ~held[w]:
+                        formed = False
+                        break
+                    if spread_ccs[s, w] & dirty[w]:
+                        hit = True
+                if not formed or not hit:
+                    continue
+                l0 = i_leg_ptr[s]
+                nl = i_leg_ptr[s + 1] - l0
+                for j in range(nl):
+                    c = i_leg_cc[l0 + j]
+                    bit = np.uint64(1) << np.uint64(c % 64)
+                    if not dirty[c // 64] & bit:
+                        dirty[c // 64] |= bit
+                        bp = base_pair_at[a * n_c + c]
+                        for g in range(n_g):
+                            rem[c, g] = snap_rem[a, s, j, g]
+                            acc[c, g] = snap_credit[a, s, j, g]
+                            wf[c, g] = b_wfpr[bp, g]
+                for g in range(n_g):
+                    for direction in (1.0, -1.0):
+                        n = np.inf
+                        for j in range(nl):
+                            v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
+                            n = min(n, v / i_leg_ratio[l0 + j])
+                            if n == 0.0:
+                                break
+                        if n == 0.0 or not np.isfinite(n):
+                            continue
+                        for j in range(nl):
+                            c = i_leg_cc[l0 + j]
+                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * rate[s]
+                            rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+            # the after-book's pairs in CC order: the account's, merged with the touched ones
+            i = account_ptr[a] if a >= 0 else 0
+            i_end = account_ptr[a + 1] if a >= 0 else 0
+            j = tp_ptr[t]
+            j_end = tp_ptr[t + 1]
+            q = 0
+            for g in range(n_g):
+                span_risk[t, g] = 0.0
+                initial_risk[t, g] = 0.0
+            while i < i_end or j < j_end:
+                if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
+                    c = tp_cc[j]
+                    e = -(j + 1)
+                    if i < i_end and base_cc[i] == c:
+                        i += 1
+                    j += 1
+                else:
+                    c = base_cc[i]
+                    e = i
+                    i += 1
+                is_dirty = dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64))
+                for g in range(n_g):
+                    if e < 0:
+                        cr = acc[c, g]
+                        x = t_scan[-e - 1, g] + t_intra[-e - 1, g] + t_spot[-e - 1, g] - cr
+                        r = max(x, t_som[-e - 1])
+                    elif is_dirty:
+                        cr = acc[c, g]
+                        x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - cr
+                        r = max(x, b_som[e])
+                    else:
+                        cr = b_credit[e, g]
+                        r = b_risk[e, g]
+                    span_risk[t, g] += 1.0 * (r * fx[c])
+                    initial_risk[t, g] += 1.0 * (r * ratio[c] * fx[c])
+                    if keep:
+                        out_risk[out_ptr[t] + q, g] = r
+                        out_credit[out_ptr[t] + q, g] = cr
+                if keep:
+                    out_cc[out_ptr[t] + q] = c
+                    out_src[out_ptr[t] + q] = e
+                q += 1
+            for g in range(n_g):
+                v = b_nov[a, g] if a >= 0 else 0.0
+                for leg in range(leg_ptr[t], leg_ptr[t + 1]):
+                    v += leg_q[leg] * nov_table[leg_k[leg], g]
+                nov[t, g] = v
+
+
+_PARALLEL = {"_after_kernel"}
+#: Trades from which the per-trade pass runs on threads (below, their start-up costs more).
+PARALLEL_MIN_TRADES = 1 << 62
+_COMPILED: dict = {}
+
+
+def _kernel(name: str, parallel: bool = False):
+    """The compiled kernel ``name`` (numba, cached on disk), built on first use."""
+    parallel = parallel and name in _PARALLEL
+    key = (name, parallel)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_kernel(
+            globals()[name], helpers=SP._helpers(), suffix="_parallel" if parallel else "", parallel=parallel
+        )
+    return _COMPILED[key]
+
+
+def _touched_numba(
+    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+) -> _PairState:
+    """The touched pairs' state (compiled)."""
+    n_g = tables.risk_array.shape[1]
+    row0 = _row0(tp, tables.n_months)
+    order = np.argsort(tp.of_position, kind="stable")  # legs by touched pair, each pair's in order
+    lp_ptr = np.searchsorted(tp.of_position[order], np.arange(tp.size + 1)).astype(np.int64)
+    scan_risk, prisk = np.empty((tp.size, n_g)), np.empty((tp.size, n_g))
+    active = np.empty((tp.size, n_g), dtype=np.int64)
+    ledger = np.zeros((int(row0[-1]), n_g))
+    counts = np.zeros((tp.size, 4))
+    _kernel("_touched_kernel")(
+        src,
+        lp_ptr,
+        np.ascontiguousarray(leg_k[order]),
+        np.ascontiguousarray(leg_q[order]),
+        base.loss,
+        base.row0,
+        base.ledger,
+        base.opt_ptr,
+        base.opt_k,
+        base.opt_net,
+        np.ascontiguousarray(tables.risk_array, dtype=float),
+        np.ascontiguousarray(tables.scenario_pair, dtype=np.int64),
+        np.ascontiguousarray(tables.time_scenarios, dtype=np.int64),
+        row0,
+        np.ascontiguousarray(tables.month_idx, dtype=np.int64),
+        np.ascontiguousarray(tables.delta, dtype=float),
+        SP._kind(tables.is_call, tables.is_put),
+        scan_risk,
+        active,
+        prisk,
+        ledger,
+        counts,
+    )
+    n_p = tp.size
+    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
+    if tables.intra is not None:
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, tp, tables.intra, "numba")
+    else:
+        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+    som = K.short_option_minimum(
+        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], tables.som_rate[tp.cc], tables.som_net[tp.cc]
+    )
+    return _PairState(
+        pairs=tp,
+        loss=np.zeros((0, n_g, 0)),
+        scan_risk=scan_risk,
+        active=active,
+        row0=row0,
+        ledger=ledger,
+        intra=intra,
+        spot=spot,
+        net_left=net_left,
+        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
+        som=som,
+    )
+
+
+def _after_numba(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    tp: SP.Pairs,
+    src: np.ndarray,
+    touched: _PairState,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    keep_pairs: bool,
+) -> AfterTrades:
+    """The per-trade pass over the after-books' pairs (compiled)."""
+    n_t, n_g = trade_account.size, tables.risk_array.shape[1]
+    bp = base.pairs
+    tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
+    leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
+    if keep_pairs:  # the after-book's pairs per trade: the account's and the touched ones it lacks
+        safe = np.maximum(trade_account, 0)
+        n_after = np.where(trade_account >= 0, bp.account_ptr[safe + 1] - bp.account_ptr[safe], 0)
+        n_after += np.bincount(tp.account[src < 0], minlength=n_t)
+        out_ptr = np.concatenate([[0], np.cumsum(n_after)]).astype(np.int64)
+    else:
+        out_ptr = np.zeros(n_t + 1, dtype=np.int64)
+    n_out = int(out_ptr[-1])
+    out_cc, out_src = np.empty(n_out, dtype=np.int64), np.empty(n_out, dtype=np.int64)
+    out_credit, out_risk = np.empty((n_out, n_g)), np.empty((n_out, n_g))
+    nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    inter = tables.inter
+    if inter is None:  # no spread: the cascade does nothing
+        inter = SP.InterTable(
+            rate=np.zeros(0),
+            leg_ptr=np.zeros(1, dtype=np.int64),
+            leg_cc=np.zeros(0, dtype=np.int64),
+            leg_sign=np.zeros(0),
+            leg_ratio=np.zeros(0),
+        )
+    _kernel("_after_kernel", n_t >= PARALLEL_MIN_TRADES)(
+        trade_account,
+        bp.account_ptr.astype(np.int64),
+        bp.cc.astype(np.int64),
+        bp.pair_at,
+        base.held_sets,
+        base.scan_risk,
+        base.intra,
+        base.spot,
+        np.ascontiguousarray(base.som, dtype=float),
+        base.credit,
+        base.risk_cc,
+        np.ascontiguousarray(base.wfpr),
+        base.nov,
+        tp_ptr,
+        tp.cc.astype(np.int64),
+        touched.scan_risk,
+        touched.intra,
+        touched.spot,
+        np.ascontiguousarray(touched.net_left),
+        np.ascontiguousarray(touched.wfpr),
+        np.ascontiguousarray(touched.som, dtype=float),
+        leg_ptr,
+        leg_k,
+        leg_q,
+        np.ascontiguousarray(tables.nov, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        np.ascontiguousarray(tables.ratio, dtype=float),
+        inter.rate,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.cc_sets(tables.n_cc),
+        base.snap_rem,
+        base.snap_credit,
+        keep_pairs,
+        out_ptr,
+        out_cc,
+        out_src,
+        out_credit,
+        out_risk,
+        nov,
+        span_risk,
+        initial_risk,
+    )
+    out = AfterTrades(
         nov=nov,
         span_risk=span_risk,
         maintenance=np.maximum(span_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
+    )
+    if not keep_pairs:
+        return out
+    from_base = out_src >= 0
+    b_at, t_at = np.flatnonzero(from_base), np.flatnonzero(~from_base)
+    b_src, t_src = out_src[b_at], -out_src[t_at] - 1
+
+    def after(base_values: np.ndarray, touched_values: np.ndarray) -> np.ndarray:
+        v = np.empty((n_out,) + base_values.shape[1:], dtype=base_values.dtype)
+        v[b_at] = base_values[b_src]
+        v[t_at] = touched_values[t_src]
+        return v
+
+    return replace(
+        out,
+        pair_trade=np.repeat(np.arange(n_t), np.diff(out_ptr)),
+        pair_cc=out_cc,
+        scan_risk=after(base.scan_risk, touched.scan_risk),
+        active=after(base.active, touched.active),
+        intra=after(base.intra, touched.intra),
+        spot=after(base.spot, touched.spot),
+        credit=out_credit,
+        som=after(base.som, touched.som)[:, None],
+        risk_cc=out_risk,
     )

@@ -155,7 +155,7 @@ def span_what_if_arrays(
     leg_quantity
         Signed quantity of each leg [contracts], long positive.
     ids
-        Trade ids (default ``"0"``, ``"1"``, ...).
+        Trade ids (text; default: the integers ``0, 1, ...``).
     params, engine, groups
         As for :func:`span_what_if`.
 
@@ -184,13 +184,16 @@ def span_what_if_arrays(
     if leg_trade.size > 1 and (np.diff(leg_trade) < 0).any():  # legs by trade, each trade's in order
         order = np.argsort(leg_trade, kind="stable")
         leg_trade, leg_c, leg_q = leg_trade[order], leg_c[order], leg_q[order]
-    book_names = as_names(inputs.book["account_name"].values, trusted=True)
-    trade_acct = pd.Index(book_names).get_indexer(account)  # -1: an account without positions
+    # the book's index of each trade's account (-1: an account without positions): the distinct
+    # accounts of the trades looked up, not every trade's
+    codes, uniq = pd.factorize(account)
+    book_names = pd.Index(as_names(inputs.book["account_name"].values, trusted=True), dtype=object)
+    trade_acct = book_names.get_indexer(pd.Index(uniq, dtype=object))[codes]
     state = _prepare(inputs, params, trade_acct, leg_c, engine)
     keep = state.plan.local[leg_c] >= 0  # a leg out of SPAN's scope changes nothing of SPAN
     legs = (leg_trade[keep], state.plan.local[leg_c[keep]], leg_q[keep])
-    after = _after_in_blocks(state, *legs)
-    tid = np.arange(n_t).astype(str) if ids is None else np.asarray(ids).astype(str)
+    after = _after_in_blocks(state, *legs, groups)
+    tid = np.arange(n_t) if ids is None else as_names(ids)
     ds = _dataset(inputs, state, after, account, tid, legs[1], groups)
     return describe(ds, OUTPUTS)
 
@@ -247,12 +250,15 @@ def _prepare(
     return _State(plan, tables, book, base, trade_account, eng)
 
 
-def _after_in_blocks(state: _State, leg_trade: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray) -> dict:
+def _after_in_blocks(
+    state: _State, leg_trade: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray, keep_pairs: bool
+) -> dict:
     """:func:`~marginsim.kernels.span_whatif.after_trades` over blocks of trades of at most about
     :data:`MAX_BLOCK_PAIRS` after-book pairs x grid points (one block for most batches).
 
     Returns a dict of the per-trade arrays (``nov``, ``span_risk``, ``maintenance``, ``initial``:
-    ``(T, G)``) and the per-pair ones (``trade``, ``cc``, ``scan_risk``, ...) of all blocks.
+    ``(T, G)``) and, with ``keep_pairs``, the per-pair ones (``pair_trade``, ``pair_cc``,
+    ``scan_risk``, ...) of all blocks.
     """
     base, acct = state.base, state.trade_account
     n_t = acct.size
@@ -261,20 +267,31 @@ def _after_in_blocks(state: _State, leg_trade: np.ndarray, leg_k: np.ndarray, le
     safe = np.maximum(acct, 0)
     size = np.where(acct >= 0, ptr[safe + 1] - ptr[safe], 0) + np.bincount(leg_trade, minlength=n_t)
     block = np.cumsum(size * n_g) // max(MAX_BLOCK_PAIRS, 1)  # block of each trade
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(block)) + 1, [n_t]]) if n_t else np.array([0, 0])
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(block)) + 1, [n_t]])
     leg_at = np.searchsorted(leg_trade, bounds)
     parts = []
     for b in range(bounds.size - 1):  # blocks of trades (one for most batches), each vectorised
         t0, t1, l0, l1 = bounds[b], bounds[b + 1], leg_at[b], leg_at[b + 1]
         r = W.after_trades(
-            base, state.tables, acct[t0:t1], leg_trade[l0:l1] - t0, leg_k[l0:l1], leg_q[l0:l1], state.engine
+            base,
+            state.tables,
+            acct[t0:t1],
+            leg_trade[l0:l1] - t0,
+            leg_k[l0:l1],
+            leg_q[l0:l1],
+            state.engine,
+            keep_pairs=keep_pairs,
         )
         parts.append((t0, r))
-    per_trade = ("nov", "span_risk", "maintenance", "initial")
-    per_pair = ("scan_risk", "active", "intra", "spot", "credit", "som", "risk_cc", "fx")
-    out = {name: np.concatenate([getattr(r, name) for _, r in parts]) for name in per_trade + per_pair}
-    out["trade"] = np.concatenate([r.pairs.account + t0 for t0, r in parts])
-    out["cc"] = np.concatenate([r.pairs.cc for _, r in parts])
+    names = ["nov", "span_risk", "maintenance", "initial"]
+    if keep_pairs:
+        names += ["pair_cc", "scan_risk", "active", "intra", "spot", "credit", "som", "risk_cc"]
+    if len(parts) == 1:
+        out = {name: getattr(parts[0][1], name) for name in names}
+    else:
+        out = {name: np.concatenate([getattr(r, name) for _, r in parts]) for name in names}
+    if keep_pairs:
+        out["pair_trade"] = np.concatenate([r.pair_trade + t0 for t0, r in parts])
     return out
 
 
@@ -312,9 +329,10 @@ def _dataset(
         "initial": tg(after["initial"]),
         "net_option_value": tg(after["nov"]),
         "span_risk": tg(after["span_risk"]),
-        "account": xr.Variable("trade", account.astype(object)),
+        "account": xr.Variable("trade", account, fastpath=True),
     }
-    coords: dict = {"trade": ids.astype(object), **_grid_coords(inputs, plan)}
+    trade = pd.Index(ids, dtype=ids.dtype, copy=False)  # object ids stay object (no text dtype)
+    coords: dict = {"trade": trade, **_grid_coords(inputs, plan)}
     if groups:
         # the after-books' combined commodities, in order of first appearance among their contracts
         # (as the margin of the after-books in one batch orders them)
@@ -323,8 +341,8 @@ def _dataset(
         held[leg_k] = True
         out_cc = pd.unique(plan.cc_of_k[np.flatnonzero(held)])
         n_out = out_cc.size
-        index = after["trade"] * n_out + _ranks(out_cc, plan.n_cc)[after["cc"]]
-        fx = after["fx"]
+        index = after["pair_trade"] * n_out + _ranks(out_cc, plan.n_cc)[after["pair_cc"]]
+        fx = plan.fx[after["pair_cc"]][:, None]
         n_p = index.size
         per_pair = {
             "scan_risk": (after["scan_risk"] * fx, 0.0),
