@@ -71,7 +71,8 @@ def main() -> None:
     rows = []
     for groups in (False, True):
         wall, cpu, best, after = _timed(
-            lambda g=groups: span_what_if_arrays(inputs, account, legs, trade_contract, tq, groups=g), args.repeat
+            lambda g=groups: span_what_if_arrays(inputs, account, legs, trade_contract, tq, groups=g),
+            args.repeat,
         )
         rows.append((f"incremental, {'with groups' if groups else 'lean'}", wall, cpu, best))
 
@@ -81,10 +82,14 @@ def main() -> None:
     book_a = np.concatenate([np.repeat(np.arange(n), args.positions), np.arange(n)])
     order = np.argsort(book_a, kind="stable")
     full_inputs = base.with_book(book_c[order], book_q[order], book_a[order])
-    wall, cpu, best, full = _timed(lambda: span_margin(full_inputs, scan_loss=False), max(args.repeat // 5, 1))
+    wall, cpu, best, full = _timed(
+        lambda: span_margin(full_inputs, scan_loss=False), max(args.repeat // 5, 1)
+    )
     rows.append(("full batch margin (positions x trades)", wall, cpu, best))
 
-    print(f"SPAN what-if on {args.file.name}: {n:,} one-leg trades vs one account of {args.positions} positions")
+    print(
+        f"SPAN what-if on {args.file.name}: {n:,} one-leg trades vs one account of {args.positions} positions"
+    )
     print(f"{'path':<42} {'wall median':>12} {'CPU median':>12} {'wall best':>10}")
     for label, w, c, b in rows:
         print(f"{label:<42} {w * 1e3:>9.2f} ms {c * 1e3:>9.2f} ms {b * 1e3:>7.2f} ms")

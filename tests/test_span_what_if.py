@@ -44,7 +44,9 @@ PER_GROUP = (
 
 @pytest.fixture(scope="module")
 def takas():
-    return marginsim.load({"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}})
+    return marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
 
 
 def random_trades(rng, inputs, n_trades, max_legs=3):
@@ -94,7 +96,9 @@ def assert_same_as_full(after, full, *, exact):
         if exact:
             np.testing.assert_array_equal(after[name].values, full[name].values, err_msg=name)
         else:
-            np.testing.assert_allclose(after[name].values, full[name].values, rtol=1e-9, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(
+                after[name].values, full[name].values, rtol=1e-9, atol=1e-6, err_msg=name
+            )
     assert set(after["group"].values) == set(full["group"].values)
     for name in PER_GROUP:
         got, want = after[name], full[name].sel(group=after["group"].values)
@@ -195,7 +199,9 @@ def test_legs_out_of_span_scope_and_accounts_without_positions(scenarios_dir):
     )
     # a new account holding the hedge fund's futures: the hedge fund without its option
     alone = span_margin(inputs.with_book(["BANK-DEC26", "BKX-DEC26"], [255.0, -20.0]), scan_loss=False)
-    np.testing.assert_allclose(after["maintenance"].isel(trade=1).values, alone["maintenance"].values[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        after["maintenance"].isel(trade=1).values, alone["maintenance"].values[0], rtol=1e-12
+    )
     assert after["account"].values.tolist() == ["hedge-fund", "new-account"]
 
 
@@ -220,7 +226,9 @@ def test_marginal_is_the_margin_without_the_position(takas, engine):
         c += list(names[pick[mine]])
         q += list(book["quantity"].values[mine])
         a += [p] * mine.size
-    without = span_margin(inputs.with_book(np.array(c, dtype=object), np.array(q), np.array(a)), scan_loss=False)
+    without = span_margin(
+        inputs.with_book(np.array(c, dtype=object), np.array(q), np.array(a)), scan_loss=False
+    )
     assert without.sizes["account"] == n - 1  # the one-position account is left empty
     for name in ("maintenance", "initial"):
         before = result[name].sel(account=account).values

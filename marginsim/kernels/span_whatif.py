@@ -319,7 +319,9 @@ def _base_credit(
     words = max(-(-n_c // 64), 1)
     held_sets = np.zeros((n_a, words), dtype=np.uint64)
     np.bitwise_or.at(
-        held_sets, (pairs.account, pairs.cc // 64), np.left_shift(np.uint64(1), (pairs.cc % 64).astype(np.uint64))
+        held_sets,
+        (pairs.account, pairs.cc // 64),
+        np.left_shift(np.uint64(1), (pairs.cc % 64).astype(np.uint64)),
     )
     inter = tables.inter
     if inter is None:
@@ -399,7 +401,9 @@ def after_trades(
     src = np.where(acct >= 0, base.pairs.pair_at[np.maximum(acct, 0) * n_c + tp.cc], -1).astype(np.int64)
     if engine == "numba":
         touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
-        return _after_numba(base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, keep_pairs)
+        return _after_numba(
+            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, keep_pairs
+        )
     touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
     return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, keep_pairs)
 

@@ -33,7 +33,7 @@ from ...params.span import SpanParams
 from .arrays import in_scope
 from .book import _book_in_scope
 from .outputs import OUTPUTS
-from .plan import _file_plan, _plan, _Plan, _ranks
+from .plan import _file_plan, _Plan, _plan, _ranks
 
 if TYPE_CHECKING:
     from ...trades import TradeBatch
@@ -362,7 +362,9 @@ def _dataset(
         data["group_currency"] = xr.Variable("group", np.array(plan.groups.currency, dtype=object)[out_cc])
         data["group_fx"] = xr.Variable("group", plan.groups.fx[out_cc])
     sc = inputs.scenario
-    return xr.Dataset(data, coords=coords, attrs={"method": "span", "currency": sc.currency, "scenario": sc.name})
+    return xr.Dataset(
+        data, coords=coords, attrs={"method": "span", "currency": sc.currency, "scenario": sc.name}
+    )
 
 
 def span_marginal(inputs: Inputs, result: xr.Dataset, *, engine: Engine = "auto") -> xr.Dataset:
