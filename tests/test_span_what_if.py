@@ -205,6 +205,28 @@ def test_legs_out_of_span_scope_and_accounts_without_positions(scenarios_dir):
     assert after["account"].values.tolist() == ["hedge-fund", "new-account"]
 
 
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_trades_without_span_contracts_in_accounts_without_span_positions(scenarios_dir, engine):
+    """A stock trade changes nothing of SPAN; an account with no SPAN position gets the legs' SPAN."""
+    inputs = marginsim.load(scenarios_dir / "overview_mixed_book.yaml")
+    stock_only = span_what_if_arrays(inputs, ["nobody"], [0], ["MEGA"], [10.0], engine=engine)
+    assert stock_only["maintenance"].values.tolist() == [0.0] and stock_only.sizes["group"] == 0
+    after = span_what_if_arrays(
+        inputs,
+        ["nobody", "hedged"],
+        [0, 0, 1],
+        ["IDX-DEC26", "MEGA", "MEGA"],
+        [10.0, 5.0, 1.0],
+        engine=engine,
+    )
+    alone = span_margin(inputs.with_book(["IDX-DEC26"], [10.0]), engine=engine)
+    before = span_margin(inputs, engine=engine)
+    assert float(after["maintenance"][0]) == pytest.approx(float(alone["maintenance"][0]), rel=1e-12)
+    assert float(after["maintenance"][1]) == pytest.approx(
+        float(before["maintenance"].sel(account="hedged")), rel=1e-12
+    )
+
+
 @needs_takas
 @pytest.mark.parametrize("engine", ["numba", "numpy"])
 def test_marginal_is_the_margin_without_the_position(takas, engine):

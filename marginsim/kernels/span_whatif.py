@@ -177,6 +177,25 @@ class AfterTrades:
     risk_cc: np.ndarray | None = None
 
 
+def _pairs_of_accounts(ptr: np.ndarray, account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, count)`` of each account's rows in a CSR layout ``ptr`` (an account's pairs, a
+    pair's option entries); none for ``-1`` (no positions)."""
+    ok = account >= 0
+    first = np.zeros(account.size, dtype=np.int64)
+    count = np.zeros(account.size, dtype=np.int64)
+    first[ok] = ptr[account[ok]]
+    count[ok] = ptr[account[ok] + 1] - first[ok]
+    return first, count
+
+
+def _pair_at(pairs: SP.Pairs, account: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """Pair of each (account, CC) in ``pairs`` (-1: not held, or account ``-1``)."""
+    out = np.full(account.size, -1, dtype=np.int64)
+    ok = account >= 0
+    out[ok] = pairs.pair_at[account[ok] * pairs.n_cc + cc[ok]]
+    return out
+
+
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -397,8 +416,7 @@ def after_trades(
     n_t, n_c = trade_account.size, tables.n_cc
     # the pairs the legs touch: base state plus the legs, then scanned, spread, counted again
     tp = SP.pairs_of(leg_trade, tables.cc_of_k[leg_k], n_t, n_c)
-    acct = trade_account[tp.account]
-    src = np.where(acct >= 0, base.pairs.pair_at[np.maximum(acct, 0) * n_c + tp.cc], -1).astype(np.int64)
+    src = _pair_at(base.pairs, trade_account[tp.account], tp.cc)
     if engine == "numba":
         touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
         return _after_numba(
@@ -424,8 +442,7 @@ def _touched_numpy(
     ledger[_ragged(row0[:-1][has], months[has])] = base.ledger[_ragged(base.row0[src[has]], months[has])]
     np.add.at(ledger, row0[leg_tp] + tables.month_idx[leg_k], leg_q[:, None] * tables.delta[leg_k])
     # option counts: the account's netted option contracts of the pair, then the option legs
-    first = base.opt_ptr[np.maximum(src, 0)]
-    n_opt = np.where(has, base.opt_ptr[np.maximum(src, 0) + 1] - first, 0)
+    first, n_opt = _pairs_of_accounts(base.opt_ptr, src)  # the pair's entries (none if not held)
     entries = _ragged(first, n_opt)
     opt_leg = np.flatnonzero((tables.is_call | tables.is_put)[leg_k])
     rows = np.concatenate([np.repeat(np.arange(tp.size), n_opt), leg_tp[opt_leg]])
@@ -457,9 +474,8 @@ def _after_numpy(
     """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
     n_t, n_c, n_g = trade_account.size, tables.n_cc, tables.risk_array.shape[1]
     bp_all = base.pairs
-    acct = np.maximum(trade_account, 0)
-    n_base = np.where(trade_account >= 0, bp_all.account_ptr[acct + 1] - bp_all.account_ptr[acct], 0)
-    from_base = _ragged(bp_all.account_ptr[acct], n_base)
+    first, n_base = _pairs_of_accounts(bp_all.account_ptr, trade_account)
+    from_base = _ragged(first, n_base)
     pairs = SP.pairs_of(
         np.concatenate([np.repeat(np.arange(n_t), n_base), tp.account]),
         np.concatenate([bp_all.cc[from_base], tp.cc]),
@@ -467,8 +483,7 @@ def _after_numpy(
         n_c,
     )
     t_src = tp.pair_at[pairs.dense_index].astype(np.int64)  # touched pair, -1 if untouched
-    pa = trade_account[pairs.account]
-    b_src = np.where(pa >= 0, bp_all.pair_at[np.maximum(pa, 0) * n_c + pairs.cc], -1)
+    b_src = _pair_at(bp_all, trade_account[pairs.account], pairs.cc)
     b_at, t_at = np.flatnonzero(t_src < 0), np.flatnonzero(t_src >= 0)
 
     def after(base_values: np.ndarray, touched_values: np.ndarray) -> np.ndarray:
@@ -905,8 +920,7 @@ def _after_numba(
     tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
     leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
     if keep_pairs:  # the after-book's pairs per trade: the account's and the touched ones it lacks
-        safe = np.maximum(trade_account, 0)
-        n_after = np.where(trade_account >= 0, bp.account_ptr[safe + 1] - bp.account_ptr[safe], 0)
+        n_after = _pairs_of_accounts(bp.account_ptr, trade_account)[1]
         n_after += np.bincount(tp.account[src < 0], minlength=n_t)
         out_ptr = np.concatenate([[0], np.cumsum(n_after)]).astype(np.int64)
     else:

@@ -246,7 +246,8 @@ def _prepare(
         tables,
         eng,
     )
-    trade_account = np.where(trade_acct >= 0, compact[np.maximum(trade_acct, 0)], -1)
+    trade_account = np.full(trade_acct.size, -1, dtype=np.int64)
+    trade_account[trade_acct >= 0] = compact[trade_acct[trade_acct >= 0]]
     return _State(plan, tables, book, base, trade_account, eng)
 
 
@@ -263,9 +264,7 @@ def _after_in_blocks(
     base, acct = state.base, state.trade_account
     n_t = acct.size
     n_g = state.tables.risk_array.shape[1]
-    ptr = base.pairs.account_ptr
-    safe = np.maximum(acct, 0)
-    size = np.where(acct >= 0, ptr[safe + 1] - ptr[safe], 0) + np.bincount(leg_trade, minlength=n_t)
+    size = W._pairs_of_accounts(base.pairs.account_ptr, acct)[1] + np.bincount(leg_trade, minlength=n_t)
     block = np.cumsum(size * n_g) // max(MAX_BLOCK_PAIRS, 1)  # block of each trade
     bounds = np.concatenate([[0], np.flatnonzero(np.diff(block)) + 1, [n_t]])
     leg_at = np.searchsorted(leg_trade, bounds)
