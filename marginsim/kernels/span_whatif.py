@@ -825,21 +825,15 @@ def _after_kernel(
                 nov[t, g] = v
 
 
-_PARALLEL = {"_after_kernel"}
-#: Trades from which the per-trade pass runs on threads (below, their start-up costs more).
-PARALLEL_MIN_TRADES = 1 << 62
 _COMPILED: dict = {}
 
 
-def _kernel(name: str, parallel: bool = False):
-    """The compiled kernel ``name`` (numba, cached on disk), built on first use."""
-    parallel = parallel and name in _PARALLEL
-    key = (name, parallel)
-    if key not in _COMPILED:
-        _COMPILED[key] = compile_kernel(
-            globals()[name], helpers=SP._helpers(), suffix="_parallel" if parallel else "", parallel=parallel
-        )
-    return _COMPILED[key]
+def _kernel(name: str):
+    """The compiled kernel ``name`` (numba, cached on disk, serial: a what-if batch is a few
+    milliseconds of work, below what threads repay on a shared 2-core machine), built on first use."""
+    if name not in _COMPILED:
+        _COMPILED[name] = compile_kernel(globals()[name], helpers=SP._helpers())
+    return _COMPILED[name]
 
 
 def _touched_numba(
@@ -938,7 +932,7 @@ def _after_numba(
             leg_sign=np.zeros(0),
             leg_ratio=np.zeros(0),
         )
-    _kernel("_after_kernel", n_t >= PARALLEL_MIN_TRADES)(
+    _kernel("_after_kernel")(
         trade_account,
         bp.account_ptr.astype(np.int64),
         bp.cc.astype(np.int64),
