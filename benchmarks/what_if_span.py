@@ -18,6 +18,7 @@ Run:  .venv/bin/python benchmarks/what_if_span.py [--file ../shared/data/span/ta
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def main() -> None:
     print(
         f"SPAN what-if on {args.file.name}: {n:,} one-leg trades vs one account of {args.positions} positions"
     )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (over 1 minute) during the runs")
     print(f"{'path':<42} {'wall median':>12} {'CPU median':>12} {'wall best':>10}")
     for label, w, c, b in rows:
         print(f"{label:<42} {w * 1e3:>9.2f} ms {c * 1e3:>9.2f} ms {b * 1e3:>7.2f} ms")
