@@ -200,8 +200,8 @@ def span_what_if_arrays(
 
 class _State:
     """What every block of trades shares: the plan and its tables, the traded accounts' positions
-    in scope (``book``) and their base state; ``compact`` maps a trade's book account to its
-    account in the base state (-1: an account without positions in scope)."""
+    in scope (``book``), their base state, and each trade's account in the base state
+    (``trade_account``; -1: an account without positions in the book)."""
 
     def __init__(
         self,
