@@ -143,38 +143,68 @@ class BaseState(_PairState):
     snap_credit: np.ndarray
 
 
+#: The per combined commodity variables of an after-book (:attr:`AfterTrades.groups`).
+GROUP_VARIABLES = (
+    "scan_risk",
+    "active_scenario",
+    "intra_spread_charge",
+    "spot_charge",
+    "inter_spread_credit",
+    "short_option_minimum",
+    "risk",
+    "held",
+)
+
+
 @dataclass(frozen=True)
 class AfterTrades:
-    """SPAN of every trade's after-book (T trades): per trade in the reporting currency and, when
-    kept, per after-pair (the trade's (trade, combined commodity) pairs, trade-major and by CC) in
-    the CC's margin currency.
+    """SPAN of every trade's after-book (T trades, G grid points), in the reporting currency.
 
     Attributes
     ----------
     nov, span_risk, maintenance, initial
         ``(T, G)`` [reporting currency].
-    pair_trade, pair_cc
-        ``(P',)``: trade and combined commodity of each after-pair (``None`` unless kept).
-    scan_risk, active, intra, spot, credit, risk_cc
-        ``(P', G)``: scanning risk, 0-based active scenario, intra spread charge, spot charge,
-        inter-commodity credit, combined commodity risk (``None`` unless kept).
-    som
-        ``(P', 1)``: short option minimum (``None`` unless kept).
+    groups
+        When asked for (``group_rank``), the per combined commodity variables of
+        :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
+        ``(T, n_out)``); amounts in the reporting currency, ``active_scenario`` 1-based, 0 (1 for
+        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC.
     """
 
     nov: np.ndarray
     span_risk: np.ndarray
     maintenance: np.ndarray
     initial: np.ndarray
-    pair_trade: np.ndarray | None = None
-    pair_cc: np.ndarray | None = None
-    scan_risk: np.ndarray | None = None
-    active: np.ndarray | None = None
-    intra: np.ndarray | None = None
-    spot: np.ndarray | None = None
-    credit: np.ndarray | None = None
-    som: np.ndarray | None = None
-    risk_cc: np.ndarray | None = None
+    groups: dict[str, np.ndarray] | None = None
+
+
+def _dense_groups(
+    n_t: int,
+    n_g: int,
+    group_rank: np.ndarray,
+    pair_trade: np.ndarray,
+    pair_cc: np.ndarray,
+    fx: np.ndarray,
+    values: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Per-pair values (margin currency, 0-based active scenario) as the dense
+    :attr:`AfterTrades.groups` (numpy path)."""
+    n_out = int(group_rank.max(initial=-1)) + 1
+    index = pair_trade * n_out + group_rank[pair_cc]
+    f = fx[pair_cc][:, None]
+    n_p = pair_trade.size
+    items = [
+        (values["scan_risk"] * f, 0.0),
+        (values["active"] + 1, 1),
+        (values["intra"] * f, 0.0),
+        (values["spot"] * f, 0.0),
+        (values["credit"] * f, 0.0),
+        (np.broadcast_to(values["som"] * f, (n_p, n_g)), 0.0),
+        (values["risk_cc"] * f, 0.0),
+        (np.ones(n_p, dtype=bool), False),
+    ]
+    dense = SP.to_dense_many(items, index, n_t * n_out)
+    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(GROUP_VARIABLES, dense)}
 
 
 def _pairs_of_accounts(ptr: np.ndarray, account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -382,7 +412,7 @@ def after_trades(
     leg_qty: np.ndarray,
     engine: str,
     *,
-    keep_pairs: bool = True,
+    group_rank: np.ndarray | None = None,
 ) -> AfterTrades:
     """SPAN of each trade's after-book: the trade's account in ``base`` with the trade's legs added.
 
@@ -402,8 +432,9 @@ def after_trades(
         after-book's pairs, without materialising them unless kept) or ``"numpy"`` (the
         reference: the after-books' pairs as one pair layout through
         :mod:`marginsim.kernels.span_pairs`).
-    keep_pairs
-        Return the per-pair values of the after-books (for a per combined commodity result).
+    group_rank
+        Column of each combined commodity in the per combined commodity result (``-1``: not a
+        column; every CC an after-book holds must have one), ``(C,)``; ``None``: no such result.
 
     Returns
     -------
@@ -420,10 +451,10 @@ def after_trades(
     if engine == "numba":
         touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
         return _after_numba(
-            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, keep_pairs
+            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank
         )
     touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
-    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, keep_pairs)
+    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
 
 
 def _touched_numpy(
@@ -469,7 +500,7 @@ def _after_numpy(
     leg_trade: np.ndarray,
     leg_k: np.ndarray,
     leg_q: np.ndarray,
-    keep_pairs: bool,
+    group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
     n_t, n_c, n_g = trade_account.size, tables.n_cc, tables.risk_array.shape[1]
@@ -520,19 +551,19 @@ def _after_numpy(
         maintenance=np.maximum(span_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
     )
-    if not keep_pairs:
+    if group_rank is None:
         return out
+    values = {
+        "scan_risk": scan_risk,
+        "active": after(base.active, touched.active),
+        "intra": intra,
+        "spot": spot,
+        "credit": credit,
+        "som": som,
+        "risk_cc": risk_cc,
+    }
     return replace(
-        out,
-        pair_trade=pairs.account,
-        pair_cc=pairs.cc,
-        scan_risk=scan_risk,
-        active=after(base.active, touched.active),
-        intra=intra,
-        spot=spot,
-        credit=credit,
-        som=som,
-        risk_cc=risk_cc,
+        out, groups=_dense_groups(n_t, n_g, group_rank, pairs.account, pairs.cc, tables.fx, values)
     )
 
 
@@ -670,6 +701,7 @@ def _after_kernel(
     base_pair_at,
     base_held,
     b_scan,
+    b_active,
     b_intra,
     b_spot,
     b_som,
@@ -680,6 +712,7 @@ def _after_kernel(
     tp_ptr,
     tp_cc,
     t_scan,
+    t_active,
     t_intra,
     t_spot,
     t_net_left,
@@ -700,11 +733,15 @@ def _after_kernel(
     snap_rem,
     snap_credit,
     keep,
-    out_ptr,
-    out_cc,
-    out_src,
-    out_credit,
-    out_risk,
+    group_rank,
+    d_scan,
+    d_active,
+    d_intra,
+    d_spot,
+    d_credit,
+    d_som,
+    d_risk,
+    d_held,
     nov,
     span_risk,
     initial_risk,
@@ -781,7 +818,6 @@ def _after_kernel(
             i_end = account_ptr[a + 1] if a >= 0 else 0
             j = tp_ptr[t]
             j_end = tp_ptr[t + 1]
-            q = 0
             for g in range(n_g):
                 span_risk[t, g] = 0.0
                 initial_risk[t, g] = 0.0
@@ -797,6 +833,7 @@ def _after_kernel(
                     e = i
                     i += 1
                 is_dirty = dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64))
+                col = group_rank[c] if keep else 0
                 for g in range(n_g):
                     if e < 0:
                         cr = acc[c, g]
@@ -811,13 +848,24 @@ def _after_kernel(
                         r = b_risk[e, g]
                     span_risk[t, g] += 1.0 * (r * fx[c])
                     initial_risk[t, g] += 1.0 * (r * ratio[c] * fx[c])
-                    if keep:
-                        out_risk[out_ptr[t] + q, g] = r
-                        out_credit[out_ptr[t] + q, g] = cr
+                    if keep:  # the dense result, in the reporting currency (as the book's)
+                        f = fx[c]
+                        if e < 0:
+                            d_scan[t, col, g] = t_scan[-e - 1, g] * f
+                            d_active[t, col, g] = t_active[-e - 1, g] + 1
+                            d_intra[t, col, g] = t_intra[-e - 1, g] * f
+                            d_spot[t, col, g] = t_spot[-e - 1, g] * f
+                            d_som[t, col, g] = t_som[-e - 1] * f
+                        else:
+                            d_scan[t, col, g] = b_scan[e, g] * f
+                            d_active[t, col, g] = b_active[e, g] + 1
+                            d_intra[t, col, g] = b_intra[e, g] * f
+                            d_spot[t, col, g] = b_spot[e, g] * f
+                            d_som[t, col, g] = b_som[e] * f
+                        d_credit[t, col, g] = cr * f
+                        d_risk[t, col, g] = r * f
                 if keep:
-                    out_cc[out_ptr[t] + q] = c
-                    out_src[out_ptr[t] + q] = e
-                q += 1
+                    d_held[t, col] = True
             for g in range(n_g):
                 v = b_nov[a, g] if a >= 0 else 0.0
                 for leg in range(leg_ptr[t], leg_ptr[t + 1]):
@@ -906,22 +954,20 @@ def _after_numba(
     leg_trade: np.ndarray,
     leg_k: np.ndarray,
     leg_q: np.ndarray,
-    keep_pairs: bool,
+    group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The per-trade pass over the after-books' pairs (compiled)."""
     n_t, n_g = trade_account.size, tables.risk_array.shape[1]
     bp = base.pairs
     tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
     leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
-    if keep_pairs:  # the after-book's pairs per trade: the account's and the touched ones it lacks
-        n_after = _pairs_of_accounts(bp.account_ptr, trade_account)[1]
-        n_after += np.bincount(tp.account[src < 0], minlength=n_t)
-        out_ptr = np.concatenate([[0], np.cumsum(n_after)]).astype(np.int64)
-    else:
-        out_ptr = np.zeros(n_t + 1, dtype=np.int64)
-    n_out = int(out_ptr[-1])
-    out_cc, out_src = np.empty(n_out, dtype=np.int64), np.empty(n_out, dtype=np.int64)
-    out_credit, out_risk = np.empty((n_out, n_g)), np.empty((n_out, n_g))
+    keep = group_rank is not None
+    n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
+    rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
+    shape = (n_t, n_out, n_g) if keep else (0, 0, n_g)
+    d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
+    d_active = np.ones(shape, dtype=np.int64)
+    d_held = np.zeros(shape[:2], dtype=bool)
     nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
     inter = tables.inter
     if inter is None:  # no spread: the cascade does nothing
@@ -939,6 +985,7 @@ def _after_numba(
         bp.pair_at,
         base.held_sets,
         base.scan_risk,
+        base.active,
         base.intra,
         base.spot,
         np.ascontiguousarray(base.som, dtype=float),
@@ -949,6 +996,7 @@ def _after_numba(
         tp_ptr,
         tp.cc.astype(np.int64),
         touched.scan_risk,
+        touched.active,
         touched.intra,
         touched.spot,
         np.ascontiguousarray(touched.net_left),
@@ -968,43 +1016,29 @@ def _after_numba(
         inter.cc_sets(tables.n_cc),
         base.snap_rem,
         base.snap_credit,
-        keep_pairs,
-        out_ptr,
-        out_cc,
-        out_src,
-        out_credit,
-        out_risk,
+        keep,
+        rank,
+        d_scan,
+        d_active,
+        d_intra,
+        d_spot,
+        d_credit,
+        d_som,
+        d_risk,
+        d_held,
         nov,
         span_risk,
         initial_risk,
     )
-    out = AfterTrades(
+    groups = None
+    if keep:
+        groups = dict(
+            zip(GROUP_VARIABLES, (d_scan, d_active, d_intra, d_spot, d_credit, d_som, d_risk, d_held))
+        )
+    return AfterTrades(
         nov=nov,
         span_risk=span_risk,
         maintenance=np.maximum(span_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
-    )
-    if not keep_pairs:
-        return out
-    from_base = out_src >= 0
-    b_at, t_at = np.flatnonzero(from_base), np.flatnonzero(~from_base)
-    b_src, t_src = out_src[b_at], -out_src[t_at] - 1
-
-    def after(base_values: np.ndarray, touched_values: np.ndarray) -> np.ndarray:
-        v = np.empty((n_out,) + base_values.shape[1:], dtype=base_values.dtype)
-        v[b_at] = base_values[b_src]
-        v[t_at] = touched_values[t_src]
-        return v
-
-    return replace(
-        out,
-        pair_trade=np.repeat(np.arange(n_t), np.diff(out_ptr)),
-        pair_cc=out_cc,
-        scan_risk=after(base.scan_risk, touched.scan_risk),
-        active=after(base.active, touched.active),
-        intra=after(base.intra, touched.intra),
-        spot=after(base.spot, touched.spot),
-        credit=out_credit,
-        som=after(base.som, touched.som)[:, None],
-        risk_cc=out_risk,
+        groups=groups,
     )

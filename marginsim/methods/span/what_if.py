@@ -25,7 +25,6 @@ import xarray as xr
 
 from ...errors import InputError
 from ...kernels import Engine, resolve_engine
-from ...kernels import span_pairs as SP
 from ...kernels import span_whatif as W
 from ...model import Inputs, as_names, contract_indices
 from ...outputs import describe
@@ -192,9 +191,11 @@ def span_what_if_arrays(
     state = _prepare(inputs, params, trade_acct, leg_c, engine)
     keep = state.plan.local[leg_c] >= 0  # a leg out of SPAN's scope changes nothing of SPAN
     legs = (leg_trade[keep], state.plan.local[leg_c[keep]], leg_q[keep])
-    after = _after_in_blocks(state, *legs, groups)
+    out_cc = _group_columns(state, legs[1]) if groups else None
+    rank = None if out_cc is None else _ranks(out_cc, state.plan.n_cc)
+    after = _after_in_blocks(state, *legs, rank)
     tid = np.arange(n_t) if ids is None else as_names(ids)
-    ds = _dataset(inputs, state, after, account, tid, legs[1], groups)
+    ds = _dataset(inputs, state, after, account, tid, out_cc)
     return describe(ds, OUTPUTS)
 
 
@@ -252,15 +253,10 @@ def _prepare(
 
 
 def _after_in_blocks(
-    state: _State, leg_trade: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray, keep_pairs: bool
-) -> dict:
+    state: _State, leg_trade: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray, group_rank: np.ndarray | None
+) -> W.AfterTrades:
     """:func:`~marginsim.kernels.span_whatif.after_trades` over blocks of trades of at most about
-    :data:`MAX_BLOCK_PAIRS` after-book pairs x grid points (one block for most batches).
-
-    Returns a dict of the per-trade arrays (``nov``, ``span_risk``, ``maintenance``, ``initial``:
-    ``(T, G)``) and, with ``keep_pairs``, the per-pair ones (``pair_trade``, ``pair_cc``,
-    ``scan_risk``, ...) of all blocks.
-    """
+    :data:`MAX_BLOCK_PAIRS` after-book pairs x grid points (one block for most batches)."""
     base, acct = state.base, state.trade_account
     n_t = acct.size
     n_g = state.tables.risk_array.shape[1]
@@ -271,27 +267,31 @@ def _after_in_blocks(
     parts = []
     for b in range(bounds.size - 1):  # blocks of trades (one for most batches), each vectorised
         t0, t1, l0, l1 = bounds[b], bounds[b + 1], leg_at[b], leg_at[b + 1]
-        r = W.after_trades(
-            base,
-            state.tables,
-            acct[t0:t1],
-            leg_trade[l0:l1] - t0,
-            leg_k[l0:l1],
-            leg_q[l0:l1],
-            state.engine,
-            keep_pairs=keep_pairs,
+        parts.append(
+            W.after_trades(
+                base,
+                state.tables,
+                acct[t0:t1],
+                leg_trade[l0:l1] - t0,
+                leg_k[l0:l1],
+                leg_q[l0:l1],
+                state.engine,
+                group_rank=group_rank,
+            )
         )
-        parts.append((t0, r))
-    names = ["nov", "span_risk", "maintenance", "initial"]
-    if keep_pairs:
-        names += ["pair_cc", "scan_risk", "active", "intra", "spot", "credit", "som", "risk_cc"]
     if len(parts) == 1:
-        out = {name: getattr(parts[0][1], name) for name in names}
-    else:
-        out = {name: np.concatenate([getattr(r, name) for _, r in parts]) for name in names}
-    if keep_pairs:
-        out["pair_trade"] = np.concatenate([r.pair_trade + t0 for t0, r in parts])
-    return out
+        return parts[0]
+    per_trade = {
+        name: np.concatenate([getattr(r, name) for r in parts])
+        for name in ("nov", "span_risk", "maintenance", "initial")
+    }
+    groups = None
+    if group_rank is not None:
+        groups = {
+            name: np.concatenate([r.groups[name] for r in parts if r.groups is not None])
+            for name in W.GROUP_VARIABLES
+        }
+    return W.AfterTrades(**per_trade, groups=groups)
 
 
 def _grid_coords(inputs: Inputs, plan: _Plan) -> dict:
@@ -307,16 +307,25 @@ def _grid_coords(inputs: Inputs, plan: _Plan) -> dict:
     return coords
 
 
+def _group_columns(state: _State, leg_k: np.ndarray) -> np.ndarray:
+    """The after-books' combined commodities, in order of first appearance among their contracts
+    (as margining the after-books in one batch orders them)."""
+    plan = state.plan
+    held = np.zeros(plan.held.size, dtype=bool)
+    held[plan.local[state.book["contract_index"].values]] = True
+    held[leg_k] = True
+    return pd.unique(plan.cc_of_k[np.flatnonzero(held)])
+
+
 def _dataset(
     inputs: Inputs,
     state: _State,
-    after: dict,
+    after: W.AfterTrades,
     account: np.ndarray,
     ids: np.ndarray,
-    leg_k: np.ndarray,
-    groups: bool,
+    out_cc: np.ndarray | None,
 ) -> xr.Dataset:
-    """The after Dataset: per trade, and per trade and combined commodity with ``groups``."""
+    """The after Dataset: per trade, and per trade and combined commodity (``out_cc``) if given."""
     plan = state.plan
     n_t, gshape, gd = account.size, plan.gshape, plan.gd
 
@@ -324,39 +333,21 @@ def _dataset(
         return xr.Variable(("trade", *gd), a.reshape((n_t,) + gshape))
 
     data: dict = {
-        "maintenance": tg(after["maintenance"]),
-        "initial": tg(after["initial"]),
-        "net_option_value": tg(after["nov"]),
-        "span_risk": tg(after["span_risk"]),
+        "maintenance": tg(after.maintenance),
+        "initial": tg(after.initial),
+        "net_option_value": tg(after.nov),
+        "span_risk": tg(after.span_risk),
         "account": xr.Variable("trade", account, fastpath=True),
     }
     trade = pd.Index(ids, dtype=ids.dtype, copy=False)  # object ids stay object (no text dtype)
     coords: dict = {"trade": trade, **_grid_coords(inputs, plan)}
-    if groups:
-        # the after-books' combined commodities, in order of first appearance among their contracts
-        # (as the margin of the after-books in one batch orders them)
-        held = np.zeros(plan.held.size, dtype=bool)
-        held[plan.local[state.book["contract_index"].values]] = True
-        held[leg_k] = True
-        out_cc = pd.unique(plan.cc_of_k[np.flatnonzero(held)])
+    if out_cc is not None and after.groups is not None:
         n_out = out_cc.size
-        index = after["pair_trade"] * n_out + _ranks(out_cc, plan.n_cc)[after["pair_cc"]]
-        fx = plan.fx[after["pair_cc"]][:, None]
-        n_p = index.size
-        per_pair = {
-            "scan_risk": (after["scan_risk"] * fx, 0.0),
-            "active_scenario": (after["active"] + 1, 1),
-            "intra_spread_charge": (after["intra"] * fx, 0.0),
-            "spot_charge": (after["spot"] * fx, 0.0),
-            "inter_spread_credit": (after["credit"] * fx, 0.0),
-            "short_option_minimum": (np.broadcast_to(after["som"] * fx, (n_p, plan.n_g)), 0.0),
-            "risk": (after["risk_cc"] * fx, 0.0),
-            "held": (np.ones(n_p, dtype=bool), False),
-        }
-        dense = dict(zip(per_pair, SP.to_dense_many(list(per_pair.values()), index, n_t * n_out)))
         for name in _PER_GROUP:
-            data[name] = xr.Variable(("trade", "group", *gd), dense[name].reshape((n_t, n_out) + gshape))
-        data["held"] = xr.Variable(("trade", "group"), dense["held"].reshape(n_t, n_out))
+            data[name] = xr.Variable(
+                ("trade", "group", *gd), after.groups[name].reshape((n_t, n_out) + gshape)
+            )
+        data["held"] = xr.Variable(("trade", "group"), after.groups["held"])
         coords["group"] = np.array(plan.groups.names, dtype=object)[out_cc]
         data["group_currency"] = xr.Variable("group", np.array(plan.groups.currency, dtype=object)[out_cc])
         data["group_fx"] = xr.Variable("group", plan.groups.fx[out_cc])
