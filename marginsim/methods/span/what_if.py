@@ -236,7 +236,8 @@ def _prepare(
         held[inputs.book["contract_index"].values[mine]] = True
         held[leg_c] = True
         plan = _plan(inputs, params, np.flatnonzero(held & scope), engine)
-    book = _book_in_scope(inputs.book.isel(position=mine), scope)
+    every = mine.size == inputs.book.sizes["position"]  # every account traded: the book as it is
+    book = _book_in_scope(inputs.book if every else inputs.book.isel(position=mine), scope)
     compact = np.cumsum(traded) - 1
     tables = _tables(plan)
     base = W.base_state(
