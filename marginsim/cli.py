@@ -183,7 +183,7 @@ def add_what_if_parser(sub: Any) -> None:
         "or the scenario defines; a pattern without wildcards may name any contract of the SPAN file)",
     )
     w.add_argument(
-        "--max-quantity", type=int, default=10, metavar="N", help="best hedge: quantities -N..N but 0"
+        "--max-quantity", type=int, metavar="N", help="best hedge: quantities -N..N but 0 (default: 10)"
     )
     w.add_argument("--json", action="store_true", help="print JSON")
     w.add_argument("--method", action="append", help="run this method (repeatable; default: all that apply)")

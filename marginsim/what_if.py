@@ -296,6 +296,17 @@ def _compare(
                 f"{x} {w} the trade" if w != "change" else f"{x} after - before"
             )
     ds = xr.Dataset(data)
+    for x in kept:  # the last guard: no NaN or inf where the book before has a number
+        a_v, b_v = ds[f"{x}_after"], ds[f"{x}_before"]
+        finite_a, finite_b = xr.apply_ufunc(np.isfinite, a_v), xr.apply_ufunc(np.isfinite, b_v)
+        bad = (~finite_a & finite_b).transpose("trade", ...).values.reshape(len(batch), -1)
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise InputError(
+                f"{method}: {x} after trade {str(batch.ids[j])!r} is not a finite number: a quantity "
+                "is too large or out of the range this method can compute",
+                key_path=("trades", j),
+            )
     if "rejected" in after and leg_pos.size:
         ds = _acceptance(ds, after, batch, leg_pos)
     ds = ds.assign_coords(trade=batch.ids.astype(object), account=("trade", batch.account.astype(object)))
@@ -310,14 +321,15 @@ def _acceptance(ds: xr.Dataset, after: xr.Dataset, batch: TradeBatch, leg_pos: n
     bd = [d for d in rejected.dims if d != "position"]
     pos = np.asarray(after["position"].values, dtype=np.int64)
     # the row of each leg in the CFD result (-1: not a CFD position)
-    order = np.argsort(pos)
-    found = np.searchsorted(pos[order], leg_pos)
-    found = np.minimum(found, max(pos.size - 1, 0))
-    hit = (pos.size > 0) & (pos[order][found] == leg_pos) if pos.size else np.zeros(leg_pos.size, bool)
-    rows = np.where(hit, order[found], -1)
-    flat = rejected.transpose("position", *bd).values.reshape(pos.size, -1)
+    rows = np.full(leg_pos.size, -1, dtype=np.int64)
+    if pos.size:
+        order = np.argsort(pos)
+        found = np.minimum(np.searchsorted(pos[order], leg_pos), pos.size - 1)
+        rows = np.where(pos[order][found] == leg_pos, order[found], -1)
     shape = [rejected.sizes[d] for d in bd]
-    per_trade = np.zeros((len(batch), int(np.prod(shape)) if shape else 1), dtype=np.int64)
+    n_b = int(np.prod(shape)) if shape else 1
+    flat = rejected.transpose("position", *bd).values.reshape(pos.size, n_b)
+    per_trade = np.zeros((len(batch), n_b), dtype=np.int64)
     legs = np.flatnonzero(rows >= 0)
     np.add.at(per_trade, batch.leg_trade[legs], flat[rows[legs]].astype(np.int64))
     acc = (per_trade == 0).reshape([len(batch), *shape])
@@ -518,14 +530,14 @@ def what_if_command(args: argparse.Namespace) -> int:
         hedge = best_hedge(
             inputs,
             contracts=args.contracts or [DEFAULT_CONTRACTS],
-            max_quantity=args.max_quantity,
+            max_quantity=DEFAULT_MAX_QUANTITY if args.max_quantity is None else args.max_quantity,
             accounts=accounts or None,
             methods=args.method,
             engine=args.engine,
         )
         sys.stdout.write((json.dumps(hedge.to_dict(), indent=2) if args.json else hedge.table()) + "\n")
         return 0
-    if args.contracts is not None or args.max_quantity != DEFAULT_MAX_QUANTITY:
+    if args.contracts is not None or args.max_quantity is not None:
         raise InputError("--contracts and --max-quantity go with --best-hedge", key_path="--contracts")
     if args.trades is not None:
         if args.trade:

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 import marginsim
 from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.scenario import Position, load_scenario, parse_scenario
+from marginsim.testing import scenarios
 from marginsim.what_if import REJECTED_REASON, best_hedge, order_time, what_if
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +115,7 @@ MI = ("maintenance", "initial")
 def test_span_model_priced_exact():
     sc = scenario("span_inter_commodity.yaml")
     inputs = marginsim.load(sc)
-    trades = random_trades(inputs, np.random.default_rng(1), 3, pool=inputs.contracts["contract"].values)
+    trades = random_trades(inputs, np.random.default_rng(1), 2, pool=inputs.contracts["contract"].values)
     res = check_exact(sc, trades, MI)
     assert res["span"]["maintenance_after"].dims == ("trade", "shift")
 
@@ -299,6 +302,11 @@ def test_cli(tmp_path, capsys):
         (["--trade", "ABC-FUT", "1", "--account", "other"], "--account 1: unknown account 'other'"),
         (["--trades", str(tmp_path / "none.yaml")], "trades file not found"),
         (["--best-hedge", "--trade", "ABC-FUT", "1"], "not both"),
+        (["--trade", "ABC-FUT", "1", "--max-quantity", "10"], "go with --best-hedge"),
+        (
+            ["--best-hedge", "--max-quantity", "0"],
+            "--max-quantity: the largest quantity must be a whole number >= 1",
+        ),
         ([], "give --trades FILE, --trade CONTRACT QUANTITY or --best-hedge"),
     ):
         assert main(["what-if", str(f), *argv]) == 2
@@ -308,3 +316,30 @@ def test_cli(tmp_path, capsys):
     bad.write_text("- {contract: ABC-FUT, quantity: 1, price: 3}\n")
     assert main(["what-if", str(f), "--trades", str(bad)]) == 2
     assert f"{bad}: [0].price: unknown key 'price'" in capsys.readouterr().err
+
+
+@settings(
+    max_examples=2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+)
+@given(data=st.data(), book=scenarios(max_positions=6))
+def test_random_mixed_books_every_method_exact(data, book):
+    """Hypothesis books of the mixed book (SPAN, portfolio margin, CFD and the account layer all
+    apply) and a random trade of 1-2 legs: after = margin from scratch, for every method."""
+    sc = parse_scenario(book)
+    held = sorted({p["account"] for p in book["positions"]})
+    names = sorted(book["contracts"])
+    leg = st.tuples(st.sampled_from(names), st.integers(1, 5), st.booleans())
+    trades = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(held), st.lists(leg, min_size=1, max_size=2)), min_size=1, max_size=2
+        )
+    )
+    cases = [
+        {"id": f"t{i}", "account": a, "legs": [(c, float(-q if short else q)) for c, q, short in legs]}
+        for i, (a, legs) in enumerate(trades)
+    ]
+    res = check_exact(sc, cases, MI + ("available_funds", "excess_liquidity", "state", "equity"))
+    assert set(res) == {"span", "portfolio_margin", "cfd", "account"}
