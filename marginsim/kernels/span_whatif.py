@@ -3,25 +3,35 @@
 The book's state is computed once per (account, combined commodity) pair it holds
 (:func:`base_state`): the losses per scenario, the delta ledger by contract month, the intra spread
 and spot charges, the net delta left and the weighted futures price risk, the option positions
-netted per contract, the short option minimum, and each account's net option value. A trade then
-touches only the combined commodities of its legs (:func:`after_trades`): their losses, ledgers
-and option counts are the base ones with the legs added, and only they are scanned, spread and
-counted again; the inter-commodity credit, which couples the combined commodities of an account,
-and the account sums are recomputed over the pairs of the trade's after-book. Every trade is an
-"account" of a pair layout (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are the
-after-book's, so the spread, credit and sum kernels of :mod:`marginsim.kernels.span_pairs` run
-unchanged, batched over all trades at once.
+netted per contract, the short option minimum, the inter-commodity credit and each account's net
+option value. A trade then touches only the combined commodities of its legs
+(:func:`after_trades`): their losses, ledgers and option counts are the base ones with the legs
+added, and only they are scanned, spread and counted again (by the kernels of
+:mod:`marginsim.kernels.span_pairs`); the inter-commodity credit, which couples the combined
+commodities of an account, and the account sums are then recomputed per trade.
 
-Exactness: with the numba engine, the legs are added after the account's positions, in the order
-of its book and then of the legs, with the same arithmetic as :func:`span_pairs.book_pass`; the
-after figures are bit for bit those of margining each after-book (the account's positions, then the
-legs) as one account. With the numpy engine they agree to rounding (the numpy reference sums in
+Two engines:
+
+* ``"numba"``: the touched pairs in one compiled pass, then one compiled pass per trade over its
+  after-book's pairs. The credit cascade (:func:`span_pairs._inter`'s arithmetic, in the same
+  order) is redone only for the spreads a changed delta reaches: a spread is redone when one of
+  its legs' combined commodities is "dirty" (touched, or a leg of a spread redone before), a
+  clean leg entering with the book's remaining delta and credit just before that spread
+  (recorded by :func:`_inter_snapshots` when the base state is made). Nothing of size trades x
+  pairs is built unless the per combined commodity result is asked for.
+* ``"numpy"``: the reference. Every trade is an "account" of a pair layout
+  (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
+  and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
+
+Exactness: the legs are added after the account's positions, in the order of its book and then of
+the legs, with the arithmetic of :func:`span_pairs.book_pass`. With the numba engine the after
+figures are bit for bit those of margining each after-book (the account's positions, then the
+legs) as one account; with the numpy engine they agree to rounding (the numpy reference sums in
 another order).
 
-Everything here is numpy (and the compiled kernels of :mod:`marginsim.kernels.span_pairs`); there
-is no loop over trades, legs or positions in Python. Units: currency amounts in each combined
-commodity's margin currency per pair, in the reporting currency per trade; deltas in delta units;
-quantities in contracts.
+There is no loop over trades, legs or positions in Python. Units: currency amounts in each
+combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
+delta units; quantities in contracts.
 """
 
 from __future__ import annotations
