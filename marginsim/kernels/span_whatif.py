@@ -45,7 +45,7 @@ from . import span_pairs as SP
 from ._jit import compile_kernel, prange
 from .span_pairs import _CHUNKS, _net_add, _net_flush, _scan_block
 
-__all__ = ["SpanTables", "BaseState", "AfterTrades", "base_state", "after_trades"]
+__all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
 
 
 @dataclass(frozen=True)
