@@ -32,6 +32,7 @@ from .dataset import _span_dataset
 from .outputs import OUTPUTS
 from .plan import _file_plan, _plan
 from .report import span_table, span_to_dict
+from .what_if import span_what_if
 
 __all__ = ["span_margin", "risk_arrays", "in_scope", "span_applies", "span_check", "OUTPUTS", "SPEC"]
 
@@ -138,4 +139,5 @@ SPEC = MethodSpec(
     check=span_check,
     outputs=OUTPUTS,
     memory=span_memory,
+    what_if=span_what_if,
 )

@@ -1,0 +1,1054 @@
+"""Incremental SPAN what-if: many candidate trades against a book, without re-margining the book.
+
+The book's state is computed once per (account, combined commodity) pair it holds
+(:func:`base_state`): the losses per scenario, the delta ledger by contract month, the intra spread
+and spot charges, the net delta left and the weighted futures price risk, the option positions
+netted per contract, the short option minimum, the inter-commodity credit and each account's net
+option value. A trade then touches only the combined commodities of its legs
+(:func:`after_trades`): their losses, ledgers and option counts are the base ones with the legs
+added, and only they are scanned, spread and counted again (by the kernels of
+:mod:`marginsim.kernels.span_pairs`); the inter-commodity credit, which couples the combined
+commodities of an account, and the account sums are then recomputed per trade.
+
+Two engines:
+
+* ``"numba"``: the touched pairs in one compiled pass, then one compiled pass per trade over its
+  after-book's pairs. The credit cascade (:func:`span_pairs._inter`'s arithmetic, in the same
+  order) is redone only for the spreads a changed delta reaches: a spread is redone when one of
+  its legs' combined commodities is "dirty" (touched, or a leg of a spread redone before), a
+  clean leg entering with the book's remaining delta and credit just before that spread
+  (recorded by :func:`_inter_snapshots` when the base state is made). Nothing of size trades x
+  pairs is built unless the per combined commodity result is asked for.
+* ``"numpy"``: the reference. Every trade is an "account" of a pair layout
+  (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
+  and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
+
+Exactness: the legs are added after the account's positions, in the order of its book and then of
+the legs, with the arithmetic of :func:`span_pairs.book_pass`. With the numba engine the after
+figures are bit for bit those of margining each after-book (the account's positions, then the
+legs) as one account; with the numpy engine they agree to rounding (the numpy reference sums in
+another order).
+
+There is no loop over trades, legs or positions in Python. Units: currency amounts in each
+combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
+delta units; quantities in contracts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import span as K
+from . import span_pairs as SP
+from ._jit import compile_kernel, prange
+from .span_pairs import _CHUNKS, _net_add, _net_flush, _scan_block
+
+__all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
+
+
+@dataclass(frozen=True)
+class SpanTables:
+    """The position-independent SPAN tables of a book's plan (K contracts, C combined
+    commodities, G grid points flattened, S scenarios).
+
+    Attributes
+    ----------
+    risk_array
+        Loss per long contract, shape ``(K, G, S)`` [CC currency, losses positive].
+    scenario_pair, time_scenarios
+        0-based pair of each scenario ``(S,)``; 0-based scenarios of the time risk.
+    cc_of_k, month_idx
+        Combined commodity of each contract, and its month on the CC's month axis, ``(K,)``.
+    n_months
+        Months of each combined commodity's axis, ``(C,)``.
+    delta
+        Composite delta per contract, ``(K, G)`` [delta per contract].
+    is_call, is_put
+        Option kind per contract ``(K,)``.
+    intra, inter
+        Spread tables (``None``: no spreads of that kind).
+    som_rate, som_net
+        Short option minimum rate [CC currency per short option] and method (net or gross) per CC.
+    ratio
+        Initial / maintenance ratio per CC.
+    fx
+        CC margin currency -> reporting currency per CC.
+    nov
+        Net option value per long contract ``(K, G)`` [reporting currency].
+    """
+
+    risk_array: np.ndarray
+    scenario_pair: np.ndarray
+    time_scenarios: np.ndarray
+    cc_of_k: np.ndarray
+    month_idx: np.ndarray
+    n_months: np.ndarray
+    delta: np.ndarray
+    is_call: np.ndarray
+    is_put: np.ndarray
+    intra: SP.IntraTable | None
+    inter: SP.InterTable | None
+    som_rate: np.ndarray
+    som_net: np.ndarray
+    ratio: np.ndarray
+    fx: np.ndarray
+    nov: np.ndarray
+
+    @property
+    def n_cc(self) -> int:
+        return int(self.som_rate.size)
+
+
+@dataclass(frozen=True)
+class _PairState:
+    """Per-pair SPAN state before the inter-commodity credit (P pairs, G grid points)."""
+
+    pairs: SP.Pairs
+    loss: np.ndarray  # (P, G, S) [CC currency]
+    scan_risk: np.ndarray  # (P, G)
+    active: np.ndarray  # (P, G) 0-based
+    row0: np.ndarray  # (P + 1,) ledger rows of each pair
+    ledger: np.ndarray  # (R, G) net delta per (pair, month) [delta]
+    intra: np.ndarray  # (P, G)
+    spot: np.ndarray  # (P, G)
+    net_left: np.ndarray  # (P, G) net delta after intra spreads [delta]
+    wfpr: np.ndarray  # (P, G) weighted futures price risk [CC currency per delta]
+    som: np.ndarray  # (P,) short option minimum [CC currency]
+
+
+@dataclass(frozen=True)
+class BaseState(_PairState):
+    """The book's state (:func:`base_state`): per pair (account-major) as :class:`_PairState`,
+    plus the option positions netted per contract and each account's net option value.
+
+    Attributes
+    ----------
+    opt_ptr
+        The netted option contracts of pair ``p`` are entries ``opt_ptr[p]:opt_ptr[p + 1]``, in the
+        order the account's book first names them, shape ``(P + 1,)``.
+    opt_k, opt_net
+        Contract (row of the tables) and net quantity [contracts] of each entry.
+    nov
+        Net option value per account ``(A, G)`` [reporting currency].
+    credit, risk_cc
+        Inter-commodity credit and combined commodity risk per pair ``(P, G)``.
+    held_sets
+        The combined commodities each account holds, as bit sets ``(A, words)`` (uint64).
+    snap_rem, snap_credit
+        Per account, inter spread (priority order), leg and grid point: the leg's net delta left
+        and its credit just before the spread [delta, CC currency], ``(A, spreads, legs, G)``
+        (legs on a CC the account holds; empty without inter spreads or with the numpy engine).
+    """
+
+    opt_ptr: np.ndarray
+    opt_k: np.ndarray
+    opt_net: np.ndarray
+    nov: np.ndarray
+    credit: np.ndarray
+    risk_cc: np.ndarray
+    held_sets: np.ndarray
+    snap_rem: np.ndarray
+    snap_credit: np.ndarray
+
+
+#: The per combined commodity variables of an after-book (:attr:`AfterTrades.groups`).
+GROUP_VARIABLES = (
+    "scan_risk",
+    "active_scenario",
+    "intra_spread_charge",
+    "spot_charge",
+    "inter_spread_credit",
+    "short_option_minimum",
+    "risk",
+    "held",
+)
+
+
+@dataclass(frozen=True)
+class AfterTrades:
+    """SPAN of every trade's after-book (T trades, G grid points), in the reporting currency.
+
+    Attributes
+    ----------
+    nov, span_risk, maintenance, initial
+        ``(T, G)`` [reporting currency].
+    groups
+        When asked for (``group_rank``), the per combined commodity variables of
+        :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
+        ``(T, n_out)``); amounts in the reporting currency, ``active_scenario`` 1-based, 0 (1 for
+        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC.
+    """
+
+    nov: np.ndarray
+    span_risk: np.ndarray
+    maintenance: np.ndarray
+    initial: np.ndarray
+    groups: dict[str, np.ndarray] | None = None
+
+
+def _dense_groups(
+    n_t: int,
+    n_g: int,
+    group_rank: np.ndarray,
+    pair_trade: np.ndarray,
+    pair_cc: np.ndarray,
+    fx: np.ndarray,
+    values: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Per-pair values (margin currency, 0-based active scenario) as the dense
+    :attr:`AfterTrades.groups` (numpy path)."""
+    n_out = int(group_rank.max(initial=-1)) + 1
+    index = pair_trade * n_out + group_rank[pair_cc]
+    f = fx[pair_cc][:, None]
+    n_p = pair_trade.size
+    items = [
+        (values["scan_risk"] * f, 0.0),
+        (values["active"] + 1, 1),
+        (values["intra"] * f, 0.0),
+        (values["spot"] * f, 0.0),
+        (values["credit"] * f, 0.0),
+        (np.broadcast_to(values["som"] * f, (n_p, n_g)), 0.0),
+        (values["risk_cc"] * f, 0.0),
+        (np.ones(n_p, dtype=bool), False),
+    ]
+    dense = SP.to_dense_many(items, index, n_t * n_out)
+    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(GROUP_VARIABLES, dense)}
+
+
+def _pairs_of_accounts(ptr: np.ndarray, account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, count)`` of each account's rows in a CSR layout ``ptr`` (an account's pairs, a
+    pair's option entries); none for ``-1`` (no positions)."""
+    ok = account >= 0
+    first = np.zeros(account.size, dtype=np.int64)
+    count = np.zeros(account.size, dtype=np.int64)
+    first[ok] = ptr[account[ok]]
+    count[ok] = ptr[account[ok] + 1] - first[ok]
+    return first, count
+
+
+def _pair_at(pairs: SP.Pairs, account: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """Pair of each (account, CC) in ``pairs`` (-1: not held, or account ``-1``)."""
+    out = np.full(account.size, -1, dtype=np.int64)
+    ok = account >= 0
+    out[ok] = pairs.pair_at[account[ok] * pairs.n_cc + cc[ok]]
+    return out
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    offset = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
+    return offset + np.arange(total, dtype=np.int64)
+
+
+def _spreads_and_som(
+    pairs: SP.Pairs,
+    loss: np.ndarray,
+    row0: np.ndarray,
+    ledger: np.ndarray,
+    counts: np.ndarray,
+    tables: SpanTables,
+    engine: str,
+) -> _PairState:
+    """Scan, intra spreads, spot charge, WFPR and short option minimum of pairs from their losses,
+    ledgers and option counts (the steps of :func:`marginsim.methods.span.book` before the credit)."""
+    n_p, n_g = pairs.size, ledger.shape[1]
+    scan_risk, active, prisk = SP.scan(loss, tables.scenario_pair, tables.time_scenarios, engine)
+    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
+    if tables.intra is not None:
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, tables.intra, engine)
+    else:
+        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+    som = K.short_option_minimum(
+        counts[:, 0],
+        counts[:, 1],
+        counts[:, 2],
+        counts[:, 3],
+        tables.som_rate[pairs.cc],
+        tables.som_net[pairs.cc],
+    )
+    return _PairState(
+        pairs=pairs,
+        loss=loss,
+        scan_risk=scan_risk,
+        active=active,
+        row0=row0,
+        ledger=ledger,
+        intra=intra,
+        spot=spot,
+        net_left=net_left,
+        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
+        som=som,
+    )
+
+
+def _row0(pairs: SP.Pairs, n_months: np.ndarray) -> np.ndarray:
+    """Ledger row offsets of the pairs (their CCs' months, pair after pair)."""
+    return np.concatenate([[0], np.cumsum(n_months[pairs.cc])]).astype(np.int64)
+
+
+def base_state(
+    position_account: np.ndarray,
+    contract: np.ndarray,
+    qty: np.ndarray,
+    n_accounts: int,
+    tables: SpanTables,
+    engine: str,
+) -> BaseState:
+    """The per-pair state of a book (positions in the plan's scope).
+
+    Parameters
+    ----------
+    position_account, contract, qty
+        Account index, contract (row of the tables) and signed quantity [contracts] per position.
+    n_accounts
+        Number of accounts.
+    tables
+        The plan's tables.
+    engine
+        ``"numba"`` or ``"numpy"`` (resolved).
+
+    Returns
+    -------
+    BaseState
+    """
+    position_account = np.asarray(position_account, dtype=np.int64)
+    contract = np.asarray(contract, dtype=np.int64)
+    qty = np.asarray(qty, dtype=float)
+    pairs = SP.pairs_of(position_account, tables.cc_of_k[contract], n_accounts, tables.n_cc)
+    row0 = _row0(pairs, tables.n_months)
+    loss, _, _, _, ledger, counts = SP.book_pass(
+        pairs,
+        position_account,
+        contract,
+        qty,
+        tables.risk_array,
+        tables.scenario_pair,
+        tables.time_scenarios,
+        row0,
+        tables.month_idx,
+        tables.delta,
+        tables.is_call,
+        tables.is_put,
+        engine,
+        keep_loss=True,
+    )
+    assert loss is not None
+    st = _spreads_and_som(pairs, loss, row0, ledger, counts, tables, engine)
+
+    # option positions netted per (account, contract), in the order the book first names them
+    is_opt = (tables.is_call | tables.is_put)[contract]
+    at = np.flatnonzero(is_opt)
+    key = pairs.of_position[at] * tables.risk_array.shape[0] + contract[at]
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    net = np.zeros(uniq.size)
+    np.add.at(net, inverse.reshape(-1), qty[at])  # in book order: 0 + w1 + w2 ..., as the kernels
+    entry_pair = pairs.of_position[at][first]
+    order = np.lexsort((first, entry_pair))  # by pair, then first appearance
+    opt_ptr = np.searchsorted(entry_pair[order], np.arange(pairs.size + 1)).astype(np.int64)
+    nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
+    credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
+    return BaseState(
+        **st.__dict__,
+        opt_ptr=opt_ptr,
+        opt_k=contract[at][first][order],
+        opt_net=net[order],
+        nov=nov,
+        credit=credit,
+        risk_cc=np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None]),
+        held_sets=held_sets,
+        snap_rem=snap_rem,
+        snap_credit=snap_credit,
+    )
+
+
+def _base_credit(
+    st: _PairState, tables: SpanTables, engine: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The book's inter-commodity credit per pair, the CCs each account holds (bit sets) and,
+    with the numba engine, the cascade's state before each spread (:class:`BaseState`)."""
+    pairs, n_g = st.pairs, st.scan_risk.shape[1]
+    n_a, n_c = pairs.n_accounts, tables.n_cc
+    words = max(-(-n_c // 64), 1)
+    held_sets = np.zeros((n_a, words), dtype=np.uint64)
+    np.bitwise_or.at(
+        held_sets,
+        (pairs.account, pairs.cc // 64),
+        np.left_shift(np.uint64(1), (pairs.cc % 64).astype(np.uint64)),
+    )
+    inter = tables.inter
+    if inter is None:
+        empty = np.zeros((n_a, 0, 0, n_g))
+        return np.zeros((pairs.size, n_g)), held_sets, empty, empty
+    if engine != "numba":
+        empty = np.zeros((n_a, 0, 0, n_g))
+        return SP.inter_credit(st.net_left, st.wfpr, pairs, inter, engine), held_sets, empty, empty
+    max_legs = int(np.diff(inter.leg_ptr).max(initial=1))
+    credit = np.zeros((pairs.size, n_g))
+    snap_rem = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    snap_credit = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    _kernel("_inter_snapshots")(
+        np.ascontiguousarray(st.net_left, dtype=float),
+        np.ascontiguousarray(st.wfpr, dtype=float),
+        pairs.account_ptr.astype(np.int64),
+        pairs.cc.astype(np.int64),
+        pairs.pair_at,
+        inter.rate,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.cc_sets(n_c),
+        credit,
+        np.zeros((n_a, words), dtype=np.uint64),
+        snap_rem,
+        snap_credit,
+    )
+    return credit, held_sets, snap_rem, snap_credit
+
+
+def after_trades(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    leg_trade: np.ndarray,
+    leg_contract: np.ndarray,
+    leg_qty: np.ndarray,
+    engine: str,
+    *,
+    group_rank: np.ndarray | None = None,
+) -> AfterTrades:
+    """SPAN of each trade's after-book: the trade's account in ``base`` with the trade's legs added.
+
+    Parameters
+    ----------
+    base
+        The book's state (:func:`base_state`).
+    tables
+        The plan's tables (the same as for ``base``; every leg's contract is a row of them).
+    trade_account
+        Account index (in ``base``) of each trade, ``(T,)``; ``-1``: an account without positions.
+    leg_trade, leg_contract, leg_qty
+        Per leg, sorted by trade (each trade's legs in their order): its trade, contract (row of
+        the tables) and signed quantity [contracts].
+    engine
+        ``"numba"`` (two compiled passes: the touched pairs, then one pass per trade over its
+        after-book's pairs, without materialising them unless kept) or ``"numpy"`` (the
+        reference: the after-books' pairs as one pair layout through
+        :mod:`marginsim.kernels.span_pairs`).
+    group_rank
+        Column of each combined commodity in the per combined commodity result (``-1``: not a
+        column; every CC an after-book holds must have one), ``(C,)``; ``None``: no such result.
+
+    Returns
+    -------
+    AfterTrades
+    """
+    trade_account = np.asarray(trade_account, dtype=np.int64)
+    leg_trade = np.asarray(leg_trade, dtype=np.int64)
+    leg_k = np.asarray(leg_contract, dtype=np.int64)
+    leg_q = np.asarray(leg_qty, dtype=float)
+    n_t, n_c = trade_account.size, tables.n_cc
+    # the pairs the legs touch: base state plus the legs, then scanned, spread, counted again
+    tp = SP.pairs_of(leg_trade, tables.cc_of_k[leg_k], n_t, n_c)
+    src = _pair_at(base.pairs, trade_account[tp.account], tp.cc)
+    if engine == "numba":
+        touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
+        return _after_numba(
+            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank
+        )
+    touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
+    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
+
+
+def _touched_numpy(
+    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+) -> _PairState:
+    """The touched pairs' state (numpy reference)."""
+    n_g, n_s = tables.risk_array.shape[1], tables.risk_array.shape[2]
+    has = src >= 0
+    loss = np.zeros((tp.size, n_g, n_s))
+    loss[has] = base.loss[src[has]]
+    leg_tp = tp.of_position
+    np.add.at(loss, leg_tp, leg_q[:, None, None] * tables.risk_array[leg_k])  # legs in order
+    row0 = _row0(tp, tables.n_months)
+    months = tables.n_months[tp.cc]
+    ledger = np.zeros((int(row0[-1]), n_g))
+    ledger[_ragged(row0[:-1][has], months[has])] = base.ledger[_ragged(base.row0[src[has]], months[has])]
+    np.add.at(ledger, row0[leg_tp] + tables.month_idx[leg_k], leg_q[:, None] * tables.delta[leg_k])
+    # option counts: the account's netted option contracts of the pair, then the option legs
+    first, n_opt = _pairs_of_accounts(base.opt_ptr, src)  # the pair's entries (none if not held)
+    entries = _ragged(first, n_opt)
+    opt_leg = np.flatnonzero((tables.is_call | tables.is_put)[leg_k])
+    rows = np.concatenate([np.repeat(np.arange(tp.size), n_opt), leg_tp[opt_leg]])
+    counts = SP.option_counts(
+        rows,
+        tp.size,
+        rows,
+        np.concatenate([base.opt_k[entries], leg_k[opt_leg]]),
+        np.concatenate([base.opt_net[entries], leg_q[opt_leg]]),
+        tables.is_call,
+        tables.is_put,
+        tp.size,
+        "numpy",
+    )
+    return _spreads_and_som(tp, loss, row0, ledger, counts, tables, "numpy")
+
+
+def _after_numpy(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    tp: SP.Pairs,
+    touched: _PairState,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    group_rank: np.ndarray | None,
+) -> AfterTrades:
+    """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
+    n_t, n_c, n_g = trade_account.size, tables.n_cc, tables.risk_array.shape[1]
+    bp_all = base.pairs
+    first, n_base = _pairs_of_accounts(bp_all.account_ptr, trade_account)
+    from_base = _ragged(first, n_base)
+    pairs = SP.pairs_of(
+        np.concatenate([np.repeat(np.arange(n_t), n_base), tp.account]),
+        np.concatenate([bp_all.cc[from_base], tp.cc]),
+        n_t,
+        n_c,
+    )
+    t_src = tp.pair_at[pairs.dense_index].astype(np.int64)  # touched pair, -1 if untouched
+    b_src = _pair_at(bp_all, trade_account[pairs.account], pairs.cc)
+    b_at, t_at = np.flatnonzero(t_src < 0), np.flatnonzero(t_src >= 0)
+
+    def after(base_values: np.ndarray, touched_values: np.ndarray) -> np.ndarray:
+        out = np.empty((pairs.size,) + base_values.shape[1:], dtype=base_values.dtype)
+        out[b_at] = base_values[b_src[b_at]]
+        out[t_at] = touched_values[t_src[t_at]]
+        return out
+
+    scan_risk = after(base.scan_risk, touched.scan_risk)
+    intra = after(base.intra, touched.intra)
+    spot = after(base.spot, touched.spot)
+    som = after(base.som, touched.som)[:, None]
+    credit = np.zeros((pairs.size, n_g))
+    if tables.inter is not None:
+        net_left = after(base.net_left, touched.net_left)
+        wfpr = after(base.wfpr, touched.wfpr)
+        credit = SP.inter_credit(net_left, wfpr, pairs, tables.inter, "numpy")
+    # combined commodity risks and the trade's sums, as in the book's margin
+    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    fx = tables.fx[pairs.cc][:, None]
+    every_pair = np.arange(pairs.size)
+    ones = np.ones(pairs.size)
+    span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_t, "numpy")
+    initial_risk = SP.segment_sum(
+        pairs.account, every_pair, ones, risk_cc * tables.ratio[pairs.cc][:, None] * fx, n_t, "numpy"
+    )
+    nov = np.zeros((n_t, n_g))
+    ok = trade_account >= 0
+    nov[ok] = base.nov[trade_account[ok]]
+    np.add.at(nov, leg_trade, leg_q[:, None] * tables.nov[leg_k])
+    out = AfterTrades(
+        nov=nov,
+        span_risk=span_risk,
+        maintenance=np.maximum(span_risk - nov, 0.0),
+        initial=np.maximum(initial_risk - nov, 0.0),
+    )
+    if group_rank is None:
+        return out
+    values = {
+        "scan_risk": scan_risk,
+        "active": after(base.active, touched.active),
+        "intra": intra,
+        "spot": spot,
+        "credit": credit,
+        "som": som,
+        "risk_cc": risk_cc,
+    }
+    return replace(
+        out, groups=_dense_groups(n_t, n_g, group_rank, pairs.account, pairs.cc, tables.fx, values)
+    )
+
+
+# -- the compiled path --------------------------------------------------------------------------------
+
+
+def _touched_kernel(
+    src,
+    lp_ptr,
+    leg_k,
+    leg_q,
+    base_loss,
+    base_row0,
+    base_ledger,
+    opt_ptr,
+    opt_k,
+    opt_net,
+    risk_array,
+    scenario_pair,
+    time_idx,
+    row0,
+    month_idx,
+    delta,
+    kind,
+    scan_risk,
+    active,
+    prisk,
+    ledger,
+    counts,
+):  # pragma: no cover - compiled
+    # per touched pair: its base losses, ledger rows and netted option contracts, then its legs
+    # (in order), with the arithmetic of span_pairs._book_pass; then its scan and option counts
+    n_k, n_g, n_s = risk_array.shape
+    block = np.empty((1, n_g, n_s))
+    slot = np.empty(n_k, dtype=np.int64)
+    net = np.empty(n_k)
+    pair_of = np.empty(n_k, dtype=np.int64)
+    seen = np.empty(n_k, dtype=np.int64)
+    for p in range(src.size):
+        b = src[p]
+        r0 = row0[p]
+        for g in range(n_g):
+            for s in range(n_s):
+                block[0, g, s] = base_loss[b, g, s] if b >= 0 else 0.0
+        if b >= 0:
+            for m in range(row0[p + 1] - r0):
+                for g in range(n_g):
+                    ledger[r0 + m, g] = base_ledger[base_row0[b] + m, g]
+        m = 0
+        if b >= 0:
+            for e in range(opt_ptr[b], opt_ptr[b + 1]):
+                m = _net_add(opt_k[e], p, opt_net[e], slot, net, pair_of, seen, m)
+        for j in range(lp_ptr[p], lp_ptr[p + 1]):
+            k = leg_k[j]
+            w = leg_q[j]
+            for g in range(n_g):
+                for s in range(n_s):
+                    block[0, g, s] += w * risk_array[k, g, s]
+            r = r0 + month_idx[k]
+            for g in range(n_g):
+                ledger[r, g] += w * delta[k, g]
+            if kind[k] != 0:
+                m = _net_add(k, p, w, slot, net, pair_of, seen, m)
+        _net_flush(m, seen, net, pair_of, kind, counts)
+        _scan_block(block, 0, scenario_pair, time_idx, scan_risk, active, prisk, p)
+
+
+def _inter_snapshots(
+    net_left,
+    wfpr,
+    account_ptr,
+    pair_cc,
+    pair_at,
+    rate,
+    leg_ptr,
+    leg_cc,
+    leg_sign,
+    leg_ratio,
+    spread_ccs,
+    credit,
+    held_out,
+    snap_rem,
+    snap_credit,
+):  # pragma: no cover - compiled
+    # span_pairs._inter (the same cascade, the same arithmetic in the same order), recording for
+    # each account, spread and leg held the leg's remaining delta and credit before the spread
+    n_g = net_left.shape[1]
+    n_accounts = account_ptr.size - 1
+    n_cc = pair_at.size // max(n_accounts, 1)
+    n_words = spread_ccs.shape[1]
+    rem = net_left.copy()
+    for a in range(n_accounts):
+        held = held_out[a]
+        for w in range(n_words):
+            held[w] = 0
+        for p in range(account_ptr[a], account_ptr[a + 1]):
+            c = pair_cc[p]
+            held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
+        row = a * n_cc
+        for s in range(rate.size):
+            l0 = leg_ptr[s]
+            nl = leg_ptr[s + 1] - l0
+            every = True
+            for j in range(nl):
+                c = leg_cc[l0 + j]
+                p = pair_at[row + c]
+                if p >= 0:
+                    for g in range(n_g):
+                        snap_rem[a, s, j, g] = rem[p, g]
+                        snap_credit[a, s, j, g] = credit[p, g]
+                else:
+                    every = False
+            if not every:
+                continue
+            for g in range(n_g):
+                for direction in (1.0, -1.0):
+                    n = np.inf
+                    for j in range(nl):
+                        v = max(leg_sign[l0 + j] * direction * rem[pair_at[row + leg_cc[l0 + j]], g], 0.0)
+                        n = min(n, v / leg_ratio[l0 + j])
+                        if n == 0.0:
+                            break
+                    if n == 0.0 or not np.isfinite(n):
+                        continue
+                    for j in range(nl):
+                        p = pair_at[row + leg_cc[l0 + j]]
+                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                        rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
+
+
+def _after_kernel(
+    trade_account,
+    account_ptr,
+    base_cc,
+    base_pair_at,
+    base_held,
+    b_scan,
+    b_active,
+    b_intra,
+    b_spot,
+    b_som,
+    b_credit,
+    b_risk,
+    b_wfpr,
+    b_nov,
+    tp_ptr,
+    tp_cc,
+    t_scan,
+    t_active,
+    t_intra,
+    t_spot,
+    t_net_left,
+    t_wfpr,
+    t_som,
+    leg_ptr,
+    leg_k,
+    leg_q,
+    nov_table,
+    fx,
+    ratio,
+    rate,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    spread_ccs,
+    snap_rem,
+    snap_credit,
+    keep,
+    group_rank,
+    d_scan,
+    d_active,
+    d_intra,
+    d_spot,
+    d_credit,
+    d_som,
+    d_risk,
+    d_held,
+    nov,
+    span_risk,
+    initial_risk,
+):  # pragma: no cover - compiled
+    # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
+    # that involve a combined commodity whose delta changed ("dirty": the touched ones, then every
+    # leg of a spread redone), a clean leg entering with its base remaining delta and credit
+    # before that spread; then the after-book's pairs (the account's merged with the touched ones,
+    # by CC) summed as the book's margin sums them
+    n_t = trade_account.size
+    n_c = fx.size
+    n_g = nov.shape[1]
+    n_words = spread_ccs.shape[1]
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        rem = np.zeros((n_c, n_g))
+        acc = np.zeros((n_c, n_g))
+        wf = np.zeros((n_c, n_g))
+        dirty = np.zeros(n_words, dtype=np.uint64)
+        held = np.zeros(n_words, dtype=np.uint64)
+        for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            a = trade_account[t]
+            for w in range(n_words):
+                dirty[w] = 0
+                held[w] = base_held[a, w] if a >= 0 else 0
+            for j in range(tp_ptr[t], tp_ptr[t + 1]):
+                c = tp_cc[j]
+                bit = np.uint64(1) << np.uint64(c % 64)
+                dirty[c // 64] |= bit
+                held[c // 64] |= bit
+                for g in range(n_g):
+                    rem[c, g] = t_net_left[j, g]
+                    wf[c, g] = t_wfpr[j, g]
+                    acc[c, g] = 0.0
+            for s in range(rate.size):
+                formed = True
+                hit = False
+                for w in range(n_words):
+                    if spread_ccs[s, w] & ~held[w]:
+                        formed = False
+                        break
+                    if spread_ccs[s, w] & dirty[w]:
+                        hit = True
+                if not formed or not hit:
+                    continue
+                l0 = i_leg_ptr[s]
+                nl = i_leg_ptr[s + 1] - l0
+                for j in range(nl):
+                    c = i_leg_cc[l0 + j]
+                    bit = np.uint64(1) << np.uint64(c % 64)
+                    if not dirty[c // 64] & bit:
+                        dirty[c // 64] |= bit
+                        bp = base_pair_at[a * n_c + c]
+                        for g in range(n_g):
+                            rem[c, g] = snap_rem[a, s, j, g]
+                            acc[c, g] = snap_credit[a, s, j, g]
+                            wf[c, g] = b_wfpr[bp, g]
+                for g in range(n_g):
+                    for direction in (1.0, -1.0):
+                        n = np.inf
+                        for j in range(nl):
+                            v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
+                            n = min(n, v / i_leg_ratio[l0 + j])
+                            if n == 0.0:
+                                break
+                        if n == 0.0 or not np.isfinite(n):
+                            continue
+                        for j in range(nl):
+                            c = i_leg_cc[l0 + j]
+                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * rate[s]
+                            rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+            # the after-book's pairs in CC order: the account's, merged with the touched ones
+            i = account_ptr[a] if a >= 0 else 0
+            i_end = account_ptr[a + 1] if a >= 0 else 0
+            j = tp_ptr[t]
+            j_end = tp_ptr[t + 1]
+            for g in range(n_g):
+                span_risk[t, g] = 0.0
+                initial_risk[t, g] = 0.0
+            while i < i_end or j < j_end:
+                if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
+                    c = tp_cc[j]
+                    e = -(j + 1)
+                    if i < i_end and base_cc[i] == c:
+                        i += 1
+                    j += 1
+                else:
+                    c = base_cc[i]
+                    e = i
+                    i += 1
+                is_dirty = dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64))
+                col = group_rank[c] if keep else 0
+                for g in range(n_g):
+                    if e < 0:
+                        cr = acc[c, g]
+                        x = t_scan[-e - 1, g] + t_intra[-e - 1, g] + t_spot[-e - 1, g] - cr
+                        r = max(x, t_som[-e - 1])
+                    elif is_dirty:
+                        cr = acc[c, g]
+                        x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - cr
+                        r = max(x, b_som[e])
+                    else:
+                        cr = b_credit[e, g]
+                        r = b_risk[e, g]
+                    span_risk[t, g] += 1.0 * (r * fx[c])
+                    initial_risk[t, g] += 1.0 * (r * ratio[c] * fx[c])
+                    if keep:  # the dense result, in the reporting currency (as the book's)
+                        f = fx[c]
+                        if e < 0:
+                            d_scan[t, col, g] = t_scan[-e - 1, g] * f
+                            d_active[t, col, g] = t_active[-e - 1, g] + 1
+                            d_intra[t, col, g] = t_intra[-e - 1, g] * f
+                            d_spot[t, col, g] = t_spot[-e - 1, g] * f
+                            d_som[t, col, g] = t_som[-e - 1] * f
+                        else:
+                            d_scan[t, col, g] = b_scan[e, g] * f
+                            d_active[t, col, g] = b_active[e, g] + 1
+                            d_intra[t, col, g] = b_intra[e, g] * f
+                            d_spot[t, col, g] = b_spot[e, g] * f
+                            d_som[t, col, g] = b_som[e] * f
+                        d_credit[t, col, g] = cr * f
+                        d_risk[t, col, g] = r * f
+                if keep:
+                    d_held[t, col] = True
+            for g in range(n_g):
+                v = b_nov[a, g] if a >= 0 else 0.0
+                for leg in range(leg_ptr[t], leg_ptr[t + 1]):
+                    v += leg_q[leg] * nov_table[leg_k[leg], g]
+                nov[t, g] = v
+
+
+_COMPILED: dict = {}
+
+
+def _kernel(name: str):
+    """The compiled kernel ``name`` (numba, cached on disk, serial: a what-if batch is a few
+    milliseconds of work, below what threads repay on a shared 2-core machine), built on first use."""
+    if name not in _COMPILED:
+        _COMPILED[name] = compile_kernel(globals()[name], helpers=SP._helpers())
+    return _COMPILED[name]
+
+
+def _touched_numba(
+    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+) -> _PairState:
+    """The touched pairs' state (compiled)."""
+    n_g = tables.risk_array.shape[1]
+    row0 = _row0(tp, tables.n_months)
+    order = np.argsort(tp.of_position, kind="stable")  # legs by touched pair, each pair's in order
+    lp_ptr = np.searchsorted(tp.of_position[order], np.arange(tp.size + 1)).astype(np.int64)
+    scan_risk, prisk = np.empty((tp.size, n_g)), np.empty((tp.size, n_g))
+    active = np.empty((tp.size, n_g), dtype=np.int64)
+    ledger = np.zeros((int(row0[-1]), n_g))
+    counts = np.zeros((tp.size, 4))
+    _kernel("_touched_kernel")(
+        src,
+        lp_ptr,
+        np.ascontiguousarray(leg_k[order]),
+        np.ascontiguousarray(leg_q[order]),
+        base.loss,
+        base.row0,
+        base.ledger,
+        base.opt_ptr,
+        base.opt_k,
+        base.opt_net,
+        np.ascontiguousarray(tables.risk_array, dtype=float),
+        np.ascontiguousarray(tables.scenario_pair, dtype=np.int64),
+        np.ascontiguousarray(tables.time_scenarios, dtype=np.int64),
+        row0,
+        np.ascontiguousarray(tables.month_idx, dtype=np.int64),
+        np.ascontiguousarray(tables.delta, dtype=float),
+        SP._kind(tables.is_call, tables.is_put),
+        scan_risk,
+        active,
+        prisk,
+        ledger,
+        counts,
+    )
+    n_p = tp.size
+    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
+    if tables.intra is not None:
+        intra, spot, net_left = SP.intra_and_spot(ledger, row0, tp, tables.intra, "numba")
+    else:
+        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+    som = K.short_option_minimum(
+        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], tables.som_rate[tp.cc], tables.som_net[tp.cc]
+    )
+    return _PairState(
+        pairs=tp,
+        loss=np.zeros((0, n_g, 0)),
+        scan_risk=scan_risk,
+        active=active,
+        row0=row0,
+        ledger=ledger,
+        intra=intra,
+        spot=spot,
+        net_left=net_left,
+        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
+        som=som,
+    )
+
+
+def _after_numba(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    tp: SP.Pairs,
+    src: np.ndarray,
+    touched: _PairState,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    group_rank: np.ndarray | None,
+) -> AfterTrades:
+    """The per-trade pass over the after-books' pairs (compiled)."""
+    n_t, n_g = trade_account.size, tables.risk_array.shape[1]
+    bp = base.pairs
+    tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
+    leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
+    keep = group_rank is not None
+    n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
+    rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
+    shape = (n_t, n_out, n_g) if keep else (0, 0, n_g)
+    d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
+    d_active = np.ones(shape, dtype=np.int64)
+    d_held = np.zeros(shape[:2], dtype=bool)
+    nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    inter = tables.inter
+    if inter is None:  # no spread: the cascade does nothing
+        inter = SP.InterTable(
+            rate=np.zeros(0),
+            leg_ptr=np.zeros(1, dtype=np.int64),
+            leg_cc=np.zeros(0, dtype=np.int64),
+            leg_sign=np.zeros(0),
+            leg_ratio=np.zeros(0),
+        )
+    _kernel("_after_kernel")(
+        trade_account,
+        bp.account_ptr.astype(np.int64),
+        bp.cc.astype(np.int64),
+        bp.pair_at,
+        base.held_sets,
+        base.scan_risk,
+        base.active,
+        base.intra,
+        base.spot,
+        np.ascontiguousarray(base.som, dtype=float),
+        base.credit,
+        base.risk_cc,
+        np.ascontiguousarray(base.wfpr),
+        base.nov,
+        tp_ptr,
+        tp.cc.astype(np.int64),
+        touched.scan_risk,
+        touched.active,
+        touched.intra,
+        touched.spot,
+        np.ascontiguousarray(touched.net_left),
+        np.ascontiguousarray(touched.wfpr),
+        np.ascontiguousarray(touched.som, dtype=float),
+        leg_ptr,
+        leg_k,
+        leg_q,
+        np.ascontiguousarray(tables.nov, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        np.ascontiguousarray(tables.ratio, dtype=float),
+        inter.rate,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.cc_sets(tables.n_cc),
+        base.snap_rem,
+        base.snap_credit,
+        keep,
+        rank,
+        d_scan,
+        d_active,
+        d_intra,
+        d_spot,
+        d_credit,
+        d_som,
+        d_risk,
+        d_held,
+        nov,
+        span_risk,
+        initial_risk,
+    )
+    groups = None
+    if keep:
+        groups = dict(
+            zip(GROUP_VARIABLES, (d_scan, d_active, d_intra, d_spot, d_credit, d_som, d_risk, d_held))
+        )
+    return AfterTrades(
+        nov=nov,
+        span_risk=span_risk,
+        maintenance=np.maximum(span_risk - nov, 0.0),
+        initial=np.maximum(initial_risk - nov, 0.0),
+        groups=groups,
+    )
