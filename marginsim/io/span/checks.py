@@ -163,5 +163,5 @@ def _check_spreads(sf: SpanFile, file: str) -> None:
     for cc in ccs.values():
         for sp in cc.d_spreads:
             legs(sp, True)
-    for sp in sf.inter_spreads:
+    for sp in (*sf.super_spreads, *sf.inter_spreads):
         legs(sp, False)

@@ -525,7 +525,8 @@ class Tier:
 @dataclass(frozen=True)
 class SpreadLeg:
     """``tLeg``: combined commodity ``cc``, tier ``tn``, required side ``side`` (``rs``: A or B)
-    and delta ratio ``ratio`` (``i``: deltas of this leg per spread)."""
+    and delta ratio ``ratio`` (``i``: deltas of this leg per spread); ``rates``: the leg's own
+    rates (in a ``W`` inter spread: its credit rate as a fraction, checked to lie in [0, 1])."""
 
     cc: str
     tier: int
@@ -543,11 +544,12 @@ class DeltaSpread:
     spread
         Spread number = priority (spreads are formed in increasing order).
     charge_method
-        ``chargeMeth``: ``F`` flat rate, ``W`` weighted futures price risk, ``P``.
+        ``chargeMeth``: ``F`` flat rate, ``W`` weighted futures price risk, ``P`` per month per
+        spread (``pmpsRate``; not computed).
     rates
-        Rate per rate class. Unit by method: ``F`` currency per spread formed; ``W`` credit
-        as a fraction of the weighted futures price risk (0.60 = 60 %; checked to lie in
-        [0, 1]).
+        Rate per rate class. Unit by method: ``F`` currency per spread formed (in an inter spread:
+        a charge when positive, a credit when negative); ``W`` credit as a fraction of the weighted
+        futures price risk (0.60 = 60 %; checked to lie in [0, 1]).
     legs
         Tier legs, in file order.
     spread_type
@@ -675,6 +677,9 @@ class SpanFile:
         Combined commodities by code, in file order.
     inter_spreads
         Inter-commodity spreads, in file order (``spread`` = priority).
+    super_spreads
+        Super inter-commodity spreads (``superSpreads/dSpread``), formed before the intra-commodity
+        spreads, in file order.
     ignored_portfolios
         Portfolio kinds this reader does not model, tag -> count (e.g. ``{"debtPf": 3}``).
     """
@@ -696,6 +701,7 @@ class SpanFile:
     combined_commodities: Mapping[str, CombinedCommodity]
     inter_spreads: tuple[DeltaSpread, ...]
     ignored_portfolios: Mapping[str, int] = field(default_factory=dict)
+    super_spreads: tuple[DeltaSpread, ...] = ()
 
     @property
     def physical_portfolios(self) -> tuple[PhysicalPortfolio, ...]:
