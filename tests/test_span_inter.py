@@ -20,6 +20,7 @@ from marginsim.errors import InputError
 from marginsim.io.span import read_span_xml, span_params_from_file
 from marginsim.kernels import span as K
 from marginsim.kernels import span_pairs as SP
+from marginsim.methods.span.report import span_table
 
 DATA = Path(__file__).resolve().parent / "data" / "span"
 INTER = DATA / "inter_spreads.xml"
@@ -296,3 +297,91 @@ def test_inter_spread_params_need_the_rate_of_their_method():
     with pytest.raises(InputError) as e:
         span_of([pos("AAA:F:202403", 1)], inter_spreads=bad)
     assert "flat_rate" in str(e.value)
+
+
+# -- exposure margin (NSE) -------------------------------------------------------------------------
+
+EXPOSURE_RATES = {"futures": 0.03, "options": 0.02}
+FUT, CALL, PUT = "NIF:F:20240328", "NIF:C:20240328:20000", "NIF:P:20240328:20000"
+
+
+def exposure_of(positions: list[dict], **span):
+    sc = scenario(EXPOSURE, positions, **span)
+    sc["currency"] = "INR"
+    return marginsim.margin(sc)
+
+
+def test_exposure_margin_is_a_percentage_of_notional_added_to_the_requirement():
+    # +50 NIF future (price 20,100), -50 NIF call (strike 20,000, price 150), quantities in units (cvf 1)
+    # SPAN: losses 50 x (future - call) per scenario; the largest is scenario 16:
+    #   50 x (2,880 - 900) = 99,000; net option value -50 x 150 = -7,500; SPAN 99,000 + 7,500 = 106,500
+    # exposure: future 0.03 x 50 x 20,100 = 30,150; short call at the underlying's (spot) price
+    #   0.02 x 50 x 20,000 = 20,000; total 50,150
+    # maintenance = initial = 106,500 + 50,150 = 156,650
+    r = exposure_of([pos(FUT, 50), pos(CALL, -50)], exposure_margin=EXPOSURE_RATES)
+    d = r["span"].sel(account="main")
+    assert float(d["scan_risk"].sel(group="NIF")) == pytest.approx(99_000.0, abs=1e-9)
+    assert float(d["exposure_margin"]) == pytest.approx(50_150.0, abs=1e-9)
+    assert float(d["maintenance"]) == pytest.approx(156_650.0, abs=1e-9)
+    assert float(d["initial"]) == pytest.approx(156_650.0, abs=1e-9)
+    obj = r.to_dict()["accounts"]["main"]["span"]
+    assert obj["exposure_margin"] == pytest.approx(50_150.0, abs=1e-9)
+    assert "exposure margin" in span_table(r["span"], "main")
+
+
+def test_long_options_carry_no_exposure_and_groups_override_the_rates():
+    # +25 put (long): no exposure; per-group options rate 0.05 for NIF: short call 0.05 x 50 x 20,000
+    # = 50,000; futures keep 0.03: 30,150; total 80,150
+    rates = {**EXPOSURE_RATES, "groups": {"NIF": {"options": 0.05}}}
+    r = exposure_of([pos(FUT, 50), pos(CALL, -50), pos(PUT, 25)], exposure_margin=rates)
+    assert float(r["span"]["exposure_margin"].sel(account="main")) == pytest.approx(80_150.0, abs=1e-9)
+
+
+def test_without_exposure_margin_nothing_changes():
+    r = exposure_of([pos(FUT, 50), pos(CALL, -50)])
+    assert "exposure_margin" not in r["span"]
+    assert "exposure_margin" not in r.to_dict()["accounts"]["main"]["span"]
+    assert float(r["span"]["maintenance"].sel(account="main")) == pytest.approx(106_500.0, abs=1e-9)
+
+
+def test_exposure_rates_are_fractions():
+    with pytest.raises(InputError) as e:
+        exposure_of([pos(FUT, 1)], exposure_margin={"futures": 3})
+    assert "exposure_margin" in str(e.value) and "futures" in str(e.value)
+
+
+def test_exposure_margin_against_marginism():
+    marginism = pytest.importorskip("marginism")
+    positions = [pos(FUT, 50), pos(CALL, -50), pos(PUT, 25), pos(FUT, -20)]
+    peer = marginism.SpanCalculator.from_file(
+        str(EXPOSURE),
+        exposure=marginism.ExposureConfig(
+            stock_futures_pct=0.03, stock_options_pct=0.02, expiry_day_elm_pct=0.0
+        ),
+    ).calculate(
+        [
+            marginism.Position("NIF", "FUT", 50, expiry="20240328"),
+            marginism.Position("NIF", "CE", -50, expiry="20240328", strike=20000),
+            marginism.Position("NIF", "PE", 25, expiry="20240328", strike=20000),
+            marginism.Position("NIF", "FUT", -20, expiry="20240328"),
+        ]
+    )
+    d = exposure_of(positions, exposure_margin=EXPOSURE_RATES)["span"].sel(account="main")
+    assert float(d["exposure_margin"]) == pytest.approx(peer.exposure_margin, rel=1e-12)
+    assert float(d["net_option_value"]) == pytest.approx(peer.net_option_value, rel=1e-12)
+    assert float(d["maintenance"]) == pytest.approx(peer.total_margin, rel=1e-12)
+
+
+def test_an_option_strike_spelled_twice_is_one_contract_defined_twice(tmp_path):
+    # the identifiers compare strikes as numbers: 20000 and 20000.00 name the same option
+    text = EXPOSURE.read_text().replace("<o>P</o><k>20000</k>", "<o>C</o><k>20000.00</k>")
+    p = tmp_path / "twice.xml"
+    p.write_text(text)
+    with pytest.raises(InputError) as e:
+        read_span_xml(p)
+    assert "contract NIF:C:20240328:20000 is defined twice (first at " in str(e.value)
+    assert (
+        "exchange[1].oopPf[1].series[1].opt[2]: contract NIF:C:20240328:20000 is defined twice (first at "
+        in str(e.value)
+    )
+    assert "(first at spanFile.pointInTime.clearingOrg.exchange[1].oopPf[1].series[1].opt[1])" in str(e.value)
