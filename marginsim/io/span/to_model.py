@@ -297,7 +297,8 @@ def _wfpr(sf: SpanFile, cc: CombinedCommodity, rate_id: int) -> dict[str, Any]:
         )
     if code == "NORMAL":
         return {}
-    futures, others = [], []
+    futures: list[np.ndarray] = []
+    others: list[np.ndarray] = []
     for link in cc.pf_links:
         try:
             pf = sf.portfolio_by_id(link.exchange, link.pf_id)

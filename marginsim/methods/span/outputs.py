@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...outputs import CURRENCY, Output
 
-__all__ = ["OUTPUTS"]
+__all__ = ["OPTIONAL", "OUTPUTS"]
 
 _AG = ("account", "group")
 
@@ -122,3 +122,7 @@ OUTPUTS = (
         "loss per scenario (SPAN convention: losses positive)",
     ),
 )
+
+#: Outputs a result has only when asked for: ``exposure_margin`` with ``span.exposure_margin``,
+#: ``super_spread_credit`` with super spreads (results without them keep their variables and JSON).
+OPTIONAL = frozenset({"exposure_margin", "super_spread_credit"})
