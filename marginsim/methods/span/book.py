@@ -1,10 +1,11 @@
 """Margining a planned SPAN book: one pass of compiled kernels over the (account, combined commodity)
 pairs the book holds (:mod:`marginsim.kernels.span_pairs`).
 
-Scanning risk, active scenario and price risk per pair, net deltas by contract month,
-intra-commodity spread and spot-month charges, inter-commodity spread credit, short option
-minimum, combined commodity risk, then the account sums (SPAN risk, net option value,
-maintenance and initial). Everything here is numpy: the Dataset is built by :mod:`.dataset`.
+Scanning risk, active scenario and price risk per pair, net deltas by contract month, super
+inter-commodity spread credit (on the months, before the intra spreads), intra-commodity spread and
+spot-month charges, inter-commodity spread credit, short option minimum, combined commodity risk,
+then the account sums (SPAN risk, net option value, maintenance and initial, each with the
+exposure margin when the scenario asks for one). Everything here is numpy: the Dataset is built by :mod:`.dataset`.
 """
 
 from __future__ import annotations
