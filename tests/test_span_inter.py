@@ -164,12 +164,17 @@ def test_wfpr_scan_range_and_scan_range_cap(engine):
     assert float(ds["maintenance"].sel(account="main")) == pytest.approx(300.0, abs=1e-9)
 
 
-def test_wfpr_scan_range_is_used_even_above_the_price_risk():
-    # +3 CCC, -1 DDD: CCC price risk 900 over 3 deltas = 300 per delta, but SCANRANGE gives 250;
-    # 1 spread (DDD has 1 short delta); CCC credit 1 x 250 x 0.6 = 150, DDD min(300, 250) x 0.6 = 150
-    ds = span_of([pos("CCC:F:202403", 3), pos("DDD:F:202403", -1)])
-    assert group_values(ds, "inter_spread_credit") == pytest.approx({"CCC": 150.0, "DDD": 150.0}, abs=1e-9)
-    assert group_values(ds, "risk") == pytest.approx({"CCC": 750.0, "DDD": 150.0}, abs=1e-9)
+def test_wfpr_scan_range_replaces_the_price_risk_even_when_larger():
+    # +3 CCC, -1 DDD, CCC's scan range raised to 400 by the scenario: CCC's price risk per delta is
+    # 900 / 3 = 300, SCANRANGE takes 400 all the same (a cap would keep 300)
+    # 1 spread (DDD has 1 short delta); credit CCC 1 x 400 x 0.6 = 240, DDD min(300, 250) x 0.6 = 150
+    # risk CCC 900 - 240 = 660, DDD 300 - 150 = 150
+    ds = span_of(
+        [pos("CCC:F:202403", 3), pos("DDD:F:202403", -1)],
+        combined_commodities={"CCC": {"wfpr_scan_range": 400}},
+    )
+    assert group_values(ds, "inter_spread_credit") == pytest.approx({"CCC": 240.0, "DDD": 150.0}, abs=1e-9)
+    assert group_values(ds, "risk") == pytest.approx({"CCC": 660.0, "DDD": 150.0}, abs=1e-9)
 
 
 def test_wfpr_scan_range_cap_binds_only_above_the_cap():
@@ -401,4 +406,7 @@ def test_engines_agree_on_random_books_of_the_inter_file():
     a, b = (span_of(rows, engine=e) for e in ENGINES)
     for name in ("maintenance", "super_spread_credit", "inter_spread_credit", "intra_spread_charge", "risk"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-12, atol=1e-9, err_msg=name)
-    assert float(np.abs(a["super_spread_credit"]).sum()) > 0 and float(np.abs(a["inter_spread_credit"]).sum()) > 0
+    assert (
+        float(np.abs(a["super_spread_credit"]).sum()) > 0
+        and float(np.abs(a["inter_spread_credit"]).sum()) > 0
+    )
