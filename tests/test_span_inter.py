@@ -342,6 +342,17 @@ def test_long_options_carry_no_exposure_and_groups_override_the_rates():
     assert float(r["span"]["exposure_margin"].sel(account="main")) == pytest.approx(80_150.0, abs=1e-9)
 
 
+def test_exposure_is_on_the_net_position_of_each_contract():
+    # rows +50 and -20 of the future and -50, +10 of the call in one account: net +30 future
+    # (0.03 x 30 x 20,100 = 18,090) and net -40 call (0.02 x 40 x 20,000 = 16,000): 34,090;
+    # a second account short 5 futures: 0.03 x 5 x 20,100 = 3,015
+    rows = [pos(FUT, 50), pos(CALL, -50), pos(FUT, -20), pos(CALL, 10)]
+    rows += [{"account": "other", "contract": FUT, "quantity": -5}]
+    ds = exposure_of(rows, exposure_margin=EXPOSURE_RATES)["span"]
+    assert float(ds["exposure_margin"].sel(account="main")) == pytest.approx(34_090.0, abs=1e-9)
+    assert float(ds["exposure_margin"].sel(account="other")) == pytest.approx(3_015.0, abs=1e-9)
+
+
 def test_without_exposure_margin_nothing_changes():
     r = exposure_of([pos(FUT, 50), pos(CALL, -50)])
     assert "exposure_margin" not in r["span"]
@@ -357,7 +368,7 @@ def test_exposure_rates_are_fractions():
 
 def test_exposure_margin_against_marginism():
     marginism = pytest.importorskip("marginism")
-    positions = [pos(FUT, 50), pos(CALL, -50), pos(PUT, 25), pos(FUT, -20)]
+    positions = [pos(FUT, 30), pos(CALL, -50), pos(PUT, 25)]
     peer = marginism.SpanCalculator.from_file(
         str(EXPOSURE),
         exposure=marginism.ExposureConfig(
@@ -365,10 +376,9 @@ def test_exposure_margin_against_marginism():
         ),
     ).calculate(
         [
-            marginism.Position("NIF", "FUT", 50, expiry="20240328"),
+            marginism.Position("NIF", "FUT", 30, expiry="20240328"),
             marginism.Position("NIF", "CE", -50, expiry="20240328", strike=20000),
             marginism.Position("NIF", "PE", 25, expiry="20240328", strike=20000),
-            marginism.Position("NIF", "FUT", -20, expiry="20240328"),
         ]
     )
     d = exposure_of(positions, exposure_margin=EXPOSURE_RATES)["span"].sel(account="main")

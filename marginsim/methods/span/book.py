@@ -134,10 +134,12 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     maintenance = np.maximum(span_risk - nov, 0.0)
     initial = np.maximum(initial_risk - nov, 0.0)
     exposure = None
-    if plan.exposure is not None:  # per position: |quantity| x the long or short contract's exposure
-        short = (qty < 0).astype(np.int64)
-        per_position = np.abs(qty) * plan.exposure[pos_k, short]
-        exposure = np.bincount(pos_a, weights=per_position, minlength=n_a)[:, None]  # (A, 1)
+    if plan.exposure is not None:  # per (account, contract) net position: |net| x its long or short exposure
+        n_k = plan.risk_array.shape[0]
+        key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
+        net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
+        per_contract = np.abs(net) * plan.exposure[key % n_k, (net < 0).astype(np.int64)]
+        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_a)[:, None]  # (A, 1)
         maintenance = maintenance + exposure
         initial = initial + exposure
     return _BookMargin(

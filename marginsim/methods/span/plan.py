@@ -336,7 +336,8 @@ def _inter_spreads(spreads: list[InterSpread], gindex: dict[str, int]) -> list[K
 
 
 def _exposure(inputs: Inputs, contracts: xr.Dataset, params: SpanParams, contract_fx: np.ndarray) -> np.ndarray:
-    """Exposure margin per long and per short contract, shape ``(K, 2)`` [reporting currency].
+    """Exposure margin per long and per short contract, shape ``(K, 2)`` [reporting currency] (charged
+    on the net position of each account in each contract).
 
     A future's notional is its price (else its underlying's) x multiplier; an option's is its
     underlying's price x multiplier, and only a short option carries it. The rate is the
