@@ -240,9 +240,12 @@ def account_json(
     """The JSON object of each account: the ``json="account"`` outputs, keyed in declaration order.
 
     The default JSON writer of a method (:attr:`marginsim.registry.MethodSpec.to_dict`): each
-    variable is converted once for every account (:func:`per_account`).
+    variable is converted once for every account (:func:`per_account`); a declared variable the
+    result does not have (an optional one) is left out.
     """
-    columns = {o.json_key: per_account(ds[o.name], grid_dims) for o in json_keys(outputs, "account")}
+    columns = {
+        o.json_key: per_account(ds[o.name], grid_dims) for o in json_keys(outputs, "account") if o.name in ds
+    }
     names = [str(a) for a in ds["account"].values.tolist()]
     return {a: {k: col[i] for k, col in columns.items()} for i, a in enumerate(names)}
 

@@ -4,9 +4,11 @@ units; a money variable in the reporting currency carries the scenario's currenc
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import marginsim
 from marginsim.methods.span import OUTPUTS, SPEC, span_margin
+from marginsim.methods.span.outputs import OPTIONAL
 from marginsim.outputs import CURRENCY, undeclared
 
 # flags and labels: no units (the convention of marginsim.outputs.Output), named here so that a new
@@ -62,9 +64,23 @@ def test_every_declared_json_section_is_written(scenarios_dir):
     """The JSON keys of each section come from the declaration, in its order."""
     result = marginsim.margin(scenarios_dir / "span_inter_commodity.yaml", methods=["span"])
     obj = next(iter(result.to_dict()["accounts"].values()))["span"]
-    account_keys = [o.json_key for o in OUTPUTS if o.json == "account"]
+    account_keys = [o.json_key for o in OUTPUTS if o.json == "account" and o.name not in OPTIONAL]
     contract_keys = [o.json_key for o in OUTPUTS if o.json == "contract"]
     assert list(obj) == account_keys + ["groups"] + contract_keys
+    group = next(iter(obj["groups"].values()))
+    assert list(group) == [o.json_key for o in OUTPUTS if o.json == "group" and o.name not in OPTIONAL]
+
+
+def test_optional_outputs_are_written_in_their_declared_place(scenarios_dir):
+    """With super spreads and an exposure margin, their outputs join the JSON in declaration order."""
+    sc = yaml.safe_load((scenarios_dir / "span_inter_commodity.yaml").read_text())
+    span = sc["span"]
+    span["super_spreads"], span["inter_spreads"] = span["inter_spreads"], []
+    span["exposure_margin"] = {"futures": 0.01}
+    result = marginsim.margin(sc, methods=["span"])
+    obj = next(iter(result.to_dict()["accounts"].values()))["span"]
+    account_keys = [o.json_key for o in OUTPUTS if o.json == "account"]
+    assert list(obj)[: len(account_keys)] == account_keys
     group = next(iter(obj["groups"].values()))
     assert list(group) == [o.json_key for o in OUTPUTS if o.json == "group"]
     assert SPEC.outputs == OUTPUTS

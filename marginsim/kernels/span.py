@@ -129,11 +129,18 @@ class SpreadLeg:
         ``"A"`` or ``"B"``: A legs must be on one side (long or short), B legs on the other.
     ratio
         Delta per spread on this leg.
+    rate
+        Inter spreads: this leg's own credit rate [fraction]; ``None``: the spread's.
+    flat
+        Inter spreads: flat credit to this leg's combined commodity per spread formed [currency]
+        (method F: minus the spread's amount shared among its combined commodities).
     """
 
     index: np.ndarray | int
     side: str
     ratio: float
+    rate: float | None = None
+    flat: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -245,7 +252,8 @@ def inter_commodity_credit(
         Weighted futures price risk per combined commodity [currency per delta], same shape.
     spreads
         Inter spreads in priority order; ``rate`` is the credit rate as a fraction, each leg's
-        ``index`` the combined commodity's position on the last axis.
+        ``index`` the combined commodity's position on the last axis; a leg's own ``rate`` replaces
+        the spread's, and its ``flat`` is added per spread formed (currency).
 
     Returns
     -------
@@ -263,7 +271,8 @@ def inter_commodity_credit(
             n = np.where(np.isfinite(n), n, 0.0)
             for leg in spread.legs:
                 s = _sign(leg.side, direction)
-                credit[..., leg.index] += n * leg.ratio * wfpr[..., leg.index] * spread.rate
+                rate = spread.rate if leg.rate is None else leg.rate
+                credit[..., leg.index] += n * leg.ratio * wfpr[..., leg.index] * rate + n * leg.flat
                 remaining[..., leg.index] -= s * n * leg.ratio
     return credit, remaining
 

@@ -39,6 +39,7 @@ __all__ = [
     "InterTable",
     "inter_table",
     "inter_credit",
+    "super_credit",
 ]
 
 
@@ -417,11 +418,12 @@ def _inter(
     account_ptr,
     pair_cc,
     pair_at,
-    rate,
     leg_ptr,
     leg_cc,
     leg_sign,
     leg_ratio,
+    leg_rate,
+    leg_flat,
     spread_ccs,
     credit,
 ):  # pragma: no cover - compiled
@@ -431,8 +433,9 @@ def _inter(
     n_accounts = account_ptr.size - 1
     n_cc = pair_at.size // max(n_accounts, 1)
     n_words = spread_ccs.shape[1]
+    n_spreads = leg_ptr.size - 1
     max_legs = 1
-    for s in range(rate.size):
+    for s in range(n_spreads):
         max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
     rem = net_left.copy()
     n_chunks = min(n_accounts, _CHUNKS)
@@ -446,7 +449,7 @@ def _inter(
                 c = pair_cc[p]
                 held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
             row = a * n_cc
-            for s in range(rate.size):
+            for s in range(n_spreads):
                 every = True
                 for w in range(n_words):
                     if spread_ccs[s, w] & ~held[w]:
@@ -470,7 +473,7 @@ def _inter(
                             continue
                         for j in range(nl):
                             p = legs[j]
-                            credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                            credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
                             rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
@@ -905,21 +908,28 @@ def _sequential_sum(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InterTable:
-    """Inter spreads in priority order as flat arrays: credit rate [fraction] per spread; legs of
-    spread ``s`` are ``leg_ptr[s]:leg_ptr[s + 1]`` with a combined commodity index, a side sign
-    and a ratio [delta per spread]."""
+    """Inter spreads in priority order as flat arrays: legs of spread ``s`` are
+    ``leg_ptr[s]:leg_ptr[s + 1]`` with a combined commodity index, a side sign, a ratio [delta per
+    spread], a credit rate [fraction of the weighted futures price risk] and a flat credit
+    [currency per spread]: each spread formed credits a leg's CC ``ratio x WFPR x rate + flat``."""
 
-    rate: np.ndarray
     leg_ptr: np.ndarray
     leg_cc: np.ndarray
     leg_sign: np.ndarray
     leg_ratio: np.ndarray
+    leg_rate: np.ndarray
+    leg_flat: np.ndarray
+
+    @property
+    def n_spreads(self) -> int:
+        """Number of spreads."""
+        return int(self.leg_ptr.size - 1)
 
     def cc_sets(self, n_cc: int) -> np.ndarray:
         """The combined commodities of each spread as bit sets: ``(n_spreads, ceil(n_cc / 64))``
         uint64 words, bit ``c % 64`` of word ``c // 64`` set for each leg's CC ``c``."""
-        out = np.zeros((self.rate.size, max(-(-n_cc // 64), 1)), dtype=np.uint64)
-        spread_of_leg = np.repeat(np.arange(self.rate.size), np.diff(self.leg_ptr))
+        out = np.zeros((self.n_spreads, max(-(-n_cc // 64), 1)), dtype=np.uint64)
+        spread_of_leg = np.repeat(np.arange(self.n_spreads), np.diff(self.leg_ptr))
         np.bitwise_or.at(
             out,
             (spread_of_leg, self.leg_cc // 64),
@@ -931,27 +941,33 @@ class InterTable:
         """The spreads for the reference kernel."""
         return [
             K.Spread(
-                float(self.rate[s]),
+                0.0,
                 [
                     K.SpreadLeg(
-                        int(self.leg_cc[j]), "A" if self.leg_sign[j] > 0 else "B", float(self.leg_ratio[j])
+                        int(self.leg_cc[j]),
+                        "A" if self.leg_sign[j] > 0 else "B",
+                        float(self.leg_ratio[j]),
+                        float(self.leg_rate[j]),
+                        float(self.leg_flat[j]),
                     )
                     for j in range(self.leg_ptr[s], self.leg_ptr[s + 1])
                 ],
             )
-            for s in range(self.rate.size)
+            for s in range(self.n_spreads)
         ]
 
 
 def inter_table(spreads: Sequence[K.Spread]) -> InterTable:
-    """Flatten inter spreads (legs' ``index`` = combined commodity index)."""
-    legs = [leg for sp in spreads for leg in sp.legs]
+    """Flatten inter spreads (legs' ``index`` = combined commodity index). A leg's credit rate is its
+    own (``SpreadLeg.rate``) if given, else the spread's; its flat credit is ``SpreadLeg.flat``."""
+    legs = [(leg, sp.rate) for sp in spreads for leg in sp.legs]
     return InterTable(
-        rate=np.array([sp.rate for sp in spreads], dtype=float),
         leg_ptr=np.concatenate([[0], np.cumsum([len(sp.legs) for sp in spreads])]).astype(np.int64),
-        leg_cc=np.array([int(leg.index) for leg in legs], dtype=np.int64),
-        leg_sign=np.array([1.0 if leg.side == "A" else -1.0 for leg in legs]),
-        leg_ratio=np.array([leg.ratio for leg in legs], dtype=float),
+        leg_cc=np.array([int(leg.index) for leg, _ in legs], dtype=np.int64),
+        leg_sign=np.array([1.0 if leg.side == "A" else -1.0 for leg, _ in legs]),
+        leg_ratio=np.array([leg.ratio for leg, _ in legs], dtype=float),
+        leg_rate=np.array([rate if leg.rate is None else leg.rate for leg, rate in legs], dtype=float),
+        leg_flat=np.array([leg.flat for leg, _ in legs], dtype=float),
     )
 
 
@@ -974,7 +990,7 @@ def inter_credit(
         (:func:`marginsim.kernels.span.inter_commodity_credit` on an (account, grid, CC) array).
     """
     n_g = net_delta.shape[1]
-    if not table.rate.size:
+    if not table.n_spreads:
         return np.zeros((pairs.size, n_g))
     if engine == "numba":
         credit = np.zeros((pairs.size, n_g))
@@ -984,11 +1000,12 @@ def inter_credit(
             pairs.account_ptr,
             pairs.cc,
             pairs.pair_at,
-            table.rate,
             table.leg_ptr,
             table.leg_cc,
             table.leg_sign,
             table.leg_ratio,
+            table.leg_rate,
+            table.leg_flat,
             table.cc_sets(pairs.n_cc),
             credit,
         )
@@ -1000,3 +1017,74 @@ def inter_credit(
     dense_wfpr[pairs.account, :, pairs.cc] = wfpr
     credit, _ = K.inter_commodity_credit(dense_delta, dense_wfpr, table.spreads())
     return credit[pairs.account, :, pairs.cc]
+
+
+# -- super inter-commodity spreads (before the intra-commodity spreads) ------------------------------
+
+
+def super_credit(
+    ledger: np.ndarray, row0: np.ndarray, pairs: Pairs, table: InterTable, wfpr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Super inter-commodity spread credit, formed on the month ledger before the intra spreads.
+
+    Spreads are taken in order, each with its A legs long and B legs short, then the other way
+    round, for every account holding all of its combined commodities at once (arrays over the
+    accounts: the loops are over definitions). A leg draws from the months of its CC on the needed
+    side, pro rata to their remaining delta, as intra legs do; the deltas used are consumed, so the
+    intra spreads and the inter spreads after them see what is left. Each spread formed credits a
+    leg's CC ``ratio x WFPR x rate + flat`` (as :func:`inter_credit`). One implementation for both
+    engines.
+
+    Parameters
+    ----------
+    ledger
+        Net delta per (pair, month) row, shape ``(R, G)`` [delta]; rows of pair ``p`` are
+        ``row0[p]:row0[p + 1]`` (at least one per pair).
+    row0
+        Row offsets, shape ``(P + 1,)``.
+    pairs
+        The pair layout.
+    table
+        The super spreads (:func:`inter_table`), in priority order.
+    wfpr
+        Weighted futures price risk per pair, shape ``(P, G)`` [currency per delta].
+
+    Returns
+    -------
+    credit, ledger
+        Credit per pair [currency], shape ``(P, G)``; the ledger left (a new array).
+    """
+    n_p, n_g = wfpr.shape
+    led = np.array(ledger, dtype=float, copy=True)
+    credit = np.zeros((n_p, n_g))
+    if not n_p or not table.n_spreads:
+        return credit, led
+    pair_of_row = np.repeat(np.arange(n_p), np.diff(row0))
+    accounts = np.arange(pairs.n_accounts, dtype=np.int64) * pairs.n_cc
+    for s in range(table.n_spreads):  # definitions
+        legs = np.arange(table.leg_ptr[s], table.leg_ptr[s + 1])
+        lp = pairs.pair_at[accounts[None, :] + table.leg_cc[legs][:, None]]  # (L, A): pair of each leg
+        lp = lp[:, (lp >= 0).all(axis=0)].astype(np.int64)  # accounts holding every CC of the spread
+        if not lp.size:
+            continue
+        for direction in (1.0, -1.0):
+            sign = table.leg_sign[legs] * direction
+            long_ = np.add.reduceat(np.maximum(led, 0.0), row0[:-1], axis=0)  # (P, G)
+            short = np.add.reduceat(np.maximum(-led, 0.0), row0[:-1], axis=0)
+            avail = [long_[lp[j]] if sign[j] > 0 else short[lp[j]] for j in range(legs.size)]  # (A', G)
+            n = np.full(avail[0].shape, np.inf)
+            for j, leg in enumerate(legs):
+                n = np.minimum(n, avail[j] / table.leg_ratio[leg])
+            n = np.where(np.isfinite(n), n, 0.0)
+            if not n.any():
+                continue
+            for j, leg in enumerate(legs):
+                ratio = table.leg_ratio[leg]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    frac = np.where(avail[j] > 0, n * ratio / np.where(avail[j] > 0, avail[j], 1.0), 0.0)
+                frac_of_pair = np.zeros((n_p, n_g))
+                frac_of_pair[lp[j]] = np.minimum(frac, 1.0)
+                take = np.maximum(sign[j] * led, 0.0) * frac_of_pair[pair_of_row]
+                led -= sign[j] * take
+                credit[lp[j]] += n * ratio * wfpr[lp[j]] * table.leg_rate[leg] + n * table.leg_flat[leg]
+    return credit, led

@@ -22,6 +22,8 @@ __all__ = [
     "CombinedCommodityParams",
     "InterLeg",
     "InterSpread",
+    "ExposureRates",
+    "ExposureMarginParams",
     "ScenarioPoint",
     "SpanParams",
 ]
@@ -127,6 +129,17 @@ class CombinedCommodityParams(_Model):
     currency: Currency | None = Field(
         None, description="Margin currency; default: the underlying's currency."
     )
+    wfpr_method: Literal["normal", "scan_range", "scan_range_cap"] = Field(
+        "normal",
+        description="Weighted futures price risk of the inter-commodity credit (the file's `wfprMeth`): "
+        "normal = price risk / |net delta|; scan_range = `wfpr_scan_range`; scan_range_cap = the "
+        "smaller of the two.",
+    )
+    wfpr_scan_range: PosFloat | None = Field(
+        None,
+        description="Price scan range per unit of delta [CC currency per delta] of the scan_range and "
+        "scan_range_cap methods; from a file: the largest `priceScan` of the CC's futures.",
+    )
 
     @model_validator(mode="after")
     def _one_scan(self) -> CombinedCommodityParams:
@@ -142,6 +155,8 @@ class CombinedCommodityParams(_Model):
         tiers = [t.tier for t in self.tiers]
         if len(set(tiers)) != len(tiers):
             raise ValueError("tier numbers must be unique")
+        if self.wfpr_method != "normal" and self.wfpr_scan_range is None:
+            raise ValueError(f"wfpr_method {self.wfpr_method} needs wfpr_scan_range")
         for sp in self.intra_spreads:
             for leg in sp.legs:
                 if leg.month is None and leg.tier != 0 and leg.tier not in tiers:
@@ -155,12 +170,61 @@ class InterLeg(_Model):
     group: str = Field(description="Combined commodity of the leg.")
     side: Literal["A", "B"]
     ratio: PosFloat = 1.0
+    credit_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="Method W: this leg's own credit rate as a fraction; default: the spread's."
+    )
 
 
 class InterSpread(_Model):
+    """An inter-commodity (or super inter-commodity) spread, formed on the CCs' net deltas.
+
+    Method ``W`` (weighted futures price risk): each leg's CC gets spreads x ratio x WFPR x credit
+    rate (the leg's own rate if given, else the spread's). Method ``F`` (flat): spreads x
+    ``flat_rate`` shared equally by the CCs of the spread, as a charge when positive and a credit
+    when negative (the format's convention).
+    """
+
     priority: int = Field(ge=0)
-    credit_rate: Annotated[float, Field(ge=0, le=1)] = Field(description="Credit as a fraction (0.6 = 60 %).")
+    method: Literal["W", "F"] = Field("W", description="W: weighted futures price risk; F: flat amount per spread.")
+    credit_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="Method W: credit as a fraction (0.6 = 60 %)."
+    )
+    flat_rate: Annotated[float, Field(ge=-1e15, le=1e15)] | None = Field(
+        None,
+        description="Method F: amount per spread formed [CC currency]; positive = charge, negative = credit.",
+    )
     legs: list[InterLeg] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _rates(self) -> InterSpread:
+        if self.method == "W" and self.credit_rate is None and any(leg.credit_rate is None for leg in self.legs):
+            raise ValueError(f"spread {self.priority} (method W) needs a credit_rate (or one on every leg)")
+        if self.method == "F" and self.flat_rate is None:
+            raise ValueError(f"spread {self.priority} (method F) needs a flat_rate")
+        return self
+
+
+class ExposureRates(_Model):
+    """Exposure margin rates as fractions of notional, per instrument class."""
+
+    futures: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="Fraction of a future's notional (|quantity| x price x multiplier)."
+    )
+    options: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None,
+        description="Fraction of a short option's notional (|quantity| x underlying price x multiplier); "
+        "long options carry none.",
+    )
+
+
+class ExposureMarginParams(ExposureRates):
+    """NSE's exposure margin: an add-on of a percentage of notional, set by the scenario (SPAN files do
+    not carry it). Rates default to 0; ``groups`` sets them per combined commodity (a class it does
+    not name keeps the rate above)."""
+
+    groups: dict[str, ExposureRates] = Field(
+        default_factory=dict, description="Rates per combined commodity (underlying), overriding the above."
+    )
 
 
 class ScenarioPoint(_Model):
@@ -181,6 +245,16 @@ class SpanParams(_Model):
     )
     combined_commodities: dict[str, CombinedCommodityParams] = Field(default_factory=dict)
     inter_spreads: list[InterSpread] = Field(default_factory=list)
+    super_spreads: list[InterSpread] = Field(
+        default_factory=list,
+        description="Super inter-commodity spreads: formed before the intra-commodity spreads, on the "
+        "net deltas of the CCs' months.",
+    )
+    exposure_margin: ExposureMarginParams | None = Field(
+        None,
+        description="Exposure margin (NSE): a fraction of notional per instrument class, added to the "
+        "requirement as its own component; none when absent.",
+    )
     scenario_set: list[ScenarioPoint] | None = Field(
         None, description="User-defined scan points; default: the 16 SPAN scenarios."
     )

@@ -100,21 +100,66 @@ def _check_portfolios(sf: SpanFile, file: str) -> None:
                 file=file,
                 key_path=f"{contract_path(pf, i)}.cId",
             )
-    names = [portfolio_contract_ids(pf) for pf in pfs]
-    if not any(names):
+    _check_identifiers(pfs, file)
+
+
+def _check_identifiers(pfs: tuple[AnyPortfolio, ...], file: str) -> None:
+    """Every contract has its own identifier ``PFCODE:KIND:PERIOD[:STRIKE]``.
+
+    Compared as numbers, not as text (a file of a million options would otherwise hold a million
+    identifier strings at once): two identifiers are the same exactly when the portfolio code, the
+    kind (a lone physical, physicals by period, future, call, put), the period text and the strike's
+    bits (its shortest round-trip text, :func:`~marginsim.io.span.ids.strike_text`) are. Codes and
+    periods are numbered through their distinct values, portfolio by portfolio.
+    """
+    code_ids: dict[str, int] = {}
+    period_ids: dict[str, int] = {}
+    columns: list[np.ndarray] = []
+    for pf in pfs:
+        c = pf.contracts
+        n = len(c)
+        if not n:
+            continue
+        if isinstance(pf, OptionPortfolio):
+            kind = np.where(pf.contracts.is_call, 3, 4)
+            strike = np.ascontiguousarray(pf.contracts.strike, dtype=np.float64).view(np.int64)
+        else:
+            kind = np.full(n, 2 if not isinstance(pf, PhysicalPortfolio) else 0 if n == 1 else 1)
+            strike = np.zeros(n, dtype=np.int64)
+        uniq, inverse = np.unique(np.asarray(c.period), return_inverse=True)
+        period = np.array([period_ids.setdefault(str(u), len(period_ids)) for u in uniq.tolist()], np.int64)
+        period = period[inverse.reshape(-1)] if n > 1 or kind[0] != 0 else np.zeros(n, np.int64)
+        code = code_ids.setdefault(pf.pf_code, len(code_ids))
+        columns.append(np.stack([np.full(n, code), kind, period, strike]).astype(np.int64))
+    if not columns:
         return
-    owner = np.repeat(np.arange(len(pfs)), [len(n) for n in names])
-    row = np.concatenate([np.arange(len(n)) for n in names])
-    flat = np.array([x for n in names for x in n], dtype=np.str_)
-    rep = _first_repeat(flat)
-    if rep is not None:
-        i, first = rep
-        raise InputError(
-            f"contract {flat[i]} is defined twice (first at {contract_path(pfs[owner[first]], int(row[first]))}); "
-            "each contract of the file needs its own portfolio code, period and strike",
-            file=file,
-            key_path=contract_path(pfs[owner[i]], int(row[i])),
-        )
+    keys = np.concatenate(columns, axis=1)  # (4, contracts of the file)
+    order = np.lexsort(keys[::-1])
+    sk = keys[:, order]
+    same = (sk[:, 1:] == sk[:, :-1]).all(axis=0)
+    if not same.any():
+        return
+    again = order[1:][same]
+    i = int(again.min())  # the first contract (in file order) whose identifier came before
+    run = np.flatnonzero(~np.concatenate([[False], same]))  # sorted positions where a key starts
+    pos = int(np.flatnonzero(order == i)[0])
+    first = int(order[run[np.searchsorted(run, pos, side="right") - 1]])
+    sizes = np.array([len(p.contracts) for p in pfs])
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+
+    def where(row: int) -> tuple[AnyPortfolio, int]:
+        k = int(np.searchsorted(starts, row, side="right") - 1)
+        return pfs[k], row - int(starts[k])
+
+    pf_i, row_i = where(i)
+    pf_f, row_f = where(first)
+    name = portfolio_contract_ids(pf_i)[row_i]
+    raise InputError(
+        f"contract {name} is defined twice (first at {contract_path(pf_f, row_f)}); "
+        "each contract of the file needs its own portfolio code, period and strike",
+        file=file,
+        key_path=contract_path(pf_i, row_i),
+    )
 
 
 def _check_links(sf: SpanFile, file: str) -> None:
@@ -165,5 +210,5 @@ def _check_spreads(sf: SpanFile, file: str) -> None:
     for cc in ccs.values():
         for sp in cc.d_spreads:
             legs(sp, True)
-    for sp in sf.inter_spreads:
+    for sp in (*sf.super_spreads, *sf.inter_spreads):
         legs(sp, False)

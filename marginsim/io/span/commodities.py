@@ -70,6 +70,14 @@ def d_spread(f: FieldReader, e: Element, rel: str) -> DeltaSpread:
                     "a fraction in [0, 1]; a percent is not accepted",
                     join(rel, f"rate[{i}].val"),
                 )
+        for j, leg in enumerate(legs, 1):
+            for i, r in enumerate(leg.rates, 1):
+                if not 0.0 <= r.value <= 1.0:
+                    raise f.error(
+                        f"credit rate {r.value} of a leg of a W (weighted futures price risk) spread is "
+                        "not a fraction in [0, 1]; a percent is not accepted",
+                        join(rel, f"tLeg[{j}].rate[{i}].val"),
+                    )
     return DeltaSpread(
         spread=f.req_int(ch, "spread", rel),
         charge_method=meth,

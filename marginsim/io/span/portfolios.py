@@ -33,7 +33,7 @@ from .records import (
     UnderlyingPf,
 )
 
-__all__ = ["COMMON_COLS", "FUT_COLS", "OPT_COLS", "SERIES_COLS", "Columns", "PortfolioBuilder"]
+__all__ = ["COMMON_COLS", "FUT_COLS", "OPT_COLS", "SERIES_COLS", "Columns", "FloatChunks", "PortfolioBuilder"]
 
 _INT_COLS = frozenset({"ids", "und_pf", "und_c", "series_index", "setl", "is_call"})
 _STR_COLS = frozenset({"period"})
@@ -53,6 +53,48 @@ SERIES_COLS = (
 _P = TypeVar("_P", PhysicalPortfolio, FuturesPortfolio, OptionPortfolio)
 
 
+class FloatChunks:
+    """Floats appended in blocks of about :attr:`BLOCK` values (the risk arrays of a portfolio).
+
+    One growing buffer would be copied at each reallocation and once more into its numpy array,
+    holding the column twice at the peak; blocks are moved into the array one by one and freed
+    as they go, so the peak is the array plus one block (1 MiB).
+    """
+
+    BLOCK = 1 << 17
+
+    def __init__(self) -> None:
+        self.blocks: list[array[float]] = []
+        self.last = array("d")
+        self.n = 0
+
+    def extend(self, values: list[float]) -> None:
+        """Append ``values``."""
+        self.last.extend(values)
+        self.n += len(values)
+        if len(self.last) >= self.BLOCK:
+            self.blocks.append(self.last)
+            self.last = array("d")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def to_numpy(self) -> np.ndarray:
+        """Every value in order as a float64 array; the blocks are emptied (freed) on the way."""
+        out = np.empty(self.n, dtype=np.float64)
+        pos = 0
+        self.blocks.append(self.last)
+        self.last = array("d")
+        self.blocks.reverse()
+        while self.blocks:
+            block = self.blocks.pop()
+            out[pos : pos + len(block)] = np.frombuffer(block, dtype=np.float64)
+            pos += len(block)
+            del block
+        self.n = 0
+        return out
+
+
 class Columns:
     """Per-portfolio column accumulators.
 
@@ -64,7 +106,7 @@ class Columns:
     cols
         One buffer per column name (a list for the string columns).
     ra
-        The risk arrays, row after row [currency per contract].
+        The risk arrays, row after row [currency per contract], in blocks (:class:`FloatChunks`).
     scan
         The scan rates, row after row (:data:`~marginsim.io.span.fields.SCAN_FIELDS` order).
     """
@@ -73,7 +115,7 @@ class Columns:
         self.cols: dict[str, Any] = {
             n: [] if n in _STR_COLS else array("q") if n in _INT_COLS else array("d") for n in names
         }
-        self.ra = array("d")
+        self.ra = FloatChunks()
         self.scan = array("d")
 
 
@@ -233,7 +275,7 @@ class PortfolioBuilder:
             "cvf": read_only(cvf),
             "value": read_only(np.array(c["value"], dtype=np.float64)),
             "scale": read_only(np.array(c["scale"], dtype=np.float64)),
-            "risk_arrays": read_only(np.array(cols.ra, dtype=np.float64).reshape(n, npts)),
+            "risk_arrays": read_only(cols.ra.to_numpy().reshape(n, npts)),
             "composite_delta": read_only(np.array(c["cd"], dtype=np.float64)),
         }
 

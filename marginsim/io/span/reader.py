@@ -103,6 +103,7 @@ HEADERS: dict[str, frozenset[str]] = {
         {"pe", "v", "setlDate", "t", "cvf", "svf", "sc", "undC", "intrRate", "divRate", "scanRate"}
     ),
     "interSpreads": frozenset(),
+    "superSpreads": frozenset(),
 }  # fmt: skip
 
 
@@ -196,6 +197,7 @@ class SpanReader(TreeWalker):
         self.exchanges: list[Exchange] = []
         self.ccs: dict[str, CombinedCommodity] = {}
         self.inter_spreads: list[DeltaSpread] = []
+        self.super_spreads: list[DeltaSpread] = []
         self.ignored: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
         self.seen_pit = False
@@ -223,8 +225,8 @@ class SpanReader(TreeWalker):
                 return "exchange"
             if tag in ("ccDef", "curConv", "pbRateDef", "pointDef"):
                 return "record"
-            if tag == "interSpreads":
-                return "interSpreads"
+            if tag == "interSpreads" or tag == "superSpreads":
+                return tag
         elif parent == "exchange":
             if tag in PF_TYPES:
                 return "pf"
@@ -239,7 +241,7 @@ class SpanReader(TreeWalker):
         elif parent == "series":
             if tag == "opt":
                 return "record"
-        elif parent == "interSpreads":
+        elif parent == "interSpreads" or parent == "superSpreads":
             if tag == "dSpread":
                 return "record"
         return "leaf" if tag in HEADERS.get(parent, ()) else "skip"
@@ -283,6 +285,8 @@ class SpanReader(TreeWalker):
                 self.ccs[cc.code] = cc
             elif tag == "dSpread" and parent == "interSpreads":
                 self.inter_spreads.append(d_spread(self, elem, ""))
+            elif tag == "dSpread" and parent == "superSpreads":
+                self.super_spreads.append(d_spread(self, elem, ""))
             elif tag == "currencyDef":
                 c = definitions.currency_def(self, elem)
                 self.currencies[c.code] = c
@@ -441,6 +445,7 @@ class SpanReader(TreeWalker):
             inter_spreads=tuple(self.inter_spreads),
             ignored_portfolios=self.ignored,
             skipped_elements=self.skipped,
+            super_spreads=tuple(self.super_spreads),
         )
         check_span_file(sf)
         return sf

@@ -530,7 +530,7 @@ class SpreadLeg:
 
     ``period`` is None for a tier leg; for a period leg it is the period code ``pe`` (``YYYYMM``
     first: ``202606``, ``20260625``) and ``tier`` is 0. ``rates`` are the leg's own ``rate``
-    children (not used by the margin: ``marginsim span-file`` lists them).
+    children (in a ``W`` inter spread: its credit rate as a fraction, checked to lie in [0, 1]).
     """
 
     cc: str
@@ -555,11 +555,12 @@ class DeltaSpread:
     spread
         Spread number = priority (spreads are formed in increasing order).
     charge_method
-        ``chargeMeth``: ``F`` flat rate, ``W`` weighted futures price risk, ``P``.
+        ``chargeMeth``: ``F`` flat rate, ``W`` weighted futures price risk, ``P`` per month per
+        spread (``pmpsRate``; not computed).
     rates
-        Rate per rate class. Unit by method: ``F`` currency per spread formed; ``W`` credit
-        as a fraction of the weighted futures price risk (0.60 = 60 %; checked to lie in
-        [0, 1]).
+        Rate per rate class. Unit by method: ``F`` currency per spread formed (in an inter spread:
+        a charge when positive, a credit when negative); ``W`` credit as a fraction of the weighted
+        futures price risk (0.60 = 60 %; checked to lie in [0, 1]).
     legs
         Tier legs (``tLeg``) and period legs (``pLeg``), in file order.
     spread_type
@@ -691,6 +692,9 @@ class SpanFile:
         Combined commodities by code, in file order.
     inter_spreads
         Inter-commodity spreads, in file order (``spread`` = priority).
+    super_spreads
+        Super inter-commodity spreads (``superSpreads/dSpread``), formed before the intra-commodity
+        spreads, in file order.
     ignored_portfolios
         Portfolio kinds this reader does not model, tag -> count (e.g. ``{"debtPf": 3}``).
     skipped_elements
@@ -717,6 +721,7 @@ class SpanFile:
     inter_spreads: tuple[DeltaSpread, ...]
     ignored_portfolios: Mapping[str, int] = field(default_factory=dict)
     skipped_elements: Mapping[str, int] = field(default_factory=dict, compare=False)
+    super_spreads: tuple[DeltaSpread, ...] = ()
 
     @property
     def physical_portfolios(self) -> tuple[PhysicalPortfolio, ...]:

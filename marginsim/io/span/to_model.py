@@ -39,7 +39,7 @@ from ...scenario import Contract, ScenarioFile
 from .checks import CLEARING_ORG_PATH
 from .ids import canonical_id, contract_id, portfolio_contract_ids
 from .reader import read_span_xml
-from .records import AnyPortfolio, CombinedCommodity, SpanFile
+from .records import AnyPortfolio, CombinedCommodity, DeltaSpread, Rate, SpanFile
 
 __all__ = [
     "contract_id",
@@ -207,7 +207,9 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
 
     Intra spreads keep their priority, rate (currency per spread) and legs; tiers with periods
     become month ranges; SOM takes the first SOM tier's rate and ``somMeth``; spot rates become the
-    spot-month charge; inter spreads (method ``W``) keep priority, credit rate (fraction) and legs.
+    spot-month charge; inter and super spreads keep priority, method (``W``: credit rate as a
+    fraction, per spread or per leg; ``F``: flat amount per spread) and legs; ``wfprMeth`` becomes
+    ``wfpr_method`` (with the CC's price scan range for the scan-range methods).
     """
     file = str(sf.path)
     pdef = sf.point_def(rate_id)
@@ -237,26 +239,92 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
         if spot is not None:
             entry["spot"] = spot
         entry.update(_rate_class(sf, cc, rate_id))
+        entry.update(_wfpr(sf, cc, rate_id))
         ccs[code] = entry
-    inter = []
-    for sp in sf.inter_spreads:
-        rate = sp.rate(rate_id)
-        if not np.isfinite(rate):
-            continue
-        if sp.charge_method.upper() != "W" or sp.unparsed_legs or any(leg.period for leg in sp.legs):
-            raise InputError(
-                f"inter spread {sp.spread} uses method {sp.charge_method!r}; this version computes method W",
-                file=file,
-                key_path=sp.key_path or f"interSpreads.dSpread[{sp.spread}]",
-            )
-        inter.append(
-            {
-                "priority": sp.spread,
-                "credit_rate": rate,
-                "legs": [{"group": leg.cc, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs],
-            }
+    inter = [_inter_spread(sp, file, rate_id) for sp in sf.inter_spreads]
+    super_ = [_inter_spread(sp, file, rate_id) for sp in sf.super_spreads]
+    out: dict[str, Any] = {
+        "combined_commodities": ccs,
+        "inter_spreads": [x for x in inter if x is not None],
+        "scenario_set": scenario_set,
+    }
+    if sf.super_spreads:
+        out["super_spreads"] = [x for x in super_ if x is not None]
+    return out
+
+
+#: The file's ``wfprMeth`` codes and the ``wfpr_method`` they become.
+_WFPR_METHODS = {"NORMAL": "normal", "SCANRANGE": "scan_range", "SCANRANGE_CAP": "scan_range_cap"}
+
+
+def _wfpr(sf: SpanFile, cc: CombinedCommodity, rate_id: int) -> dict[str, Any]:
+    """The weighted futures price risk method of ``cc`` (``wfprMeth``) and, for the scan-range
+    methods, its price scan range per delta: the largest ``priceScan`` of the CC's futures (else of
+    its other contracts) [CC currency per contract; a future's delta is 1]."""
+    code = (cc.wfpr_meth or "NORMAL").upper()
+    if code not in _WFPR_METHODS:
+        raise InputError(
+            f"<wfprMeth> {cc.wfpr_meth!r} is not one of {', '.join(_WFPR_METHODS)}",
+            file=str(sf.path),
+            key_path=f"{cc.key_path}.wfprMeth" if cc.key_path else f"ccDef[{cc.code}].wfprMeth",
         )
-    return {"combined_commodities": ccs, "inter_spreads": inter, "scenario_set": scenario_set}
+    if code == "NORMAL":
+        return {}
+    futures: list[np.ndarray] = []
+    others: list[np.ndarray] = []
+    for link in cc.pf_links:
+        try:
+            pf = sf.portfolio_by_id(link.exchange, link.pf_id)
+        except KeyError:
+            continue
+        scan = np.asarray(pf.contracts.scan_rates.price_scan, dtype=float)
+        (futures if pf.pf_type == "FUT" else others).append(scan[np.isfinite(scan)])
+    for found in (futures, others):
+        values = np.concatenate(found) if found else np.zeros(0)
+        if values.size and values.max() > 0:
+            return {"wfpr_method": _WFPR_METHODS[code], "wfpr_scan_range": float(values.max())}
+    raise InputError(
+        f"<wfprMeth> {code} needs a price scan range, and no contract of {cc.code} has a <priceScan>",
+        file=str(sf.path),
+        key_path=f"{cc.key_path}.wfprMeth" if cc.key_path else f"ccDef[{cc.code}].wfprMeth",
+    )
+
+
+def _inter_spread(sp: DeltaSpread, file: str, rate_id: int) -> dict[str, Any] | None:
+    """An inter (or super) spread of the file in the ``span`` format; None without a rate for
+    ``rate_id``. Methods W (credit rate per spread, or per leg) and F (flat amount per spread)."""
+    where = sp.key_path or f"interSpreads.dSpread[{sp.spread}]"
+    meth = sp.charge_method.upper()
+    if meth not in ("W", "F") or sp.unparsed_legs or any(leg.period for leg in sp.legs):
+        what = (
+            f"uses method {sp.charge_method!r} (per month per spread); this version computes methods W and F"
+            if meth not in ("W", "F")
+            else "has legs this version cannot use (pLeg / rpLeg / nested dSpread)"
+        )
+        raise InputError(f"inter spread {sp.spread} {what}", file=file, key_path=where)
+    rate = sp.rate(rate_id)
+    leg_rates = [_pick(leg.rates, rate_id) for leg in sp.legs]
+    legs: list[dict[str, Any]] = [{"group": leg.cc, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs]
+    if meth == "F":
+        if not np.isfinite(rate):
+            return None
+        return {"priority": sp.spread, "method": "F", "flat_rate": rate, "legs": legs}
+    if not np.isfinite(rate) and not all(np.isfinite(r) for r in leg_rates):
+        return None
+    for leg, r in zip(legs, leg_rates):
+        if np.isfinite(r):
+            leg["credit_rate"] = r
+    out: dict[str, Any] = {"priority": sp.spread, "legs": legs}
+    if np.isfinite(rate):
+        out["credit_rate"] = rate
+    return out
+
+
+def _pick(rates: Sequence[Rate], rate_id: int) -> float:
+    """The value of ``rates`` for ``rate_id`` (NaN if none)."""
+    return next((r.value for r in rates if r.rate_id == rate_id), float("nan"))
+
+
 
 
 #: Intra-commodity charge methods this version computes (``F``: flat rate per spread formed).

@@ -1,8 +1,10 @@
 """The SPAN method: an xarray wrapper over the numpy kernels of :mod:`marginsim.kernels.span`.
 
 Steps (``spec/span.md``): risk arrays (model or given), scanning risk per combined commodity and
-account, intra-commodity spread charge, spot-month charge, inter-commodity spread credit, short
-option minimum, net option value, account requirement (maintenance and initial). Accounts,
+account, super inter-commodity spread credit (before the intra spreads), intra-commodity spread
+charge, spot-month charge, inter-commodity spread credit (methods W and F; WFPR normal, scan range
+or capped at it), short option minimum, net option value, account requirement (maintenance and
+initial), plus the optional exposure margin (a fraction of notional, NSE). Accounts,
 combined commodities and grid dims are array axes: nothing loops over positions, accounts,
 scenarios or grid points. Loops run over parameter definitions only (combined commodities and
 their spread definitions).
@@ -67,7 +69,9 @@ def span_margin(
         Per account: ``maintenance``, ``initial``, ``net_option_value``, ``span_risk``; per account
         and combined commodity (``group``): ``scan_risk``, ``active_scenario`` (1-based),
         ``intra_spread_charge``, ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``,
-        ``risk``, ``held``, ``scan_loss`` (per scenario; with ``scan_loss=True``); per contract:
+        ``risk``, ``held``, ``scan_loss`` (per scenario; with ``scan_loss=True``),
+        ``super_spread_credit`` (only with ``span.super_spreads``); per account ``exposure_margin``
+        (only with ``span.exposure_margin``: included in ``maintenance`` and ``initial``); per contract:
         ``risk_array``, ``composite_delta``. Amounts per account and group are in the scenario's
         reporting currency; risk arrays in each contract's own currency. Every variable's units
         and description are attrs (:data:`OUTPUTS`). Every grid dim of the inputs is a dim of the

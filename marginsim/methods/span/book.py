@@ -1,10 +1,11 @@
 """Margining a planned SPAN book: one pass of compiled kernels over the (account, combined commodity)
 pairs the book holds (:mod:`marginsim.kernels.span_pairs`).
 
-Scanning risk, active scenario and price risk per pair, net deltas by contract month,
-intra-commodity spread and spot-month charges, inter-commodity spread credit, short option
-minimum, combined commodity risk, then the account sums (SPAN risk, net option value,
-maintenance and initial). Everything here is numpy: the Dataset is built by :mod:`.dataset`.
+Scanning risk, active scenario and price risk per pair, net deltas by contract month, super
+inter-commodity spread credit (on the months, before the intra spreads), intra-commodity spread and
+spot-month charges, inter-commodity spread credit, short option minimum, combined commodity risk,
+then the account sums (SPAN risk, net option value, maintenance and initial, each with the
+exposure margin when the scenario asks for one). Everything here is numpy: the Dataset is built by :mod:`.dataset`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class _BookMargin:
     span_risk: np.ndarray  # (A, G) sum of combined commodity risks [reporting currency]
     maintenance: np.ndarray  # (A, G) [reporting currency]
     initial: np.ndarray  # (A, G) [reporting currency]
+    super_credit: np.ndarray | None = None  # (P, G) super inter-commodity spread credit (with super spreads)
+    exposure: np.ndarray | None = None  # (A, 1) exposure margin [reporting currency] (with exposure_margin)
 
 
 def _book_in_scope(book: xr.Dataset, scope: np.ndarray) -> xr.Dataset:
@@ -107,15 +110,25 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
         keep_loss=scan_loss,
     )
     net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))  # (P, G)
+    wfpr = None
+    if plan.inter is not None or plan.super_ is not None:
+        wfpr = _wfpr(plan, pairs, prisk, net_delta)
+
+    # -- super inter-commodity spreads (on the months, before the intra spreads) ---------------------
+    super_credit = None
+    if plan.super_ is not None:
+        assert wfpr is not None
+        super_credit, ledger = SP.super_credit(ledger, row0, pairs, plan.super_, wfpr)
 
     # -- intra-commodity spreads and spot charge; inter-commodity credit ----------------------------
     if plan.intra is not None:
         intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, plan.intra, eng)
     else:
-        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+        intra, spot = np.zeros((n_p, n_g)), np.zeros((n_p, n_g))
+        net_left = net_delta if super_credit is None else np.add.reduceat(ledger, row0[:-1], axis=0)
     credit = np.zeros((n_p, n_g))
     if plan.inter is not None:
-        wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+        assert wfpr is not None
         credit = SP.inter_credit(net_left, wfpr, pairs, plan.inter, eng)
 
     # -- short option minimum --------------------------------------------------------------------------
@@ -129,7 +142,10 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     )[:, None]  # (P, 1)
 
     # -- combined commodity risk, in its currency, then in the reporting currency ------------------
-    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    before_som = scan_risk + intra + spot - credit
+    if super_credit is not None:
+        before_som = before_som - super_credit
+    risk_cc = np.maximum(before_som, som)
     fx = plan.fx[pairs.cc][:, None]
     nov = SP.segment_sum(pos_a, pos_k, qty, plan.nov, n_a, eng)  # (A, G), premium-style options
     every_pair = np.arange(n_p)
@@ -147,6 +163,17 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
     initial_risk = SP.segment_sum(
         pairs.account, every_pair, ones, risk_cc * np.where(initial_class, 1.0, ratio) * fx, n_a, eng
     )
+    maintenance = np.maximum(maintenance_risk - nov, 0.0)
+    initial = np.maximum(initial_risk - nov, 0.0)
+    exposure = None
+    if plan.exposure is not None:  # per (account, contract) net position: |net| x its long or short exposure
+        n_k = plan.risk_array.shape[0]
+        key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
+        net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
+        per_contract = np.abs(net) * plan.exposure[key % n_k, (net < 0).astype(np.int64)]
+        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_a)[:, None]  # (A, 1)
+        maintenance = maintenance + exposure
+        initial = initial + exposure
     return _BookMargin(
         pairs=pairs,
         pos_a=book_a,
@@ -162,6 +189,20 @@ def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _B
         loss=loss if scan_loss else None,
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(maintenance_risk - nov, 0.0),
-        initial=np.maximum(initial_risk - nov, 0.0),
+        maintenance=maintenance,
+        initial=initial,
+        super_credit=super_credit,
+        exposure=exposure,
     )
+
+
+def _wfpr(plan: _Plan, pairs: SP.Pairs, prisk: np.ndarray, net_delta: np.ndarray) -> np.ndarray:
+    """Weighted futures price risk per pair [CC currency per delta], by each CC's method: price risk
+    / |net delta| (normal), the CC's price scan range per delta (scan range), or the smaller of the
+    two (scan range cap)."""
+    wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+    if plan.wfpr_mode.any():
+        mode = plan.wfpr_mode[pairs.cc][:, None]
+        scan = plan.wfpr_scan[pairs.cc][:, None]
+        wfpr = np.where(mode == 1, scan, np.where(mode == 2, np.minimum(wfpr, scan), wfpr))
+    return wfpr

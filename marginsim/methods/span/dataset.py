@@ -68,6 +68,8 @@ def _span_dataset(
         "risk": (m.risk_cc * fx, 0.0),
         "held": (np.ones(n_p, dtype=bool), False),
     }
+    if m.super_credit is not None:  # only with super spreads: results without them keep their variables
+        per_pair["super_spread_credit"] = (m.super_credit * fx, 0.0)
     dense = dict(zip(per_pair, SP.to_dense_many(list(per_pair.values()), dense_index, n_a * n_out)))
 
     def acg(name: str) -> xr.Variable:
@@ -107,6 +109,8 @@ def _span_dataset(
         ),
         "contract_currency": xr.Variable("contract", currency, fastpath=True),
     }
+    if m.exposure is not None:  # only with span.exposure_margin
+        data["exposure_margin"] = ag(np.broadcast_to(m.exposure, (n_a, n_g)).copy())
     if m.loss is not None:
         loss = m.loss if (fx == 1.0).all() else m.loss * fx[..., None]  # (x * 1.0 is x)
         flat = SP.to_dense_many([(loss, 0.0)], dense_index, n_a * n_out)[0]  # (A C, G, S)

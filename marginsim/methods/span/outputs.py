@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...outputs import CURRENCY, Output
 
-__all__ = ["OUTPUTS"]
+__all__ = ["OPTIONAL", "OUTPUTS"]
 
 _AG = ("account", "group")
 
@@ -40,14 +40,33 @@ OUTPUTS = (
         json="account",
     ),
     Output("span_risk", ("account",), CURRENCY, "sum of combined commodity risks", json="account"),
+    Output(
+        "exposure_margin",
+        ("account",),
+        CURRENCY,
+        "exposure margin (span.exposure_margin: a fraction of notional), included in maintenance and "
+        "initial; present only with span.exposure_margin",
+        json="account",
+    ),
     Output("scan_risk", _AG, CURRENCY, "scanning risk: the largest loss over the scenarios", json="group"),
     Output("active_scenario", _AG, "1", "1-based scenario of the scanning risk", json="group"),
     Output("intra_spread_charge", _AG, CURRENCY, "intra-commodity (calendar) spread charge", json="group"),
     Output("spot_charge", _AG, CURRENCY, "spot-month charge", json="group"),
+    Output(
+        "super_spread_credit",
+        _AG,
+        CURRENCY,
+        "super inter-commodity spread credit (formed before the intra spreads); present only with super spreads",
+        json="group",
+    ),
     Output("inter_spread_credit", _AG, CURRENCY, "inter-commodity spread credit", json="group"),
     Output("short_option_minimum", _AG, CURRENCY, "short option minimum", json="group"),
     Output(
-        "risk", _AG, CURRENCY, "max(scan + intra + spot - inter credit, short option minimum)", json="group"
+        "risk",
+        _AG,
+        CURRENCY,
+        "max(scan + intra + spot - super credit - inter credit, short option minimum)",
+        json="group",
     ),
     Output("held", _AG, "", "the account holds a position in the combined commodity"),
     Output("position_account", ("position",), "1", "index of the position's account on the account dim"),
@@ -113,3 +132,7 @@ OUTPUTS = (
         "loss per scenario (SPAN convention: losses positive)",
     ),
 )
+
+#: Outputs a result has only when asked for: ``exposure_margin`` with ``span.exposure_margin``,
+#: ``super_spread_credit`` with super spreads (results without them keep their variables and JSON).
+OPTIONAL = frozenset({"exposure_margin", "super_spread_credit"})

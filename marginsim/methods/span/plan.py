@@ -21,7 +21,7 @@ from ...errors import InputError
 from ...kernels import span as K
 from ...kernels import span_pairs as SP
 from ...model import Inputs, flat_grid
-from ...params.span import SpanParams
+from ...params.span import InterSpread, SpanParams
 from .arrays import _Groups, _resolve_groups, _risk_arrays, _scenario_arrays, _take, in_scope
 
 __all__: list[str] = []
@@ -46,6 +46,10 @@ class _Plan:
     n_months: np.ndarray  # (C,) months per CC
     intra: SP.IntraTable | None
     inter: SP.InterTable | None
+    super_: SP.InterTable | None  # super inter-commodity spreads (before the intra spreads)
+    wfpr_mode: np.ndarray  # (C,) 0 normal, 1 scan range, 2 scan range cap
+    wfpr_scan: np.ndarray  # (C,) price scan range per delta of the scan-range methods [CC currency]
+    exposure: np.ndarray | None  # (K, 2) exposure margin per long / short contract [reporting currency]
     is_call: np.ndarray
     is_put: np.ndarray
     som_rate: np.ndarray  # (C,) [currency per short option]
@@ -106,7 +110,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
 
     cdelta = flat_grid(arrays["composite_delta"], ["contract"], gd, gshape)  # (K, G)
     uses_delta = np.array([bool(p.intra_spreads or p.spot) for p in groups.params], dtype=bool)
-    inter_ccs = {leg.group for sp in params.inter_spreads for leg in sp.legs}
+    inter_ccs = {leg.group for sp in (*params.inter_spreads, *params.super_spreads) for leg in sp.legs}
     uses_delta |= np.array([n in inter_ccs for n in groups.names], dtype=bool)
     nan_delta = np.isnan(cdelta).any(axis=1) & uses_delta[cc_of_k]
     if nan_delta.any():
@@ -164,16 +168,12 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     if any(cc_spreads) or any(s is not None for s in cc_spot):
         intra = SP.intra_table(cc_spreads, cc_spot, n_m)
 
-    # inter spreads between the combined commodities of this book, in priority order
+    # inter and super spreads between the combined commodities of this book, in priority order
     gindex = {n: i for i, n in enumerate(groups.names)}
-    inter_spreads = []
-    for isp in sorted(params.inter_spreads, key=lambda s: s.priority):
-        if not all(leg.group in gindex for leg in isp.legs):
-            continue  # a leg's combined commodity is not in this book: no spread can form
-        legs = _merge_legs([(gindex[leg.group], leg.side, leg.ratio) for leg in isp.legs])
-        inter_spreads.append(
-            K.Spread(isp.credit_rate, [K.SpreadLeg(i, side, ratio) for i, side, ratio in legs])
-        )
+    inter_spreads = _inter_spreads(params.inter_spreads, gindex)
+    super_spreads = _inter_spreads(params.super_spreads, gindex)
+    wfpr_mode = np.array([_WFPR_MODES[p.wfpr_method] for p in groups.params], dtype=np.int64)
+    wfpr_scan = np.array([p.wfpr_scan_range or 0.0 for p in groups.params], dtype=float)
 
     # net option value per long contract of premium-style options, reporting currency
     premium = inputs.option_premium(contracts, engine=engine, **market)
@@ -186,6 +186,9 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
     nov = xr.DataArray(nov, dims=prem.dims)
     is_option = contracts["is_option"].values
     is_call = contracts["is_call"].values
+    exposure = None
+    if params.exposure_margin is not None:
+        exposure = _exposure(inputs, contracts, params, contract_fx)
     return _Plan(
         contracts=contracts,
         held=held,
@@ -201,6 +204,10 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         n_months=n_months,
         intra=intra,
         inter=SP.inter_table(inter_spreads) if inter_spreads else None,
+        super_=SP.inter_table(super_spreads) if super_spreads else None,
+        wfpr_mode=wfpr_mode,
+        wfpr_scan=wfpr_scan,
+        exposure=exposure,
         is_call=is_call & is_option,
         is_put=~is_call & is_option,
         som_rate=np.array([0.0 if p.som is None else p.som.rate for p in groups.params]),
@@ -309,6 +316,79 @@ def _ranks(chosen: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, -1, dtype=np.int64)
     out[chosen] = np.arange(chosen.size)
     return out
+
+
+#: Codes of the weighted futures price risk methods in :attr:`_Plan.wfpr_mode`.
+_WFPR_MODES = {"normal": 0, "scan_range": 1, "scan_range_cap": 2}
+
+
+def _inter_spreads(spreads: list[InterSpread], gindex: dict[str, int]) -> list[K.Spread]:
+    """Inter (or super) spreads whose every leg's combined commodity is in ``gindex``, in priority
+    order, as kernel spreads: method W with the spread's credit rate and each leg's own rate; method
+    F with rate 0 and the flat amount shared equally by the spread's CCs (minus: a positive amount
+    is a charge). Legs on the same CC and side are merged (ratios added; the first leg's rate)."""
+    out = []
+    for isp in sorted(spreads, key=lambda s: s.priority):
+        if not all(leg.group in gindex for leg in isp.legs):
+            continue  # a leg's combined commodity is not in this book: no spread can form
+        merged: dict[tuple[int, str], list] = {}
+        for leg in isp.legs:
+            key = (gindex[leg.group], leg.side)
+            if key in merged:
+                merged[key][0] += leg.ratio
+            else:
+                merged[key] = [leg.ratio, leg.credit_rate]
+        if isp.method == "F":
+            assert isp.flat_rate is not None
+            share = -isp.flat_rate / len({leg.group for leg in isp.legs})
+            first_of_cc: set[int] = set()
+            legs = []
+            for (c, side), (ratio, _) in merged.items():
+                legs.append(K.SpreadLeg(c, side, ratio, 0.0, 0.0 if c in first_of_cc else share))
+                first_of_cc.add(c)
+            out.append(K.Spread(0.0, legs))
+        else:
+            rate = 0.0 if isp.credit_rate is None else isp.credit_rate
+            out.append(
+                K.Spread(rate, [K.SpreadLeg(c, side, ratio, r) for (c, side), (ratio, r) in merged.items()])
+            )
+    return out
+
+
+def _exposure(inputs: Inputs, contracts: xr.Dataset, params: SpanParams, contract_fx: np.ndarray) -> np.ndarray:
+    """Exposure margin per long and per short contract, shape ``(K, 2)`` [reporting currency] (charged
+    on the net position of each account in each contract).
+
+    A future's notional is its price (else its underlying's) x multiplier; an option's is its
+    underlying's price x multiplier, and only a short option carries it. The rate is the
+    ``exposure_margin`` rate of the contract's class (``futures`` / ``options``) for its combined
+    commodity (``groups``), else the section's, else 0. Prices are the base prices (no grid shift).
+    """
+    em = params.exposure_margin
+    assert em is not None
+    under = inputs.market["base_price"].values[contracts["underlying_index"].values]
+    is_option = contracts["is_option"].values
+    is_future = contracts["type"].values == "future"
+    own = contracts["price"].values
+    price = np.where(is_future & np.isfinite(own), own, under)
+    notional = price * contracts["multiplier"].values * contract_fx
+    group = contracts["group"].values
+
+    def rates(cls: str) -> np.ndarray:
+        top = getattr(em, cls) or 0.0
+        table = {g: getattr(r, cls) for g, r in em.groups.items() if getattr(r, cls) is not None}
+        if not table:
+            return np.full(group.size, top)
+        names = np.array(list(table), dtype=object)
+        hit = np.isin(group, names)
+        values = np.full(group.size, top)
+        if hit.any():
+            values[hit] = pd.Series(table).reindex(group[hit]).to_numpy(dtype=float)
+        return values
+
+    per = np.where(is_future, rates("futures"), np.where(is_option, rates("options"), 0.0)) * notional
+    per = np.where(np.isfinite(per), per, 0.0)
+    return np.stack([np.where(is_option, 0.0, per), per], axis=1)
 
 
 def _merge_legs(legs: list[tuple]) -> list[tuple]:

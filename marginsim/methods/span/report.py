@@ -49,6 +49,8 @@ def span_to_dict(ds: xr.Dataset, gd: list[str]) -> dict[str, Any]:
     group_names = ds["group"].values.tolist()
     columns = []
     for o in json_keys(OUTPUTS, "group"):
+        if o.name not in ds:
+            continue  # an optional variable (super spread credit: only with super spreads)
         by_account = "account" in ds[o.name].dims
         dims = ["account", "group", *gd] if by_account else ["group", *gd]
         columns.append((o.json_key, by_account, _plain(o, ds[o.name], dims)))
@@ -106,6 +108,10 @@ def span_table(ds: xr.Dataset, account: str) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'sum of CC risks':<30}{_fmt(float(d['span_risk'])):>20}")
     lines.append(f"{'net option value':<30}{_fmt(float(d['net_option_value'])):>20}")
+    if "super_spread_credit" in d:
+        lines.append(f"{'super spread credit':<30}{_fmt(float(d['super_spread_credit'].sum())):>20}")
+    if "exposure_margin" in d:
+        lines.append(f"{'exposure margin':<30}{_fmt(float(d['exposure_margin'])):>20}")
     lines.append(f"{'maintenance':<30}{_fmt(float(d['maintenance'])):>20}")
     lines.append(f"{'initial':<30}{_fmt(float(d['initial'])):>20}")
     if "rate_class" in ds:
