@@ -23,18 +23,20 @@ __all__ = [
     "filter_returns",
 ]
 
-#: Columns of the P&L matrix each parallel task owns in :func:`accumulate_pnl` (no two tasks
-#: write the same element: no races, no atomics).
-_TILE = 64
+#: Tiles of columns of the P&L matrix in :func:`accumulate_pnl`, one parallel task each (no two
+#: tasks write the same element: no races, no atomics); at least :data:`_MIN_TILE` columns each, so
+#: that each task streams long rows.
+_TILES = 16
+_MIN_TILE = 64
 
 
-def _accumulate_loop(account, row, weight, pnl, out):  # pragma: no cover - compiled by numba
+def _accumulate_loop(account, row, weight, pnl, out, tile):  # pragma: no cover - compiled by numba
     """``out[account[p], :] += weight[p] * pnl[row[p], :]`` for every p, in parallel column tiles."""
     n_cols = out.shape[1]
-    n_tiles = (n_cols + _TILE - 1) // _TILE
-    for tile in prange(n_tiles):
-        c0 = tile * _TILE
-        c1 = min(c0 + _TILE, n_cols)
+    n_tiles = (n_cols + tile - 1) // tile
+    for i in prange(n_tiles):
+        c0 = i * tile
+        c1 = min(c0 + tile, n_cols)
         for p in range(account.size):
             a = account[p]
             r = row[p]
@@ -83,6 +85,7 @@ def accumulate_pnl(
             np.ascontiguousarray(weight, dtype=np.float64),
             np.ascontiguousarray(pnl, dtype=np.float64),
             out,
+            max(_MIN_TILE, -(-out.shape[1] // _TILES)),
         )
         return
     m = membership(account, row, weight, out.shape[0], pnl.shape[0])

@@ -53,7 +53,8 @@ class StressScenario(StrictModel):
 
     name: str = Field(min_length=1, description="Named in the result (`stress_scenario`).")
     moves: dict[str, Move] = Field(
-        default_factory=dict, description="Underlying -> relative price move (-0.2: down 20 %); others unchanged."
+        default_factory=dict,
+        description="Underlying -> relative price move (-0.2: down 20 %); others unchanged.",
     )
     vol_moves: dict[str, Move] = Field(
         default_factory=dict, description="Underlying -> relative move of its options' vols (0.5: up 50 %)."
@@ -101,10 +102,14 @@ class VarParams(StrictModel):
     )
     ewma_lambda: float = Field(0.94, gt=0.0, lt=1.0, description="EWMA decay (RiskMetrics 0.94).")
     ewma_seed_days: int = Field(
-        30, ge=1, le=10_000, description="The EWMA variance starts at the mean squared return of the first days."
+        30,
+        ge=1,
+        le=10_000,
+        description="The EWMA variance starts at the mean squared return of the first days.",
     )
     measure: Literal["var", "es"] = Field(
-        "es", description="`var`: the k-th largest loss; `es`: the mean of the k largest (k = ceil(n (1 - c)))."
+        "es",
+        description="`var`: the k-th largest loss; `es`: the mean of the k largest (k = ceil(n (1 - c))).",
     )
     confidence: float = Field(0.975, gt=0.0, lt=1.0, description="Confidence level c [fraction].")
     stress: VarStress | None = Field(None, description="Historical windows and explicit stress scenarios.")
@@ -116,7 +121,9 @@ class VarParams(StrictModel):
         description="Underlying -> half bid-ask spread [fraction of the notional of the net delta equivalent]; "
         "off when absent.",
     )
-    concentration: ConcentrationParams | None = Field(None, description="Concentration add-on; off when absent.")
+    concentration: ConcentrationParams | None = Field(
+        None, description="Concentration add-on; off when absent."
+    )
     apc: Literal["none", "buffer", "stressed_weight", "floor"] = Field(
         "none",
         description="Anti-procyclicality, EMIR RTS 153/2013 Art. 28(1): (a) `buffer`, (b) `stressed_weight`, "

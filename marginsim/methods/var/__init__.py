@@ -43,7 +43,9 @@ def _history(inputs: Inputs) -> xr.Dataset:
     if history is None:  # inputs built without marginsim.build_inputs
         history = scenario_history(sc, inputs.market["underlying"].values.tolist())
     if history is None:
-        raise InputError("the var method needs `history:` (daily closes per underlying)", file=sc.file, key_path="var")
+        raise InputError(
+            "the var method needs `history:` (daily closes per underlying)", file=sc.file, key_path="var"
+        )
     return history
 
 
@@ -54,7 +56,12 @@ def _tail(loss: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np.ndarra
 
 
 def _add_ons(
-    inputs: Inputs, params: VarParams, bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pricing.Engine
+    inputs: Inputs,
+    params: VarParams,
+    bm: BookMarket,
+    scen: ScenarioSet,
+    n_accounts: int,
+    engine: pricing.Engine,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Liquidity and concentration add-ons ``(A, G)`` [reporting currency] (zeros when off)."""
     g = bm.grid_size
@@ -86,7 +93,9 @@ def _add_ons(
     return liquidity, concentration
 
 
-def var_margin(inputs: Inputs, params: VarParams | None = None, *, engine: pricing.Engine = "auto") -> xr.Dataset:
+def var_margin(
+    inputs: Inputs, params: VarParams | None = None, *, engine: pricing.Engine = "auto"
+) -> xr.Dataset:
     """Historical-simulation VaR / ES margin of every account of the book.
 
     Parameters
@@ -213,9 +222,13 @@ def check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
     known = None if span is not None and getattr(span, "source", None) is not None else set(sc.market)
     windows = p.stress.windows if p.stress is not None else []
     if p.weight_x < 1 and p.stress is None:
-        problems.append((("var", "weight_x"), "weight_x below 1 gives weight to a stress component: add var.stress"))
+        problems.append(
+            (("var", "weight_x"), "weight_x below 1 gives weight to a stress component: add var.stress")
+        )
     if p.apc == "stressed_weight" and not windows:
-        problems.append((("var", "apc"), "apc: stressed_weight needs var.stress.windows (the stressed observations)"))
+        problems.append(
+            (("var", "apc"), "apc: stressed_weight needs var.stress.windows (the stressed observations)")
+        )
     if known is not None:
         named: list[tuple[tuple[str | int, ...], str]] = []
         for i, s in enumerate(p.stress.scenarios if p.stress is not None else []):

@@ -132,6 +132,21 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
     strike = c["strike"].fillna(0.0).values
     t = c["t"].fillna(0.0).values
     is_call, american = c["is_call"].values, c["american"].values
+    # value now: once per contract; its part of every scenario's P&L is one (account, grid) term
+    v_now = pricing.value(
+        model[:, None],
+        bm.level,
+        strike[:, None],
+        t[:, None],
+        bm.vol,
+        bm.rate,
+        bm.dividend_yield,
+        is_call[:, None],
+        american[:, None],
+        engine=engine,
+    )  # (K, G)
+    weight = bm.quantity * bm.unit[bm.row]  # reporting currency per price point, per position
+    now = group_sum(membership(bm.account, bm.row, weight, n_accounts, n_k), v_now)  # (A, G)
     order = np.argsort(bm.row, kind="stable")  # positions by contract row: a block's are contiguous
     bounds = np.searchsorted(bm.row[order], np.arange(n_k + 1))
     block = max(1, BLOCK_ELEMENTS // max(n_s * g, 1))
@@ -139,51 +154,38 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
         k1 = min(k0 + block, n_k)
         b = slice(k0, k1)
         u = bm.und[b]
+        n_b = k1 - k0
+        shape = (n_b, n_s * g)
         lvl = bm.level[b][:, None, :] * scen.price[u][:, :, None]  # (B, S, G)
         vol = bm.vol[b][:, None, :]
         if scen.vol is not None:
             vol = vol * scen.vol[u][:, :, None]
-        n_b = k1 - k0
-        shape = (n_b, n_s * g)
-
-        def item(x: np.ndarray, b: slice = b, n_b: int = n_b) -> np.ndarray:
-            return x[b].reshape(n_b, 1)
-
-        def per_grid(x: np.ndarray, b: slice = b, n_b: int = n_b) -> np.ndarray:
-            if g == 1:
-                return x[b].reshape(n_b, 1)
-            return np.broadcast_to(x[b][:, None, :], (n_b, n_s, g)).reshape(shape)
-
         v_new = pricing.value(
-            item(model),
-            lvl.reshape(shape),
-            item(strike),
-            item(t),
-            vol.reshape(shape) if vol.shape[1] == n_s else per_grid(bm.vol),
-            per_grid(bm.rate),
-            per_grid(bm.dividend_yield),
-            item(is_call),
-            item(american),
-            engine=engine,
-        )
-        v_now = pricing.value(
             model[b, None],
-            bm.level[b],
+            lvl.reshape(shape),
             strike[b, None],
             t[b, None],
-            bm.vol[b],
-            bm.rate[b],
-            bm.dividend_yield[b],
+            vol.reshape(shape) if vol.shape[1] == n_s else _per_grid(bm.vol[b], n_s),
+            _per_grid(bm.rate[b], n_s),
+            _per_grid(bm.dividend_yield[b], n_s),
             is_call[b, None],
             american[b, None],
             engine=engine,
         )
-        pnl = (v_new.reshape(n_b, n_s, g) - v_now[:, None, :]) * bm.unit[b][:, None, None]
         ps = order[bounds[k0] : bounds[k1]]
-        accumulate_pnl(
-            bm.account[ps], bm.row[ps] - k0, bm.quantity[ps], pnl.reshape(shape), out, engine=engine
-        )
-    return out.reshape(n_accounts, n_s, g)
+        accumulate_pnl(bm.account[ps], bm.row[ps] - k0, weight[ps], v_new, out, engine=engine)
+    pnl = out.reshape(n_accounts, n_s, g)
+    pnl -= now[:, None, :]
+    return pnl
+
+
+def _per_grid(x: np.ndarray, n_s: int) -> np.ndarray:
+    """``(B, G)`` values as the ``(B, S x G)`` scenario columns: one per item when ``G`` is 1 (the
+    kernels repeat it, nothing is materialised), else repeated over the scenarios."""
+    n_b, g = x.shape
+    if g == 1:
+        return x
+    return np.broadcast_to(x[:, None, :], (n_b, n_s, g)).reshape(n_b, n_s * g)
 
 
 def net_delta(bm: BookMarket, n_accounts: int, n_und: int, engine: pricing.Engine) -> np.ndarray:
@@ -206,7 +208,5 @@ def net_delta(bm: BookMarket, n_accounts: int, n_und: int, engine: pricing.Engin
         engine=engine,
     )
     per_unit = d * c["multiplier"].values[:, None]  # (K, G)
-    m = membership(
-        bm.account * n_und + bm.und[bm.row], bm.row, bm.quantity, n_accounts * n_und, bm.und.size
-    )
+    m = membership(bm.account * n_und + bm.und[bm.row], bm.row, bm.quantity, n_accounts * n_und, bm.und.size)
     return group_sum(m, per_unit).reshape(n_accounts, n_und, g)
