@@ -461,3 +461,20 @@ def test_exported_real_history_margins_an_index_book(tmp_path, capsys):
     assert float(ds["hvar"].item()) == pytest.approx(np.sort(loss)[-26], rel=1e-10)  # ceil(25.2)
     assert ds.attrs["first_scenario_date"] == str(series.index[-2520].date())  # the last 2520 dates
     assert ds.attrs["last_scenario_date"] == "2018-12-31"
+
+
+def test_numpy_engine_gives_the_numba_numbers(tmp_path):
+    write_history(tmp_path / "h.csv", vols=True)
+    book = [
+        {"contract": "XF", "quantity": 3, "account": "a"},
+        {"contract": "XP", "quantity": -5, "account": "a"},
+        {"contract": "YS", "quantity": 8, "account": "b"},
+    ]
+    sc = scenario(tmp_path / "h.csv", book, {"liquidity": {"X": 0.001}}, grid={"shift": [-0.05, 0.0, 0.1]})
+    sc["history"].update(vol_columns={"X": "X_vol"}, vol_unit="percent")
+    inputs = marginsim.load(sc)
+    fast = marginsim.margin(inputs, methods="var", engine="numba")["var"]
+    slow = marginsim.margin(inputs, methods="var", engine="numpy")["var"]
+    for name in ("maintenance", "hvar", "stress", "liquidity"):
+        np.testing.assert_allclose(slow[name].values, fast[name].values, rtol=1e-12, err_msg=name)
+    assert (slow["var_date"].values == fast["var_date"].values).all()

@@ -16,6 +16,7 @@ from .grouping import membership
 
 __all__ = [
     "accumulate_pnl",
+    "scenario_levels",
     "tail_count",
     "tail_measure",
     "overlapping_sums",
@@ -90,6 +91,59 @@ def accumulate_pnl(
         return
     m = membership(account, row, weight, out.shape[0], pnl.shape[0])
     out += m @ pnl
+
+
+def _levels_loop(level, und, factor, out):  # pragma: no cover - compiled by numba
+    """``out[k, s * G + g] = level[k, g] * factor[und[k], s]``, in parallel over the rows."""
+    n_k, g_n = level.shape
+    n_s = factor.shape[1]
+    for k in prange(n_k):
+        u = und[k]
+        for s in range(n_s):
+            f = factor[u, s]
+            for g in range(g_n):
+                out[k, s * g_n + g] = level[k, g] * f
+
+
+@functools.cache
+def _numba_levels():
+    return compile_kernel(_levels_loop, parallel=True)
+
+
+def scenario_levels(
+    level: np.ndarray, und: np.ndarray, factor: np.ndarray, out: np.ndarray, *, engine: Engine = "auto"
+) -> np.ndarray:
+    """Each row's level now times its underlying's scenario factors.
+
+    Parameters
+    ----------
+    level
+        ``(K, G)`` levels now per grid point [price units].
+    und
+        ``(K,)`` row of ``factor`` of each row's underlying.
+    factor
+        ``(U, S)`` scenario factors [ratio].
+    out
+        ``(K', S x G)`` C-contiguous buffer, ``K' >= K`` (reused across blocks); its first ``K``
+        rows are written.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out[:K]``: ``(K, S x G)``, scenario-major (column ``s x G + g``).
+    """
+    n_k, g = level.shape
+    dest = out[:n_k]
+    if resolve_engine(engine) == "numba":
+        _numba_levels()(
+            np.ascontiguousarray(level, dtype=np.float64),
+            np.ascontiguousarray(und, dtype=np.int64),
+            np.ascontiguousarray(factor, dtype=np.float64),
+            dest,
+        )
+    else:
+        np.multiply(level[:, None, :], factor[und][:, :, None], out=dest.reshape(n_k, factor.shape[1], g))
+    return dest
 
 
 def tail_count(n: int, confidence: float) -> int:

@@ -19,7 +19,7 @@ import xarray as xr
 from ...errors import InputError
 from ...kernels import pricing
 from ...kernels.grouping import group_sum, membership
-from ...kernels.var import accumulate_pnl
+from ...kernels.var import accumulate_pnl, scenario_levels
 from ...model import Inputs, flat_grid
 from .scenarios import ScenarioSet
 
@@ -150,19 +150,20 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
     order = np.argsort(bm.row, kind="stable")  # positions by contract row: a block's are contiguous
     bounds = np.searchsorted(bm.row[order], np.arange(n_k + 1))
     block = max(1, BLOCK_ELEMENTS // max(n_s * g, 1))
+    buffer = np.empty((min(block, n_k), n_s * g))  # scenario levels of a block, reused
     for k0 in range(0, n_k, block):  # blocks of contracts (a bounded working set), not positions
         k1 = min(k0 + block, n_k)
         b = slice(k0, k1)
         u = bm.und[b]
         n_b = k1 - k0
         shape = (n_b, n_s * g)
-        lvl = bm.level[b][:, None, :] * scen.price[u][:, :, None]  # (B, S, G)
+        lvl = scenario_levels(bm.level[b], u, scen.price, buffer, engine=engine)  # (B, S x G)
         vol = bm.vol[b][:, None, :]
         if scen.vol is not None:
             vol = vol * scen.vol[u][:, :, None]
         v_new = pricing.value(
             model[b, None],
-            lvl.reshape(shape),
+            lvl,
             strike[b, None],
             t[b, None],
             vol.reshape(shape) if vol.shape[1] == n_s else _per_grid(bm.vol[b], n_s),
