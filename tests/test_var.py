@@ -478,3 +478,18 @@ def test_numpy_engine_gives_the_numba_numbers(tmp_path):
     for name in ("maintenance", "hvar", "stress", "liquidity"):
         np.testing.assert_allclose(slow[name].values, fast[name].values, rtol=1e-12, err_msg=name)
     assert (slow["var_date"].values == fast["var_date"].values).all()
+
+
+def test_memory_estimate_counts_the_pnl_matrix(tmp_path):
+    from marginsim import limits
+    from marginsim.registry import REGISTRY
+
+    write_history(tmp_path / "h.csv")
+    sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"lookback_days": 200})
+    inputs = marginsim.load(sc)
+    need = limits.estimate_methods(inputs, [REGISTRY["var"]], detail=True)
+    assert need >= 3 * 8 * 2 * 200  # losses of 2 accounts x 200 scenarios, about three copies
+    ok = marginsim.margin(inputs, methods="var", memory_limit=int(need) + 1)["var"]
+    assert ok.sizes["account"] == 2
+    with pytest.raises(InputError, match="memory"):
+        marginsim.margin(inputs, methods="var", memory_limit=int(need) - 1)
