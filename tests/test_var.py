@@ -7,6 +7,7 @@ the option values from the pricing kernel's formulas at each scenario.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -493,3 +494,11 @@ def test_memory_estimate_counts_the_pnl_matrix(tmp_path):
     assert ok.sizes["account"] == 2
     with pytest.raises(InputError, match="memory"):
         marginsim.margin(inputs, methods="var", memory_limit=int(need) - 1)
+
+
+def test_a_date_dim_is_refused_rather_than_looking_ahead(tmp_path):
+    write_history(tmp_path / "h.csv")
+    inputs = marginsim.load(scenario(tmp_path / "h.csv", LINEAR_BOOK))
+    dated = inputs.market.expand_dims(date=pd.to_datetime(["2024-06-27", "2024-06-28"]).values)
+    with pytest.raises(InputError, match="over a `date` dim"):
+        marginsim.margin(dataclasses.replace(inputs, market=dated), methods="var")

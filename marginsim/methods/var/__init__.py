@@ -121,10 +121,18 @@ def var_margin(
     ------
     InputError
         No ``history:``, a held contract without history, a history too short, a stress window
-        outside the history.
+        outside the history; a market with a ``date`` dim (a backtest: not available, the
+        scenarios would look ahead).
     """
     inputs.require_in_memory("var_margin")
     sc = inputs.scenario
+    if "date" in inputs.market.dims:  # a backtest's market rolled by the history
+        raise InputError(
+            "the var method over a `date` dim (a backtest) is not available: each date's scenarios would "
+            "have to be the history's returns up to that date, and they are the whole history's",
+            file=sc.file,
+            key_path="var",
+        )
     params = params or sc.section("var") or VarParams()
     history = _history(inputs)
     scen = build_scenarios(history, params, sc.file)
