@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--positions", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2, help="runs per book (best printed)")
+    ap.add_argument(
+        "--book", choices=["both", "options", "futures"], default="both", help="which book to time"
+    )
     args = ap.parse_args()
     params = VarParams()  # ES 0.975, 2-day returns, EWMA, lookback 2520
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,15 +101,17 @@ def main() -> None:
         small = with_history(span_throughput.synthetic(10, 10), Path(tmp))
         var_margin(small, params, engine="numba")  # compile outside the timing
         n_opt = int(inputs.contracts["is_option"].sum())
-        n_pos = inputs.book.sizes["position"]
-        wall, cpu, total = timed(inputs, params, args.repeat)
-        revals = n_opt * SCENARIOS
-        print(
-            f"options book: {args.accounts:,} accounts x {args.positions} positions ({n_opt:,} option contracts): "
-            f"{wall:.1f} s wall, {cpu:.1f} s CPU; {revals / wall / 1e6:.1f} million option-scenario "
-            f"revaluations/s end to end ({revals / cpu / 1e6:.1f} million per CPU second); total maintenance "
-            f"{total:,.0f}"
-        )
+        if args.book != "futures":
+            wall, cpu, total = timed(inputs, params, args.repeat)
+            revals = n_opt * SCENARIOS
+            print(
+                f"options book: {args.accounts:,} accounts x {args.positions} positions ({n_opt:,} option "
+                f"contracts): {wall:.1f} s wall, {cpu:.1f} s CPU; {revals / wall / 1e6:.1f} million option-scenario "
+                f"revaluations/s end to end ({revals / cpu / 1e6:.1f} million per CPU second); total maintenance "
+                f"{total:,.0f}"
+            )
+        if args.book == "options":
+            return
         fut = futures_only(inputs, args.accounts, args.positions)
         var_margin(futures_only(small, 10, 10), params, engine="numba")
         wall, cpu, total = timed(fut, params, args.repeat)

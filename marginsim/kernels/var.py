@@ -32,18 +32,19 @@ _MIN_TILE = 64
 
 
 def _accumulate_loop(account, row, weight, pnl, out, tile):  # pragma: no cover - compiled by numba
-    """``out[account[p], :] += weight[p] * pnl[row[p], :]`` for every p, in parallel column tiles."""
+    """``out[account[p], :] += weight[p] * pnl[row[p], :]`` for every p, in parallel column tiles
+    (positions in account order keep each account's row of a tile in cache)."""
     n_cols = out.shape[1]
     n_tiles = (n_cols + tile - 1) // tile
     for i in prange(n_tiles):
         c0 = i * tile
         c1 = min(c0 + tile, n_cols)
         for p in range(account.size):
-            a = account[p]
-            r = row[p]
+            dst = out[account[p], c0:c1]
+            src = pnl[row[p], c0:c1]
             w = weight[p]
-            for c in range(c0, c1):
-                out[a, c] += w * pnl[r, c]
+            for c in range(c1 - c0):
+                dst[c] += w * src[c]
 
 
 @functools.cache
@@ -146,6 +147,23 @@ def scenario_levels(
     return dest
 
 
+def _last_near_loop(x, target, tol, out):  # pragma: no cover - compiled by numba
+    """Per row of ``x``: the last column within ``tol`` of ``target`` (-1: none), in parallel."""
+    n_rows, n = x.shape
+    for i in prange(n_rows):
+        found = -1
+        for j in range(n - 1, -1, -1):
+            if abs(x[i, j] - target[i]) <= tol[i]:
+                found = j
+                break
+        out[i] = found
+
+
+@functools.cache
+def _numba_last_near():
+    return compile_kernel(_last_near_loop, parallel=True)
+
+
 def tail_count(n: int, confidence: float) -> int:
     """k = ceil(n (1 - c)), at least 1: the tail's number of scenarios.
 
@@ -155,7 +173,9 @@ def tail_count(n: int, confidence: float) -> int:
     return max(1, math.ceil(round(n * (1.0 - confidence), 9)))
 
 
-def tail_measure(loss: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np.ndarray]:
+def tail_measure(
+    loss: np.ndarray, k: int, measure: str, *, engine: Engine = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """The tail measure of the losses along the last axis, and the scenario that sets it.
 
     Parameters
@@ -166,6 +186,8 @@ def tail_measure(loss: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np
         Tail count (:func:`tail_count`), 1 to n.
     measure
         ``"var"``: the k-th largest loss; ``"es"``: the mean of the k largest.
+    engine
+        ``"numba"``: the scenario search in one parallel pass; ``"numpy"``: array operations.
 
     Returns
     -------
@@ -189,7 +211,12 @@ def tail_measure(loss: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np
     else:
         value = kth
         target = kth
-    tol = 1e-9 * np.maximum(np.abs(loss).max(axis=-1), 1.0)
+    tol = 1e-9 * np.maximum(np.maximum(loss.max(axis=-1), -loss.min(axis=-1)), 1.0)
+    if resolve_engine(engine) == "numba":
+        flat = np.ascontiguousarray(loss).reshape(-1, n)
+        scenario = np.empty(flat.shape[0], dtype=np.int64)
+        _numba_last_near()(flat, np.ravel(target), np.ravel(tol), scenario)
+        return value, scenario.reshape(lead)
     hit = np.abs(loss - target[..., None]) <= tol[..., None]
     scenario = n - 1 - np.argmax(hit[..., ::-1], axis=-1)
     return value, scenario.astype(np.int64)

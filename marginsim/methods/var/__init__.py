@@ -49,9 +49,9 @@ def _history(inputs: Inputs) -> xr.Dataset:
     return history
 
 
-def _tail(loss: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np.ndarray]:
+def _tail(loss: np.ndarray, k: int, measure: str, engine: pricing.Engine) -> tuple[np.ndarray, np.ndarray]:
     """Tail measure over axis 1 of ``(A, S, G)`` losses: ``(A, G)`` values and scenario indices."""
-    value, idx = tail_measure(np.moveaxis(loss, 1, -1), k, measure)
+    value, idx = tail_measure(np.moveaxis(loss, 1, -1), k, measure, engine=engine)
     return value, idx
 
 
@@ -138,10 +138,11 @@ def var_margin(
     scen = build_scenarios(history, params, sc.file)
     bm = book_market(inputs, scen)
     n_a = inputs.book.sizes["account"]
-    loss = -account_pnl(bm, scen, n_a, engine)  # (A, S, G)
+    loss = account_pnl(bm, scen, n_a, engine)  # (A, S, G)
+    np.negative(loss, out=loss)  # losses positive, in place
     n = scen.main.stop - scen.main.start
     k = tail_count(n, params.confidence)
-    hvar_raw, idx = _tail(loss[:, scen.main], k, params.measure)
+    hvar_raw, idx = _tail(loss[:, scen.main], k, params.measure, engine)
     hvar = np.maximum(hvar_raw, 0.0)
     labels = scen.labels
     var_date = np.where(hvar > 0, labels[scen.main][np.maximum(idx, 0)] if n else "", "").astype(object)
@@ -149,7 +150,7 @@ def var_margin(
     if st.shape[1]:
         worst = st.max(axis=1)
         stress = np.maximum(worst, 0.0)
-        _, s_idx = tail_measure(np.moveaxis(st, 1, -1), 1, "var")
+        _, s_idx = tail_measure(np.moveaxis(st, 1, -1), 1, "var", engine=engine)
         stress_name = np.where(stress > 0, labels[scen.stress][s_idx], "").astype(object)
     else:
         stress = np.zeros_like(hvar)
@@ -161,12 +162,12 @@ def var_margin(
     elif params.apc == "stressed_weight":
         w_loss = loss[:, scen.windows]
         k_w = tail_count(w_loss.shape[1], params.confidence)
-        stressed = np.maximum(_tail(w_loss, k_w, params.measure)[0], 0.0)
+        stressed = np.maximum(_tail(w_loss, k_w, params.measure, engine)[0], 0.0)
         apc = x * params.apc_stressed_weight * (stressed - hvar)
     elif params.apc == "floor":
         f_loss = loss[:, scen.floor]
         k_f = tail_count(f_loss.shape[1], params.confidence)
-        floor = np.maximum(_tail(f_loss, k_f, params.measure)[0], 0.0)
+        floor = np.maximum(_tail(f_loss, k_f, params.measure, engine)[0], 0.0)
         apc = x * np.maximum(floor - hvar, 0.0)
     else:
         apc = np.zeros_like(core)

@@ -147,9 +147,12 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
     )  # (K, G)
     weight = bm.quantity * bm.unit[bm.row]  # reporting currency per price point, per position
     now = group_sum(membership(bm.account, bm.row, weight, n_accounts, n_k), v_now)  # (A, G)
-    order = np.argsort(bm.row, kind="stable")  # positions by contract row: a block's are contiguous
-    bounds = np.searchsorted(bm.row[order], np.arange(n_k + 1))
     block = max(1, BLOCK_ELEMENTS // max(n_s * g, 1))
+    # positions by block of contracts (a block's are contiguous), then by account (each account's
+    # row of the P&L matrix stays in cache while its positions are added)
+    block_of = bm.row // block
+    order = np.lexsort((bm.row, bm.account, block_of))
+    bounds = np.searchsorted(block_of[order], np.arange(-(-n_k // block) + 1))
     buffer = np.empty((min(block, n_k), n_s * g))  # scenario levels of a block, reused
     for k0 in range(0, n_k, block):  # blocks of contracts (a bounded working set), not positions
         k1 = min(k0 + block, n_k)
@@ -173,7 +176,7 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
             american[b, None],
             engine=engine,
         )
-        ps = order[bounds[k0] : bounds[k1]]
+        ps = order[bounds[k0 // block] : bounds[k0 // block + 1]]
         accumulate_pnl(bm.account[ps], bm.row[ps] - k0, weight[ps], v_new, out, engine=engine)
     pnl = out.reshape(n_accounts, n_s, g)
     pnl -= now[:, None, :]
