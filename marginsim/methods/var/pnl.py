@@ -117,6 +117,12 @@ def book_market(inputs: Inputs, scen: ScenarioSet) -> BookMarket:
 def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pricing.Engine) -> np.ndarray:
     """P&L of every account under every scenario [reporting currency], gains positive.
 
+    Linear contracts (futures, stocks, CFDs): their P&L is linear in the scenario factors, so the
+    positions are first summed into exposures per (account, underlying) (a sparse product) and
+    the P&L is one dense product of exposures and ``factor - 1``. Options: revalued block by block
+    of contracts and added per position (:func:`marginsim.kernels.var.accumulate_pnl`), minus
+    their value now.
+
     Returns
     -------
     numpy.ndarray
@@ -129,58 +135,99 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
         return out.reshape(n_accounts, n_s, g)
     c = bm.contracts
     model = c["model"].values
+    weight = bm.quantity * bm.unit[bm.row]  # reporting currency per price point, per position
+    pnl = out.reshape(n_accounts, n_s, g)
+    linear = model[bm.row] == pricing.LINEAR
+    if linear.any():
+        n_u = scen.price.shape[0]
+        m = membership(
+            bm.account[linear] * n_u + bm.und[bm.row[linear]],
+            bm.row[linear],
+            weight[linear],
+            n_accounts * n_u,
+            n_k,
+        )
+        exposure = group_sum(m, bm.level).reshape(n_accounts, n_u, g)  # currency per unit of factor
+        moves = scen.price - 1.0  # (U, S)
+        if g == 1:
+            pnl[:, :, 0] += exposure[:, :, 0] @ moves
+        else:
+            pnl += np.einsum("aug,us->asg", exposure, moves, optimize=True)
+    options = np.flatnonzero(model != pricing.LINEAR)
+    if options.size:
+        _option_pnl(bm, scen, options, ~linear, weight, out, n_accounts, engine)
+    return pnl
+
+
+def _option_pnl(
+    bm: BookMarket,
+    scen: ScenarioSet,
+    options: np.ndarray,
+    held: np.ndarray,
+    weight: np.ndarray,
+    out: np.ndarray,
+    n_accounts: int,
+    engine: pricing.Engine,
+) -> None:
+    """Add the options' P&L into ``out`` ``(A, S x G)``: ``options`` are their contract rows,
+    ``held`` flags the positions in them."""
+    n_s, g = scen.size, bm.grid_size
+    c = bm.contracts.isel(contract=options)
+    model = c["model"].values
     strike = c["strike"].fillna(0.0).values
     t = c["t"].fillna(0.0).values
     is_call, american = c["is_call"].values, c["american"].values
+    level, vol = bm.level[options], bm.vol[options]
+    rate, q, und = bm.rate[options], bm.dividend_yield[options], bm.und[options]
+    account, w = bm.account[held], weight[held]
+    row = np.searchsorted(options, bm.row[held])  # row among the options
+    n_o = options.size
     # value now: once per contract; its part of every scenario's P&L is one (account, grid) term
     v_now = pricing.value(
         model[:, None],
-        bm.level,
+        level,
         strike[:, None],
         t[:, None],
-        bm.vol,
-        bm.rate,
-        bm.dividend_yield,
+        vol,
+        rate,
+        q,
         is_call[:, None],
         american[:, None],
         engine=engine,
-    )  # (K, G)
-    weight = bm.quantity * bm.unit[bm.row]  # reporting currency per price point, per position
-    now = group_sum(membership(bm.account, bm.row, weight, n_accounts, n_k), v_now)  # (A, G)
+    )  # (O, G)
+    now = group_sum(membership(account, row, w, n_accounts, n_o), v_now)  # (A, G)
     block = max(1, BLOCK_ELEMENTS // max(n_s * g, 1))
     # positions by block of contracts (a block's are contiguous), then by account (each account's
     # row of the P&L matrix stays in cache while its positions are added)
-    block_of = bm.row // block
-    order = np.lexsort((bm.row, bm.account, block_of))
-    bounds = np.searchsorted(block_of[order], np.arange(-(-n_k // block) + 1))
-    buffer = np.empty((min(block, n_k), n_s * g))  # scenario levels of a block, reused
-    for k0 in range(0, n_k, block):  # blocks of contracts (a bounded working set), not positions
-        k1 = min(k0 + block, n_k)
+    block_of = row // block
+    order = np.lexsort((row, account, block_of))
+    bounds = np.searchsorted(block_of[order], np.arange(-(-n_o // block) + 1))
+    buffer = np.empty((min(block, n_o), n_s * g))  # scenario levels of a block, reused
+    for i, k0 in enumerate(range(0, n_o, block)):  # blocks of contracts (a bounded working set)
+        k1 = min(k0 + block, n_o)
         b = slice(k0, k1)
-        u = bm.und[b]
-        n_b = k1 - k0
-        shape = (n_b, n_s * g)
-        lvl = scenario_levels(bm.level[b], u, scen.price, buffer, engine=engine)  # (B, S x G)
-        vol = bm.vol[b][:, None, :]
+        u = und[b]
+        shape = (k1 - k0, n_s * g)
+        lvl = scenario_levels(level[b], u, scen.price, buffer, engine=engine)  # (B, S x G)
+        v = vol[b][:, None, :]
         if scen.vol is not None:
-            vol = vol * scen.vol[u][:, :, None]
+            v = v * scen.vol[u][:, :, None]
         v_new = pricing.value(
             model[b, None],
             lvl,
             strike[b, None],
             t[b, None],
-            vol.reshape(shape) if vol.shape[1] == n_s else _per_grid(bm.vol[b], n_s),
-            _per_grid(bm.rate[b], n_s),
-            _per_grid(bm.dividend_yield[b], n_s),
+            v.reshape(shape) if v.shape[1] == n_s else _per_grid(vol[b], n_s),
+            _per_grid(rate[b], n_s),
+            _per_grid(q[b], n_s),
             is_call[b, None],
             american[b, None],
             engine=engine,
         )
-        ps = order[bounds[k0 // block] : bounds[k0 // block + 1]]
-        accumulate_pnl(bm.account[ps], bm.row[ps] - k0, weight[ps], v_new, out, engine=engine)
+        ps = order[bounds[i] : bounds[i + 1]]
+        accumulate_pnl(account[ps], row[ps] - k0, w[ps], v_new, out, engine=engine)
     pnl = out.reshape(n_accounts, n_s, g)
     pnl -= now[:, None, :]
-    return pnl
 
 
 def _per_grid(x: np.ndarray, n_s: int) -> np.ndarray:
