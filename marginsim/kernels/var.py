@@ -9,7 +9,6 @@ import functools
 import math
 
 import numpy as np
-import scipy.signal
 
 from ._jit import Engine, compile_kernel, prange, resolve_engine
 from .grouping import membership
@@ -253,6 +252,8 @@ def ewma_variance(r: np.ndarray, lam: float, seed_days: int) -> tuple[np.ndarray
     now : numpy.ndarray
         ``(U,)``: the variance for the next day, after the last return (``s[T]``).
     """
+    import scipy.signal  # here: importing the methods must not import scipy (a small book needs none)
+
     r2 = np.asarray(r, dtype=float) ** 2
     seed = r2[: max(1, min(seed_days, r2.shape[0]))].mean(axis=0)
     # s[1..T] = lfilter of r2[0..T-1] with s[0] = seed as initial state
