@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import marginsim
 from marginsim import InputError
@@ -179,8 +180,9 @@ def test_ewma_filtered_scenarios_against_a_hand_recursion(tmp_path):
     sc = marginsim.load(scenario(tmp_path / "h.csv", LINEAR_BOOK))
     params = VarParams(filter="ewma", ewma_lambda=lam, ewma_seed_days=seed_days, holding_days=h)
     scen = build_scenarios(sc.history, params, None)
-    np.testing.assert_allclose(np.log(scen.price), want_h.T, rtol=1e-12, atol=1e-15)
-    assert scen.labels[-1] == AS_OF and scen.labels[0] == frame["date"].iloc[2]
+    np.testing.assert_allclose(np.log(scen.price[:, :, 0]), want_h.T, rtol=1e-12, atol=1e-15)
+    labels = scen.label_text[scen.label_index[:, 0]]
+    assert labels[-1] == AS_OF and labels[0] == frame["date"].iloc[2]
     at_date, now = ewma_variance(r, lam, seed_days)
     assert now[0] == pytest.approx(lam * at_date[-1, 0] + (1 - lam) * r[-1, 0] ** 2)
 
@@ -496,9 +498,66 @@ def test_memory_estimate_counts_the_pnl_matrix(tmp_path):
         marginsim.margin(inputs, methods="var", memory_limit=int(need) - 1)
 
 
-def test_a_date_dim_is_refused_rather_than_looking_ahead(tmp_path):
-    write_history(tmp_path / "h.csv")
-    inputs = marginsim.load(scenario(tmp_path / "h.csv", LINEAR_BOOK))
-    dated = inputs.market.expand_dims(date=pd.to_datetime(["2024-06-27", "2024-06-28"]).values)
-    with pytest.raises(InputError, match="over a `date` dim"):
-        marginsim.margin(dataclasses.replace(inputs, market=dated), methods="var")
+def dated(inputs, frame: pd.DataFrame, days: int):
+    """The inputs with a `date` dim over the history's last ``days`` dates (the market rolled by the
+    closes, as a backtest's)."""
+    last = frame.iloc[-days:]
+    close = xr.DataArray(
+        last[["X", "Y"]].to_numpy().T,
+        dims=("underlying", "date"),
+        coords={"underlying": ["X", "Y"], "date": pd.to_datetime(last["date"]).values},
+    )
+    market = inputs.market.copy()
+    market["price"] = close
+    return dataclasses.replace(inputs, market=market)
+
+
+@pytest.mark.parametrize("filter_", ["none", "ewma"])
+def test_over_a_date_dim_each_date_uses_the_history_up_to_it(tmp_path, filter_):
+    frame = write_history(tmp_path / "h.csv")
+    n, days = 100, 5
+    var = {"filter": filter_, "lookback_days": n, "measure": "var", "confidence": 0.97, "ewma_lambda": 0.9}
+    book = [
+        {"contract": "XF", "quantity": 2, "account": "a"},
+        {"contract": "XP", "quantity": -3, "account": "a"},
+    ]
+    inputs = dated(marginsim.load(scenario(tmp_path / "h.csv", book, var)), frame, days)
+    ds = marginsim.margin(inputs, methods="var")["var"]
+    assert ds["hvar"].dims == ("account", "date")
+    close = frame["X"].to_numpy()
+    r = np.diff(np.log(close))
+    s2 = [np.mean(r[:30] ** 2)]  # the EWMA recursion by hand (seed: first 30 returns)
+    for x in r:
+        s2.append(0.9 * s2[-1] + 0.1 * x**2)
+    k = math.ceil(round(n * 0.03, 9))
+    expiry = pd.Timestamp("2024-09-20")
+    from scipy.stats import norm
+
+    for i, e in enumerate(range(len(close) - days, len(close))):  # history index of each date
+        scaled = r[:e] * (np.sqrt(s2[e] / np.array(s2[:e])) if filter_ == "ewma" else 1.0)
+        r_h = (scaled[1:] + scaled[:-1])[-n:]  # two-day returns ending on dates up to e
+        f = close[e]
+        t = (expiry - pd.Timestamp(frame["date"].iloc[e])).days / 365.0
+
+        def put(x, t=t):
+            d1 = (np.log(x / 105) + 0.5 * 0.25**2 * t) / (0.25 * np.sqrt(t))
+            return np.exp(-0.03 * t) * (105 * norm.cdf(-(d1 - 0.25 * np.sqrt(t))) - x * norm.cdf(-d1))
+
+        moved = f * np.exp(r_h)
+        loss = -(2 * 50 * (moved - f)) + 3 * 50 * (put(moved) - put(f))
+        order = np.argsort(loss)
+        got = ds.isel(date=i).sel(account="a")
+        assert float(got["hvar"]) == pytest.approx(loss[order[-k]], rel=1e-9)
+        assert got["var_date"].item() == frame["date"].iloc[e - n + 1 + order[-k]]
+
+
+def test_over_a_date_dim_later_information_is_refused(tmp_path):
+    frame = write_history(tmp_path / "h.csv")
+    sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"filter": "garch"})
+    with pytest.raises(InputError, match="filter: garch fits the whole history"):
+        marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")
+    window = {"from": frame["date"].iloc[-10], "to": frame["date"].iloc[-1]}
+    sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"stress": {"windows": [window]}})
+    with pytest.raises(InputError, match="the window ends after the first valuation date") as e:
+        marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")
+    assert e.value.key_path == "var.stress.windows[0]"

@@ -93,16 +93,15 @@ def accumulate_pnl(
     out += m @ pnl
 
 
-def _levels_loop(level, und, factor, out):  # pragma: no cover - compiled by numba
-    """``out[k, s * G + g] = level[k, g] * factor[und[k], s]``, in parallel over the rows."""
+def _levels_loop(level, und, factor, date, out):  # pragma: no cover - compiled by numba
+    """``out[k, s * G + g] = level[k, g] * factor[und[k], s, date[g]]``, in parallel over the rows."""
     n_k, g_n = level.shape
     n_s = factor.shape[1]
     for k in prange(n_k):
         u = und[k]
         for s in range(n_s):
-            f = factor[u, s]
             for g in range(g_n):
-                out[k, s * g_n + g] = level[k, g] * f
+                out[k, s * g_n + g] = level[k, g] * factor[u, s, date[g]]
 
 
 @functools.cache
@@ -111,7 +110,13 @@ def _numba_levels():
 
 
 def scenario_levels(
-    level: np.ndarray, und: np.ndarray, factor: np.ndarray, out: np.ndarray, *, engine: Engine = "auto"
+    level: np.ndarray,
+    und: np.ndarray,
+    factor: np.ndarray,
+    date: np.ndarray,
+    out: np.ndarray,
+    *,
+    engine: Engine = "auto",
 ) -> np.ndarray:
     """Each row's level now times its underlying's scenario factors.
 
@@ -122,7 +127,9 @@ def scenario_levels(
     und
         ``(K,)`` row of ``factor`` of each row's underlying.
     factor
-        ``(U, S)`` scenario factors [ratio].
+        ``(U, S, D)`` scenario factors per valuation date [ratio].
+    date
+        ``(G,)`` valuation-date index (into ``factor``'s last axis) of each grid point.
     out
         ``(K', S x G)`` C-contiguous buffer, ``K' >= K`` (reused across blocks); its first ``K``
         rows are written.
@@ -139,10 +146,11 @@ def scenario_levels(
             np.ascontiguousarray(level, dtype=np.float64),
             np.ascontiguousarray(und, dtype=np.int64),
             np.ascontiguousarray(factor, dtype=np.float64),
+            np.ascontiguousarray(date, dtype=np.int64),
             dest,
         )
     else:
-        np.multiply(level[:, None, :], factor[und][:, :, None], out=dest.reshape(n_k, factor.shape[1], g))
+        np.multiply(level[:, None, :], factor[und][:, :, date], out=dest.reshape(n_k, factor.shape[1], g))
     return dest
 
 

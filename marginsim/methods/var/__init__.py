@@ -114,28 +114,22 @@ def var_margin(
         :data:`OUTPUTS` (``maintenance``, ``initial``, the components :data:`COMPONENTS`,
         ``var_date``, ``stress_scenario``). Attrs: ``filter``, ``measure``, ``confidence``,
         ``holding_days``, ``scenarios`` (n), ``tail_count`` (k), ``first_scenario_date``,
-        ``last_scenario_date``, ``vol_moves`` (which underlyings' vols move with the history;
+        ``last_scenario_date`` (of the last valuation date), ``vol_moves`` (which underlyings' vols move with the history;
         ``"none: vols unchanged"`` without), ``history`` (the file).
 
     Raises
     ------
     InputError
         No ``history:``, a held contract without history, a history too short, a stress window
-        outside the history; a market with a ``date`` dim (a backtest: not available, the
-        scenarios would look ahead).
+        outside the history. Over a ``date`` dim (a backtest: :func:`build_scenarios`), a date not
+        in the history, ``filter: garch``, a stress window ending after the first date.
     """
     inputs.require_in_memory("var_margin")
     sc = inputs.scenario
-    if "date" in inputs.market.dims:  # a backtest's market rolled by the history
-        raise InputError(
-            "the var method over a `date` dim (a backtest) is not available: each date's scenarios would "
-            "have to be the history's returns up to that date, and they are the whole history's",
-            file=sc.file,
-            key_path="var",
-        )
     params = params or sc.section("var") or VarParams()
     history = _history(inputs)
-    scen = build_scenarios(history, params, sc.file)
+    valuation = inputs.market["date"].values if "date" in inputs.market.dims else None
+    scen = build_scenarios(history, params, sc.file, valuation)
     bm = book_market(inputs, scen)
     n_a = inputs.book.sizes["account"]
     loss = account_pnl(bm, scen, n_a, engine)  # (A, S, G)
@@ -144,14 +138,14 @@ def var_margin(
     k = tail_count(n, params.confidence)
     hvar_raw, idx = _tail(loss[:, scen.main], k, params.measure, engine)
     hvar = np.maximum(hvar_raw, 0.0)
-    labels = scen.labels
-    var_date = np.where(hvar > 0, labels[scen.main][np.maximum(idx, 0)] if n else "", "").astype(object)
+    date = np.broadcast_to(bm.date, idx.shape)  # each grid point's valuation-date row
+    var_date = np.where(hvar > 0, scen.labels(scen.main, np.maximum(idx, 0), date), "").astype(object)
     st = loss[:, scen.stress]
     if st.shape[1]:
         worst = st.max(axis=1)
         stress = np.maximum(worst, 0.0)
         _, s_idx = tail_measure(np.moveaxis(st, 1, -1), 1, "var", engine=engine)
-        stress_name = np.where(stress > 0, labels[scen.stress][s_idx], "").astype(object)
+        stress_name = np.where(stress > 0, scen.labels(scen.stress, s_idx, date), "").astype(object)
     else:
         stress = np.zeros_like(hvar)
         stress_name = np.full(hvar.shape, "", dtype=object)
@@ -183,7 +177,7 @@ def var_margin(
     for d in bm.grid_dims:
         src = inputs.market if d in inputs.market.coords else inputs.grid
         coords[d] = src[d].values
-    main_dates = labels[scen.main]
+    main_dates = scen.label_text[scen.label_index[scen.main, -1]]  # the last valuation date's
     ds = xr.Dataset(
         {
             "maintenance": var(maintenance),

@@ -20,7 +20,7 @@ from ...errors import InputError
 from ...kernels import pricing
 from ...kernels.grouping import group_sum, membership
 from ...kernels.var import accumulate_pnl, scenario_levels
-from ...model import Inputs, flat_grid
+from ...model import DAYS_PER_YEAR, Inputs, flat_grid
 from .scenarios import ScenarioSet
 
 __all__ = ["BookMarket", "book_market", "account_pnl", "net_delta", "BLOCK_ELEMENTS"]
@@ -41,12 +41,15 @@ class BookMarket:
         Per position: account index, row of its contract, quantity [contracts].
     und
         ``(K,)`` row of each contract's underlying in the scenario set.
-    level, vol, rate, dividend_yield
-        ``(K, G)`` market now per contract and grid point.
+    level, vol, rate, dividend_yield, t
+        ``(K, G)`` market now per contract and grid point; ``t`` time to expiry [years] (from
+        each date of a ``date`` dim, else from the valuation date).
     unit
         ``(K,)`` reporting currency per price point per contract (multiplier x FX).
     grid_dims, grid_shape
         The grid dims flattened into ``G`` and their sizes.
+    date
+        ``(G,)`` the valuation-date row of each grid point (0 without a ``date`` dim).
     """
 
     contracts: xr.Dataset
@@ -58,9 +61,11 @@ class BookMarket:
     vol: np.ndarray
     rate: np.ndarray
     dividend_yield: np.ndarray
+    t: np.ndarray
     unit: np.ndarray
     grid_dims: list[str]
     grid_shape: tuple[int, ...]
+    date: np.ndarray
 
     @property
     def grid_size(self) -> int:
@@ -93,10 +98,20 @@ def book_market(inputs: Inputs, scen: ScenarioSet) -> BookMarket:
     level = inputs.underlying_level(c)
     vol = inputs.contract_vol(c).fillna(0.0)
     rate, q = inputs.rate(c), inputs.dividend_yield(c)
-    present = set(level.dims) | set(vol.dims) | set(rate.dims) | set(q.dims)
+    t = c["t"].fillna(0.0)
+    if "date" in inputs.market.dims:  # a backtest's dates: the time to expiry runs from each
+        dates = inputs.market["date"].values.astype("datetime64[D]")
+        days = (c["expiry"].values[:, None] - dates[None, :]).astype("timedelta64[D]").astype(float)
+        t = xr.DataArray(np.nan_to_num(np.maximum(days, 0.0)) / DAYS_PER_YEAR, dims=("contract", "date"))
+    present = set(level.dims) | set(vol.dims) | set(rate.dims) | set(q.dims) | set(t.dims)
     gd = [d for d in inputs.grid_dims if d in present]
-    sizes = {**level.sizes, **vol.sizes, **rate.sizes, **q.sizes}
+    if "date" in present and "date" not in gd:
+        gd.append("date")
+    sizes = {**level.sizes, **vol.sizes, **rate.sizes, **q.sizes, **t.sizes}
     shape = tuple(int(sizes[d]) for d in gd)
+    date = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    if "date" in gd:
+        date = np.indices(shape)[gd.index("date")].reshape(-1).astype(np.int64)
     fx = inputs.market["fx"].values[c["underlying_index"].values]
     return BookMarket(
         contracts=c,
@@ -108,9 +123,11 @@ def book_market(inputs: Inputs, scen: ScenarioSet) -> BookMarket:
         vol=flat_grid(vol, ["contract"], gd, shape),
         rate=flat_grid(rate, ["contract"], gd, shape),
         dividend_yield=flat_grid(q, ["contract"], gd, shape),
+        t=flat_grid(t, ["contract"], gd, shape),
         unit=c["multiplier"].values * fx,
         grid_dims=gd,
         grid_shape=shape,
+        date=date,
     )
 
 
@@ -148,11 +165,13 @@ def account_pnl(bm: BookMarket, scen: ScenarioSet, n_accounts: int, engine: pric
             n_k,
         )
         exposure = group_sum(m, bm.level).reshape(n_accounts, n_u, g)  # currency per unit of factor
-        moves = scen.price - 1.0  # (U, S)
+        moves = scen.price - 1.0  # (U, S, D)
         if g == 1:
-            pnl[:, :, 0] += exposure[:, :, 0] @ moves
-        else:
-            pnl += np.einsum("aug,us->asg", exposure, moves, optimize=True)
+            pnl[:, :, 0] += exposure[:, :, 0] @ moves[:, :, 0]
+        elif moves.shape[2] == 1:
+            pnl += np.einsum("aug,us->asg", exposure, moves[:, :, 0], optimize=True)
+        else:  # a date dim: each grid point's date has its own scenarios
+            pnl += np.einsum("aug,usg->asg", exposure, moves[:, :, bm.date], optimize=True)
     options = np.flatnonzero(model != pricing.LINEAR)
     if options.size:
         _option_pnl(bm, scen, options, ~linear, weight, out, n_accounts, engine)
@@ -175,9 +194,8 @@ def _option_pnl(
     c = bm.contracts.isel(contract=options)
     model = c["model"].values
     strike = c["strike"].fillna(0.0).values
-    t = c["t"].fillna(0.0).values
     is_call, american = c["is_call"].values, c["american"].values
-    level, vol = bm.level[options], bm.vol[options]
+    level, vol, t = bm.level[options], bm.vol[options], bm.t[options]
     rate, q, und = bm.rate[options], bm.dividend_yield[options], bm.und[options]
     account, w = bm.account[held], weight[held]
     row = np.searchsorted(options, bm.row[held])  # row among the options
@@ -187,7 +205,7 @@ def _option_pnl(
         model[:, None],
         level,
         strike[:, None],
-        t[:, None],
+        t,
         vol,
         rate,
         q,
@@ -208,15 +226,15 @@ def _option_pnl(
         b = slice(k0, k1)
         u = und[b]
         shape = (k1 - k0, n_s * g)
-        lvl = scenario_levels(level[b], u, scen.price, buffer, engine=engine)  # (B, S x G)
+        lvl = scenario_levels(level[b], u, scen.price, bm.date, buffer, engine=engine)  # (B, S x G)
         v = vol[b][:, None, :]
         if scen.vol is not None:
-            v = v * scen.vol[u][:, :, None]
+            v = v * scen.vol[u][:, :, bm.date]
         v_new = pricing.value(
             model[b, None],
             lvl,
             strike[b, None],
-            t[b, None],
+            _per_grid(t[b], n_s),
             v.reshape(shape) if v.shape[1] == n_s else _per_grid(vol[b], n_s),
             _per_grid(rate[b], n_s),
             _per_grid(q[b], n_s),
@@ -250,7 +268,7 @@ def net_delta(bm: BookMarket, n_accounts: int, n_und: int, engine: pricing.Engin
         c["model"].values[:, None],
         bm.level,
         c["strike"].fillna(0.0).values[:, None],
-        c["t"].fillna(0.0).values[:, None],
+        bm.t,
         bm.vol,
         bm.rate,
         bm.dividend_yield,

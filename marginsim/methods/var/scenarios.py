@@ -24,19 +24,22 @@ __all__ = ["ScenarioSet", "build_scenarios", "garch_variance"]
 
 @dataclass(frozen=True)
 class ScenarioSet:
-    """The stacked scenario columns.
+    """The stacked scenario columns, per valuation date.
 
     Attributes
     ----------
     underlyings
         The history's underlyings (rows of ``price`` and ``vol``).
     price
-        ``(U, S)`` price factors [ratio].
+        ``(U, S, D)`` price factors [ratio]: ``D`` valuation dates (the market's ``date`` dim), or
+        1 (the scenario's ``as_of``: the whole history).
     vol
-        ``(U, S)`` vol factors [ratio] (1 for an underlying without vol history), or ``None``
+        ``(U, S, D)`` vol factors [ratio] (1 for an underlying without vol history), or ``None``
         when no vol moves.
-    labels
-        ``(S,)`` the end date of each return (YYYY-MM-DD) or the explicit stress scenario's name.
+    label_index
+        ``(S, D)`` index into ``label_text`` of each scenario's label.
+    label_text
+        The end date of each return (YYYY-MM-DD) and the explicit stress scenarios' names.
     main, windows, explicit, floor
         Column slices of each part (``floor`` empty unless ``apc: floor``).
     vol_underlyings
@@ -46,7 +49,8 @@ class ScenarioSet:
     underlyings: list[str]
     price: np.ndarray
     vol: np.ndarray | None
-    labels: np.ndarray
+    label_index: np.ndarray
+    label_text: np.ndarray
     main: slice
     windows: slice
     explicit: slice
@@ -55,12 +59,16 @@ class ScenarioSet:
 
     @property
     def size(self) -> int:
-        return int(self.labels.size)
+        return int(self.label_index.shape[0])
 
     @property
     def stress(self) -> slice:
         """The stress columns: windows and explicit scenarios (contiguous)."""
         return slice(self.windows.start, self.explicit.stop)
+
+    def labels(self, part: slice, index: np.ndarray, date: np.ndarray) -> np.ndarray:
+        """The labels of scenarios ``index`` of ``part`` at valuation-date rows ``date`` (same shape)."""
+        return self.label_text[self.label_index[part][index, date]]
 
 
 def garch_variance(r: np.ndarray, file: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +99,35 @@ def garch_variance(r: np.ndarray, file: str | None) -> tuple[np.ndarray, np.ndar
     return at_date, now
 
 
-def build_scenarios(history: xr.Dataset, params: VarParams, file: str | None) -> ScenarioSet:
+def _rows(last: np.ndarray, n: int) -> np.ndarray:
+    """``(n, D)`` rows ``last[d] - n + 1 .. last[d]`` of each valuation date."""
+    return last[None, :] - n + 1 + np.arange(n)[:, None]
+
+
+def build_scenarios(
+    history: xr.Dataset, params: VarParams, file: str | None, valuation: np.ndarray | None = None
+) -> ScenarioSet:
     """The scenario set of a history (:func:`marginsim.io.history.read_history`) and ``var:``.
+
+    Parameters
+    ----------
+    history, params
+        The history and the ``var:`` section.
+    file
+        The scenario file, named by errors.
+    valuation
+        Valuation dates (datetime64, dates of the history; a backtest's ``date`` dim): each date's
+        scenarios are the returns ending on the ``lookback_days`` dates up to it, filtered with
+        that date's vol (as many for every date: as many as the first date has). ``None``: one
+        valuation at the end of the history.
 
     Raises
     ------
     InputError
-        A history shorter than ``holding_days + 1`` dates, or a stress window in which no
-        return of the history ends.
+        A history shorter than ``holding_days + 1`` dates, a stress window in which no return of
+        the history ends; with ``valuation``: a date not in the history or without a return
+        before it, ``filter: garch`` (its fit would use later dates), a stress window that ends
+        after the first date.
     """
     h = params.holding_days
     close = history["close"].values
@@ -110,80 +139,133 @@ def build_scenarios(history: xr.Dataset, params: VarParams, file: str | None) ->
             key_path="var.holding_days",
         )
     r = np.diff(np.log(close), axis=0)  # (T - 1, U): the return ending on dates[1:]
-    if params.filter == "ewma":
-        r_f = filter_returns(r, *ewma_variance(r, params.ewma_lambda, params.ewma_seed_days))
-    elif params.filter == "garch":
-        r_f = filter_returns(r, *garch_variance(r, file))
-    else:
-        r_f = r
-    ends = dates[h:]  # end date of each h-day return
+    ends = dates[h:]  # end date of each h-day return (row j ends on dates[j + h])
     raw = overlapping_sums(r, h)
-    filt = overlapping_sums(r_f, h)
-    n = min(params.lookback_days, raw.shape[0])
-    parts = [filt[-n:]]
-    labels = [ends[-n:]]
+    if valuation is None:
+        last = np.array([raw.shape[0] - 1])
+    else:
+        at = dates.get_indexer(pd.DatetimeIndex(valuation).normalize())
+        missing = np.flatnonzero(at < 0)
+        if missing.size:
+            raise InputError(
+                f"valuation date {pd.Timestamp(valuation[missing[0]]).date()} is not a date of the history",
+                file=file,
+                key_path="history",
+            )
+        last = at - h
+        if last.min() < 0:
+            raise InputError(
+                f"valuation date {pd.Timestamp(valuation[int(np.argmin(last))]).date()} has no {h}-day return "
+                "of the history before it",
+                file=file,
+                key_path="history",
+            )
+        if params.filter == "garch":
+            raise InputError(
+                "filter: garch fits the whole history, later dates included: over a date dim use ewma or none",
+                file=file,
+                key_path="var.filter",
+            )
+    n = min(params.lookback_days, int(last.min()) + 1)
+    rows = _rows(last, n)  # (n, D)
+    if params.filter == "none":
+        main = raw[rows]
+    elif valuation is None:  # the whole history: each return scaled by today's vol / its date's
+        at_date, now = (
+            ewma_variance(r, params.ewma_lambda, params.ewma_seed_days)
+            if params.filter == "ewma"
+            else garch_variance(r, file)
+        )
+        main = overlapping_sums(filter_returns(r, at_date, now), h)[rows]
+    else:  # per date: sum of r / vol at its date, times the vol after the date's own return
+        at_date, now = ewma_variance(r, params.ewma_lambda, params.ewma_seed_days)
+        z = overlapping_sums(np.divide(r, np.sqrt(at_date), out=r.copy(), where=at_date > 0), h)
+        after = np.concatenate([at_date[1:], now[None, :]])  # variance after each return
+        main = z[rows] * np.sqrt(after[last + h - 1])[None, :, :]
+    parts = [main]  # (n, D, U)
+    index = [rows]
     vol_unds = [u for u in history.attrs.get("vol_underlyings", "").split(", ") if u]
-    rv = raw_v = None
+    raw_v = None
     if "vol" in history and vol_unds:
         rv = np.nan_to_num(np.diff(np.log(history["vol"].values), axis=0))  # no vol history: no move
         raw_v = overlapping_sums(rv, h)
-    vparts = [raw_v[-n:]] if raw_v is not None else []
+    vparts = [raw_v[rows]] if raw_v is not None else []
+    n_d = last.size
     stress = params.stress
     n_windows = 0
     for i, w in enumerate(stress.windows if stress is not None else []):
-        inside = (ends >= pd.Timestamp(w.start)) & (ends <= pd.Timestamp(w.to))
-        if not inside.any():
+        inside = np.flatnonzero((ends >= pd.Timestamp(w.start)) & (ends <= pd.Timestamp(w.to)))
+        if not inside.size:
             raise InputError(
                 f"no {h}-day return of the history ends from {w.start} to {w.to} (history: {dates[0].date()} "
                 f"to {dates[-1].date()})",
                 file=file,
                 key_path=("var", "stress", "windows", i),
             )
-        parts.append(raw[inside])
-        labels.append(ends[inside])
+        if inside[-1] > last.min():
+            raise InputError(
+                f"the window ends after the first valuation date ({ends[last.min()].date()}): its returns "
+                "would come from the future",
+                file=file,
+                key_path=("var", "stress", "windows", i),
+            )
+        parts.append(np.broadcast_to(raw[inside][:, None, :], (inside.size, n_d, raw.shape[1])))
+        index.append(np.broadcast_to(inside[:, None], (inside.size, n_d)))
         if raw_v is not None:
-            vparts.append(raw_v[inside])
-        n_windows += int(inside.sum())
+            vparts.append(np.broadcast_to(raw_v[inside][:, None, :], (inside.size, n_d, raw_v.shape[1])))
+        n_windows += int(inside.size)
     unds = [str(u) for u in history["underlying"].values]
     explicit = stress.scenarios if stress is not None else []
-    price_x = np.ones((len(unds), len(explicit)))
-    vol_x = np.ones((len(unds), len(explicit)))
-    index = {u: j for j, u in enumerate(unds)}
+    n_exp = len(explicit)
+    price_x = np.ones((len(unds), n_exp))
+    vol_x = np.ones((len(unds), n_exp))
+    position = {u: j for j, u in enumerate(unds)}
     for s, sc in enumerate(explicit):  # a few named scenarios, each a few underlyings
         for u, m in sc.moves.items():
-            if u in index:
-                price_x[index[u], s] = 1.0 + m
+            if u in position:
+                price_x[position[u], s] = 1.0 + m
         for u, m in sc.vol_moves.items():
-            if u in index:
-                vol_x[index[u], s] = 1.0 + m
+            if u in position:
+                vol_x[position[u], s] = 1.0 + m
+    index.append(np.broadcast_to(raw.shape[0] + np.arange(n_exp)[:, None], (n_exp, n_d)))
     n_floor = 0
     floor_parts: list[np.ndarray] = []
     floor_v: list[np.ndarray] = []
     if params.apc == "floor":
-        n_floor = min(params.apc_floor_days, raw.shape[0])
-        floor_parts = [raw[-n_floor:]]
-        labels_floor = ends[-n_floor:]
+        n_floor = min(params.apc_floor_days, int(last.min()) + 1)
+        f_rows = _rows(last, n_floor)
+        floor_parts = [raw[f_rows]]
+        index.append(f_rows)
         if raw_v is not None:
-            floor_v = [raw_v[-n_floor:]]
+            floor_v = [raw_v[f_rows]]
+
+    def factor(x: np.ndarray) -> np.ndarray:  # (m, D, U) log moves -> (U, m, D) factors
+        return np.exp(np.moveaxis(x, 2, 0))
+
     hist = np.concatenate(parts, axis=0)
-    price = np.concatenate([np.exp(hist).T, price_x] + [np.exp(p).T for p in floor_parts], axis=1)
+    price = np.concatenate(
+        [factor(hist), np.broadcast_to(price_x[:, :, None], (len(unds), n_exp, n_d))]
+        + [factor(p) for p in floor_parts],
+        axis=1,
+    )
     vol_moves = bool(vol_unds) or any(sc.vol_moves for sc in explicit)
     vol = None
     if vol_moves:
-        hv = np.exp(np.concatenate(vparts, axis=0)).T if vparts else np.ones((len(unds), hist.shape[0]))
-        fv = [np.exp(p).T for p in floor_v] if floor_v else [np.ones((len(unds), n_floor))]
-        vol = np.concatenate([hv, vol_x] + fv, axis=1)
-    text = [pd.DatetimeIndex(x).strftime("%Y-%m-%d").to_numpy(dtype=object) for x in labels]
-    text.append(np.array([sc.name for sc in explicit], dtype=object))
-    if n_floor:
-        text.append(pd.DatetimeIndex(labels_floor).strftime("%Y-%m-%d").to_numpy(dtype=object))
-    all_labels = np.concatenate(text) if text else np.zeros(0, dtype=object)
-    n_exp = len(explicit)
+        hv = factor(np.concatenate(vparts, axis=0)) if vparts else np.ones((len(unds), hist.shape[0], n_d))
+        fv = [factor(p) for p in floor_v] if floor_v else [np.ones((len(unds), n_floor, n_d))]
+        vol = np.concatenate([hv, np.broadcast_to(vol_x[:, :, None], (len(unds), n_exp, n_d))] + fv, axis=1)
+    text = np.concatenate(
+        [
+            ends.strftime("%Y-%m-%d").to_numpy(dtype=object),
+            np.array([sc.name for sc in explicit], dtype=object),
+        ]
+    )
     return ScenarioSet(
         underlyings=unds,
         price=np.ascontiguousarray(price),
         vol=None if vol is None else np.ascontiguousarray(vol),
-        labels=all_labels,
+        label_index=np.ascontiguousarray(np.concatenate(index, axis=0)),
+        label_text=text,
         main=slice(0, n),
         windows=slice(n, n + n_windows),
         explicit=slice(n + n_windows, n + n_windows + n_exp),
