@@ -275,4 +275,7 @@ SPEC = MethodSpec(
     outputs=OUTPUTS,
     check=check,
     memory=var_memory,
+    # over a backtest's dates, the scenario count is the first date's: a chunk of later dates
+    # would take more scenarios
+    unsplit_dims=frozenset({"date"}),
 )
