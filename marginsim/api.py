@@ -10,6 +10,7 @@ from pathlib import Path
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from .io.book import read_book
+from .io.history import scenario_history
 from .io.span import inputs_from_span_file
 from .kernels import numba_available
 from .model import Inputs, inputs_from_scenario
@@ -40,7 +41,8 @@ def build_inputs(sc: ScenarioFile, *, memory_limit: int | str | limits.Limit | N
     Inputs
         Book, contracts, market and grid Datasets: from the clearing-house file of ``span.source``
         (:func:`marginsim.io.span.inputs_from_span_file`) when the scenario names one, else from
-        the scenario's own contracts (:func:`marginsim.model.inputs_from_scenario`).
+        the scenario's own contracts (:func:`marginsim.model.inputs_from_scenario`); with the
+        scenario's ``history:`` read into :attr:`Inputs.history <marginsim.model.Inputs.history>`.
 
     Raises
     ------
@@ -49,8 +51,12 @@ def build_inputs(sc: ScenarioFile, *, memory_limit: int | str | limits.Limit | N
     """
     limits.check_market(sc, limits.memory_limit(memory_limit))
     if sc.span is not None and sc.span.source is not None:
-        return inputs_from_span_file(sc)
-    return inputs_from_scenario(sc)
+        inputs = inputs_from_span_file(sc)
+    else:
+        inputs = inputs_from_scenario(sc)
+    if sc.history is not None:  # the market's underlyings that have a column of the history file
+        inputs.history = scenario_history(sc, inputs.market["underlying"].values.tolist())
+    return inputs
 
 
 def load(

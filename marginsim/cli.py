@@ -30,6 +30,7 @@ COMMANDS = {
     "span-file": "marginsim.commands:span_file_command",
     "schema": "marginsim.commands:schema_command",
     "what-if": "marginsim.what_if:what_if_command",
+    "history export": "marginsim.history_commands:history_export_command",
 }
 
 #: Log format of the command line's messages on stderr.
@@ -136,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
     s.set_defaults(func=COMMANDS["schema"])
+
+    h = sub.add_parser("history", help="market histories (the scenario key `history:`)")
+    hsub = h.add_subparsers(dest="history_command", required=True, metavar="COMMAND")
+    he = hsub.add_parser(
+        "export",
+        help="write a real daily series shipped by the arch package in the history format (no download)",
+    )
+    he.add_argument("name", metavar="NAME", help="sp500, nasdaq, wti or vix")
+    he.add_argument("file", metavar="FILE", help="the file to write: .csv, .parquet or .nc")
+    he.set_defaults(func=COMMANDS["history export"])
 
     add_study_parser(sub)
     return p

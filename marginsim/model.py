@@ -112,6 +112,11 @@ class Inputs:
         as given (:meth:`with_book`, stored books); set by the reader of a clearing-house file
         (:func:`marginsim.io.span.canonical_id`: any spelling of a strike); ``None``: names must
         match exactly.
+    history
+        The scenario's ``history:`` (:func:`marginsim.io.history.read_history`): Dataset over
+        ``date`` and ``underlying`` with ``close`` [price units] and, with ``vol_columns``,
+        ``vol`` [decimal]; the market's underlyings that have a column. Loaded by
+        :func:`marginsim.api.build_inputs`; ``None`` without ``history:``.
     derived
         What methods derive from the definitions once and reuse across books (SPAN's plan of a
         clearing-house file). Shared by :meth:`with_book` and other copies; each entry checks
@@ -127,6 +132,7 @@ class Inputs:
     span_file: Any = None
     universe: Universe | None = None
     normalise_contract_id: Callable[[str], str] | None = None
+    history: xr.Dataset | None = None
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:

@@ -30,6 +30,7 @@ from .errors import InputError
 from .params import MAX_AMOUNT, Currency, Date, NonNegFloat, PosFloat, Rate, Vol
 from .params import StrictModel as _Model
 from .params.cfd import MonteCarloParams
+from .params.history import HistoryParams
 from .positions import PositionTable, read_positions_file
 from .registry import REGISTRY
 
@@ -227,6 +228,10 @@ class ScenarioFile(_Model):
         "position is row 1).",
     )
     grid: GridParams | None = None
+    history: HistoryParams | None = Field(
+        None,
+        description="Daily closes (and implied vols) per underlying: the VaR method's scenarios and the backtest.",
+    )
     _file: str | None = PrivateAttr(None)
     # the positions as columns: read from `positions_file`, or built from `positions` (then
     # _table_of is that list, so a copy with other positions builds its own)
@@ -423,6 +428,11 @@ def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
                 for und in v:
                     if und not in sc.market:
                         problems.append((("grid", key, und), f"unknown underlying {und!r}"))
+    if sc.history is not None and (sc.section("span") is None or getattr(sc.section("span"), "source", None) is None):
+        for key in ("columns", "vol_columns"):
+            for und in getattr(sc.history, key) or {}:
+                if und not in sc.market:
+                    problems.append((("history", key, und), f"unknown underlying {und!r}"))
     problems.extend(_time_zone_check(sc))
     for spec in REGISTRY.values():
         if spec.check is not None and sc.section(spec.name) is not None:

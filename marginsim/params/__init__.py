@@ -4,6 +4,7 @@
 - :mod:`marginsim.params.portfolio_margin`: ``portfolio_margin:``
 - :mod:`marginsim.params.cfd`: ``cfd:`` and Monte Carlo paths (``grid.monte_carlo``)
 - :mod:`marginsim.params.account`: ``account:``
+- :mod:`marginsim.params.history`: ``history:`` (daily closes per underlying)
 
 :class:`StrictModel` is the base of every section model (unknown keys are errors): a method
 defined outside the package derives its section's model from it.
@@ -29,6 +30,7 @@ from ._base import (
 )
 from .account import AccountParams
 from .cfd import CfdParams, MonteCarloParams
+from .history import HistoryParams
 from .portfolio_margin import PortfolioMarginParams
 from .span import CombinedCommodityParams, SpanParams
 
@@ -51,6 +53,7 @@ __all__ = [
     "AccountParams",
     "CfdParams",
     "CombinedCommodityParams",
+    "HistoryParams",
     "MonteCarloParams",
     "PortfolioMarginParams",
     "SpanParams",
