@@ -81,20 +81,50 @@ def test_columns_map_and_formats_agree(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, history, message",
     [
-        (CSV.replace("2024-01-03,101", "2024-01-02,101"), {}, "column date: duplicate date 2024-01-02 (data rows 1 and 2)"),
-        (CSV.replace("2024-01-04,99.5", "2024-01-01,99.5"), {}, "dates not sorted: 2024-01-01 comes after 2024-01-03"),
-        (CSV.replace("2024-01-04,99.5", "2024-01-04,"), {}, "column SPX, date 2024-01-04: missing value (price)"),
-        (CSV.replace("2024-01-04,99.5", "2024-01-04,-1"), {}, "column SPX, date 2024-01-04: -1 is not a positive finite price"),
-        (CSV.replace("2024-01-04,99.5", "2024-01-04,inf"), {}, "column SPX, date 2024-01-04: inf is not a positive finite price"),
-        (CSV.replace("2024-01-04,99.5", "2024-01-04,abc"), {}, "column SPX, date 2024-01-04: 'abc' is not a number (price)"),
+        (
+            CSV.replace("2024-01-03,101", "2024-01-02,101"),
+            {},
+            "column date: duplicate date 2024-01-02 (data rows 1 and 2)",
+        ),
+        (
+            CSV.replace("2024-01-04,99.5", "2024-01-01,99.5"),
+            {},
+            "dates not sorted: 2024-01-01 comes after 2024-01-03",
+        ),
+        (
+            CSV.replace("2024-01-04,99.5", "2024-01-04,"),
+            {},
+            "column SPX, date 2024-01-04: missing value (price)",
+        ),
+        (
+            CSV.replace("2024-01-04,99.5", "2024-01-04,-1"),
+            {},
+            "column SPX, date 2024-01-04: -1 is not a positive finite price",
+        ),
+        (
+            CSV.replace("2024-01-04,99.5", "2024-01-04,inf"),
+            {},
+            "column SPX, date 2024-01-04: inf is not a positive finite price",
+        ),
+        (
+            CSV.replace("2024-01-04,99.5", "2024-01-04,abc"),
+            {},
+            "column SPX, date 2024-01-04: 'abc' is not a number (price)",
+        ),
         (CSV.replace("2024-01-04", "4 Jan"), {}, "column date: '4 Jan' in data row 3 is not a date"),
         (CSV.replace("2024-01-05", "2024-02-05"), {}, "a gap of 32 days between 2024-01-04 and 2024-02-05"),
         (CSV.replace("date,", "day,"), {}, "no 'date' column"),
-        (CSV.replace(",25,", ",,"), {"vol_columns": {"SPX": "spx_vol"}}, "column spx_vol, date 2024-01-04: missing value (vol)"),
+        (
+            CSV.replace(",25,", ",,"),
+            {"vol_columns": {"SPX": "spx_vol"}},
+            "column spx_vol, date 2024-01-04: missing value (vol)",
+        ),
         ("date,X\n2024-01-02,1\n", {}, "no column matches an underlying (SPX, OIL)"),
     ],
 )
-def test_bad_history_files_name_date_and_column(tmp_path: Path, text: str, history: dict, message: str) -> None:
+def test_bad_history_files_name_date_and_column(
+    tmp_path: Path, text: str, history: dict, message: str
+) -> None:
     (tmp_path / "h.csv").write_text(text)
     path = scenario({"file": "h.csv", **history}, tmp_path)
     with pytest.raises(InputError) as e:

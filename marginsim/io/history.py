@@ -46,7 +46,11 @@ _NETCDF = (".nc", ".nc4", ".netcdf")
 ARCH_SERIES: dict[str, tuple[str, str, str]] = {
     "sp500": ("arch.data.sp500", "Close", "S&P 500 index close, 1999-2018 [index points]"),
     "nasdaq": ("arch.data.nasdaq", "Close", "NASDAQ Composite index close, 1999-2018 [index points]"),
-    "wti": ("arch.data.wti", "DCOILWTICO", "WTI crude oil spot (FRED DCOILWTICO), 1986-2019 [USD per barrel]"),
+    "wti": (
+        "arch.data.wti",
+        "DCOILWTICO",
+        "WTI crude oil spot (FRED DCOILWTICO), 1986-2019 [USD per barrel]",
+    ),
     "vix": ("arch.data.vix", "vix", "CBOE VIX (S&P 500 30-day implied vol), 2014-2019 [percent]"),
 }
 
@@ -231,19 +235,27 @@ def read_history(
     vol_columns = dict(spec.vol_columns or {})
     present = set(frame.columns) - {date_col}
     if underlyings is None:
-        names = list(columns) if columns else [c for c in frame.columns if c in present and c not in vol_columns.values()]
+        names = (
+            list(columns)
+            if columns
+            else [c for c in frame.columns if c in present and c not in vol_columns.values()]
+        )
     else:
         names = [str(u) for u in underlyings]
         for u in columns:
             if u not in names:
-                raise fail(f"unknown underlying {u!r} (the market's: {', '.join(names)})", ("history", "columns", u))
+                raise fail(
+                    f"unknown underlying {u!r} (the market's: {', '.join(names)})", ("history", "columns", u)
+                )
     chosen: list[tuple[str, str]] = []
     for u in names:
         col = columns.get(u, u)
         if col in present:
             chosen.append((u, col))
         elif u in columns:
-            raise fail(f"no column {col!r} (columns: {', '.join(sorted(present))})", ("history", "columns", u))
+            raise fail(
+                f"no column {col!r} (columns: {', '.join(sorted(present))})", ("history", "columns", u)
+            )
     if not chosen:
         raise fail(
             f"no column matches an underlying ({', '.join(names) or 'none'}); map them with history.columns "
@@ -254,9 +266,13 @@ def read_history(
     data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"close": (("date", "underlying"), close)}
     for u, col in vol_columns.items():
         if u not in und:
-            raise fail(f"underlying {u!r} has a vol column but no price column", ("history", "vol_columns", u))
+            raise fail(
+                f"underlying {u!r} has a vol column but no price column", ("history", "vol_columns", u)
+            )
         if col not in present:
-            raise fail(f"no column {col!r} (columns: {', '.join(sorted(present))})", ("history", "vol_columns", u))
+            raise fail(
+                f"no column {col!r} (columns: {', '.join(sorted(present))})", ("history", "vol_columns", u)
+            )
     if vol_columns:
         scale = 0.01 if spec.vol_unit == "percent" else 1.0
         vol = np.full(close.shape, np.nan)
@@ -317,9 +333,7 @@ def export_history(name: str, path: str | Path) -> Path:
     """
     path = Path(path).expanduser()
     if name not in ARCH_SERIES:
-        raise InputError(
-            f"unknown history {name!r}: the names are {', '.join(ARCH_SERIES)}", key_path="NAME"
-        )
+        raise InputError(f"unknown history {name!r}: the names are {', '.join(ARCH_SERIES)}", key_path="NAME")
     module, column, _ = ARCH_SERIES[name]
     try:
         source = importlib.import_module(module).load()
@@ -347,9 +361,7 @@ def export_history(name: str, path: str | Path) -> Path:
         elif suffix in _PARQUET:
             frame.to_parquet(tmp, index=False)
         else:
-            ds = xr.Dataset(
-                {name: (DATE_COLUMN, series.to_numpy())}, coords={DATE_COLUMN: dates.values}
-            )
+            ds = xr.Dataset({name: (DATE_COLUMN, series.to_numpy())}, coords={DATE_COLUMN: dates.values})
             ds[name].attrs["description"] = ARCH_SERIES[name][2]
             ds.to_netcdf(tmp)
         os.replace(tmp, path)

@@ -9,7 +9,7 @@ margin, the account layer (which reaches the others through the registry, so it 
 from __future__ import annotations
 
 from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
-from . import account, cfd, portfolio_margin, span
+from . import account, cfd, portfolio_margin, span, var
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
@@ -17,3 +17,4 @@ register_method(span.SPEC)
 register_method(cfd.SPEC)
 register_method(portfolio_margin.SPEC)
 register_method(account.SPEC)
+register_method(var.SPEC)
