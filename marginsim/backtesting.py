@@ -42,6 +42,7 @@ from .api import load, margin
 from .errors import InputError
 from .kernels import backtest as K
 from .model import Inputs, with_dates
+from .registry import applicable_methods
 from .scenario import ScenarioFile
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_CONFIDENCE",
     "DEFAULT_HOLDING_DAYS",
     "INCREASE_WINDOWS",
+    "LOOK_AHEAD_METHODS",
     "STATISTICS",
 ]
 
@@ -65,6 +67,14 @@ DEFAULT_HOLDING_DAYS = 2
 
 #: The windows of the largest margin increases [dates of the history]: 1 day and 30 days.
 INCREASE_WINDOWS = (1, 30)
+
+#: Methods that build their margin from the whole history (its last dates) rather than from the
+#: history up to each date of a ``date`` grid dim: backtesting them would use returns after the date
+#: tested (look-ahead), so :func:`backtest` refuses them. ``var`` takes the returns ending on the
+#: history's last ``lookback_days`` dates and the contracts' time to expiry at the valuation date;
+#: it leaves this set when, over a ``date`` dim, it takes each date's own window (and
+#: :meth:`marginsim.model.Inputs.time_to_expiry`).
+LOOK_AHEAD_METHODS = frozenset({"var"})
 
 #: The statistics per method and account: JSON key -> (unit, description).
 STATISTICS: dict[str, tuple[str, str]] = {
@@ -329,6 +339,18 @@ def backtest(
             key_path="requirement",
         )
     h = _holding_days(sc, holding_days)
+    if methods is None:
+        names = applicable_methods(sc)
+    else:
+        names = [methods] if isinstance(methods, str) else list(methods)
+    ahead = [m for m in names if m in LOOK_AHEAD_METHODS]
+    if ahead:
+        raise InputError(
+            f"method {ahead[0]!r} cannot be backtested yet: it builds its scenarios from the whole history "
+            "(returns after each date tested); backtest the other methods (--method)",
+            file=file,
+            key_path="methods",
+        )
 
     # -- the dates tested: in [start, end] with h dates of history after them --------------------
     all_dates = hist["date"].values.astype("datetime64[D]")
@@ -374,15 +396,10 @@ def backtest(
     segment = np.searchsorted(ends, dates, side="right")  # stretch of each date between expiries
     pos_expiry = expiry[c_index]
 
-    names = (
-        list(methods)
-        if methods is not None and not isinstance(methods, str)
-        else ([methods] if isinstance(methods, str) else None)
-    )
     accounts = inputs.accounts
     pieces: list[xr.DataArray] = []
     runs = 0
-    method_names: list[str] | None = names
+    method_names = names
     for s in np.unique(segment):  # one run per stretch of dates between expiries (not per date)
         at = np.flatnonzero(segment == s)
         d0 = dates[at[0]]
@@ -398,8 +415,6 @@ def backtest(
         seg = with_dates(sub, close, None if vol_shift is None else vol_shift.isel(date=tested[at]))
         result = margin(seg, methods=method_names, engine=engine, detail=False)
         runs += 1
-        if method_names is None:
-            method_names = list(result.methods)
         per_method = []
         for m in method_names:
             ds = result.methods[m]
@@ -409,7 +424,7 @@ def backtest(
                 )
             per_method.append(ds[requirement].transpose("account", "date").reindex(account=accounts))
         pieces.append(xr.concat(per_method, dim="method").assign_coords(method=method_names))
-    if method_names is None or not pieces:
+    if not pieces:
         raise InputError(
             f"no position of the book is live from {dates[0]} to {dates[-1]} (every contract has expired)",
             file=file,

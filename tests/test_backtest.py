@@ -192,6 +192,17 @@ def test_no_history_and_grid_are_errors(tmp_path: Path) -> None:
     assert e.value.key_path == "grid"
 
 
+def test_var_is_refused_until_it_takes_each_dates_window(tmp_path: Path) -> None:
+    """var builds its scenarios from the history's last dates: backtesting it would look ahead."""
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["var"] = {"lookback_days": 20}
+    with pytest.raises(InputError, match="cannot be backtested yet") as e:
+        marginsim.backtest({**sc, "methods": ["span", "var"]})
+    assert e.value.key_path == "methods"
+    r = marginsim.backtest(sc, ["span"])  # the other methods of the same file run
+    assert r.methods == ["span"]
+
+
 # -- the date grid dim: the market of each day ----------------------------------------------------
 
 
