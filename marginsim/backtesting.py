@@ -381,6 +381,18 @@ def backtest(
         ref = max(int(np.searchsorted(all_dates, as_of, side="right")) - 1, 0)
         vol_shift = hist["vol"] - hist["vol"].isel(date=ref)
 
+    # every held contract's underlying must have a history (else its market would stand still)
+    c_all = inputs.contracts
+    held_und = np.unique(c_all["underlying"].values[np.unique(inputs.book["contract_index"].values)])
+    lacking = [str(u) for u in held_und if u not in set(hist["underlying"].values.tolist())]
+    if lacking:
+        raise InputError(
+            f"underlying {lacking[0]!r} of a held contract has no history (the history's: "
+            f"{', '.join(map(str, hist['underlying'].values))}); map it with history.columns",
+            file=file,
+            key_path="history.columns",
+        )
+
     # -- live contracts: a contract with an expiry drops out on its expiry date ------------------
     book = inputs.book
     c_index = book["contract_index"].values

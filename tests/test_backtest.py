@@ -203,6 +203,56 @@ def test_var_is_refused_until_it_takes_each_dates_window(tmp_path: Path) -> None
     assert r.methods == ["span"]
 
 
+def test_history_vols_move_option_vols_from_the_valuation_date(tmp_path: Path) -> None:
+    """With vol_columns, option vols move by the history's vol change since as_of: on as_of the
+    margin is the scenario's own; on another date that of the scenario with vols moved."""
+    close = np.array([100.0, 104.0, 97.0, 101.0, 99.0, 103.0])
+    vols = np.array([18.0, 22.0, 20.0, 30.0, 25.0, 21.0])  # percent
+    path = _history(tmp_path, {"IDX": close}, start="2025-06-02", vols={"IDX_VOL": vols})
+    days = [str(d.date()) for d in pd.bdate_range("2025-06-02", periods=6)]
+    sc = {
+        "name": "vols",
+        "as_of": days[2],
+        "market": {"IDX": {"price": 97.0, "vol": 0.2}},
+        "contracts": {
+            "P95": {
+                "type": "put",
+                "underlying": "IDX",
+                "option_on": "future",
+                "strike": 95.0,
+                "multiplier": MULT,
+                "expiry": "2025-12-19",
+            },
+        },
+        "positions": [{"contract": "P95", "quantity": -4}],
+        "span": {"combined_commodities": {"IDX": {"price_scan": 0.08, "vol_scan": 0.04}}},
+        "history": {"file": str(path), "vol_columns": {"IDX": "IDX_VOL"}, "vol_unit": "percent"},
+    }
+    r = marginsim.backtest(sc, ["span"], holding_days=1)
+    m = r.series["margin"].isel(method=0).sel(account="main").values
+    for k in (0, 2, 3):
+        one = _one_day(
+            {k2: v for k2, v in sc.items() if k2 != "history"},
+            days[k],
+            {"IDX": close[k]},
+            {"IDX": (vols[k] - vols[2]) / 100},
+        )
+        ref = marginsim.margin(one, ["span"])["span"]["maintenance"].sel(account="main").item()
+        assert m[k] == pytest.approx(ref, rel=1e-10), days[k]
+    assert m[3] > m[2]  # the vol rose by 10 points
+
+
+def test_held_underlying_without_history_is_an_error(tmp_path: Path) -> None:
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["market"]["OTHER"] = {"price": 50.0}
+    sc["contracts"]["OF"] = {"type": "future", "underlying": "OTHER", "multiplier": 1}
+    sc["positions"].append({"contract": "OF", "quantity": 1, "account": "A"})
+    sc["span"]["combined_commodities"]["OTHER"] = {"price_scan": 0.1}
+    with pytest.raises(InputError, match="'OTHER' of a held contract has no history") as e:
+        marginsim.backtest(sc, ["span"])
+    assert e.value.key_path == "history.columns"
+
+
 # -- the date grid dim: the market of each day ----------------------------------------------------
 
 
