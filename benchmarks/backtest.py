@@ -3,7 +3,7 @@
 The history: the S&P 500 and NASDAQ Composite daily closes of 1999-2018 that the ``arch`` package
 ships (``marginsim history export``; no download). The book: one account of 100 positions on the
 two indices, half futures (4 expiries, 50 positions) and half options on them (calls and puts,
-strikes 60 % to 160 % of the 1999 level, own contracts), every expiry after the history's end so
+strikes 60 % to 160 % of the 1999 level, own contracts, futures-style), every expiry after the history's end so
 that nothing drops out (the method then runs once, over every date). SPAN with a 10 % scan (and
 ``var`` when it is registered: ``--method var``).
 
@@ -69,6 +69,7 @@ def scenario(history: Path, n_positions: int, methods: list[str]) -> dict:
             "type": kind,
             "underlying": und,
             "option_on": "future",
+            "premium_style": "futures",  # margined without a net option value: the margin is the risk
             "strike": strike,
             "multiplier": 50.0 if und == "SPX" else 20.0,
             "expiry": EXPIRIES[int(rng.integers(0, 4))],

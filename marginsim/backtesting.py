@@ -286,7 +286,8 @@ def backtest(
         A scenario (path, mapping, :class:`ScenarioFile` or in-memory :class:`Inputs`) with a
         ``history:`` and without grid dims (the dates are the grid).
     methods
-        Method names; default: the file's ``methods``, else every method the book needs.
+        Method names; default: the file's ``methods``, else every method the book needs but those
+        of :data:`LOOK_AHEAD_METHODS` (refused when named here or in the file's ``methods``).
     start, end
         First and last date tested (``YYYY-MM-DD``, inclusive); default: the history's first
         date, and its last date that has ``holding_days`` dates after it.
@@ -339,8 +340,14 @@ def backtest(
             key_path="requirement",
         )
     h = _holding_days(sc, holding_days)
-    if methods is None:
+    if methods is None and sc.methods is None:  # the methods that apply, but those that would look ahead
         names = applicable_methods(sc)
+        left_out = [m for m in names if m in LOOK_AHEAD_METHODS]
+        if left_out and len(left_out) < len(names):
+            log.warning("backtest: %s left out (cannot be backtested yet)", ", ".join(left_out))
+            names = [m for m in names if m not in LOOK_AHEAD_METHODS]
+    elif methods is None:
+        names = list(applicable_methods(sc))  # the file's `methods`: as named
     else:
         names = [methods] if isinstance(methods, str) else list(methods)
     ahead = [m for m in names if m in LOOK_AHEAD_METHODS]

@@ -201,6 +201,8 @@ def test_var_is_refused_until_it_takes_each_dates_window(tmp_path: Path) -> None
     assert e.value.key_path == "methods"
     r = marginsim.backtest(sc, ["span"])  # the other methods of the same file run
     assert r.methods == ["span"]
+    both = {k: v for k, v in sc.items() if k != "methods"}  # var and span apply: var left out
+    assert marginsim.backtest(both).methods == ["span"]
 
 
 def test_history_vols_move_option_vols_from_the_valuation_date(tmp_path: Path) -> None:
