@@ -400,6 +400,22 @@ def backtest(
             key_path="history.columns",
         )
 
+    # given SPAN risk arrays (a clearing-house file's, or the scenario's) are those of one day:
+    # they would not follow the market from date to date
+    if "span" in names:
+        held_k = np.unique(inputs.book["contract_index"].values)
+        ra = c_all["risk_array"].transpose("contract", ...).values[held_k]
+        given = np.flatnonzero(~np.isnan(ra).all(axis=1))
+        if given.size:
+            name = str(c_all["contract"].values[held_k[given[0]]])
+            source = sc.span.source if sc.span is not None and sc.span.source is not None else None
+            raise InputError(
+                f"contract {name!r} has a given SPAN risk array (of one day: it would not follow the history); "
+                "backtest SPAN on contracts whose risk arrays are computed (give SPAN parameters instead)",
+                file=file,
+                key_path="span.source" if source else ("contracts", name, "risk_array"),
+            )
+
     # -- live contracts: a contract with an expiry drops out on its expiry date ------------------
     book = inputs.book
     c_index = book["contract_index"].values

@@ -244,6 +244,15 @@ def test_history_vols_move_option_vols_from_the_valuation_date(tmp_path: Path) -
     assert m[3] > m[2]  # the vol rose by 10 points
 
 
+def test_given_risk_arrays_are_refused(tmp_path: Path) -> None:
+    """A given risk array is one day's: it would not follow the history."""
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["contracts"]["FUT"]["risk_array"] = [float(i) for i in range(16)]
+    with pytest.raises(InputError, match="given SPAN risk array") as e:
+        marginsim.backtest(sc, ["span"])
+    assert e.value.key_path == "contracts.FUT.risk_array"
+
+
 def test_held_underlying_without_history_is_an_error(tmp_path: Path) -> None:
     sc, _ = _breaks_scenario(tmp_path)
     sc["market"]["OTHER"] = {"price": 50.0}
