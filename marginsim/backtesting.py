@@ -453,9 +453,11 @@ def backtest(
         per_method = []
         for m in method_names:
             ds = result.methods[m]
-            if requirement not in ds:
+            if requirement not in ds or set(ds[requirement].dims) != {"account", "date"}:
                 raise InputError(
-                    f"method {m!r} has no {requirement!r} result to backtest", file=file, key_path="methods"
+                    f"method {m!r} has no {requirement!r} result per account and date to backtest",
+                    file=file,
+                    key_path="methods",
                 )
             per_method.append(ds[requirement].transpose("account", "date").reindex(account=accounts))
         pieces.append(xr.concat(per_method, dim="method").assign_coords(method=method_names))
