@@ -603,7 +603,10 @@ def with_dates(inputs: Inputs, close: xr.DataArray, vol_shift: xr.DataArray | No
 
     Every method broadcasts over ``date`` as over the other grid dims; along it the underlyings
     take the history's closes, the contracts' times to expiry run from each date
-    (:meth:`Inputs.time_to_expiry`) and option vols move by ``vol_shift``.
+    (:meth:`Inputs.time_to_expiry`: a method uses it, not the contracts' ``t``) and option vols
+    move by ``vol_shift``. A method that reads :attr:`Inputs.history` must, at each date, use
+    only the history up to that date (the backtest, :mod:`marginsim.backtesting`, refuses the
+    methods that do not yet: ``LOOK_AHEAD_METHODS``).
 
     Parameters
     ----------
