@@ -181,6 +181,20 @@ def test_bad_from_to(
     assert f"{path}: {key}: " in err and message in err and "Traceback" not in err
 
 
+def test_initial_requirement_and_confidence(tmp_path: Path) -> None:
+    sc, close = _breaks_scenario(tmp_path)
+    sc["span"]["combined_commodities"]["IDX"]["initial_ratio"] = 2.0
+    r = marginsim.backtest(sc, ["span"], requirement="initial", confidence=0.95)
+    margin = r.series["margin"].sel(account="A").isel(method=0).values
+    np.testing.assert_allclose(margin, 2.0 * 3 * MULT * 0.10 * close[:148])
+    st = r.to_dict()["methods"]["span"]["A"]
+    assert st["exceedances"] == 0  # twice the scan covers the 20 % drop
+    assert st["kupiec_pof_p"] == pytest.approx(chi2.sf(-2 * 148 * math.log(0.95), 1))
+    for bad in ({"confidence": 1.0}, {"requirement": "span_risk"}, {"holding_days": 0}):
+        with pytest.raises(InputError):
+            marginsim.backtest(sc, ["span"], **bad)
+
+
 def test_no_history_and_grid_are_errors(tmp_path: Path) -> None:
     sc, _ = _breaks_scenario(tmp_path)
     bare = {k: v for k, v in sc.items() if k != "history"}
