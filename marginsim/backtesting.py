@@ -109,7 +109,8 @@ class BacktestResult:
         The loss horizon [dates], the coverage the tests expect [fraction], and the result
         variable taken as each method's margin (``maintenance`` or ``initial``).
     dropped_out
-        Contract -> expiry (YYYY-MM-DD) of the held contracts that expire within the tested dates.
+        Contract -> expiry (YYYY-MM-DD) of the held contracts that expire on or before the last
+        date tested (those expired before the first are in none of its runs).
     runs
         Method runs per method (1, or one per stretch between expiries).
     """
@@ -426,7 +427,7 @@ def backtest(
     dropped = {
         str(inputs.contracts["contract"].values[k]): _day(expiry[k])
         for k in held
-        if not np.isnat(expiry[k]) and dates[0] < expiry[k] <= dates[-1]
+        if not np.isnat(expiry[k]) and expiry[k] <= dates[-1]
     }
     segment = np.searchsorted(ends, dates, side="right")  # stretch of each date between expiries
     pos_expiry = expiry[c_index]
