@@ -20,6 +20,7 @@ from .lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .api import build_inputs, load, margin
+    from .backtesting import backtest
     from .errors import InputError
     from .limits import set_options
     from .model import Inputs
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "margin",
+    "backtest",
     "load",
     "load_scenario",
     "parse_scenario",
@@ -49,6 +51,7 @@ __all__ = [
 #: Public name -> the module that defines it (imported on first use of the name).
 _LAZY = {
     "margin": "marginsim.api",
+    "backtest": "marginsim.backtesting",
     "load": "marginsim.api",
     "build_inputs": "marginsim.api",
     "Inputs": "marginsim.model",

@@ -31,6 +31,7 @@ COMMANDS = {
     "schema": "marginsim.commands:schema_command",
     "what-if": "marginsim.what_if:what_if_command",
     "history export": "marginsim.history_commands:history_export_command",
+    "backtest": "marginsim.backtest_commands:backtest_command",
 }
 
 #: Log format of the command line's messages on stderr.
@@ -147,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     he.add_argument("name", metavar="NAME", help="sp500, nasdaq, wti or vix")
     he.add_argument("file", metavar="FILE", help="the file to write: .csv, .parquet or .nc")
     he.set_defaults(func=COMMANDS["history export"])
+
+    b = sub.add_parser(
+        "backtest", help="margin per day over the scenario's history vs the loss realised after it"
+    )
+    b.add_argument("file", help="scenario file (YAML) with a history:")
+    b.add_argument("--method", action="append", help="backtest this method (repeatable; default: all that apply)")
+    b.add_argument("--from", dest="start", metavar="D", help="first date tested, YYYY-MM-DD (default: the history's first)")
+    b.add_argument("--to", dest="end", metavar="D", help="last date tested, YYYY-MM-DD (default: the history's last with a known loss)")
+    b.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    b.add_argument(
+        "--engine",
+        choices=["auto", "numba", "numpy"],
+        default="auto",
+        help="pricing engine (auto: numba when installed)",
+    )
+    b.set_defaults(func=COMMANDS["backtest"])
 
     add_study_parser(sub)
     return p

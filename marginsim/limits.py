@@ -744,6 +744,7 @@ _GRID_KEYS = {
     "vol_scan_scale": "grid.vol_scan_scale",
     "step": "grid.path / grid.monte_carlo.steps",
     "path": "grid.monte_carlo.paths",
+    "date": "the backtest's dates (--from / --to)",
 }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "contract_indices",
     "flat_grid",
     "GRID_DIMS",
+    "with_dates",
     "DAYS_PER_YEAR",
     "Universe",
     "as_names",
@@ -46,8 +47,9 @@ __all__ = [
 #: Day count of times inside kernels (ACT/365).
 DAYS_PER_YEAR = 365.0
 
-#: The grid dims, in the order results list them.
-GRID_DIMS = ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale", "step", "path")
+#: The grid dims, in the order results list them. ``date``: the market of each day of a history
+#: (:func:`with_dates`, the backtest): prices, vols and times to expiry per date.
+GRID_DIMS = ("shift", "vol_shift", "price_scan_scale", "vol_scan_scale", "step", "path", "date")
 
 _MODEL_OF_TYPE = {"future": pricing.LINEAR, "stock": pricing.LINEAR, "cfd": pricing.LINEAR}
 
@@ -231,13 +233,36 @@ class Inputs:
         """Implied vol per contract [decimal], over ``contract`` and market grid dims.
 
         The contract's own ``vol``; else implied from its given premium; else the underlying's.
-        Grid vol shifts apply on top and are floored at 0.
+        Grid vol shifts (and, over ``date``, the history's vol change: :func:`with_dates`) apply on
+        top and are floored at 0.
         """
         c = self.contracts if contracts is None else contracts
         shift = self.market["vol_shift_value"] if "vol_shift_value" in self.market else 0.0
+        if "date_vol_shift" in self.market:  # the history's vol change per date (with_dates)
+            shift = shift + self._per_contract("date_vol_shift", c)
         vol = (c["base_vol"] + shift).clip(min=0.0)
         vol.attrs.update(units="1/sqrt(year)", description="implied volatility")
         return vol
+
+    def time_to_expiry(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
+        """Time to expiry per contract [years, ACT/365], NaN without an expiry.
+
+        The contracts' own ``t`` (from the valuation date); over a ``date`` grid dim
+        (:func:`with_dates`) the time from each date, over ``contract`` and ``date``, floored at 0.
+        """
+        c = self.contracts if contracts is None else contracts
+        if "date" not in self.market.dims:
+            return c["t"]
+        dates = self.market["date"].values.astype("datetime64[D]")
+        days = (c["expiry"].values[:, None] - dates[None, :]).astype("timedelta64[D]").astype(float)
+        days[np.isnat(c["expiry"].values)] = np.nan
+        t = xr.DataArray(
+            np.maximum(days, 0.0) / DAYS_PER_YEAR,
+            dims=("contract", "date"),
+            coords={"contract": c["contract"], "date": self.market["date"]},
+        )
+        t.attrs.update(units="year", description="time to expiry, ACT/365")
+        return t
 
     def rate(self, contracts: xr.Dataset | None = None) -> xr.DataArray:
         """Interest rate per contract [decimal per year], from its underlying."""
@@ -266,7 +291,8 @@ class Inputs:
         level, vol
             Underlying level [price units] and vol [decimal]; any extra dims broadcast.
         t
-            Time to expiry [years]; default: the contracts' own.
+            Time to expiry [years]; default: :meth:`time_to_expiry` (the contracts' own, or per
+            ``date``).
         engine
             Pricing engine.
         func
@@ -278,7 +304,7 @@ class Inputs:
             [price units per unit of underlying], no multiplier.
         """
         fn = partial(func or pricing.value, engine=engine)
-        t = contracts["t"] if t is None else t
+        t = self.time_to_expiry(contracts) if t is None else t
         return xr.apply_ufunc(
             fn,
             contracts["model"],
@@ -330,7 +356,7 @@ class Inputs:
                 key_path=("contracts", name, "price"),
             )
         given = c["price"]
-        market_moves = any(d in self.market.dims for d in ("shift", "step", "path", "vol_shift"))
+        market_moves = any(d in self.market.dims for d in ("shift", "step", "path", "vol_shift", "date"))
         if not market_moves and not (opt & np.isnan(price)).any():
             # no grid move and every option has its premium: the premiums are the answer
             return given.copy(data=np.where(opt, price, 0.0)).assign_attrs(
@@ -347,7 +373,8 @@ class Inputs:
             prem.attrs.update(units="price units", description="option premium per unit of underlying")
             return prem
         base_level = self._per_contract("base_price", c)
-        model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), engine=engine)
+        # at the base market and the valuation date (the premium's), also over a date dim
+        model_base = self.revalue(c, base_level, c["base_vol"].fillna(0.0), c["t"], engine=engine)
         prem = xr.where(given.notnull(), given + (model_now - model_base).where(can_price, 0.0), model_now)
         prem = prem.where(is_opt, 0.0)
         prem.attrs.update(units="price units", description="option premium per unit of underlying")
@@ -569,6 +596,55 @@ def _monte_carlo_factor(sc: ScenarioFile, market: xr.Dataset) -> xr.DataArray:
         raise InputError(str(e), file=file, key_path="grid.monte_carlo.correlation") from None
     coords = {"step": np.arange(mc.steps + 1), "path": np.arange(mc.paths)}
     return xr.DataArray(factor, dims=("underlying", "step", "path"), coords=coords)
+
+
+def with_dates(inputs: Inputs, close: xr.DataArray, vol_shift: xr.DataArray | None = None) -> Inputs:
+    """The inputs with a ``date`` grid dim: the market of each day of a history.
+
+    Every method broadcasts over ``date`` as over the other grid dims; along it the underlyings
+    take the history's closes, the contracts' times to expiry run from each date
+    (:meth:`Inputs.time_to_expiry`: a method uses it, not the contracts' ``t``) and option vols
+    move by ``vol_shift``. A method that reads :attr:`Inputs.history` must, at each date, use
+    only the history up to that date (the backtest, :mod:`marginsim.backtesting`, refuses the
+    methods that do not yet: ``LOOK_AHEAD_METHODS``).
+
+    Parameters
+    ----------
+    inputs
+        In-memory inputs without a ``date`` dim.
+    close
+        Closes over ``date`` (datetime64) and ``underlying`` [price units]: an underlying of the
+        market without one keeps its price. Prices move as on a ``grid.path``: price x close /
+        base price (other grid moves, such as ``grid.shift``, apply on top).
+    vol_shift
+        Change of implied vol per ``date`` and ``underlying`` [decimal], added to every option's
+        vol on that underlying (NaN: none); ``None``: vols as they are.
+
+    Returns
+    -------
+    Inputs
+        A copy whose market has the ``date`` dim (``price`` and, with ``vol_shift``,
+        ``date_vol_shift``).
+    """
+    market = inputs.market
+    if "date" in market.dims:
+        raise InputError("the inputs have a date dim already", file=inputs.scenario.file)
+    names = market["underlying"].values
+    close = close.transpose("date", "underlying")
+    level = close.reindex(underlying=names).transpose("underlying", "date")
+    level = level.fillna(market["base_price"])
+    level = level.assign_coords(date=close["date"].values.astype("datetime64[ns]"))
+    market = market.copy()
+    # price * level / base (as a grid.path): a history's closes come out exactly without other moves
+    market["price"] = market["price"] * level / market["base_price"]
+    market["price"].attrs.update(units="price units", description="underlying price")
+    if vol_shift is not None:
+        shift = vol_shift.transpose("date", "underlying").reindex(underlying=names).fillna(0.0)
+        shift = shift.assign_coords(date=market["date"].values).transpose("underlying", "date")
+        market["date_vol_shift"] = shift
+        market["date_vol_shift"].attrs.update(units="1/sqrt(year)", description="implied vol change per date")
+    market["date"].attrs.update(description="day of the history")
+    return replace(inputs, market=market, derived={})
 
 
 def build_grid(sc: ScenarioFile) -> xr.Dataset:

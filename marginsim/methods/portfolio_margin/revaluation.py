@@ -87,7 +87,7 @@ def market_of(inputs: Inputs, book: PmBook, engine: pricing.Engine) -> Market:
     vol = inputs.contract_vol().sel(sub).where(contracts["is_option"], 0.0)
     r = inputs.rate().sel(sub)
     q = inputs.dividend_yield().sel(sub)
-    t_now = contracts["t"].fillna(0.0)
+    t_now = inputs.time_to_expiry(contracts).fillna(0.0)  # per date over a date grid dim
     fx_k = xr.DataArray(book.groups.fx[book.group_of_k], dims="contract")
     unit = contracts["multiplier"] * fx_k  # reporting currency per price point per contract
     v_now = revalue(partial(pricing.value, engine=engine), contracts, level, vol, t_now, r, q)

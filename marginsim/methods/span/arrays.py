@@ -181,8 +181,12 @@ def _scan_ranges(
     return price_range, vol_range
 
 
-def _lookahead(contracts: xr.Dataset, groups: _Groups) -> xr.DataArray:
+def _lookahead(contracts: xr.Dataset, groups: _Groups, t_now: xr.DataArray | None = None) -> xr.DataArray:
+    """Time to expiry after the look-ahead [years]; ``t_now``: the time now when it has grid
+    dims (a ``date`` dim: :meth:`Inputs.time_to_expiry`), default the contracts' own ``t``."""
     days = np.array([p.lookahead_days for p in groups.params], dtype=float)[groups.index_of_contract]
+    if t_now is not None and t_now.dims != ("contract",):
+        return (t_now - xr.DataArray(days / DAYS_PER_YEAR, dims="contract")).clip(min=0.0)
     t_after = np.maximum(contracts["t"].values - days / DAYS_PER_YEAR, 0.0)
     # the contracts' own coords (their index objects: no index comparison when aligned with them)
     return xr.DataArray(t_after, dims="contract", coords=contracts["t"].coords)
@@ -266,7 +270,8 @@ def _risk_arrays(
         market.update(level=level, vol=vol)
 
     price_range, vol_range = _scan_ranges(inputs, contracts, groups, level, vol)
-    t_after = _lookahead(contracts, groups)
+    t_now = inputs.time_to_expiry(contracts)  # the contracts' t, or per date (a date grid dim)
+    t_after = _lookahead(contracts, groups, t_now)
 
     # contracts whose risk array comes from the model must have a scan range
     missing_scan = need & price_range.isnull().any([d for d in price_range.dims if d != "contract"]).values
@@ -301,7 +306,7 @@ def _risk_arrays(
         _take(price_range, idx, n_all),
         _take(vol, idx, n_all),
         _take(vol_range, idx, n_all),
-        c["t"].fillna(0.0),
+        _take(t_now, idx, n_all).fillna(0.0),
         _take(t_after, idx, n_all),
         inputs.rate(c),
         inputs.dividend_yield(c),

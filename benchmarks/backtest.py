@@ -1,0 +1,125 @@
+"""A 20-year daily backtest of a 100-position book: seconds, wall and CPU.
+
+The history: the S&P 500 and NASDAQ Composite daily closes of 1999-2018 that the ``arch`` package
+ships (``marginsim history export``; no download). The book: one account of 100 positions on the
+two indices, half futures (4 expiries, 50 positions) and half options on them (calls and puts,
+strikes 60 % to 160 % of the 1999 level, own contracts, futures-style), every expiry after the history's end so
+that nothing drops out (the method then runs once, over every date). SPAN with a 10 % scan (and
+``var`` when it is registered: ``--method var``).
+
+Prints the dates, the method runs, the seconds of ``marginsim.backtest`` (median of ``--repeat``,
+wall and process CPU: the machine is shared) and the statistics table.
+
+Run:  .venv/bin/python benchmarks/backtest.py [--method span] [--repeat 3] [--positions 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import marginsim
+from marginsim.io.history import export_history
+
+SEED = 5
+EXPIRIES = ["2019-03-15", "2019-06-21", "2019-09-20", "2019-12-20"]
+
+
+def write_history(folder: Path) -> Path:
+    """The S&P 500 and NASDAQ closes (arch) in one CSV, on the dates both have."""
+    frames = []
+    for name in ("sp500", "nasdaq"):
+        path = export_history(name, folder / f"{name}.csv")
+        frames.append(pd.read_csv(path).set_index("date"))
+    both = frames[0].join(frames[1], how="inner").rename(columns={"sp500": "SPX", "nasdaq": "NDX"})
+    out = folder / "history.csv"
+    both.reset_index().to_csv(out, index=False)
+    return out
+
+
+def scenario(history: Path, n_positions: int, methods: list[str]) -> dict:
+    rng = np.random.default_rng(SEED)
+    first = pd.read_csv(history, nrows=1)
+    level = {"SPX": float(first["SPX"].iloc[0]), "NDX": float(first["NDX"].iloc[0])}
+    contracts: dict = {}
+    positions = []
+    n_fut = n_positions - n_positions // 2
+    for i in range(n_fut):
+        und = ("SPX", "NDX")[i % 2]
+        name = f"{und}-F{i % 8 // 2}"
+        contracts[name] = {
+            "type": "future",
+            "underlying": und,
+            "multiplier": 50.0 if und == "SPX" else 20.0,
+            "expiry": EXPIRIES[i % 8 // 2],
+        }
+        positions.append({"contract": name, "quantity": int(rng.integers(-20, 21)) or 1})
+    for i in range(n_positions // 2):
+        und = ("SPX", "NDX")[i % 2]
+        kind = ("call", "put")[i // 2 % 2]
+        strike = round(level[und] * rng.uniform(0.6, 1.6), 0)
+        name = f"{und}-{kind[0].upper()}{strike:.0f}-{i}"
+        contracts[name] = {
+            "type": kind,
+            "underlying": und,
+            "option_on": "future",
+            "premium_style": "futures",  # margined without a net option value: the margin is the risk
+            "strike": strike,
+            "multiplier": 50.0 if und == "SPX" else 20.0,
+            "expiry": EXPIRIES[int(rng.integers(0, 4))],
+        }
+        positions.append({"contract": name, "quantity": int(rng.integers(-10, 11)) or -1})
+    return {
+        "name": "backtest-20y",
+        "as_of": "1999-01-04",
+        "market": {u: {"price": p, "vol": 0.25, "rate": 0.03} for u, p in level.items()},
+        "contracts": contracts,
+        "positions": [{**p, "account": "book"} for p in positions],
+        "span": {
+            "combined_commodities": {
+                "SPX": {"price_scan": 0.10, "vol_scan": 0.05},
+                "NDX": {"price_scan": 0.12, "vol_scan": 0.06},
+            }
+        },
+        "methods": methods,
+        "history": {"file": str(history)},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", action="append", help="method to backtest (repeatable; default: span)")
+    ap.add_argument("--positions", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    methods = args.method or ["span"]
+    with tempfile.TemporaryDirectory() as tmp:
+        history = write_history(Path(tmp))
+        sc = marginsim.parse_scenario(scenario(history, args.positions, methods))
+        inputs = marginsim.build_inputs(sc)  # the history read once (its reading is not the backtest)
+        marginsim.backtest(inputs, methods)  # warm-up: numba compilation
+        wall, cpu = [], []
+        for _ in range(args.repeat):
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = marginsim.backtest(inputs, methods)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    s = result.series
+    print(
+        f"{s.sizes['date']:,} dates ({str(s['date'].values[0])[:10]} to {str(s['date'].values[-1])[:10]}), "
+        f"{inputs.book.sizes['position']} positions, methods {', '.join(methods)}, {result.runs} run(s) per method"
+    )
+    print(
+        f"marginsim.backtest: {statistics.median(wall):.2f} s wall, {statistics.median(cpu):.2f} s CPU (median of {args.repeat})"
+    )
+    print(result.table())
+
+
+if __name__ == "__main__":
+    main()

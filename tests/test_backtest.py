@@ -1,0 +1,427 @@
+"""The margin backtest (`marginsim backtest`, `marginsim.backtest`) and the `date` grid dim.
+
+Kupiec and Christoffersen against their formulas on hand cases; procyclicality on a hand series;
+exceedances on a synthetic history with known breaks; a method's margin at a date equals margining
+the scenario whose market is that day's; expiry drop-out; bad --from / --to.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from scipy.stats import chi2
+
+import marginsim
+from marginsim import InputError
+from marginsim.cli import main
+from marginsim.kernels import backtest as K
+from marginsim.kernels import pricing
+from marginsim.model import with_dates
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+# -- statistics kernels -------------------------------------------------------------------------
+
+
+def test_kupiec_against_its_formula() -> None:
+    n, x, p = 250, 5, 0.01
+    by_hand = -2 * ((n - x) * math.log(1 - p) + x * math.log(p)) + 2 * (
+        (n - x) * math.log(1 - x / n) + x * math.log(x / n)
+    )
+    lr = K.kupiec_lr(np.array([n, 250, 0]), np.array([x, 0, 0]), p)
+    assert lr[0] == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand == pytest.approx(1.9568, abs=1e-4)  # the textbook value for 5 in 250 at 99 %
+    assert lr[1] == pytest.approx(-2 * 250 * math.log(0.99), rel=1e-12)  # no exceedance: 0 ln 0 = 0
+    assert np.isnan(lr[2])  # no day tested
+    assert K.kupiec_lr(np.array([100]), np.array([1]), 0.01)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_christoffersen_against_its_formula() -> None:
+    hit = np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], dtype=bool)
+    counts = K.transition_counts(hit)
+    # pairs: 00 01 11 10 00 00 01 10 00
+    np.testing.assert_array_equal(counts, [[4, 2], [2, 1]])
+    n00, n01, n10, n11 = 4, 2, 2, 1
+    p01, p11, p = n01 / (n00 + n01), n11 / (n10 + n11), (n01 + n11) / 9
+    by_hand = -2 * ((n00 + n10) * math.log(1 - p) + (n01 + n11) * math.log(p)) + 2 * (
+        n00 * math.log(1 - p01) + n01 * math.log(p01) + n10 * math.log(1 - p11) + n11 * math.log(p11)
+    )
+    assert K.christoffersen_lr(counts) == pytest.approx(by_hand, rel=1e-12)
+    # a date not tested breaks the pairs around it
+    valid = np.ones(10, dtype=bool)
+    valid[3] = False
+    np.testing.assert_array_equal(K.transition_counts(hit, valid), [[4, 2], [1, 0]])  # 11 and 10 gone
+    # no exceedance at all: no evidence of clustering, LR 0; nothing to count: NaN
+    assert K.christoffersen_lr(K.transition_counts(np.zeros(5, dtype=bool))) == 0.0
+    assert np.isnan(K.christoffersen_lr(np.zeros((2, 2))))
+
+
+def test_procyclicality_on_a_hand_series() -> None:
+    m = np.array([[100.0, 110.0, 90.0, 135.0, 120.0], [50.0, 40.0, 30.0, 20.0, 10.0]])
+    np.testing.assert_allclose(K.peak_to_trough(m), [135 / 90, 5.0])
+    np.testing.assert_allclose(K.largest_increase(m, 1), [0.5, -0.2], rtol=1e-12)  # 90 -> 135; 50 -> 40
+    np.testing.assert_allclose(K.largest_increase(m, 2), [(120 - 90) / 90, -0.4], rtol=1e-12)
+    assert np.isnan(K.largest_increase(m, 5)).all()  # no pair 5 dates apart
+    gap = np.array([100.0, np.nan, 0.0, 50.0])  # NaN and 0 left out as the earlier margin
+    assert np.isnan(K.largest_increase(gap, 1))
+    assert K.largest_increase(gap, 3) == pytest.approx(-0.5)
+    assert np.isnan(K.peak_to_trough(gap))  # a trough of 0
+
+
+# -- synthetic history with known breaks --------------------------------------------------------
+
+MULT = 10.0
+
+
+def _history(tmp_path: Path, closes: dict[str, np.ndarray], start: str = "2024-01-02", vols=None) -> Path:
+    n = len(next(iter(closes.values())))
+    dates = pd.bdate_range(start, periods=n)
+    frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), **closes, **(vols or {})})
+    path = tmp_path / "history.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _breaks_scenario(tmp_path: Path) -> tuple[dict, np.ndarray]:
+    """A long future on an underlying flat at 100, with a 20 % drop after date 49 and a 5 % drop
+    after date 99, SPAN scanning 10 %: the 2-day losses ending across the big drop (dates 48 and
+    49) exceed the margin, the small drop does not."""
+    close = np.full(150, 100.0)
+    close[50:] = 80.0
+    close[100:] = 76.0
+    path = _history(tmp_path, {"IDX": close})
+    sc = {
+        "name": "breaks",
+        "as_of": "2024-01-02",
+        "market": {"IDX": {"price": 100.0}},
+        "contracts": {"FUT": {"type": "future", "underlying": "IDX", "multiplier": MULT}},
+        "positions": [{"contract": "FUT", "quantity": 3, "account": "A"}],
+        "span": {"combined_commodities": {"IDX": {"price_scan": 0.10}}},
+        "methods": ["span"],
+        "history": {"file": str(path)},
+    }
+    return sc, close
+
+
+def test_exceedances_on_a_history_with_known_breaks(tmp_path: Path) -> None:
+    sc, close = _breaks_scenario(tmp_path)
+    r = marginsim.backtest(sc, ["span"])
+    s = r.series
+    assert s.sizes["date"] == 148  # the last 2 dates have no loss over the next 2
+    loss = s["loss"].sel(account="A").values
+    np.testing.assert_allclose(loss, 3 * MULT * (close[:148] - close[2:150]))
+    margin = s["margin"].sel(account="A").isel(method=0).values
+    np.testing.assert_allclose(margin, 3 * MULT * 0.10 * close[:148])  # the scan range up or down
+    hits = np.flatnonzero(s["exceedance"].sel(account="A").isel(method=0).values)
+    np.testing.assert_array_equal(hits, [48, 49])
+    st = r.to_dict()["methods"]["span"]["A"]
+    assert st["days"] == 148 and st["exceedances"] == 2
+    assert st["exceedance_rate"] == pytest.approx(2 / 148)
+    assert st["kupiec_pof_p"] == pytest.approx(chi2.sf(float(K.kupiec_lr(148, 2, 0.01)), 1))
+    ind = K.christoffersen_lr(np.array([[144.0, 1.0], [1.0, 1.0]]))  # 147 pairs; 48 -> 49 a repeat
+    assert st["christoffersen_independence_p"] == pytest.approx(chi2.sf(float(ind), 1))
+    assert st["peak_to_trough"] == pytest.approx(100 / 76)
+    assert st["largest_1_day_increase"] == pytest.approx(0.0)  # the margin only falls
+    # --from / --to select the dates tested; holding_days is a parameter
+    r5 = marginsim.backtest(sc, "span", start="2024-03-01", end="2024-04-30", holding_days=5)
+    days = r5.series["date"].values.astype("datetime64[D]")
+    assert days[0] == np.datetime64("2024-03-01") and days[-1] == np.datetime64("2024-04-30")
+    hit5 = r5.series["date"].values[r5.series["exceedance"].sel(account="A").isel(method=0).values]
+    # the 5-day losses ending across the drop (from date 49, 2024-03-11, to date 50): dates 45 to 49
+    assert [str(d)[:10] for d in hit5.astype("datetime64[D]")] == [
+        "2024-03-05",
+        "2024-03-06",
+        "2024-03-07",
+        "2024-03-08",
+        "2024-03-11",
+    ]
+
+
+def test_cli_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sc, _ = _breaks_scenario(tmp_path)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), "--method", "span", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["from"] == "2024-01-02" and out["holding_days"] == 2 and out["confidence"] == 0.99
+    assert out["methods"]["span"]["A"]["exceedances"] == 2
+    assert set(out["methods"]["span"]["A"]) == set(marginsim.backtesting.STATISTICS)
+    assert main(["backtest", str(path), "--to", "2024-02-29"]) == 0
+    table = capsys.readouterr().out
+    assert "span" in table and " 2 " in table
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "message"),
+    [
+        (["--from", "2024-13-01"], "--from", "is not a date"),
+        (["--to", "yesterday"], "--to", "is not a date"),
+        (["--from", "2023-01-02"], "--from", "outside the history"),
+        (["--from", "2024-05-01", "--to", "2024-04-01"], "--from", "is after --to"),
+        (["--from", "2024-07-26"], "--to", "dates of history after it"),  # the history ends 07-29
+    ],
+)
+def test_bad_from_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], key: str, message: str
+) -> None:
+    sc, _ = _breaks_scenario(tmp_path)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {key}: " in err and message in err and "Traceback" not in err
+
+
+def test_initial_requirement_and_confidence(tmp_path: Path) -> None:
+    sc, close = _breaks_scenario(tmp_path)
+    sc["span"]["combined_commodities"]["IDX"]["initial_ratio"] = 2.0
+    r = marginsim.backtest(sc, ["span"], requirement="initial", confidence=0.95)
+    margin = r.series["margin"].sel(account="A").isel(method=0).values
+    np.testing.assert_allclose(margin, 2.0 * 3 * MULT * 0.10 * close[:148])
+    st = r.to_dict()["methods"]["span"]["A"]
+    assert st["exceedances"] == 0  # twice the scan covers the 20 % drop
+    assert st["kupiec_pof_p"] == pytest.approx(chi2.sf(-2 * 148 * math.log(0.95), 1))
+    for bad in ({"confidence": 1.0}, {"requirement": "span_risk"}, {"holding_days": 0}):
+        with pytest.raises(InputError):
+            marginsim.backtest(sc, ["span"], **bad)
+
+
+def test_no_history_and_grid_are_errors(tmp_path: Path) -> None:
+    sc, _ = _breaks_scenario(tmp_path)
+    bare = {k: v for k, v in sc.items() if k != "history"}
+    with pytest.raises(InputError, match="history") as e:
+        marginsim.backtest(bare)
+    assert e.value.key_path == "history"
+    with pytest.raises(InputError, match="remove the grid") as e:
+        marginsim.backtest({**sc, "grid": {"shift": [0.0, 0.1]}})
+    assert e.value.key_path == "grid"
+
+
+def test_var_is_refused_until_it_takes_each_dates_window(tmp_path: Path) -> None:
+    """var builds its scenarios from the history's last dates: backtesting it would look ahead."""
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["var"] = {"lookback_days": 20}
+    with pytest.raises(InputError, match="cannot be backtested yet") as e:
+        marginsim.backtest({**sc, "methods": ["span", "var"]})
+    assert e.value.key_path == "methods"
+    r = marginsim.backtest(sc, ["span"])  # the other methods of the same file run
+    assert r.methods == ["span"]
+    both = {k: v for k, v in sc.items() if k != "methods"}  # var and span apply: var left out
+    assert marginsim.backtest(both).methods == ["span"]
+
+
+def test_history_vols_move_option_vols_from_the_valuation_date(tmp_path: Path) -> None:
+    """With vol_columns, option vols move by the history's vol change since as_of: on as_of the
+    margin is the scenario's own; on another date that of the scenario with vols moved."""
+    close = np.array([100.0, 104.0, 97.0, 101.0, 99.0, 103.0])
+    vols = np.array([18.0, 22.0, 20.0, 30.0, 25.0, 21.0])  # percent
+    path = _history(tmp_path, {"IDX": close}, start="2025-06-02", vols={"IDX_VOL": vols})
+    days = [str(d.date()) for d in pd.bdate_range("2025-06-02", periods=6)]
+    sc = {
+        "name": "vols",
+        "as_of": days[2],
+        "market": {"IDX": {"price": 97.0, "vol": 0.2}},
+        "contracts": {
+            "P95": {
+                "type": "put",
+                "underlying": "IDX",
+                "option_on": "future",
+                "strike": 95.0,
+                "multiplier": MULT,
+                "expiry": "2025-12-19",
+            },
+        },
+        "positions": [{"contract": "P95", "quantity": -4}],
+        "span": {"combined_commodities": {"IDX": {"price_scan": 0.08, "vol_scan": 0.04}}},
+        "history": {"file": str(path), "vol_columns": {"IDX": "IDX_VOL"}, "vol_unit": "percent"},
+    }
+    r = marginsim.backtest(sc, ["span"], holding_days=1)
+    m = r.series["margin"].isel(method=0).sel(account="main").values
+    for k in (0, 2, 3):
+        one = _one_day(
+            {k2: v for k2, v in sc.items() if k2 != "history"},
+            days[k],
+            {"IDX": close[k]},
+            {"IDX": (vols[k] - vols[2]) / 100},
+        )
+        ref = marginsim.margin(one, ["span"])["span"]["maintenance"].sel(account="main").item()
+        assert m[k] == pytest.approx(ref, rel=1e-10), days[k]
+    assert m[3] > m[2]  # the vol rose by 10 points
+
+
+def test_given_risk_arrays_are_refused(tmp_path: Path) -> None:
+    """A given risk array is one day's: it would not follow the history."""
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["contracts"]["FUT"]["risk_array"] = [float(i) for i in range(16)]
+    with pytest.raises(InputError, match="given SPAN risk array") as e:
+        marginsim.backtest(sc, ["span"])
+    assert e.value.key_path == "contracts.FUT.risk_array"
+
+
+def test_held_underlying_without_history_is_an_error(tmp_path: Path) -> None:
+    sc, _ = _breaks_scenario(tmp_path)
+    sc["market"]["OTHER"] = {"price": 50.0}
+    sc["contracts"]["OF"] = {"type": "future", "underlying": "OTHER", "multiplier": 1}
+    sc["positions"].append({"contract": "OF", "quantity": 1, "account": "A"})
+    sc["span"]["combined_commodities"]["OTHER"] = {"price_scan": 0.1}
+    with pytest.raises(InputError, match="'OTHER' of a held contract has no history") as e:
+        marginsim.backtest(sc, ["span"])
+    assert e.value.key_path == "history.columns"
+
+
+# -- the date grid dim: the market of each day ----------------------------------------------------
+
+
+def _one_day(sc: dict, day: str, closes: dict[str, float], vol_shift: dict[str, float]) -> dict:
+    """The scenario as of ``day`` with that day's closes as its market (and vols shifted)."""
+    out = copy.deepcopy(sc)
+    out["as_of"] = day
+    out.pop("grid", None)
+    for u, px in closes.items():
+        out["market"][u]["price"] = px
+    for u, dv in vol_shift.items():
+        if out["market"][u].get("vol") is not None:
+            out["market"][u]["vol"] += dv
+        for c in out["contracts"].values():
+            if c["underlying"] == u and c.get("vol") is not None:
+                c["vol"] += dv
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "days", "closes", "vols"),
+    [
+        (
+            "span_inter_commodity.yaml",
+            "span",
+            ["2026-11-20", "2026-11-27", "2026-12-10"],
+            {"BANK": [12.4, 13.1, 11.2], "BKX": [158.0, 149.0, 171.0]},
+            {"BANK": [0.32, 0.36, 0.30]},
+        ),
+        (
+            "pm_diversified_large_cap.yaml",
+            "portfolio_margin",
+            ["2026-11-20", "2026-12-01", "2027-01-08"],
+            {
+                "SPX": [5900.0, 5500.0, 6100.0],
+                "AAPL": [230.0, 200.0, 250.0],
+                "NDX": [20800.0, 19000.0, 21500.0],
+            },
+            {"SPX": [0.16, 0.25, 0.14]},
+        ),
+    ],
+)
+def test_margin_at_a_date_is_that_days_market(
+    name: str, method: str, days: list, closes: dict, vols: dict
+) -> None:
+    sc = yaml.safe_load((SCENARIOS / name).read_text())
+    sc.pop("grid", None)
+    inputs = marginsim.load(sc)
+    dates = np.array(days, dtype="datetime64[ns]")
+    und = list(closes)
+    close = xr.DataArray(
+        np.array([closes[u] for u in und]).T,
+        dims=("date", "underlying"),
+        coords={"date": dates, "underlying": und},
+    )
+    vu = list(vols)
+    v = np.array([vols[u] for u in vu]).T
+    shift = xr.DataArray(v - v[0], dims=("date", "underlying"), coords={"date": dates, "underlying": vu})
+    dated = with_dates(inputs, close, shift)
+    assert dated.grid_dims == ("date",)
+    got = marginsim.margin(dated, [method])[method]
+    for k, day in enumerate(days):
+        ref = marginsim.margin(
+            _one_day(
+                sc,
+                day,
+                {u: closes[u][k] for u in und},
+                {u: float(shift.values[k, j]) for j, u in enumerate(vu)},
+            ),
+            [method],
+        )[method]
+        for var in ("maintenance", "initial"):
+            np.testing.assert_allclose(
+                got[var].isel(date=k).transpose("account").values,
+                ref[var].transpose("account").values,
+                rtol=1e-10,
+                err_msg=f"{var} at {day}",
+            )
+
+
+def test_expired_contracts_drop_out(tmp_path: Path) -> None:
+    """A future and a call expiring within the history drop out on expiry; a far future stays.
+    The margin after expiry is the far future's alone (one run per stretch between expiries);
+    the loss across expiry values the call at its intrinsic value."""
+    n = 40
+    rng = np.random.default_rng(7)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    path = _history(tmp_path, {"IDX": close}, start="2025-03-03")
+    dates = pd.bdate_range("2025-03-03", periods=n)
+    expiry = str(dates[20].date())
+    sc = {
+        "name": "expiry",
+        "as_of": "2025-03-03",
+        "market": {"IDX": {"price": 100.0, "vol": 0.2}},
+        "contracts": {
+            "NEAR": {"type": "future", "underlying": "IDX", "multiplier": MULT, "expiry": expiry},
+            "C100": {
+                "type": "call",
+                "underlying": "IDX",
+                "option_on": "future",
+                "strike": 100.0,
+                "multiplier": MULT,
+                "expiry": expiry,
+            },
+            "FAR": {"type": "future", "underlying": "IDX", "multiplier": MULT, "expiry": "2030-12-20"},
+        },
+        "positions": [
+            {"contract": "NEAR", "quantity": 2, "account": "A"},
+            {"contract": "C100", "quantity": -1, "account": "A"},
+            {"contract": "FAR", "quantity": 1, "account": "A"},
+            {"contract": "NEAR", "quantity": 1, "account": "B"},
+        ],
+        "span": {"combined_commodities": {"IDX": {"price_scan": 0.08, "vol_scan": 0.04}}},
+        "history": {"file": str(path)},
+    }
+    r = marginsim.backtest(sc, ["span"])
+    assert r.runs == 2
+    assert r.dropped_out == {"NEAR": expiry, "C100": expiry}
+    far = copy.deepcopy(sc)
+    far["positions"] = [{"contract": "FAR", "quantity": 1, "account": "A"}]
+    r_far = marginsim.backtest(far, ["span"])
+    after = r.series["date"].values >= np.datetime64(expiry)
+    m = r.series["margin"].sel(account="A").isel(method=0).values
+    np.testing.assert_allclose(m[after], r_far.series["margin"].sel(account="A").isel(method=0).values[after])
+    np.testing.assert_allclose(
+        r.series["loss"].sel(account="A").values[after], r_far.series["loss"].sel(account="A").values[after]
+    )
+    # account B holds only the near future: no margin, no loss, no date tested after expiry
+    assert np.isnan(r.series["margin"].sel(account="B").values[0, after]).all()
+    assert r.to_dict()["methods"]["span"]["B"]["days"] == int((~after).sum())
+    # the loss over the 2 dates ending after expiry: the call at its intrinsic value then
+    i = int(np.flatnonzero(after)[0]) - 1  # the last date before expiry
+    fut = 3 * (close[i + 2] - close[i]) * MULT  # NEAR x2 and FAR x1 (futures at the underlying)
+    t = (dates[20] - dates[i]).days / 365.0
+    call_then = pricing.value(
+        np.array([pricing.BLACK76]),
+        np.array([close[i]]),
+        np.array([100.0]),
+        np.array([t]),
+        np.array([0.2]),
+        np.array([0.0]),
+        np.array([0.0]),
+        np.array([True]),
+        np.array([False]),
+    )[0]
+    call_gain = -(max(close[i + 2] - 100.0, 0.0) - call_then) * MULT
+    assert r.series["loss"].sel(account="A").values[i] == pytest.approx(-(fut + call_gain), rel=1e-9)
