@@ -153,6 +153,13 @@ class MethodSpec:
         the given :class:`~marginsim.limits.Sizes` [bytes] (:mod:`marginsim.limits`, which refuses
         a run that would not fit before anything is allocated); ``None``:
         :func:`marginsim.limits.generic_memory`.
+    attribution
+        ``attribution(inputs, result, engine=...) -> xr.Dataset``: on in-memory inputs and the
+        method's result, the ``contribution`` of each of the method's positions (dims
+        ``position`` and grid dims, coord ``position``: the book's position numbers) [reporting
+        currency], summing over each account's positions to its ``maintenance``
+        (:mod:`marginsim.attribution`); ``None``: the method gets the leave-one-out ``marginal``
+        only.
     """
 
     name: str
@@ -169,6 +176,7 @@ class MethodSpec:
     check: Callable[[ScenarioFile], list[tuple[tuple[str | int, ...], str]]] | None = None
     chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
     memory: Callable[[Sizes, bool], Footprint] | None = None
+    attribution: Callable[..., xr.Dataset] | None = None
 
     def __post_init__(self) -> None:
         # the defaults: JSON and table from the declared outputs; needed when the file has the section

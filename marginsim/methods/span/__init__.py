@@ -25,13 +25,23 @@ from ...params.span import SpanParams
 from ...registry import MethodSpec
 from ...scenario import ScenarioFile
 from .arrays import _held_contracts, in_scope, risk_arrays
+from .attribution import span_attribution
 from .book import _book_in_scope, _margin_book
 from .dataset import _span_dataset
 from .outputs import OUTPUTS
 from .plan import _file_plan, _plan
 from .report import span_table, span_to_dict
 
-__all__ = ["span_margin", "risk_arrays", "in_scope", "span_applies", "span_check", "OUTPUTS", "SPEC"]
+__all__ = [
+    "span_margin",
+    "span_attribution",
+    "risk_arrays",
+    "in_scope",
+    "span_applies",
+    "span_check",
+    "OUTPUTS",
+    "SPEC",
+]
 
 
 def span_margin(
@@ -132,4 +142,5 @@ SPEC = MethodSpec(
     check=span_check,
     outputs=OUTPUTS,
     memory=span_memory,
+    attribution=span_attribution,
 )

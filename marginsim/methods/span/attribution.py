@@ -1,0 +1,113 @@
+"""SPAN attribution: each position's part of its account's SPAN requirement.
+
+The rule (per account, combined commodity and grid point, amounts in the reporting currency):
+
+- **scanning risk**: the position's loss in the active scenario (quantity x risk array at the
+  scenario that set the scanning risk, losses positive); nothing when the scanning risk is
+  floored at 0 (the combined commodity gains in every scenario);
+- **intra-commodity spread and spot-month charges**, **inter-commodity spread credit** (a
+  negative part): pro rata to the positions' absolute deltas (|quantity x composite delta|), the
+  deltas the spreads are formed from (equal shares when the combined commodity has no delta);
+- **short option minimum**, when it sets the combined commodity's risk: the excess of the
+  minimum over scan + intra + spot - credit, pro rata to the short option contracts
+  (equal shares when there is none);
+- **net option value**: each premium-style option's value (quantity x price x multiplier) is
+  taken off its own contribution; when the requirement is floored at 0 (the net option value
+  covers the risk), every contribution is 0.
+
+The contributions of an account's positions sum to its ``maintenance``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ...kernels.allocation import pro_rata
+from ...model import Inputs
+from ...params.span import SpanParams
+from .arrays import _held_contracts, in_scope
+from .book import _book_in_scope
+from .plan import _file_plan, _plan
+
+__all__ = ["span_attribution"]
+
+
+def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -> xr.Dataset:
+    """The contribution of each SPAN position to its account's maintenance.
+
+    Parameters
+    ----------
+    inputs
+        The in-memory data model the result was computed from.
+    result
+        The SPAN result (:func:`marginsim.methods.span.span_margin`) of ``inputs``.
+    engine
+        Pricing engine of the plan (risk arrays, option values), as for the margin.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``contribution`` with dims ``(position, grid dims...)`` [reporting currency], over the
+        positions of the result (those SPAN margins); per account and grid point they sum to
+        ``maintenance``.
+    """
+    params = inputs.span_params or inputs.scenario.span or SpanParams()
+    cached = _file_plan(inputs, params, engine)
+    if cached is not None:
+        scope, plan = cached
+    else:
+        scope = in_scope(inputs, params)
+        plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)
+    book = _book_in_scope(inputs.book, scope)
+    gd = [d for d in result["maintenance"].dims if d != "account"]
+    gshape = tuple(result.sizes[d] for d in gd)
+    n_g = int(np.prod(gshape)) if gshape else 1
+    n_a = result.sizes["account"]
+
+    pos_k = plan.local[book["contract_index"].values]
+    pos_a = book["account_index"].values.astype(np.int64)
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    n = qty.size
+    # the result's column of each position's combined commodity
+    column = pd.Index(np.asarray(result["group"].values).astype(str)).get_indexer(
+        np.asarray(plan.groups.names, dtype=object).astype(str)
+    )
+    n_col = result.sizes["group"]
+    pair = pos_a * n_col + column[plan.cc_of_k[pos_k]]  # (N,) cell of the (account, group) layout
+
+    def cells(name: str) -> np.ndarray:  # (A * C, G) per (account, group) cell
+        v = result[name].transpose("account", "group", *gd).values
+        return v.reshape(n_a * n_col, n_g).astype(float)
+
+    scan, active = cells("scan_risk"), cells("active_scenario").astype(np.int64) - 1
+    charges = cells("intra_spread_charge") + cells("spot_charge") - cells("inter_spread_credit")
+    risk = cells("risk")
+    fx = np.broadcast_to(
+        result["group_fx"].values.astype(float)[None, :], (n_a, n_col)
+    ).reshape(-1, 1)  # margin currency -> reporting currency, per cell
+
+    # scanning risk: the loss at the active scenario, in the reporting currency
+    ra = plan.risk_array[pos_k]  # (N, G, S)
+    at = np.take_along_axis(ra, active[pair][..., None], axis=-1)[..., 0]  # (N, G)
+    scan_part = np.where(scan[pair] > 0.0, qty[:, None] * at * fx[pair], 0.0)
+    # spreads and credits: pro rata to |delta|; the short option minimum's excess: to short options
+    abs_delta = np.abs(qty[:, None] * plan.delta[pos_k])  # (N, G)
+    spread_part = pro_rata(charges, pair, abs_delta) if n else np.zeros((0, n_g))
+    excess = risk - (scan + charges)  # > 0 where the short option minimum sets the risk
+    excess = np.where(excess > 0.0, excess, 0.0)
+    is_option = plan.is_call[pos_k] | plan.is_put[pos_k]
+    shorts = np.where(is_option & (qty < 0.0), -qty, 0.0)[:, None]
+    som_part = pro_rata(excess, pair, shorts) if n else np.zeros((0, n_g))
+    cc_part = scan_part + spread_part + som_part  # sums to `risk` per held cell
+
+    # net option value, and the floor at 0 of the account's requirement
+    nov = qty[:, None] * plan.nov[pos_k]  # (N, G) reporting currency
+    maintenance = result["maintenance"].transpose("account", *gd).values.reshape(n_a, n_g)
+    contribution = np.where(maintenance[pos_a] > 0.0, cc_part - nov, 0.0)
+    return xr.Dataset(
+        {"contribution": (("position", *gd), contribution.reshape((n,) + gshape))},
+        coords={"position": book["position"].values},
+    )
+
