@@ -51,7 +51,10 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -
     xarray.Dataset
         ``contribution`` with dims ``(position, grid dims...)`` [reporting currency], over the
         positions of the result (those SPAN margins); per account and grid point they sum to
-        ``maintenance``.
+        ``maintenance``. Its two parts before the floor at 0: ``risk_part`` (the position's part
+        of its combined commodity's risk) and ``option_value`` (its net option value), both
+        [reporting currency]: ``contribution = risk_part - option_value`` where the maintenance
+        is positive.
     """
     params = inputs.span_params or inputs.scenario.span or SpanParams()
     cached = _file_plan(inputs, params, engine)
@@ -106,8 +109,13 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -
     nov = qty[:, None] * plan.nov[pos_k]  # (N, G) reporting currency
     maintenance = result["maintenance"].transpose("account", *gd).values.reshape(n_a, n_g)
     contribution = np.where(maintenance[pos_a] > 0.0, cc_part - nov, 0.0)
+    pdims = ("position", *gd)
     return xr.Dataset(
-        {"contribution": (("position", *gd), contribution.reshape((n,) + gshape))},
+        {
+            "contribution": (pdims, contribution.reshape((n,) + gshape)),
+            "risk_part": (pdims, cc_part.reshape((n,) + gshape)),
+            "option_value": (pdims, nov.reshape((n,) + gshape)),
+        },
         coords={"position": book["position"].values},
     )
 
