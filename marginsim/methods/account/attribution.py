@@ -108,6 +108,8 @@ def _span_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, engine: str) -> np.n
     risk_part[at] = _on_grid(att["risk_part"], gd, gshape).reshape(at.size, n_g)
     cc = run.cc_of_pos
     known = cc >= 0
+    if not known.any():  # no position SPAN margins (an option on a stock sent to SPAN): no line
+        return out
     fx = np.where(known, run.cc_fx[np.maximum(cc, 0)], 1.0)[:, None]
     markup = np.where(known, 1.0 + run.cc_mm[np.maximum(cc, 0)], 0.0)[:, None]
     _, nov = span_option_values(ctx, inputs, run)

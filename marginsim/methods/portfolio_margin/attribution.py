@@ -56,6 +56,10 @@ def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str
     sc = inputs.scenario
     params = sc.portfolio_margin or PortfolioMarginParams()
     book = pm_book(inputs, params)
+    gd, gshape = book.grid.dims, book.grid.shape
+    if book.quantity.size == 0:  # no position the method margins
+        empty = np.zeros((0, *gshape))
+        return xr.Dataset({"contribution": (("position", *gd), empty)}, coords={"position": np.zeros(0, np.int64)})
     st = stresses(book.groups, params)
     mk = market_of(inputs, book, engine)
     unit_pnl = stress_pnl(inputs, book, mk, st, params, engine, per_contract=True)  # (K, S, G)
@@ -72,8 +76,9 @@ def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str
     k, q = book.pos_contract, np.asarray(book.quantity, dtype=float)
     cell = book.pos_account * n_c + book.group_of_k[k]  # (N,) (account, class group) of each position
     # the worst scan point of each (account, class group), and each position's loss there
-    block = pnl[:, :, st.blocks["scan"]].reshape(n_a * n_c, -1, n_g)  # (A C, S_scan, G)
-    worst = np.argmin(block, axis=1)  # (A C, G)
+    block = pnl[:, :, st.blocks["scan"]]
+    block = block.reshape(n_a * n_c, block.shape[2], n_g)  # (A C, S_scan, G)
+    worst = np.argmin(block, axis=1) if block.size else np.zeros((n_a * n_c, n_g), dtype=np.int64)
     unit_scan = unit_pnl[:, st.blocks["scan"]]  # (K, S_scan, G)
     at = np.take_along_axis(unit_scan[k], worst[cell][:, None, :], axis=1)[:, 0]  # (N, G)
     scan_part = np.where(scan.group_scan.reshape(n_a * n_c, n_g)[cell] > 0.0, -q[:, None] * at, 0.0)
@@ -84,7 +89,6 @@ def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str
     contribution = scan_part + (pro_rata(rest, cell, gross) if q.size else np.zeros((0, n_g)))
 
     positions = inputs.book["position"].values[pm_contract_mask(inputs.contracts)[inputs.book["contract_index"].values]]
-    gd, gshape = book.grid.dims, book.grid.shape
     return xr.Dataset(
         {"contribution": (("position", *gd), contribution.reshape((q.size, *gshape)))},
         coords={"position": positions},
