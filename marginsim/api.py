@@ -9,6 +9,8 @@ from pathlib import Path
 
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
+from .attribution import attribute
+from .errors import InputError
 from .io.book import read_book
 from .io.span import inputs_from_span_file
 from .kernels import numba_available
@@ -77,6 +79,7 @@ def margin(
     compute: bool = True,
     detail: bool = True,
     memory_limit: int | str | limits.Limit | None = None,
+    attribution: bool = False,
 ) -> MarginResult:
     """Run margin methods on a scenario.
 
@@ -111,6 +114,11 @@ def margin(
         memory. The run's arrays are estimated first (:mod:`marginsim.limits`; a chunked run counts
         the chunks in flight and the whole result): a run that would not fit is refused with an
         :class:`InputError` naming the estimate and what to lower, before anything is allocated.
+    attribution
+        Add, per method, account and position, the ``contribution`` (the method's allocation of
+        the maintenance: the parts sum to it) and the ``marginal`` (the maintenance minus that of
+        the account without the position) [reporting currency] (:mod:`marginsim.attribution`).
+        Runs in one piece: with ``chunks`` or ``book`` it is an :class:`InputError`.
 
     Returns
     -------
@@ -129,6 +137,11 @@ def margin(
             inputs.book.sizes["account"],
             inputs.contracts.sizes["contract"],
             {d: inputs.market.sizes.get(d, inputs.grid.sizes.get(d)) for d in inputs.grid_dims} or "none",
+        )
+    if attribution and (chunks is not None or book is not None or inputs.is_lazy):
+        raise InputError(
+            "attribution runs in one piece: leave out --chunks and --book (chunks=, book=)",
+            file=inputs.scenario.file,
         )
     held_names = None
     if book is not None:
@@ -177,4 +190,6 @@ def margin(
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))
         log.info("computed on dask in %.2f s", time.perf_counter() - t1)
+    if attribution:
+        attribute(result, engine=engine)
     return result

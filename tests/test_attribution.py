@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import marginsim
+from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.registry import REGISTRY
 from marginsim.testing import scenarios
@@ -135,21 +136,45 @@ def _som_case():
         "currency": "USD",
         "market": {"ABC": {"price": 1000, "vol": 0.2, "rate": 0.03, "currency": "USD"}},
         "contracts": {
-            "F": {"type": "future", "underlying": "ABC", "multiplier": 10, "expiry": "2026-12-18",
-                  "risk_array": flat(3.0), "composite_delta": 1.0},
-            "C": {"type": "call", "underlying": "ABC", "option_on": "future", "strike": 1100,
-                  "expiry": "2026-12-18", "multiplier": 10, "price": 2.0, "risk_array": flat(-5.0),
-                  "composite_delta": 0.2},
-            "P": {"type": "put", "underlying": "ABC", "option_on": "future", "strike": 900,
-                  "expiry": "2026-12-18", "multiplier": 10, "price": 1.5, "risk_array": flat(-4.0),
-                  "composite_delta": -0.2},
+            "F": {
+                "type": "future",
+                "underlying": "ABC",
+                "multiplier": 10,
+                "expiry": "2026-12-18",
+                "risk_array": flat(3.0),
+                "composite_delta": 1.0,
+            },
+            "C": {
+                "type": "call",
+                "underlying": "ABC",
+                "option_on": "future",
+                "strike": 1100,
+                "expiry": "2026-12-18",
+                "multiplier": 10,
+                "price": 2.0,
+                "risk_array": flat(-5.0),
+                "composite_delta": 0.2,
+            },
+            "P": {
+                "type": "put",
+                "underlying": "ABC",
+                "option_on": "future",
+                "strike": 900,
+                "expiry": "2026-12-18",
+                "multiplier": 10,
+                "price": 1.5,
+                "risk_array": flat(-4.0),
+                "composite_delta": -0.2,
+            },
         },
         "positions": [
             {"contract": "F", "quantity": 1},
             {"contract": "C", "quantity": -2},
             {"contract": "P", "quantity": -1},
         ],
-        "span": {"combined_commodities": {"ABC": {"price_scan": 0.06, "vol_scan": 0.04, "som": {"rate": 100}}}},
+        "span": {
+            "combined_commodities": {"ABC": {"price_scan": 0.06, "vol_scan": 0.04, "som": {"rate": 100}}}
+        },
     }
 
 
@@ -179,7 +204,9 @@ def test_span_spread_charges_and_credits_go_pro_rata_to_absolute_delta():
     weight = np.abs(q * delta)
     # no SOM excess here (the scan and charges exceed it): risk part = scan loss + delta share
     assert float(ds["risk"].values[0, 0]) > float(ds["short_option_minimum"].values[0, 0])
-    np.testing.assert_allclose(att["risk_part"].values, scan_part + charges * weight / weight.sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        att["risk_part"].values, scan_part + charges * weight / weight.sum(), rtol=1e-12
+    )
 
 
 def test_cfd_contribution_is_the_positions_own_maintenance_while_open():
@@ -226,3 +253,134 @@ def test_account_layer_rule_positions_get_their_own_line():
     np.add.at(total, acct, att.transpose("position", ...).values)
     np.testing.assert_allclose(total, m, rtol=1e-12)
     assert (att.values >= 0).all()  # exchange rules: a charge per position, never a credit
+
+
+# -- marginal: the exact leave-one-out, through margin(..., attribution=True) ----------------------------
+
+
+def _without(sc: dict, i: int) -> dict:
+    out = copy.deepcopy(sc)
+    del out["positions"][i]
+    return out
+
+
+def _scenario_dict(path):
+    sc = yaml.safe_load(Path(path).read_text())
+    span = sc.get("span") or {}
+    if "source" in span:  # relative to the scenario file
+        span["source"] = str((Path(path).parent / span["source"]).resolve())
+    return sc
+
+
+@pytest.mark.parametrize(
+    "path, method",
+    [
+        ("span_calendar_spread.yaml", "span"),
+        ("span_inter_commodity.yaml", "span"),
+        ("pm_diversified_large_cap.yaml", "portfolio_margin"),
+        ("cfd_two_fills.yaml", "cfd"),
+        ("account_hk_margin_call.yaml", "account"),
+    ],
+)
+def test_marginal_is_the_margin_without_the_position(path, method):
+    sc = _scenario_dict(SCENARIOS / path)
+    res = marginsim.margin(sc, methods=[method], attribution=True)
+    ds = res[method]
+    base = ds["maintenance"]
+    positions = ds["position"].values
+    rng = np.random.default_rng(3)
+    for p in rng.choice(positions, size=min(3, positions.size), replace=False).tolist():
+        acct = str(ds["attribution_account"].sel(position=p).values)
+        other = marginsim.margin(_without(sc, int(p)), methods=[method])[method]["maintenance"]
+        if acct in other["account"].values:
+            want = base.sel(account=acct) - other.sel(account=acct)
+        else:  # the account's only position: without it, no requirement
+            want = base.sel(account=acct)
+        got = ds["marginal"].sel(position=p)
+        np.testing.assert_allclose(got.transpose(*want.dims).values, want.values, rtol=1e-9, atol=1e-6)
+    # the contributions ride along, summing to the maintenance
+    _assert_sums(res.inputs, res)
+
+
+@_SLOW
+@given(scenario=scenarios(max_positions=5))
+def test_marginal_on_random_mixed_books(scenario):
+    res = marginsim.margin(scenario, attribution=True)
+    for name, ds in res.items():
+        p = int(ds["position"].values[0]) if ds.sizes.get("position") else None
+        if p is None:
+            continue
+        acct = str(ds["attribution_account"].sel(position=p).values)
+        rest = [q for i, q in enumerate(scenario["positions"]) if i != p and q["account"] == acct]
+        if rest:
+            other = marginsim.margin(_without(scenario, p), methods=[name])[name]["maintenance"]
+            want = ds["maintenance"].sel(account=acct) - other.sel(account=acct)
+        else:  # the account's only position: without it, no requirement
+            want = ds["maintenance"].sel(account=acct)
+        got = ds["marginal"].sel(position=p)
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-9, atol=1e-6)
+
+
+def test_json_and_table_of_the_seed_example(capsys):
+    path = str(SCENARIOS / "span_seed_example.yaml")
+    assert main(["margin", path, "--attribution", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    rows = got["accounts"]["main"]["span"]["attribution"]
+    assert [r["position"] for r in rows] == [0, 1]
+    assert [r["contract"] for r in rows] == ["ABC-FUT", "ABC-P950"]
+    assert [r["quantity"] for r in rows] == [1.0, 1.0]
+    assert rows[0]["contribution"] == pytest.approx(6000.0, rel=1e-12)
+    assert rows[0]["contribution"] + rows[1]["contribution"] == pytest.approx(
+        got["accounts"]["main"]["span"]["maintenance"], rel=1e-12
+    )
+    # without the future the put alone: its loss at its own worst scenario less its value
+    alone = marginsim.margin(_without(_scenario_dict(path), 0))["span"]["maintenance"].item()
+    assert rows[0]["marginal"] == pytest.approx(609.3987942793 - alone, rel=1e-9)
+    assert main(["margin", path, "--attribution"]) == 0
+    table = capsys.readouterr().out
+    assert "attribution" in table and "ABC-FUT" in table and "6,000.00" in table
+    assert table.index("ABC-FUT") < table.index("ABC-P950")  # largest contribution first
+
+
+def test_json_nests_grid_dims():
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["grid"] = {"shift": [-0.05, 0.0, 0.05]}
+    res = marginsim.margin(sc, attribution=True)
+    rows = res.to_dict()["accounts"]["main"]["span"]["attribution"]
+    assert len(rows[0]["contribution"]) == 3 and len(rows[0]["marginal"]) == 3
+    m = res["span"]["maintenance"].isel(account=0).values
+    np.testing.assert_allclose(np.add(rows[0]["contribution"], rows[1]["contribution"]), m, rtol=1e-12)
+
+
+def test_chunked_attribution_is_an_input_error(capsys):
+    path = str(SCENARIOS / "span_seed_example.yaml")
+    with pytest.raises(InputError, match="attribution runs in one piece"):
+        marginsim.margin(path, chunks=1, attribution=True)
+    assert main(["margin", path, "--attribution", "--chunks", "1"]) == 2
+    assert "attribution runs in one piece" in capsys.readouterr().err
+
+
+def test_a_method_without_a_rule_gets_marginal_only():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import flat_rate
+    finally:
+        sys.path.pop(0)
+    spec = marginsim.registry.register_method(flat_rate.SPEC)
+    try:
+        res = marginsim.margin(
+            SCENARIOS / "pm_diversified_large_cap.yaml", methods=["flat_rate"], attribution=True
+        )
+        ds = res["flat_rate"]
+        assert "contribution" not in ds and "no allocation rule" in ds.attrs["attribution_note"]
+        rows = res.to_dict()["accounts"]
+        some = next(iter(rows.values()))["flat_rate"]["attribution"]
+        assert all(r["contribution"] is None for r in some)
+        # flat rate x gross notional: the marginal of a position is its own rate x notional
+        total = np.zeros(ds.sizes["account"])
+        acct = pd.Index(ds["account"].values).get_indexer(ds["attribution_account"].values)
+        np.add.at(total, acct, ds["marginal"].values)
+        np.testing.assert_allclose(total, ds["maintenance"].values, rtol=1e-9)
+        assert (ds["marginal"].values > 0).all() and ds.sizes["position"] == res.inputs.book.sizes["position"]
+    finally:
+        marginsim.registry.unregister_method(spec.name)

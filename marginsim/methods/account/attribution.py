@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ...kernels import pricing
 from ...kernels.allocation import group_total, pro_rata
 from ...model import Inputs
 from ...params.account import AccountParams
@@ -35,7 +36,7 @@ from .requirements import no_loan_values, rule_position_values, span_option_valu
 __all__ = ["account_attribution"]
 
 
-def account_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -> xr.Dataset:
+def account_attribution(inputs: Inputs, result: xr.Dataset, engine: pricing.Engine = "auto") -> xr.Dataset:
     """The contribution of each position to its account's (broker) maintenance.
 
     Parameters
@@ -86,15 +87,19 @@ def account_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto"
     return xr.Dataset({"contribution": contribution})
 
 
-def _span_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, engine: str) -> np.ndarray:
+def _span_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, engine: pricing.Engine) -> np.ndarray:
     """The SPAN lines' allocation to the book rows ``rows`` [base currency], ``(R, grid points)``."""
     gd, gshape = grid_shape(inputs)
     n_g = int(np.prod(gshape))
     out = np.zeros((rows.size, n_g))
     nonzero = rows[inputs.book["quantity"].values[rows] != 0]
     run = span_run(
-        ctx, inputs, inputs.book["contract_index"].values[nonzero], inputs.book["quantity"].values[nonzero],
-        ctx.book_acct[nonzero], engine,
+        ctx,
+        inputs,
+        inputs.book["contract_index"].values[nonzero],
+        inputs.book["quantity"].values[nonzero],
+        ctx.book_acct[nonzero],
+        engine,
     )
     if run is None:
         return out
@@ -127,7 +132,7 @@ def _span_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, engine: str) -> np.n
     return out
 
 
-def _method_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, name: str, engine: str) -> np.ndarray:
+def _method_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, name: str, engine: pricing.Engine) -> np.ndarray:
     """Another method's allocation of its maintenance to the book rows ``rows`` [base currency]."""
     gd, gshape = grid_shape(inputs)
     n_g = int(np.prod(gshape))
@@ -145,9 +150,13 @@ def _method_parts(ctx: Ctx, inputs: Inputs, rows: np.ndarray, name: str, engine:
         part[at] = _on_grid(att, gd, gshape).reshape(at.size, n_g)
         return part * usd
     # no rule: the account's requirement in equal shares among its positions of the method
-    maint = _on_grid(ds["maintenance"].transpose("account", ...), gd, gshape).reshape(ds.sizes["account"], n_g)
+    maint = _on_grid(ds["maintenance"].transpose("account", ...), gd, gshape).reshape(
+        ds.sizes["account"], n_g
+    )
     names = pd.Index(np.asarray(ds["account"].values).astype(str))
-    acct = names.get_indexer(np.asarray(sub.book["account_name"].values).astype(str)[sub.book["account_index"].values])
+    acct = names.get_indexer(
+        np.asarray(sub.book["account_name"].values).astype(str)[sub.book["account_index"].values]
+    )
     return pro_rata(maint, acct, np.zeros((rows.size, 1))) * usd
 
 

@@ -252,7 +252,6 @@ def span_lines(
     )
     sub_acct = np.array([int(a) for a in ds["account"].values.tolist()], dtype=np.int64)
     n_cc = cc_fx.size
-    kk = ctx.local[pk]
     risk = flat(ds["risk"], ["account", "group"], gd, gshape) / cc_fx[None, :, None]  # (A_sub, CC, n_g)
     # net option value of premium-style options, in the currency of their combined commodity
     opt, value = span_option_values(ctx, inputs_x, run)

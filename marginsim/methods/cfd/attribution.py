@@ -36,7 +36,7 @@ def cfd_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") ->
         currency], over the result's positions; per account and grid point they sum to
         ``maintenance``.
     """
-    gd = [d for d in result["maintenance"].dims if d != "account"]
+    gd = [str(d) for d in result["maintenance"].dims if d != "account"]
     has_step = "step" in gd
     bd = [d for d in gd if d != "step"]
     n_p = result.sizes["position"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ...kernels import pricing
 from ...kernels.allocation import group_total, pro_rata
 from ...kernels.grouping import group_sum
 from ...model import Inputs, flat_grid
@@ -34,7 +35,7 @@ from .stresses import stresses
 __all__ = ["portfolio_margin_attribution"]
 
 
-def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -> xr.Dataset:
+def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: pricing.Engine = "auto") -> xr.Dataset:
     """The contribution of each portfolio-margin position to its account's maintenance.
 
     Parameters
@@ -59,7 +60,9 @@ def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str
     gd, gshape = book.grid.dims, book.grid.shape
     if book.quantity.size == 0:  # no position the method margins
         empty = np.zeros((0, *gshape))
-        return xr.Dataset({"contribution": (("position", *gd), empty)}, coords={"position": np.zeros(0, np.int64)})
+        return xr.Dataset(
+            {"contribution": (("position", *gd), empty)}, coords={"position": np.zeros(0, np.int64)}
+        )
     st = stresses(book.groups, params)
     mk = market_of(inputs, book, engine)
     unit_pnl = stress_pnl(inputs, book, mk, st, params, engine, per_contract=True)  # (K, S, G)
@@ -88,7 +91,9 @@ def portfolio_margin_attribution(inputs: Inputs, result: xr.Dataset, engine: str
     gross = np.abs(q)[:, None] * unit[k] * level[k]
     contribution = scan_part + (pro_rata(rest, cell, gross) if q.size else np.zeros((0, n_g)))
 
-    positions = inputs.book["position"].values[pm_contract_mask(inputs.contracts)[inputs.book["contract_index"].values]]
+    positions = inputs.book["position"].values[
+        pm_contract_mask(inputs.contracts)[inputs.book["contract_index"].values]
+    ]
     return xr.Dataset(
         {"contribution": (("position", *gd), contribution.reshape((q.size, *gshape)))},
         coords={"position": positions},

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ...kernels import Engine
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
@@ -34,7 +35,7 @@ from .plan import _file_plan, _plan
 __all__ = ["span_attribution"]
 
 
-def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -> xr.Dataset:
+def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto") -> xr.Dataset:
     """The contribution of each SPAN position to its account's maintenance.
 
     Parameters
@@ -64,7 +65,7 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -
         scope = in_scope(inputs, params)
         plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)
     book = _book_in_scope(inputs.book, scope)
-    gd = [d for d in result["maintenance"].dims if d != "account"]
+    gd = [str(d) for d in result["maintenance"].dims if d != "account"]
     gshape = tuple(result.sizes[d] for d in gd)
     n_g = int(np.prod(gshape)) if gshape else 1
     n_a = result.sizes["account"]
@@ -87,9 +88,9 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -
     scan, active = cells("scan_risk"), cells("active_scenario").astype(np.int64) - 1
     charges = cells("intra_spread_charge") + cells("spot_charge") - cells("inter_spread_credit")
     risk = cells("risk")
-    fx = np.broadcast_to(
-        result["group_fx"].values.astype(float)[None, :], (n_a, n_col)
-    ).reshape(-1, 1)  # margin currency -> reporting currency, per cell
+    fx = np.broadcast_to(result["group_fx"].values.astype(float)[None, :], (n_a, n_col)).reshape(
+        -1, 1
+    )  # margin currency -> reporting currency, per cell
 
     # scanning risk: the loss at the active scenario, in the reporting currency
     ra = plan.risk_array[pos_k]  # (N, G, S)
@@ -118,4 +119,3 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: str = "auto") -
         },
         coords={"position": book["position"].values},
     )
-
