@@ -55,7 +55,7 @@ def _assert_sums(inputs, result):
 
 
 _SLOW = settings(
-    max_examples=8,
+    max_examples=3,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
@@ -289,7 +289,7 @@ def test_marginal_is_the_margin_without_the_position(path, method):
     base = ds["maintenance"]
     positions = ds["position"].values
     rng = np.random.default_rng(3)
-    for p in rng.choice(positions, size=min(3, positions.size), replace=False).tolist():
+    for p in rng.choice(positions, size=min(2, positions.size), replace=False).tolist():
         acct = str(ds["attribution_account"].sel(position=p).values)
         other = marginsim.margin(_without(sc, int(p)), methods=[method])[method]["maintenance"]
         if acct in other["account"].values:
@@ -302,7 +302,7 @@ def test_marginal_is_the_margin_without_the_position(path, method):
     _assert_sums(res.inputs, res)
 
 
-@_SLOW
+@settings(_SLOW, max_examples=2)
 @given(scenario=scenarios(max_positions=5))
 def test_marginal_on_random_mixed_books(scenario):
     res = marginsim.margin(scenario, attribution=True)
