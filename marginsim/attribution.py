@@ -8,7 +8,8 @@ Per method, account, position and grid point, two figures [reporting currency]:
   Dataset's ``attribution_note`` attr says so);
 - ``marginal``: the maintenance minus the maintenance of the account without the position
   (exact leave-one-out), for every method: the accounts less one position each are margined from
-  scratch by the method (:func:`leave_one_out`).
+  scratch by the method, as variants of the book (:func:`leave_one_out`,
+  :func:`marginsim.variants.margin_variants`).
 
 The attribution goes into each method's result Dataset: variables ``contribution`` and
 ``marginal`` on the dim ``position`` (the method's positions: those of its hook's answer, else
@@ -32,8 +33,12 @@ from .model import Inputs, Universe, as_names, book_from_arrays
 from .outputs import ATTRIBUTION_COORDS, ATTRIBUTION_OUTPUTS, describe
 from .registry import REGISTRY
 from .result import MarginResult
+from .variants import margin_variants
 
-__all__ = ["attribute", "method_attribution", "leave_one_out"]
+__all__ = ["attribute", "method_attribution", "leave_one_out", "leave_one_out_by_rank", "LEAVE_ONE_OUT_ROWS"]
+
+#: The most book rows margined in one batch of leave-one-out variants [rows].
+LEAVE_ONE_OUT_ROWS = 2_000_000
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +134,64 @@ def leave_one_out(
 ) -> xr.DataArray:
     """The maintenance of each position's account minus that of the account without it.
 
-    The accounts less one position each are margined from scratch by the method's registered
-    ``run``, in batches: batch ``r`` holds every account whose ``r``-th position (in book order) is
+    Every account less one of its positions is a variant of the book
+    (:func:`marginsim.variants.margin_variants`: it inherits its account's cash, funding and
+    settings), margined from scratch by the method, in batches of at most
+    :data:`LEAVE_ONE_OUT_ROWS` rows (a variant of an account of n positions has n - 1 rows).
+
+    Parameters
+    ----------
+    inputs
+        The in-memory data model.
+    name
+        The method.
+    ds
+        Its result on ``inputs`` (``maintenance``: dims ``account`` and grid dims).
+    rows
+        ``(N,)`` rows of ``inputs.book`` (position indices) to leave out, one variant each.
+    engine
+        Pricing engine.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``position`` (length N, no coord) and the grid dims of ``maintenance``
+        [reporting currency].
+    """
+    book = inputs.book
+    base = ds["maintenance"].transpose("account", ...)
+    gd = [str(d) for d in base.dims[1:]]
+    gshape = tuple(base.sizes[d] for d in gd)
+    n_g = int(np.prod(gshape)) if gshape else 1
+    account = book["account_index"].values.astype(np.int64)[rows]
+    names = np.asarray(as_names(book["account_name"].values))
+    size = np.bincount(book["account_index"].values, minlength=book.sizes["account"])
+    cost = np.cumsum(np.maximum(size[account] - 1, 1))  # rows of the variants, in order
+    cuts = np.searchsorted(
+        cost, np.arange(LEAVE_ONE_OUT_ROWS, int(cost[-1]) if cost.size else 0, LEAVE_ONE_OUT_ROWS)
+    )
+    without = np.zeros((rows.size, n_g))
+    for batch in np.split(np.arange(rows.size), cuts):  # batches of variants, not positions
+        if not batch.size:
+            continue
+        res = margin_variants(inputs, names[account[batch]], drop=rows[batch], methods=[name], engine=engine)
+        m = res[name]["maintenance"]
+        for d, n in zip(gd, gshape):
+            if d not in m.dims:
+                m = m.expand_dims({d: n})
+        without[batch] = m.transpose("account", *gd).values.reshape(batch.size, n_g)
+    base_at = pd.Index(np.asarray(ds["account"].values).astype(str)).get_indexer(names.astype(str))
+    marginal = base.values.reshape(base.sizes["account"], n_g)[base_at[account]] - without
+    return xr.DataArray(marginal.reshape((rows.size, *gshape)), dims=("position", *gd))
+
+
+def leave_one_out_by_rank(
+    inputs: Inputs, name: str, ds: xr.Dataset, rows: np.ndarray, *, engine: str = "auto"
+) -> xr.DataArray:
+    """:func:`leave_one_out` another way (a reference for it): the book's own accounts, one
+    position left out of each, margined by the method's registered ``run`` in batches.
+
+    Batch ``r`` holds every account whose ``r``-th position (in book order) is
     one of ``rows``, without that position (the accounts keep their names, so every per-account
     setting of the scenario applies as in the book). The batches margin sum(n - 1) rows over the
     accounts' n positions each, as many batches as the largest account has positions.

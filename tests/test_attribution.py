@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import marginsim
+from marginsim.attribution import leave_one_out, leave_one_out_by_rank
 from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.registry import REGISTRY
@@ -384,3 +385,17 @@ def test_a_method_without_a_rule_gets_marginal_only():
         assert (ds["marginal"].values > 0).all() and ds.sizes["position"] == res.inputs.book.sizes["position"]
     finally:
         marginsim.registry.unregister_method(spec.name)
+
+
+@settings(_SLOW, max_examples=2)
+@given(scenario=scenarios(max_positions=6))
+def test_the_two_leave_one_outs_agree(scenario):
+    """As variants of the book (margin_variants: renamed accounts inheriting their data) and as the
+    book's own accounts less one position each (leave_one_out_by_rank): the same figures."""
+    inputs = marginsim.load(scenario)
+    res = marginsim.margin(inputs)
+    rows = np.arange(inputs.book.sizes["position"])
+    for name, ds in res.items():
+        a = leave_one_out(inputs, name, ds, rows)
+        b = leave_one_out_by_rank(inputs, name, ds, rows)
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9, atol=1e-6, err_msg=name)
