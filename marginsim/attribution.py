@@ -98,15 +98,23 @@ def method_attribution(inputs: Inputs, name: str, ds: xr.Dataset, *, engine: str
     """
     spec = REGISTRY[name]
     book = inputs.book
+    if "maintenance" not in ds.data_vars:
+        out = ds.copy()
+        out.attrs["attribution_note"] = f"method {name!r} has no maintenance: nothing to attribute"
+        return out
     contribution = None
     if spec.attribution is not None:
         contribution = spec.attribution(inputs, ds, engine=engine)["contribution"]
+        if "position" in ds.dims:  # the method's own positions, in its order
+            contribution = contribution.sel(position=ds["position"].values)
         positions = contribution["position"].values
     elif "position" in ds.dims:
         positions = ds["position"].values
     else:
         positions = book["position"].values
     rows = pd.Index(book["position"].values).get_indexer(positions)
+    if (rows < 0).any():
+        raise ValueError(f"{name}: its attribution names positions the book does not hold")
     account = book["account_index"].values[rows].astype(np.int64)
     gd = [d for d in ds["maintenance"].dims if d != "account"]
     marginal = leave_one_out(inputs, name, ds, rows, engine=engine)
