@@ -129,6 +129,33 @@ def test_span_seed_example_by_hand():
     assert att["contribution"].values.sum() == pytest.approx(609.3987942793, rel=1e-9)
 
 
+def test_span_and_account_layer_in_another_currency():
+    """The seed example margined in EUR and reported in USD at 1.1: every figure x 1.1, and the
+    account layer (SPAN as its source, no mark-up) gives the same contributions."""
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["market"]["ABC"]["currency"] = "EUR"
+    sc["fx"] = {"EUR": 1.1}
+    sc["span"]["combined_commodities"]["ABC"]["currency"] = "EUR"
+    res = marginsim.margin(sc, methods=["span", "account"], attribution=True)
+    span, account = res["span"], res["account"]
+    assert span["contribution"].values[0] == pytest.approx(6000.0 * 1.1, rel=1e-12)
+    assert span["contribution"].values.sum() == pytest.approx(609.3987942793 * 1.1, rel=1e-9)
+    np.testing.assert_allclose(account["contribution"].values, span["contribution"].values, rtol=1e-12)
+    np.testing.assert_allclose(account["marginal"].values, span["marginal"].values, rtol=1e-12)
+
+
+def test_account_layer_marks_up_spans_risk_part_before_the_option_value():
+    """account.maintenance_markup 20 %: the SPAN line is 1,125 x 1.2 - 515.60 = 834.40; the future
+    contributes 6,000 x 1.2, the put -4,875 x 1.2 less its net option value."""
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["account"] = {"maintenance_markup": 0.2}
+    span = marginsim.margin(sc, methods=["span"])["span"]
+    nov = float(span["net_option_value"].values[0])
+    ds = marginsim.margin(sc, methods=["account"], attribution=True)["account"]
+    assert float(ds["maintenance"].values[0]) == pytest.approx(1125 * 1.2 - nov, rel=1e-12)
+    np.testing.assert_allclose(ds["contribution"].values, [7200.0, -4875 * 1.2 - nov], rtol=1e-12)
+
+
 def _som_case():
     flat = lambda v: [v] * 16  # noqa: E731 - a risk array with the same loss in every scenario
     return {
