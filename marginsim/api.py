@@ -9,8 +9,7 @@ from pathlib import Path
 
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
-from .attribution import attribute
-from .errors import InputError
+from .attribution import attribute, attributed_run
 from .io.book import read_book
 from .io.span import inputs_from_span_file
 from .kernels import numba_available
@@ -118,7 +117,8 @@ def margin(
         Add, per method, account and position, the ``contribution`` (the method's allocation of
         the maintenance: the parts sum to it) and the ``marginal`` (the maintenance minus that of
         the account without the position) [reporting currency] (:mod:`marginsim.attribution`).
-        Runs in one piece: with ``chunks`` or ``book`` it is an :class:`InputError`.
+        With ``chunks`` or ``book``, chunk by chunk of accounts (each chunk's positions are
+        attributed with the chunk).
 
     Returns
     -------
@@ -137,11 +137,6 @@ def margin(
             inputs.book.sizes["account"],
             inputs.contracts.sizes["contract"],
             {d: inputs.market.sizes.get(d, inputs.grid.sizes.get(d)) for d in inputs.grid_dims} or "none",
-        )
-    if attribution and (chunks is not None or book is not None or inputs.is_lazy):
-        raise InputError(
-            "attribution runs in one piece: leave out --chunks and --book (chunks=, book=)",
-            file=inputs.scenario.file,
         )
     held_names = None
     if book is not None:
@@ -178,6 +173,8 @@ def margin(
         )
     for n, spec in zip(names, specs):
         run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        if attribution and lazy:  # attribution is per account: each chunk computes its own
+            run = attributed_run(run, n, engine=engine)
         t1 = time.perf_counter()
         if lazy:  # chunk by chunk: the method runs on each chunk in memory
             result.methods[n] = scale.lazy_method(inputs, spec, run)
@@ -190,6 +187,6 @@ def margin(
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))
         log.info("computed on dask in %.2f s", time.perf_counter() - t1)
-    if attribution:
+    if attribution and not lazy:
         attribute(result, engine=engine)
     return result

@@ -16,6 +16,9 @@ The attribution goes into each method's result Dataset: variables ``contribution
 its own ``position`` dim, else every position of the book), with coords ``attribution_account``,
 ``attribution_contract`` and ``attribution_quantity``; :meth:`marginsim.MarginResult.to_dict`
 writes them as the ``"attribution"`` list of each account and method.
+
+Attribution is per account: a chunked run (``--chunks``, ``--book``) computes it chunk by chunk
+of accounts with the margin (:func:`attributed_run`); the numbers are those of one piece.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +41,14 @@ from .registry import REGISTRY
 from .result import MarginResult
 from .variants import margin_variants
 
-__all__ = ["attribute", "method_attribution", "leave_one_out", "leave_one_out_by_rank", "LEAVE_ONE_OUT_ROWS"]
+__all__ = [
+    "attribute",
+    "attributed_run",
+    "method_attribution",
+    "leave_one_out",
+    "leave_one_out_by_rank",
+    "LEAVE_ONE_OUT_ROWS",
+]
 
 #: The most book rows margined in one batch of leave-one-out variants [rows].
 LEAVE_ONE_OUT_ROWS = 2_000_000
@@ -61,12 +74,12 @@ def attribute(result: MarginResult, *, engine: str = "auto") -> MarginResult:
     Raises
     ------
     InputError
-        A chunked (lazy) result: attribution runs in one piece.
+        A chunked (lazy) result: its chunks compute the attribution (:func:`attributed_run`).
     """
     inputs = result.inputs
     if inputs.is_lazy:
         raise InputError(
-            "attribution runs in one piece: leave out --chunks / --book (or chunks=, book=)",
+            "a chunked result gets its attribution chunk by chunk: margin(..., attribution=True)",
             file=inputs.scenario.file,
         )
     for name, ds in list(result.methods.items()):
@@ -74,6 +87,36 @@ def attribute(result: MarginResult, *, engine: str = "auto") -> MarginResult:
         result.methods[name] = method_attribution(inputs, name, ds, engine=engine)
         log.info("%s: attribution in %.2f s", name, time.perf_counter() - t0)
     return result
+
+
+def attributed_run(
+    run: Callable[..., xr.Dataset], name: str, *, engine: str = "auto"
+) -> Callable[..., xr.Dataset]:
+    """``run`` (a method's ``run`` with its options bound) followed by :func:`method_attribution`:
+    what each chunk of a chunked run computes (attribution is per account, so chunks of accounts
+    are independent).
+
+    Parameters
+    ----------
+    run
+        ``run(inputs, **kwargs) -> Dataset`` on in-memory inputs.
+    name
+        The method's registered name.
+    engine
+        Pricing engine, as for the margin.
+
+    Returns
+    -------
+    callable
+        ``f(inputs, **kwargs) -> Dataset`` with the attribution variables.
+    """
+    return partial(_run_and_attribute, run, name, engine)
+
+
+def _run_and_attribute(
+    run: Callable[..., xr.Dataset], name: str, engine: str, inputs: Inputs, **kwargs: Any
+) -> xr.Dataset:
+    return method_attribution(inputs, name, run(inputs, **kwargs), engine=engine)
 
 
 def method_attribution(inputs: Inputs, name: str, ds: xr.Dataset, *, engine: str = "auto") -> xr.Dataset:

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--attribution",
         action="store_true",
         help="add per position its contribution to the maintenance and its marginal (leave-one-out) "
-        "figure (in one piece: not with --chunks or --book)",
+        "figure (with --chunks / --book: chunk by chunk)",
     )
     m.set_defaults(func=COMMANDS["margin"])
 

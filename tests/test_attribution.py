@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import marginsim
 from marginsim.attribution import leave_one_out, leave_one_out_by_rank
 from marginsim.cli import main
-from marginsim.errors import InputError
+from marginsim.io.book import write_book
 from marginsim.registry import REGISTRY
 from marginsim.testing import scenarios
 
@@ -380,12 +380,27 @@ def test_json_nests_grid_dims():
     np.testing.assert_allclose(np.add(rows[0]["contribution"], rows[1]["contribution"]), m, rtol=1e-12)
 
 
-def test_chunked_attribution_is_an_input_error(capsys):
-    path = str(SCENARIOS / "span_seed_example.yaml")
-    with pytest.raises(InputError, match="attribution runs in one piece"):
-        marginsim.margin(path, chunks=1, attribution=True)
-    assert main(["margin", path, "--attribution", "--chunks", "1"]) == 2
-    assert "attribution runs in one piece" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "path",
+    ["overview_mixed_book.yaml", "account_hk_margin_call.yaml", "cfd_two_fills.yaml", "span_takasbank.yaml"],
+)
+def test_chunk_by_chunk_equals_in_one_piece(path, capsys):
+    """Attribution is per account: chunks of accounts compute it on their own (--chunks)."""
+    whole = marginsim.margin(SCENARIOS / path, attribution=True).to_dict()
+    chunked = marginsim.margin(SCENARIOS / path, chunks=1, attribution=True).to_dict()
+    assert chunked["accounts"].keys() == whole["accounts"].keys()
+    for acct, methods in whole["accounts"].items():
+        for name, obj in methods.items():
+            got = chunked["accounts"][acct][name]["attribution"]
+            want = obj["attribution"]
+            assert [r["position"] for r in got] == [r["position"] for r in want]
+            assert [r["contract"] for r in got] == [r["contract"] for r in want]
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g["contribution"], w["contribution"], rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(g["marginal"], w["marginal"], rtol=1e-9, atol=1e-9)
+    assert main(["margin", str(SCENARIOS / path), "--attribution", "--chunks", "1", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["accounts"].keys() == whole["accounts"].keys()
 
 
 def test_a_method_without_a_rule_gets_marginal_only():
@@ -426,3 +441,16 @@ def test_the_two_leave_one_outs_agree(scenario):
         a = leave_one_out(inputs, name, ds, rows)
         b = leave_one_out_by_rank(inputs, name, ds, rows)
         np.testing.assert_allclose(a.values, b.values, rtol=1e-9, atol=1e-6, err_msg=name)
+
+
+def test_a_stored_book_gets_its_attribution_chunk_by_chunk(tmp_path):
+    path = SCENARIOS / "overview_mixed_book.yaml"
+    inputs = marginsim.load(path)
+    store = write_book(tmp_path / "book.zarr", inputs)
+    whole = marginsim.margin(inputs, attribution=True)
+    stored = marginsim.margin(path, book=store, chunks=1, attribution=True)
+    for name, ds in whole.items():
+        got = stored[name]
+        assert list(got["position"].values) == list(ds["position"].values)
+        np.testing.assert_allclose(got["contribution"].values, ds["contribution"].values, rtol=1e-9)
+        np.testing.assert_allclose(got["marginal"].values, ds["marginal"].values, rtol=1e-9)
