@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
@@ -172,7 +174,7 @@ def margin(
             "methods %s, engine %s%s", ", ".join(names) or "none", shown, ", lazy (chunked)" if lazy else ""
         )
     for n, spec in zip(names, specs):
-        run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        run: Callable[..., Any] = partial(spec.run, engine=engine, **({} if detail else spec.lean))
         if attribution and lazy:  # attribution is per account: each chunk computes its own
             run = attributed_run(run, n, engine=engine)
         t1 = time.perf_counter()
