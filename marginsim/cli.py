@@ -29,6 +29,7 @@ COMMANDS = {
     "margin": "marginsim.commands:margin_command",
     "span-file": "marginsim.commands:span_file_command",
     "schema": "marginsim.commands:schema_command",
+    "what-if": "marginsim.what_if:what_if_command",
 }
 
 #: Log format of the command line's messages on stderr.
@@ -137,11 +138,68 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print JSON")
     f.set_defaults(func=COMMANDS["span-file"])
 
+    add_what_if_parser(sub)
+
     s = sub.add_parser("schema", help="print the JSON Schema of the scenario file")
     s.set_defaults(func=COMMANDS["schema"])
 
     add_study_parser(sub)
     return p
+
+
+def add_what_if_parser(sub: Any) -> None:
+    """The ``what-if`` command: margin before and after candidate trades, or the best hedges."""
+    w = sub.add_parser(
+        "what-if",
+        help="margin before and after candidate trades (or the best one-contract hedge per account)",
+        description="Margin of each trade's account before and after the trade, per method "
+        "(--trades FILE or --trade CONTRACT QUANTITY), or per account the one-contract trade that "
+        "lowers the maintenance most (--best-hedge).",
+    )
+    w.add_argument("file", help="scenario file (YAML)")
+    w.add_argument(
+        "--trades",
+        metavar="FILE",
+        help="trades file: a YAML/JSON list of {id, account, legs: [{contract, quantity}]}",
+    )
+    w.add_argument(
+        "--trade",
+        nargs=2,
+        action="append",
+        metavar=("CONTRACT", "QUANTITY"),
+        help="one trade of one leg (repeatable)",
+    )
+    w.add_argument(
+        "--account",
+        action="append",
+        metavar="NAME",
+        help="account of the --trade options (once for all, or once per --trade; default: the book's "
+        "only account); with --best-hedge: the accounts to hedge (repeatable; default: all)",
+    )
+    w.add_argument(
+        "--best-hedge",
+        action="store_true",
+        help="per account, the trade of one contract and quantity in -N..N that lowers the maintenance most",
+    )
+    w.add_argument(
+        "--contracts",
+        action="append",
+        metavar="PATTERN",
+        help="best hedge: glob over contract ids (repeatable; default: * = every contract the book holds "
+        "or the scenario defines; a pattern without wildcards may name any contract of the SPAN file)",
+    )
+    w.add_argument(
+        "--max-quantity", type=int, metavar="N", help="best hedge: quantities -N..N but 0 (default: 10)"
+    )
+    w.add_argument("--json", action="store_true", help="print JSON")
+    w.add_argument("--method", action="append", help="run this method (repeatable; default: all that apply)")
+    w.add_argument(
+        "--engine",
+        choices=["auto", "numba", "numpy"],
+        default="auto",
+        help="pricing engine (auto: numba when installed)",
+    )
+    w.set_defaults(func=COMMANDS["what-if"])
 
 
 @contextmanager

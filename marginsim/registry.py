@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the types of the fields only: no import of the data model a
     from .limits import Footprint, Sizes
     from .model import Inputs
     from .scenario import ScenarioFile
+    from .trades import TradeBatch
 
 __all__ = [
     "MethodSpec",
@@ -160,6 +161,12 @@ class MethodSpec:
         currency], summing over each account's positions to its ``maintenance``
         (:mod:`marginsim.attribution`); ``None``: the method gets the leave-one-out ``marginal``
         only.
+    what_if
+        ``what_if(inputs, trades, before) -> Dataset``: the method's own what-if (in-memory
+        ``inputs``, a :class:`~marginsim.trades.TradeBatch`, the method's result on the book):
+        its result after each trade, with dim ``trade`` instead of ``account`` (e.g. an
+        incremental path); ``None``: :func:`marginsim.what_if` margins every after-book in one
+        batched run (:func:`marginsim.variants.margin_variants`).
     """
 
     name: str
@@ -177,6 +184,7 @@ class MethodSpec:
     chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
     memory: Callable[[Sizes, bool], Footprint] | None = None
     attribution: Callable[..., xr.Dataset] | None = None
+    what_if: Callable[[Inputs, TradeBatch, xr.Dataset], xr.Dataset] | None = None
 
     def __post_init__(self) -> None:
         # the defaults: JSON and table from the declared outputs; needed when the file has the section

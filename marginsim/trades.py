@@ -4,8 +4,9 @@ A trades file is a YAML (or JSON) list; each trade is a mapping with
 
 - ``id``: a name (text or an integer; default: the trade's index in the list, ``"0"``, ``"1"``, ...);
   ids must be unique;
-- ``account``: the account the trade goes to (default: the book's only account; required when the
-  book has several);
+- ``account``: the account the trade goes to: an account of the book, or one a method section
+  funds without positions (``cfd.accounts``, ``account.accounts``, ``portfolio_margin.cash``);
+  default: the scenario's only account (required when it has several);
 - ``legs``: a non-empty list of ``{contract, quantity}``; or, for a one-leg trade, ``contract`` and
   ``quantity`` at the top level (not both forms).
 
@@ -34,7 +35,18 @@ from .errors import InputError
 from .model import Inputs, contract_indices
 from .scenario import _read_yaml
 
-__all__ = ["TradeBatch", "read_trades", "TRADE_KEYS", "LEG_KEYS"]
+__all__ = ["TradeBatch", "read_trades", "trade_accounts", "ACCOUNT_KEYED", "TRADE_KEYS", "LEG_KEYS"]
+
+#: The fields of method sections that hold per-account data keyed by account name,
+#: ``{section: (field, ...)}``: portfolio margin's ``cash``, CFD's ``accounts`` funding, the
+#: account layer's ``accounts`` money and profile. An account they name is an account of the
+#: scenario even without positions (a trade may go to it), and a variant of an account
+#: (:mod:`marginsim.variants`) gets its entry.
+ACCOUNT_KEYED: dict[str, tuple[str, ...]] = {
+    "portfolio_margin": ("cash",),
+    "cfd": ("accounts",),
+    "account": ("accounts",),
+}
 
 #: Keys a trade may have.
 TRADE_KEYS = ("id", "account", "legs", "contract", "quantity")
@@ -273,13 +285,13 @@ def _finish(
             dup = str(uniq[counts > 1][0])
             at = np.flatnonzero(ids.astype(str) == dup)
             raise fail((int(at[1]), "id"), f"duplicate trade id {dup!r} (also trade {int(at[0])})")
-    known_accounts = np.asarray(inputs.accounts, dtype=object)
+    known_accounts = np.asarray(trade_accounts(inputs), dtype=object)
     unknown = ~np.isin(account.astype(str), known_accounts.astype(str))
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         raise fail(
             (i, "account"),
-            f"unknown account {str(account[i])!r} (the book's accounts: {_listed(known_accounts)})",
+            f"unknown account {str(account[i])!r} (the scenario's accounts: {_listed(known_accounts)})",
         )
     contracts = inputs.contracts
     src = inputs.span_params.source if inputs.span_params is not None else None
@@ -321,6 +333,21 @@ def _finish(
     )
 
 
+def trade_accounts(inputs: Inputs) -> list[str]:
+    """The accounts a trade may go to: the book's, then the accounts without positions that the
+    method sections name (:data:`ACCOUNT_KEYED`: a funded CFD account, an account-layer account)."""
+    names = [str(a) for a in inputs.accounts]
+    seen = set(names)
+    for section, fields in ACCOUNT_KEYED.items():
+        params = inputs.scenario.section(section)
+        for f in fields if params is not None else ():
+            for name in getattr(params, f, None) or {}:  # the names of the user's section
+                if name not in seen:
+                    seen.add(name)
+                    names.append(str(name))
+    return names
+
+
 def _unit_value(inputs: Inputs) -> np.ndarray:
     """Value of one contract [reporting currency] at its highest price over the grid (0 where
     none is known): multiplier x max(level, given price) x FX."""
@@ -340,13 +367,13 @@ def _only_account(inputs: Inputs, given: Any, path: tuple[str | int, ...], file:
         if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
             raise InputError(f"an account must be a non-empty text, not {given!r}", file=file, key_path=path)
         return str(given)
-    accounts = inputs.accounts
+    accounts = trade_accounts(inputs)
     if len(accounts) == 1:
         return str(accounts[0])
     problem = (
-        "the book has no account: a trade goes to an account of the book"
+        "the scenario has no account: a trade goes to an account of the book (or one its method sections fund)"
         if not accounts
-        else f"the book has {len(accounts)} accounts: give the trade's account ({_listed(accounts)})"
+        else f"the scenario has {len(accounts)} accounts: give the trade's account ({_listed(accounts)})"
     )
     raise InputError(problem, file=file, key_path=path or None)
 

@@ -36,16 +36,9 @@ from .errors import InputError
 from .model import Inputs, Universe, contract_indices
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
+from .trades import ACCOUNT_KEYED, trade_accounts
 
-__all__ = ["margin_variants", "variant_inputs", "ACCOUNT_KEYED", "VARIANT_TAG"]
-
-#: The fields of method sections that hold per-account data keyed by account name:
-#: ``{section: (field, ...)}``. A variant gets its base account's entry under its own name.
-ACCOUNT_KEYED: dict[str, tuple[str, ...]] = {
-    "portfolio_margin": ("cash",),
-    "cfd": ("accounts",),
-    "account": ("accounts",),
-}
+__all__ = ["margin_variants", "variant_inputs", "ACCOUNT_KEYED", "VARIANT_TAG"]  # ACCOUNT_KEYED: of .trades
 
 #: What separates a base account's name from the variant number in a variant's account name
 #: (``"alice#variant3"``); removed from the messages of input errors.
@@ -78,10 +71,15 @@ def variant_inputs(
     base = np.asarray(base_account, dtype=object).reshape(-1)
     n_v = base.shape[0]
     acct_of = {a: i for i, a in enumerate(names.tolist())}
-    base_idx = np.fromiter((acct_of.get(str(a), -1) for a in base.tolist()), dtype=np.int64, count=n_v)
-    if (base_idx < 0).any():
-        bad = str(base[int(np.flatnonzero(base_idx < 0)[0])])
-        raise InputError(f"unknown account {bad!r} (not an account of the book)", file=sc.file)
+    # an account without positions (funded by a method section) is index len(names): no rows
+    none = len(names)
+    base_idx = np.fromiter((acct_of.get(str(a), none) for a in base.tolist()), dtype=np.int64, count=n_v)
+    if (base_idx == none).any():
+        known = np.asarray(trade_accounts(inputs), dtype=str)
+        unknown = ~np.isin(base.astype(str), known)
+        if unknown.any():
+            bad = str(base[int(np.flatnonzero(unknown)[0])])
+            raise InputError(f"unknown account {bad!r} (not an account of the scenario)", file=sc.file)
     n_pos = book.sizes["position"]
     drop = np.full(n_v, -1, dtype=np.int64) if drop is None else np.asarray(drop, dtype=np.int64).reshape(n_v)
     if ((drop < -1) | (drop >= n_pos)).any():
@@ -90,7 +88,7 @@ def variant_inputs(
     # the base rows of every variant: a ragged gather of each account's rows (in book order)
     pos_acct = book["account_index"].values.astype(np.int64)
     order = np.argsort(pos_acct, kind="stable")
-    counts = np.bincount(pos_acct, minlength=len(names))
+    counts = np.append(np.bincount(pos_acct, minlength=len(names)), 0)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     per_v = counts[base_idx]
     rep = np.repeat(np.arange(n_v, dtype=np.int64), per_v)
@@ -144,6 +142,10 @@ def variant_inputs(
         data["open_price"] = ("position", np.concatenate([base_px[rows], np.full(n_leg, np.nan)])[by_v])
         data["opened"] = ("position", np.concatenate([base_op[rows], leg_op.reshape(n_leg)])[by_v])
     new_book = xr.Dataset(data, coords={"position": np.arange(v_all.size)})
+    # where each leg went (its position in the variant book), for the callers that follow a leg
+    where = np.empty(v_all.size, dtype=np.int64)
+    where[by_v] = np.arange(v_all.size)
+    new_book.attrs["leg_position"] = where[rep.size :]
     new_book["quantity"].attrs.update(units="contracts", description="signed quantity, long positive")
 
     # the account-keyed sections: each variant gets its base account's entry
@@ -211,7 +213,8 @@ def margin_variants(
 ) -> MarginResult:
     """Margin of many variants of the book's accounts, in one run of each method.
 
-    Variant ``v`` is the positions of account ``base_account[v]`` of ``inputs.book``, minus the
+    Variant ``v`` is the positions of account ``base_account[v]`` of ``inputs.book`` (none for an
+    account a method section funds without positions: :func:`marginsim.trades.trade_accounts`), minus the
     position ``drop[v]`` (an index of ``inputs.book``'s ``position`` dim; -1: none), plus the legs
     whose ``leg_variant == v``. Each variant sees its base account's data (cash, funding,
     account-layer money and profile, positions' order data): see the module's notes.

@@ -151,7 +151,7 @@ def test_bad_trades(seed, data, key_path, problem):
 
 def test_account_required_with_several(takas):
     with pytest.raises(
-        InputError, match=r"\[0\]\.account: the book has 3 accounts: give the trade's account"
+        InputError, match=r"\[0\]\.account: the scenario has 3 accounts: give the trade's account"
     ):
         read_trades([{"contract": "XU030:F:201606S0", "quantity": 1}], takas)
     with pytest.raises(
