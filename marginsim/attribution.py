@@ -145,11 +145,13 @@ def method_attribution(inputs: Inputs, name: str, ds: xr.Dataset, *, engine: str
         out = ds.copy()
         out.attrs["attribution_note"] = f"method {name!r} has no maintenance: nothing to attribute"
         return out
-    contribution = None
+    contribution = own_marginal = None
     if spec.attribution is not None:
-        contribution = spec.attribution(inputs, ds, engine=engine)["contribution"]
+        answer = spec.attribution(inputs, ds, engine=engine)
         if "position" in ds.dims:  # the method's own positions, in its order
-            contribution = contribution.sel(position=ds["position"].values)
+            answer = answer.sel(position=ds["position"].values)
+        contribution = answer["contribution"]
+        own_marginal = answer["marginal"] if "marginal" in answer else None
         positions = contribution["position"].values
     elif "position" in ds.dims:
         positions = ds["position"].values
@@ -160,7 +162,10 @@ def method_attribution(inputs: Inputs, name: str, ds: xr.Dataset, *, engine: str
         raise ValueError(f"{name}: its attribution names positions the book does not hold")
     account = book["account_index"].values[rows].astype(np.int64)
     gd = [d for d in ds["maintenance"].dims if d != "account"]
-    marginal = leave_one_out(inputs, name, ds, rows, engine=engine)
+    if own_marginal is not None:  # the method's own exact leave-one-out (SPAN: linked CCs only)
+        marginal = own_marginal.drop_vars("position")
+    else:
+        marginal = leave_one_out(inputs, name, ds, rows, engine=engine)
     coords = {
         "position": positions,
         ATTRIBUTION_COORDS["account"]: ("position", as_names(book["account_name"].values)[account]),

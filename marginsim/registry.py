@@ -159,8 +159,9 @@ class MethodSpec:
         method's result, the ``contribution`` of each of the method's positions (dims
         ``position`` and grid dims, coord ``position``: the book's position numbers) [reporting
         currency], summing over each account's positions to its ``maintenance``
-        (:mod:`marginsim.attribution`); ``None``: the method gets the leave-one-out ``marginal``
-        only.
+        (:mod:`marginsim.attribution`); optionally ``marginal`` as well, the method's own exact
+        leave-one-out (else the generic one, :func:`marginsim.attribution.leave_one_out`);
+        ``None``: the method gets the generic leave-one-out ``marginal`` only.
     what_if
         ``what_if(inputs, trades, before) -> Dataset``: the method's own what-if (in-memory
         ``inputs``, a :class:`~marginsim.trades.TradeBatch`, the method's result on the book):

@@ -451,3 +451,24 @@ def test_a_stored_book_gets_its_attribution_chunk_by_chunk(tmp_path):
         assert list(got["position"].values) == list(ds["position"].values)
         np.testing.assert_allclose(got["contribution"].values, ds["contribution"].values, rtol=1e-9)
         np.testing.assert_allclose(got["marginal"].values, ds["marginal"].values, rtol=1e-9)
+
+
+@settings(_SLOW, max_examples=3)
+@given(data=st.data())
+def test_spans_own_leave_one_out_equals_the_generic_one(data):
+    """SPAN's marginal re-margins only the position's linked combined commodities (joined by
+    inter-commodity spreads); the generic leave-one-out re-margins the whole account: the same."""
+    path = data.draw(
+        st.sampled_from(["span_takasbank.yaml", "span_inter_commodity.yaml", "span_calendar_spread.yaml"])
+    )
+    base = marginsim.load(SCENARIOS / path)
+    ids = base.contracts["contract"].values
+    n = data.draw(st.integers(1, 25))
+    pick = data.draw(st.lists(st.integers(0, ids.size - 1), min_size=n, max_size=n))
+    qty = data.draw(st.lists(st.integers(-30, 30).filter(bool), min_size=n, max_size=n))
+    acct = data.draw(st.lists(st.sampled_from(["x", "y"]), min_size=n, max_size=n))
+    inputs = base.with_book(ids[pick], np.asarray(qty, dtype=float), acct)
+    ds = marginsim.margin(inputs, methods=["span"], attribution=True)["span"]
+    rows = np.searchsorted(inputs.book["position"].values, ds["position"].values)
+    generic = leave_one_out(inputs, "span", ds, rows)
+    np.testing.assert_allclose(ds["marginal"].values, generic.values, rtol=1e-9, atol=1e-6)

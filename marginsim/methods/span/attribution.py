@@ -23,14 +23,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
-from ...kernels import Engine
+from ...kernels import Engine, resolve_engine
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
 from .arrays import _held_contracts, in_scope
-from .book import _book_in_scope
-from .plan import _file_plan, _plan
+from .book import _book_in_scope, _margin_book
+from .plan import _file_plan, _Plan, _plan
 
 __all__ = ["span_attribution"]
 
@@ -110,12 +112,77 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     nov = qty[:, None] * plan.nov[pos_k]  # (N, G) reporting currency
     maintenance = result["maintenance"].transpose("account", *gd).values.reshape(n_a, n_g)
     contribution = np.where(maintenance[pos_a] > 0.0, cc_part - nov, 0.0)
+    # the exact leave-one-out, on the linked combined commodities of the position only
+    linked = _linked(plan)[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
+    group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
+    if n:  # each account's risk in each linked set [reporting currency]
+        cell_set = np.zeros(n_a * n_col, dtype=np.int64)
+        cell_set[pair] = pos_a * (int(linked.max()) + 1) + linked
+        held = result["held"].transpose("account", "group").values.reshape(-1)
+        np.add.at(group_risk, cell_set[held], risk[held])
+    key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
+    without = _risk_without(plan, book, key, resolve_engine(engine), n_g)  # (N, G) risk, NOV of the rest
+    span_risk = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
+    nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
+    other = span_risk[pos_a] - group_risk[key] + without
+    marginal = maintenance[pos_a] - np.maximum(other - (nov_a[pos_a] - nov), 0.0)
+
     pdims = ("position", *gd)
     return xr.Dataset(
         {
             "contribution": (pdims, contribution.reshape((n,) + gshape)),
             "risk_part": (pdims, cc_part.reshape((n,) + gshape)),
             "option_value": (pdims, nov.reshape((n,) + gshape)),
+            "marginal": (pdims, marginal.reshape((n,) + gshape)),
         },
         coords={"position": book["position"].values},
     )
+
+
+def _linked(plan: _Plan) -> np.ndarray:
+    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity spread (leg
+    of one spread) are in one set, the others alone. The risk of one set does not depend on the
+    positions of another."""
+    n_c = plan.n_cc
+    if plan.inter is None or n_c == 0:
+        return np.arange(n_c)
+    legs = plan.inter
+    spread_of_leg = np.repeat(np.arange(legs.rate.size), np.diff(legs.leg_ptr))
+    first = legs.leg_cc[legs.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
+    graph = sparse.coo_matrix((np.ones(first.size), (first, legs.leg_cc)), shape=(n_c, n_c))
+    return connected_components(graph, directed=False)[1]
+
+
+def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g: int) -> np.ndarray:
+    """For each position, the risk of its account's positions in the same linked set but itself
+    [reporting currency], ``(N, G)``: one variant per position, margined in one pass on the plan.
+
+    Variant ``i`` holds the rows with the same ``key`` (account and linked set) as row ``i`` but
+    row ``i``: sum(m - 1) rows over the groups of m rows, laid out by index arithmetic.
+    """
+    n = key.size
+    if n == 0:
+        return np.zeros((0, n_g))
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    start = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    size = np.diff(np.r_[start, n])
+    group = np.repeat(np.arange(start.size), size)  # group of each sorted row
+    local = np.arange(n) - start[group]  # its index in the group
+    m = size[group] - 1  # rows of the variant of each sorted row
+    variant = np.repeat(np.arange(n), m)  # variant of each variant row (sorted order)
+    within = np.arange(variant.size) - np.repeat(np.cumsum(m) - m, m)
+    within = within + (within >= local[variant])  # skip the row itself
+    rows = order[start[group[variant]] + within]
+    sub = xr.Dataset(
+        {
+            "contract_index": ("position", book["contract_index"].values[rows]),
+            "account_index": ("position", variant),
+            "quantity": ("position", np.asarray(book["quantity"].values, dtype=float)[rows]),
+            "account_name": ("account", np.arange(n)),
+        }
+    )
+    margined = _margin_book(plan, sub, eng, False)
+    out = np.empty((n, n_g))
+    out[order] = margined.span_risk  # variant i is sorted row i
+    return out
