@@ -16,6 +16,12 @@ The rule (per account, combined commodity and grid point, amounts in the reporti
   covers the risk), every contribution is 0.
 
 The contributions of an account's positions sum to its ``maintenance``.
+
+The hook also gives SPAN's own exact leave-one-out ``marginal``: combined commodities joined by
+inter-commodity spreads form linked sets whose risks do not depend on each other's positions, so
+the account without a position differs only in the position's linked set: each position's set
+less the position is margined as a variant (one pass of the kernels over all of them), and the
+account's other risks and the net option value of the rest are taken from the result.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
         ``maintenance``. Its two parts before the floor at 0: ``risk_part`` (the position's part
         of its combined commodity's risk) and ``option_value`` (its net option value), both
         [reporting currency]: ``contribution = risk_part - option_value`` where the maintenance
-        is positive.
+        is positive. ``marginal``: the maintenance less that of the account without the position
+        [reporting currency] (exact).
     """
     params = inputs.span_params or inputs.scenario.span or SpanParams()
     cached = _file_plan(inputs, params, engine)
