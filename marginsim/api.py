@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
+from .attribution import attribute, attributed_run
 from .io.book import read_book
 from .io.history import scenario_history
 from .io.span import inputs_from_span_file
@@ -83,6 +86,7 @@ def margin(
     compute: bool = True,
     detail: bool = True,
     memory_limit: int | str | limits.Limit | None = None,
+    attribution: bool = False,
 ) -> MarginResult:
     """Run margin methods on a scenario.
 
@@ -117,6 +121,12 @@ def margin(
         memory. The run's arrays are estimated first (:mod:`marginsim.limits`; a chunked run counts
         the chunks in flight and the whole result): a run that would not fit is refused with an
         :class:`InputError` naming the estimate and what to lower, before anything is allocated.
+    attribution
+        Add, per method, account and position, the ``contribution`` (the method's allocation of
+        the maintenance: the parts sum to it) and the ``marginal`` (the maintenance minus that of
+        the account without the position) [reporting currency] (:mod:`marginsim.attribution`).
+        With ``chunks`` or ``book``, chunk by chunk of accounts (each chunk's positions are
+        attributed with the chunk).
 
     Returns
     -------
@@ -170,7 +180,9 @@ def margin(
             "methods %s, engine %s%s", ", ".join(names) or "none", shown, ", lazy (chunked)" if lazy else ""
         )
     for n, spec in zip(names, specs):
-        run = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        run: Callable[..., Any] = partial(spec.run, engine=engine, **({} if detail else spec.lean))
+        if attribution and lazy:  # attribution is per account: each chunk computes its own
+            run = attributed_run(run, n, engine=engine)
         t1 = time.perf_counter()
         if lazy:  # chunk by chunk: the method runs on each chunk in memory
             result.methods[n] = scale.lazy_method(inputs, spec, run)
@@ -183,4 +195,6 @@ def margin(
         done = scale.compute(*result.methods.values())
         result.methods = dict(zip(result.methods, done))
         log.info("computed on dask in %.2f s", time.perf_counter() - t1)
+    if attribution and not lazy:
+        attribute(result, engine=engine)
     return result

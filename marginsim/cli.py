@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a run needing more memory (8GB, 512MiB, 75%%, off; default: $MARGINSIM_MEMORY_LIMIT, "
         "else half the physical memory)",
     )
+    m.add_argument(
+        "--attribution",
+        action="store_true",
+        help="add per position its contribution to the maintenance and its marginal (leave-one-out) "
+        "figure (with --chunks / --book: chunk by chunk)",
+    )
     m.set_defaults(func=COMMANDS["margin"])
 
     f = sub.add_parser("span-file", help="what a clearing-house SPAN XML file holds")

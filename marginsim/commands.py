@@ -21,6 +21,7 @@ import xarray as xr
 from .api import margin
 from .io.span import file_contract_ids, load_span_file, summarize
 from .limits import parse_limit
+from .outputs import attribution_table
 from .registry import REGISTRY
 from .scale import connect
 from .scenario import scenario_json_schema
@@ -113,6 +114,7 @@ def margin_command(args: argparse.Namespace) -> int:
             book=args.book,
             detail=False,
             memory_limit=parse_limit(args.memory_limit, origin="--memory-limit"),
+            attribution=getattr(args, "attribution", False),
         )
         t1 = time.perf_counter()
         if args.json:
@@ -133,6 +135,8 @@ def _print_tables(result: Any) -> None:
         for acct in result.inputs.accounts:
             print()
             print(REGISTRY[name].table(ds, acct))
+            if "marginal" in ds.data_vars:  # --attribution: the positions, largest contribution first
+                print(attribution_table(ds, acct))
 
 
 def schema_command(args: argparse.Namespace) -> int:

@@ -42,6 +42,10 @@ __all__ = [
     "base_grid_point",
     "first_nonfinite_money",
     "DUE_MONEY",
+    "ATTRIBUTION_OUTPUTS",
+    "ATTRIBUTION_COORDS",
+    "attribution_json",
+    "attribution_table",
 ]
 
 #: Units of an amount in the reporting currency.
@@ -321,3 +325,104 @@ def first_nonfinite_money(ds: xr.Dataset, outputs: Iterable[Output]) -> tuple[st
                 account = str(ds["account"].values[row])
             return o.name, account
     return None
+
+
+#: The attribution variables a result gets with ``margin(..., attribution=True)``
+#: (:mod:`marginsim.attribution`), per position of the method and grid point.
+ATTRIBUTION_OUTPUTS = (
+    Output(
+        "contribution",
+        ("position",),
+        CURRENCY,
+        "the position's part of its account's maintenance (the parts sum to it; the method's rule)",
+    ),
+    Output(
+        "marginal",
+        ("position",),
+        CURRENCY,
+        "maintenance minus the maintenance of the account without the position (leave-one-out)",
+    ),
+)
+
+#: The coords of the ``position`` dim of an attribution: JSON key -> coord name.
+ATTRIBUTION_COORDS = {
+    "account": "attribution_account",
+    "contract": "attribution_contract",
+    "quantity": "attribution_quantity",
+}
+
+
+def attribution_json(ds: xr.Dataset, grid_dims: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The ``"attribution"`` list of each account: one object per position of the method, in book
+    order, with keys ``position``, ``contract``, ``quantity``, ``contribution`` (``None`` when the
+    method has no allocation rule) and ``marginal``; amounts nested over the grid dims.
+
+    Parameters
+    ----------
+    ds
+        A method's result with the attribution variables (:data:`ATTRIBUTION_OUTPUTS`).
+    grid_dims
+        The JSON order of the grid dims.
+
+    Returns
+    -------
+    dict
+        Account name -> list (an account without positions in the method: an empty list).
+    """
+    accounts = [str(a) for a in ds["account"].values.tolist()]
+    position = ds["position"].values.tolist()
+    contract = [str(c) for c in ds[ATTRIBUTION_COORDS["contract"]].values.tolist()]
+    quantity = ds[ATTRIBUTION_COORDS["quantity"]].values.astype(float).tolist()
+    contribution = (
+        per_account(ds["contribution"], grid_dims, dim="position")
+        if "contribution" in ds.data_vars
+        else [None] * len(position)
+    )
+    marginal = per_account(ds["marginal"], grid_dims, dim="position")
+    rows = rows_per_account(ds[ATTRIBUTION_COORDS["account"]].values, accounts)
+    return {
+        a: [
+            {
+                "position": position[i],
+                "contract": contract[i],
+                "quantity": quantity[i],
+                "contribution": contribution[i],
+                "marginal": marginal[i],
+            }
+            for i in rows[j]
+        ]
+        for j, a in enumerate(accounts)
+    }
+
+
+def attribution_table(ds: xr.Dataset, account: str) -> str:
+    """The attribution of one account at the base grid point: its positions sorted by
+    contribution (by marginal when the method has no allocation rule), largest first."""
+    mine = np.flatnonzero(ds[ATTRIBUTION_COORDS["account"]].values.astype(str) == str(account))
+    d = ds.isel(position=mine)
+    grid = [g for g in d["marginal"].dims if g != "position"]
+    note = ""
+    if grid:
+        point = base_grid_point(ds, grid)
+        d = d.isel(point)
+        note = "  (grid point " + ", ".join(f"{g}={ds[g].values[i]}" for g, i in point.items()) + ")"
+    has_contribution = "contribution" in d.data_vars
+    marginal = d["marginal"].values.astype(float)
+    contribution = d["contribution"].values.astype(float) if has_contribution else np.full(mine.size, np.nan)
+    key = contribution if has_contribution else marginal
+    order = np.lexsort((d["position"].values, -key))
+    lines = [
+        f"  attribution{note}" + ("" if has_contribution else "  (no allocation rule: marginal only)"),
+        f"  {'position':>8}  {'contract':<28}{'quantity':>12}{'contribution':>16}{'marginal':>16}",
+    ]
+    contracts = d[ATTRIBUTION_COORDS["contract"]].values.astype(str)
+    quantities = d[ATTRIBUTION_COORDS["quantity"]].values.astype(float)
+    positions = d["position"].values
+    for i in order.tolist():
+        c = "n/a" if not has_contribution else f"{contribution[i]:,.2f}"
+        lines.append(
+            f"  {positions[i]:>8}  {contracts[i]:<28}{quantities[i]:>12,g}{c:>16}{marginal[i]:>16,.2f}"
+        )
+    if has_contribution:
+        lines.append(f"  {'sum':>8}  {'':<28}{'':>12}{np.sum(contribution):>16,.2f}")
+    return "\n".join(lines)

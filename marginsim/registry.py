@@ -154,6 +154,14 @@ class MethodSpec:
         the given :class:`~marginsim.limits.Sizes` [bytes] (:mod:`marginsim.limits`, which refuses
         a run that would not fit before anything is allocated); ``None``:
         :func:`marginsim.limits.generic_memory`.
+    attribution
+        ``attribution(inputs, result, engine=...) -> xr.Dataset``: on in-memory inputs and the
+        method's result, the ``contribution`` of each of the method's positions (dims
+        ``position`` and grid dims, coord ``position``: the book's position numbers) [reporting
+        currency], summing over each account's positions to its ``maintenance``
+        (:mod:`marginsim.attribution`); optionally ``marginal`` as well, the method's own exact
+        leave-one-out (else the generic one, :func:`marginsim.attribution.leave_one_out`);
+        ``None``: the method gets the generic leave-one-out ``marginal`` only.
     what_if
         ``what_if(inputs, trades, before) -> Dataset``: the method's own what-if (in-memory
         ``inputs``, a :class:`~marginsim.trades.TradeBatch`, the method's result on the book):
@@ -176,6 +184,7 @@ class MethodSpec:
     check: Callable[[ScenarioFile], list[tuple[tuple[str | int, ...], str]]] | None = None
     chunk_layout: Callable[[Inputs], ChunkLayout] | None = None
     memory: Callable[[Sizes, bool], Footprint] | None = None
+    attribution: Callable[..., xr.Dataset] | None = None
     what_if: Callable[[Inputs, TradeBatch, xr.Dataset], xr.Dataset] | None = None
 
     def __post_init__(self) -> None:

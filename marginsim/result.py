@@ -27,7 +27,7 @@ import xarray as xr
 
 from .errors import InputError
 from .model import GRID_DIMS, Inputs, is_dask
-from .outputs import base_grid_point, first_nonfinite_money, to_plain
+from .outputs import attribution_json, base_grid_point, first_nonfinite_money, to_plain
 from .registry import REGISTRY
 
 __all__ = ["MarginResult", "to_plain", "base_point", "netcdf_safe", "open_result_group", "HEADLINE"]
@@ -146,7 +146,10 @@ class MarginResult(Mapping[str, xr.Dataset]):
         accounts: dict[str, dict[str, Any]] = {a: {} for a in self.inputs.accounts}
         for name, ds in self.methods.items():
             per_account = REGISTRY[name].to_dict(ds, gd)
+            attribution = attribution_json(ds, gd) if "marginal" in ds.data_vars else None
             for acct, obj in per_account.items():
+                if attribution is not None:  # margin(..., attribution=True)
+                    obj = {**obj, "attribution": attribution.get(str(acct), [])}
                 accounts.setdefault(acct, {})[name] = obj
         return _clean(
             {

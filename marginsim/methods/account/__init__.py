@@ -47,6 +47,7 @@ from ...outputs import describe
 from ...params.account import CURRENCY_GROUPS, AccountParams
 from ...registry import ChunkLayout, MethodSpec
 from ...scenario import ScenarioFile
+from .attribution import account_attribution
 from .calls import business_holidays, deadlines, states
 from .context import G, Shell, build_ctx, decision_point, grid_coords, grid_shape, point_str
 from .conversion import conversion_plans, conversion_tests, max_movements
@@ -59,6 +60,7 @@ from .variables import OUTPUTS
 
 __all__ = [
     "account_margin",
+    "account_attribution",
     "account_applies",
     "account_chunk_layout",
     "account_to_dict",
@@ -304,4 +306,5 @@ SPEC = MethodSpec(
     outputs=OUTPUTS,
     chunk_layout=account_chunk_layout,
     memory=account_memory,
+    attribution=account_attribution,
 )

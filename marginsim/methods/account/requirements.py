@@ -42,6 +42,11 @@ __all__ = [
     "empty_lines",
     "rule_lines",
     "span_lines",
+    "span_run",
+    "span_option_values",
+    "SpanRun",
+    "rule_position_values",
+    "no_loan_values",
     "method_lines",
     "injected_lines",
     "no_loan_lines",
@@ -107,6 +112,19 @@ def rule_lines(
     if pk.size == 0:
         return out
     kk = ctx.local[pk]
+    idx = (pa, ctx.k_group[kk], ctx.k_rule_ccy[kk])
+    for name, v in zip(LINES, rule_position_values(ctx, inputs_x, pk, q)):
+        np.add.at(out[name], idx, v)
+    return out
+
+
+def rule_position_values(
+    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each position's exchange-rule lines (exchange initial and maintenance, broker initial and
+    maintenance), each ``(P, grid points)`` [the rule's margin currency, ``ctx.k_rule_ccy``]."""
+    gd, gshape = grid_shape(inputs_x)
+    kk = ctx.local[pk]
     uniq = np.unique(kk)
     level = inputs_x.underlying_level(inputs_x.contracts.isel(contract=ctx.held[uniq]))
     lvl = flat(level, ["contract"], gd, gshape)[np.searchsorted(uniq, kk)]  # (P, n_g)
@@ -117,30 +135,36 @@ def rule_lines(
     exch_m = np.where(fixed, absq * ctx.k_rule_maint[kk][:, None], notional * ctx.k_rule_maint[kk][:, None])
     brk_m = exch_m * (1.0 + ctx.k_mm[kk][:, None])
     brk_i = np.maximum(exch_i * (1.0 + ctx.k_mi[kk][:, None]), brk_m)
-    idx = (pa, ctx.k_group[kk], ctx.k_rule_ccy[kk])
-    for name, v in zip(LINES, (exch_i, exch_m, brk_i, brk_m)):
-        np.add.at(out[name], idx, v)
-    return out
+    return exch_i, exch_m, brk_i, brk_m
 
 
-def span_lines(
-    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int, engine: pricing.Engine
-) -> dict[str, np.ndarray]:
-    """SPAN requirements per (account, currency group, margin currency): combined commodity risks in
-    their currency, less the net option value of the line; the broker's mark-ups apply to the risks.
+@dataclasses.dataclass
+class SpanRun:
+    """SPAN through the registry on the positions the account layer sends to it (virtual accounts:
+    the context's account indices), and what its lines need per combined commodity."""
 
-    SPAN runs through the registry. A position SPAN does not margin (an option on a stock that
-    ``account.margin_source`` sends to SPAN) has no combined commodity: it gives no line and no
-    net option value.
-    """
-    gd, gshape = grid_shape(inputs_x)
-    n_g = int(np.prod(gshape))
-    C = len(ctx.ccys)
-    out = empty_lines(n_a, C, n_g)
+    sub: Inputs  # the SPAN book: positions pk, q (non-zero) of accounts pa
+    ds: xr.Dataset  # SPAN's result on it
+    pk: np.ndarray  # (P,) contract index of each position
+    q: np.ndarray  # (P,) quantity
+    pa: np.ndarray  # (P,) context account index
+    cc_of_pos: np.ndarray  # (P,) combined commodity of each position on ds's group dim (-1: none)
+    cc_group: np.ndarray  # (CC,) currency group
+    cc_ccy: np.ndarray  # (CC,) margin currency (index into ctx.ccys)
+    cc_fx: np.ndarray  # (CC,) margin currency -> reporting currency
+    cc_mi: np.ndarray  # (CC,) broker initial mark-up
+    cc_mm: np.ndarray  # (CC,) broker maintenance mark-up
+    ratio: np.ndarray  # (CC,) initial / maintenance
+
+
+def span_run(
+    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, engine: pricing.Engine
+) -> SpanRun | None:
+    """SPAN on the positions ``pk``, ``q`` of the context accounts ``pa`` (``None``: no non-zero one)."""
     keep = q != 0
     pk, q, pa = pk[keep], q[keep], pa[keep]
     if pk.size == 0:
-        return out
+        return None
     labels = np.array([str(a) for a in pa], dtype=object)
     sub = dataclasses.replace(
         inputs_x,
@@ -149,7 +173,6 @@ def span_lines(
     )
     span = REGISTRY["span"]
     ds = span.run(sub, engine=engine, **span.lean)
-    sub_acct = np.array([int(a) for a in ds["account"].values.tolist()], dtype=np.int64)
     cc_names = [str(n) for n in ds["group"].values.tolist()]
     cc_ccy = np.array([ctx.ccys.index(str(c)) for c in ds["group_currency"].values], dtype=np.int64)
     cc_fx = ds["group_fx"].values.astype(float)
@@ -181,22 +204,61 @@ def span_lines(
             for n in cc_names
         ]
     )
-    risk = flat(ds["risk"], ["account", "group"], gd, gshape) / cc_fx[None, :, None]  # (A_sub, CC, n_g)
-    # net option value of premium-style options, in the currency of their combined commodity
+    return SpanRun(sub, ds, pk, q, pa, cc_of_pos, cc_group, cc_ccy, cc_fx, cc_mi, cc_mm, ratio)
+
+
+def span_option_values(ctx: Ctx, inputs_x: Inputs, run: SpanRun) -> tuple[np.ndarray, np.ndarray]:
+    """``(opt, value)``: which positions of a SPAN run are premium-style options SPAN margins, and
+    the net option value of each position ``(P, grid points)`` [currency of its combined
+    commodity; 0 for the others]."""
+    gd, gshape = grid_shape(inputs_x)
+    pk, q, cc_of_pos = run.pk, run.q, run.cc_of_pos
+    kk = ctx.local[pk]
     opt = ctx.k_premium_style[kk] & (cc_of_pos >= 0)
-    nov_lines = np.zeros((n_a, G, C, n_g))
+    value = np.zeros((pk.size, int(np.prod(gshape))))
     if opt.any():
         ko = np.unique(pk[opt])
         prem = inputs_x.option_premium(inputs_x.contracts.isel(contract=ko))
         prem = flat(prem, ["contract"], gd, gshape)[np.searchsorted(ko, pk[opt])]
-        cc_o = cc_of_pos[opt]
-        value = (
+        value[opt] = (
             q[opt, None]
             * ctx.k_mult[kk[opt], None]
             * prem
-            * (ctx.rep[ctx.k_ccy[kk[opt]]] / cc_fx[cc_o])[:, None]
+            * (ctx.rep[ctx.k_ccy[kk[opt]]] / run.cc_fx[cc_of_pos[opt]])[:, None]
         )
-        np.add.at(nov_lines, (pa[opt], cc_group[cc_o], cc_ccy[cc_o]), value)
+    return opt, value
+
+
+def span_lines(
+    ctx: Ctx, inputs_x: Inputs, pk: np.ndarray, q: np.ndarray, pa: np.ndarray, n_a: int, engine: pricing.Engine
+) -> dict[str, np.ndarray]:
+    """SPAN requirements per (account, currency group, margin currency): combined commodity risks in
+    their currency, less the net option value of the line; the broker's mark-ups apply to the risks.
+
+    SPAN runs through the registry. A position SPAN does not margin (an option on a stock that
+    ``account.margin_source`` sends to SPAN) has no combined commodity: it gives no line and no
+    net option value.
+    """
+    gd, gshape = grid_shape(inputs_x)
+    n_g = int(np.prod(gshape))
+    C = len(ctx.ccys)
+    out = empty_lines(n_a, C, n_g)
+    run = span_run(ctx, inputs_x, pk, q, pa, engine)
+    if run is None:
+        return out
+    ds, pk, q, pa, cc_of_pos = run.ds, run.pk, run.q, run.pa, run.cc_of_pos
+    cc_group, cc_ccy, cc_fx, cc_mi, cc_mm, ratio = (
+        run.cc_group, run.cc_ccy, run.cc_fx, run.cc_mi, run.cc_mm, run.ratio
+    )
+    sub_acct = np.array([int(a) for a in ds["account"].values.tolist()], dtype=np.int64)
+    n_cc = cc_fx.size
+    risk = flat(ds["risk"], ["account", "group"], gd, gshape) / cc_fx[None, :, None]  # (A_sub, CC, n_g)
+    # net option value of premium-style options, in the currency of their combined commodity
+    opt, value = span_option_values(ctx, inputs_x, run)
+    nov_lines = np.zeros((n_a, G, C, n_g))
+    if opt.any():
+        cc_o = cc_of_pos[opt]
+        np.add.at(nov_lines, (pa[opt], cc_group[cc_o], cc_ccy[cc_o]), value[opt])
     acct_idx = np.repeat(sub_acct, n_cc)
     g_idx = np.tile(cc_group, sub_acct.size)
     c_idx = np.tile(cc_ccy, sub_acct.size)
@@ -278,18 +340,31 @@ def no_loan_lines(ctx: Ctx, inputs: Inputs) -> dict[str, np.ndarray]:
     gd, gshape = grid_shape(inputs)
     n_g = int(np.prod(gshape))
     out = empty_lines(len(ctx.accounts), len(ctx.ccys), n_g)
-    rows = np.flatnonzero(ctx.pos_source == NO_LOAN)
+    rows, value, idx = no_loan_values(ctx, inputs)
     if rows.size == 0:
         return out
+    for k in LINES:
+        np.add.at(out[k], idx, value)
+    return out
+
+
+def no_loan_values(
+    ctx: Ctx, inputs: Inputs
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, value, (account, currency group, currency))``: the book rows margined at 100 % of
+    their value (no loan value), that value ``(R, grid points)`` [currency of the contract] and the
+    line of each."""
+    gd, gshape = grid_shape(inputs)
+    rows = np.flatnonzero(ctx.pos_source == NO_LOAN)
+    if rows.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return rows, np.zeros((0, int(np.prod(gshape)))), (empty, empty, empty)
     pk = inputs.book["contract_index"].values[rows]
     kk = ctx.local[pk]
     uniq = np.unique(pk)
     lvl = flat(inputs.underlying_level(inputs.contracts.isel(contract=uniq)), ["contract"], gd, gshape)
     value = inputs.book["quantity"].values[rows, None] * ctx.k_mult[kk, None] * lvl[np.searchsorted(uniq, pk)]
-    idx = (ctx.book_acct[rows], ctx.k_group[kk], ctx.k_ccy[kk])
-    for k in LINES:
-        np.add.at(out[k], idx, value)
-    return out
+    return rows, value, (ctx.book_acct[rows], ctx.k_group[kk], ctx.k_ccy[kk])
 
 
 def add_lines(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

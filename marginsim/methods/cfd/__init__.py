@@ -33,6 +33,7 @@ from ...model import Inputs
 from ...params.cfd import CfdParams
 from ...registry import MethodSpec
 from ...scenario import ScenarioFile
+from .attribution import cfd_attribution
 from .concentration import add_concentration, concentration_description
 from .funding import account_funding
 from .orders import cfd_orders
@@ -48,6 +49,7 @@ __all__ = [
     "broker_rates",
     "applied_rates",
     "cfd_margin",
+    "cfd_attribution",
     "cfd_to_dict",
     "cfd_table",
     "cfd_applies",
@@ -235,4 +237,5 @@ SPEC = MethodSpec(
     finalize_chunked=finalize_chunked,
     outputs=OUTPUTS,
     memory=cfd_memory,
+    attribution=cfd_attribution,
 )

@@ -31,6 +31,7 @@ from ...params.portfolio_margin import PortfolioMarginParams
 from ...registry import MethodSpec
 from ...scenario import ScenarioFile
 from . import components, report
+from .attribution import portfolio_margin_attribution
 from .book import pm_book
 from .dataset import result_dataset
 from .groups import SINGLE_NAME_METHODS
@@ -47,6 +48,7 @@ __all__ = [
     "VOL_POINTS",
     "SPEC",
     "portfolio_margin",
+    "portfolio_margin_attribution",
     "applies",
     "scan_scenario_set",
 ]
@@ -124,4 +126,5 @@ SPEC = MethodSpec(
     applies=applies,
     outputs=OUTPUTS,
     memory=portfolio_margin_memory,
+    attribution=portfolio_margin_attribution,
 )

@@ -38,6 +38,7 @@ class Requirement:
     maintenance: np.ndarray
     initial: np.ndarray
     binding: np.ndarray
+    group_core: np.ndarray | None = None  # (A, G, C) each class group's part of the binding component
 
 
 def requirement(book: PmBook, sc_: Scan, conc: Concentration, sn: SingleName, add: AddOns) -> Requirement:
@@ -75,7 +76,7 @@ def requirement(book: PmBook, sc_: Scan, conc: Concentration, sn: SingleName, ad
         np.moveaxis(add.days_to_liquidate, 1, -1),
     )
     return Requirement(
-        scan, minimum, base, extreme, large_position, days_to_liquidate, maintenance, initial, binding
+        scan, minimum, base, extreme, large_position, days_to_liquidate, maintenance, initial, binding, chosen
     )
 
 

@@ -101,6 +101,7 @@ def stress_pnl(
     st: Stresses,
     params: PortfolioMarginParams,
     engine: pricing.Engine,
+    per_contract: bool = False,
 ) -> np.ndarray:
     """Pnl of every (account, class group) under every stress [reporting currency].
 
@@ -110,7 +111,9 @@ def stress_pnl(
     Returns
     -------
     numpy.ndarray
-        Shape ``(A, C, S, G)``: gains positive, ``G`` grid points (1 without grid dims).
+        Shape ``(A, C, S, G)``: gains positive, ``G`` grid points (1 without grid dims); with
+        ``per_contract``, the pnl of one long contract of each of the book's contracts instead,
+        shape ``(K, S, G)``.
     """
     contracts = book.contracts
     grid = book.grid
@@ -131,6 +134,8 @@ def stress_pnl(
     pnl_unit = (v_moved - mk.value_now) * mk.unit
     n_s = st.moves.shape[1]
     flat = flat_grid(pnl_unit, ["contract", "stress"], grid.dims, grid.shape)
+    if per_contract:
+        return flat
     return group_sum(book.member, flat).reshape(book.n_accounts, book.n_groups, n_s, grid.size)
 
 

@@ -29,6 +29,7 @@ from ...params.span import SpanParams
 from ...registry import MethodSpec
 from ...scenario import ScenarioFile
 from .arrays import _held_contracts, in_scope, risk_arrays
+from .attribution import span_attribution
 from .book import _book_in_scope, _margin_book
 from .dataset import _span_dataset
 from .outputs import OUTPUTS
@@ -36,7 +37,16 @@ from .plan import _file_plan, _plan
 from .report import span_table, span_to_dict
 from .what_if import span_what_if
 
-__all__ = ["span_margin", "risk_arrays", "in_scope", "span_applies", "span_check", "OUTPUTS", "SPEC"]
+__all__ = [
+    "span_margin",
+    "span_attribution",
+    "risk_arrays",
+    "in_scope",
+    "span_applies",
+    "span_check",
+    "OUTPUTS",
+    "SPEC",
+]
 
 
 def span_margin(
@@ -144,4 +154,5 @@ SPEC = MethodSpec(
     outputs=OUTPUTS,
     memory=span_memory,
     what_if=span_what_if,
+    attribution=span_attribution,
 )

@@ -1,0 +1,195 @@
+"""SPAN attribution: each position's part of its account's SPAN requirement.
+
+The rule (per account, combined commodity and grid point, amounts in the reporting currency):
+
+- **scanning risk**: the position's loss in the active scenario (quantity x risk array at the
+  scenario that set the scanning risk, losses positive); nothing when the scanning risk is
+  floored at 0 (the combined commodity gains in every scenario);
+- **intra-commodity spread and spot-month charges**, **inter-commodity spread credit** (a
+  negative part): pro rata to the positions' absolute deltas (|quantity x composite delta|), the
+  deltas the spreads are formed from (equal shares when the combined commodity has no delta);
+- **short option minimum**, when it sets the combined commodity's risk: the excess of the
+  minimum over scan + intra + spot - credit, pro rata to the short option contracts
+  (equal shares when there is none);
+- **net option value**: each premium-style option's value (quantity x price x multiplier) is
+  taken off its own contribution; when the requirement is floored at 0 (the net option value
+  covers the risk), every contribution is 0.
+
+The contributions of an account's positions sum to its ``maintenance``.
+
+The hook also gives SPAN's own exact leave-one-out ``marginal``: combined commodities joined by
+inter-commodity spreads form linked sets whose risks do not depend on each other's positions, so
+the account without a position differs only in the position's linked set: each position's set
+less the position is margined as a variant (one pass of the kernels over all of them), and the
+account's other risks and the net option value of the rest are taken from the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from ...kernels import Engine, resolve_engine
+from ...kernels.allocation import pro_rata
+from ...model import Inputs
+from ...params.span import SpanParams
+from .arrays import _held_contracts, in_scope
+from .book import _book_in_scope, _margin_book
+from .plan import _file_plan, _Plan, _plan
+
+__all__ = ["span_attribution"]
+
+
+def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto") -> xr.Dataset:
+    """The contribution of each SPAN position to its account's maintenance.
+
+    Parameters
+    ----------
+    inputs
+        The in-memory data model the result was computed from.
+    result
+        The SPAN result (:func:`marginsim.methods.span.span_margin`) of ``inputs``.
+    engine
+        Pricing engine of the plan (risk arrays, option values), as for the margin.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``contribution`` with dims ``(position, grid dims...)`` [reporting currency], over the
+        positions of the result (those SPAN margins); per account and grid point they sum to
+        ``maintenance``. Its two parts before the floor at 0: ``risk_part`` (the position's part
+        of its combined commodity's risk) and ``option_value`` (its net option value), both
+        [reporting currency]: ``contribution = risk_part - option_value`` where the maintenance
+        is positive. ``marginal``: the maintenance less that of the account without the position
+        [reporting currency] (exact).
+    """
+    params = inputs.span_params or inputs.scenario.span or SpanParams()
+    cached = _file_plan(inputs, params, engine)
+    if cached is not None:
+        scope, plan = cached
+    else:
+        scope = in_scope(inputs, params)
+        plan = _plan(inputs, params, _held_contracts(inputs, scope), engine)
+    book = _book_in_scope(inputs.book, scope)
+    gd = [str(d) for d in result["maintenance"].dims if d != "account"]
+    gshape = tuple(result.sizes[d] for d in gd)
+    n_g = int(np.prod(gshape)) if gshape else 1
+    n_a = result.sizes["account"]
+
+    pos_k = plan.local[book["contract_index"].values]
+    pos_a = book["account_index"].values.astype(np.int64)
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    n = qty.size
+    # the result's column of each position's combined commodity
+    column = pd.Index(np.asarray(result["group"].values).astype(str)).get_indexer(
+        np.asarray(plan.groups.names, dtype=object).astype(str)
+    )
+    n_col = result.sizes["group"]
+    pair = pos_a * n_col + column[plan.cc_of_k[pos_k]]  # (N,) cell of the (account, group) layout
+
+    def cells(name: str) -> np.ndarray:  # (A * C, G) per (account, group) cell
+        v = result[name].transpose("account", "group", *gd).values
+        return v.reshape(n_a * n_col, n_g).astype(float)
+
+    scan, active = cells("scan_risk"), cells("active_scenario").astype(np.int64) - 1
+    charges = cells("intra_spread_charge") + cells("spot_charge") - cells("inter_spread_credit")
+    risk = cells("risk")
+    fx = np.broadcast_to(result["group_fx"].values.astype(float)[None, :], (n_a, n_col)).reshape(
+        -1, 1
+    )  # margin currency -> reporting currency, per cell
+
+    # scanning risk: the loss at the active scenario, in the reporting currency
+    ra = plan.risk_array[pos_k]  # (N, G, S)
+    at = np.take_along_axis(ra, active[pair][..., None], axis=-1)[..., 0]  # (N, G)
+    scan_part = np.where(scan[pair] > 0.0, qty[:, None] * at * fx[pair], 0.0)
+    # spreads and credits: pro rata to |delta|; the short option minimum's excess: to short options
+    abs_delta = np.abs(qty[:, None] * plan.delta[pos_k])  # (N, G)
+    spread_part = pro_rata(charges, pair, abs_delta) if n else np.zeros((0, n_g))
+    excess = risk - (scan + charges)  # > 0 where the short option minimum sets the risk
+    excess = np.where(excess > 0.0, excess, 0.0)
+    is_option = plan.is_call[pos_k] | plan.is_put[pos_k]
+    shorts = np.where(is_option & (qty < 0.0), -qty, 0.0)[:, None]
+    som_part = pro_rata(excess, pair, shorts) if n else np.zeros((0, n_g))
+    cc_part = scan_part + spread_part + som_part  # sums to `risk` per held cell
+
+    # net option value, and the floor at 0 of the account's requirement
+    nov = qty[:, None] * plan.nov[pos_k]  # (N, G) reporting currency
+    maintenance = result["maintenance"].transpose("account", *gd).values.reshape(n_a, n_g)
+    contribution = np.where(maintenance[pos_a] > 0.0, cc_part - nov, 0.0)
+    # the exact leave-one-out, on the linked combined commodities of the position only
+    linked = _linked(plan)[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
+    group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
+    if n:  # each account's risk in each linked set [reporting currency]
+        cell_set = np.zeros(n_a * n_col, dtype=np.int64)
+        cell_set[pair] = pos_a * (int(linked.max()) + 1) + linked
+        held = result["held"].transpose("account", "group").values.reshape(-1)
+        np.add.at(group_risk, cell_set[held], risk[held])
+    key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
+    without = _risk_without(plan, book, key, resolve_engine(engine), n_g)  # (N, G) risk, NOV of the rest
+    span_risk = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
+    nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
+    other = span_risk[pos_a] - group_risk[key] + without
+    marginal = maintenance[pos_a] - np.maximum(other - (nov_a[pos_a] - nov), 0.0)
+
+    pdims = ("position", *gd)
+    return xr.Dataset(
+        {
+            "contribution": (pdims, contribution.reshape((n,) + gshape)),
+            "risk_part": (pdims, cc_part.reshape((n,) + gshape)),
+            "option_value": (pdims, nov.reshape((n,) + gshape)),
+            "marginal": (pdims, marginal.reshape((n,) + gshape)),
+        },
+        coords={"position": book["position"].values},
+    )
+
+
+def _linked(plan: _Plan) -> np.ndarray:
+    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity spread (leg
+    of one spread) are in one set, the others alone. The risk of one set does not depend on the
+    positions of another."""
+    n_c = plan.n_cc
+    if plan.inter is None or n_c == 0:
+        return np.arange(n_c)
+    legs = plan.inter
+    spread_of_leg = np.repeat(np.arange(legs.rate.size), np.diff(legs.leg_ptr))
+    first = legs.leg_cc[legs.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
+    graph = sparse.coo_matrix((np.ones(first.size), (first, legs.leg_cc)), shape=(n_c, n_c))
+    return connected_components(graph, directed=False)[1]
+
+
+def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g: int) -> np.ndarray:
+    """For each position, the risk of its account's positions in the same linked set but itself
+    [reporting currency], ``(N, G)``: one variant per position, margined in one pass on the plan.
+
+    Variant ``i`` holds the rows with the same ``key`` (account and linked set) as row ``i`` but
+    row ``i``: sum(m - 1) rows over the groups of m rows, laid out by index arithmetic.
+    """
+    n = key.size
+    if n == 0:
+        return np.zeros((0, n_g))
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    start = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    size = np.diff(np.r_[start, n])
+    group = np.repeat(np.arange(start.size), size)  # group of each sorted row
+    local = np.arange(n) - start[group]  # its index in the group
+    m = size[group] - 1  # rows of the variant of each sorted row
+    variant = np.repeat(np.arange(n), m)  # variant of each variant row (sorted order)
+    within = np.arange(variant.size) - np.repeat(np.cumsum(m) - m, m)
+    within = within + (within >= local[variant])  # skip the row itself
+    rows = order[start[group[variant]] + within]
+    sub = xr.Dataset(
+        {
+            "contract_index": ("position", book["contract_index"].values[rows]),
+            "account_index": ("position", variant),
+            "quantity": ("position", np.asarray(book["quantity"].values, dtype=float)[rows]),
+            "account_name": ("account", np.arange(n)),
+        }
+    )
+    margined = _margin_book(plan, sub, eng, False)
+    out = np.empty((n, n_g))
+    out[order] = margined.span_risk  # variant i is sorted row i
+    return out

@@ -1,0 +1,474 @@
+"""Margin attribution (issue 15): per method, account and position, the ``contribution`` (the
+method's allocation of the maintenance: the parts sum to it) and the ``marginal`` (the maintenance
+minus that of the account without the position: exact leave-one-out)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import marginsim
+from marginsim.attribution import leave_one_out, leave_one_out_by_rank
+from marginsim.cli import main
+from marginsim.io.book import write_book
+from marginsim.registry import REGISTRY
+from marginsim.testing import scenarios
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+RTOL = 1e-9
+
+
+def _contributions(inputs, name, ds):
+    """The method's hook: contribution (position, grid...) and the account index of each position."""
+    att = REGISTRY[name].attribution(inputs, ds)["contribution"]
+    rows = np.searchsorted(inputs.book["position"].values, att["position"].values)
+    assert (inputs.book["position"].values[rows] == att["position"].values).all()
+    return att, inputs.book["account_index"].values[rows]
+
+
+def _assert_sums(inputs, result):
+    """Every method's contributions sum per account and grid point to its maintenance."""
+    checked = []
+    for name, ds in result.items():
+        if REGISTRY[name].attribution is None:
+            continue
+        att, acct = _contributions(inputs, name, ds)
+        m = ds["maintenance"].transpose("account", ...)
+        c = att.transpose("position", *m.dims[1:]).values
+        total = np.zeros(m.shape)
+        np.add.at(total, acct, c)
+        gross = np.zeros(m.shape)
+        np.add.at(gross, acct, np.abs(c))
+        scale = np.maximum(np.maximum(np.abs(m.values), gross), 1.0)
+        assert np.all(np.abs(total - m.values) <= RTOL * scale), (name, total, m.values)
+        checked.append(name)
+    return checked
+
+
+_SLOW = settings(
+    max_examples=2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+)
+
+
+# -- the sums hold on random books, for every method ---------------------------------------------------
+
+
+@_SLOW
+@given(scenario=scenarios(), grid=st.sampled_from([None, {"shift": [-0.2, 0.0, 0.15]}]))
+def test_contributions_sum_to_the_maintenance_on_random_mixed_books(scenario, grid):
+    sc = copy.deepcopy(scenario)
+    if grid is not None:
+        sc["grid"] = grid
+        sc["methods"] = ["span", "portfolio_margin", "account"]  # (CFD: along paths, below)
+    inputs = marginsim.load(sc)
+    checked = _assert_sums(inputs, marginsim.margin(inputs))
+    assert "span" in checked or "portfolio_margin" in checked
+
+
+def test_contributions_sum_on_the_bundled_scenarios():
+    """Every bundled scenario (SPAN with spreads, inter-commodity credits, a clearing-house file;
+    portfolio margin with every single-name method; CFD along paths; the account layer)."""
+    seen = set()
+    for path in sorted(SCENARIOS.glob("*.yaml")):
+        inputs = marginsim.load(path)
+        seen.update(_assert_sums(inputs, marginsim.margin(inputs)))
+    assert seen == {"span", "portfolio_margin", "cfd", "account"}
+
+
+@_SLOW
+@given(data=st.data())
+def test_span_contributions_sum_on_random_books_of_the_takasbank_file(data):
+    base = marginsim.load(SCENARIOS / "span_takasbank.yaml")
+    ids = base.contracts["contract"].values
+    n = data.draw(st.integers(1, 40))
+    pick = data.draw(st.lists(st.integers(0, ids.size - 1), min_size=n, max_size=n))
+    qty = data.draw(st.lists(st.integers(-50, 50).filter(bool), min_size=n, max_size=n))
+    acct = data.draw(st.lists(st.sampled_from(["x", "y", "z"]), min_size=n, max_size=n))
+    inputs = base.with_book(ids[pick], np.asarray(qty, dtype=float), acct)
+    assert _assert_sums(inputs, marginsim.margin(inputs, methods=["span"])) == ["span"]
+
+
+@_SLOW
+@given(qty=st.lists(st.integers(-20, 20), min_size=5, max_size=5), shift=st.booleans())
+def test_span_contributions_sum_with_spreads_spot_and_short_option_minimum(qty, shift):
+    """The calendar-spread scenario (tiered intra spreads, spot month, SOM, NOV) with random quantities."""
+    sc = yaml.safe_load((SCENARIOS / "span_calendar_spread.yaml").read_text())
+    sc["positions"] = [dict(p, quantity=q or 1) for p, q in zip(sc["positions"], qty)]
+    if shift:
+        sc["grid"] = {"shift": [-0.1, 0.0, 0.1]}
+    inputs = marginsim.load(sc)
+    assert _assert_sums(inputs, marginsim.margin(inputs)) == ["span"]
+
+
+# -- the rules on hand cases -----------------------------------------------------------------------------
+
+
+def test_span_seed_example_by_hand():
+    """spec/span.md section 3: scanning risk 1,125 at scenario 14 (-3/3, vol down). The future loses
+    6,000 there, the put gains 4,875; the put's net option value (long: positive) comes off it."""
+    inputs = marginsim.load(SCENARIOS / "span_seed_example.yaml")
+    ds = marginsim.margin(inputs)["span"]
+    att = REGISTRY["span"].attribution(inputs, ds)
+    nov = float(ds["net_option_value"].values[0])
+    assert int(ds["active_scenario"].values[0, 0]) == 14
+    np.testing.assert_allclose(att["contribution"].values, [6000.0, -4875.0 - nov], rtol=1e-12)
+    np.testing.assert_allclose(att["risk_part"].values, [6000.0, -4875.0], rtol=1e-12)
+    assert att["contribution"].values.sum() == pytest.approx(609.3987942793, rel=1e-9)
+
+
+def test_span_and_account_layer_in_another_currency():
+    """The seed example margined in EUR and reported in USD at 1.1: every figure x 1.1, and the
+    account layer (SPAN as its source, no mark-up) gives the same contributions."""
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["market"]["ABC"]["currency"] = "EUR"
+    sc["fx"] = {"EUR": 1.1}
+    sc["span"]["combined_commodities"]["ABC"]["currency"] = "EUR"
+    res = marginsim.margin(sc, methods=["span", "account"], attribution=True)
+    span, account = res["span"], res["account"]
+    assert span["contribution"].values[0] == pytest.approx(6000.0 * 1.1, rel=1e-12)
+    assert span["contribution"].values.sum() == pytest.approx(609.3987942793 * 1.1, rel=1e-9)
+    np.testing.assert_allclose(account["contribution"].values, span["contribution"].values, rtol=1e-12)
+    np.testing.assert_allclose(account["marginal"].values, span["marginal"].values, rtol=1e-12)
+
+
+def test_account_layer_marks_up_spans_risk_part_before_the_option_value():
+    """account.maintenance_markup 20 %: the SPAN line is 1,125 x 1.2 - 515.60 = 834.40; the future
+    contributes 6,000 x 1.2, the put -4,875 x 1.2 less its net option value."""
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["account"] = {"maintenance_markup": 0.2}
+    span = marginsim.margin(sc, methods=["span"])["span"]
+    nov = float(span["net_option_value"].values[0])
+    ds = marginsim.margin(sc, methods=["account"], attribution=True)["account"]
+    assert float(ds["maintenance"].values[0]) == pytest.approx(1125 * 1.2 - nov, rel=1e-12)
+    np.testing.assert_allclose(ds["contribution"].values, [7200.0, -4875 * 1.2 - nov], rtol=1e-12)
+
+
+def _som_case():
+    flat = lambda v: [v] * 16  # noqa: E731 - a risk array with the same loss in every scenario
+    return {
+        "name": "som-hand-case",
+        "as_of": "2026-11-20",
+        "currency": "USD",
+        "market": {"ABC": {"price": 1000, "vol": 0.2, "rate": 0.03, "currency": "USD"}},
+        "contracts": {
+            "F": {
+                "type": "future",
+                "underlying": "ABC",
+                "multiplier": 10,
+                "expiry": "2026-12-18",
+                "risk_array": flat(3.0),
+                "composite_delta": 1.0,
+            },
+            "C": {
+                "type": "call",
+                "underlying": "ABC",
+                "option_on": "future",
+                "strike": 1100,
+                "expiry": "2026-12-18",
+                "multiplier": 10,
+                "price": 2.0,
+                "risk_array": flat(-5.0),
+                "composite_delta": 0.2,
+            },
+            "P": {
+                "type": "put",
+                "underlying": "ABC",
+                "option_on": "future",
+                "strike": 900,
+                "expiry": "2026-12-18",
+                "multiplier": 10,
+                "price": 1.5,
+                "risk_array": flat(-4.0),
+                "composite_delta": -0.2,
+            },
+        },
+        "positions": [
+            {"contract": "F", "quantity": 1},
+            {"contract": "C", "quantity": -2},
+            {"contract": "P", "quantity": -1},
+        ],
+        "span": {
+            "combined_commodities": {"ABC": {"price_scan": 0.06, "vol_scan": 0.04, "som": {"rate": 100}}}
+        },
+    }
+
+
+def test_span_short_option_minimum_goes_to_the_short_options():
+    """Scan: F loses 3, C 2 x 5 = 10, P 4 in every scenario (active scenario 1): 17. SOM (gross) =
+    100 x max(2 short calls, 1 short put) = 200 > 17: the excess 183 goes to the 3 short options
+    pro rata (C 2/3: 122, P 1/3: 61). NOV: C -2 x 2 x 10 = -40, P -1.5 x 10 = -15 (short: negative),
+    so C 10 + 122 + 40 = 172, P 4 + 61 + 15 = 80, F 3; maintenance 200 + 55 = 255."""
+    inputs = marginsim.load(_som_case())
+    ds = marginsim.margin(inputs)["span"]
+    assert float(ds["maintenance"].values[0]) == pytest.approx(255.0, rel=1e-12)
+    att = REGISTRY["span"].attribution(inputs, ds)
+    np.testing.assert_allclose(att["contribution"].values, [3.0, 172.0, 80.0], rtol=1e-12)
+
+
+def test_span_spread_charges_and_credits_go_pro_rata_to_absolute_delta():
+    inputs = marginsim.load(SCENARIOS / "span_calendar_spread.yaml")
+    ds = marginsim.margin(inputs)["span"]
+    att = REGISTRY["span"].attribution(inputs, ds)
+    charges = float(ds["intra_spread_charge"].values[0, 0] + ds["spot_charge"].values[0, 0])
+    assert charges > 0
+    q = inputs.book["quantity"].values
+    delta = ds["composite_delta"].sel(contract=inputs.book["contract"].values).values
+    ra = ds["risk_array"].sel(contract=inputs.book["contract"].values).values
+    active = int(ds["active_scenario"].values[0, 0]) - 1
+    scan_part = q * ra[:, active]
+    weight = np.abs(q * delta)
+    # no SOM excess here (the scan and charges exceed it): risk part = scan loss + delta share
+    assert float(ds["risk"].values[0, 0]) > float(ds["short_option_minimum"].values[0, 0])
+    np.testing.assert_allclose(
+        att["risk_part"].values, scan_part + charges * weight / weight.sum(), rtol=1e-12
+    )
+
+
+def test_cfd_contribution_is_the_positions_own_maintenance_while_open():
+    inputs = marginsim.load(SCENARIOS / "cfd_two_fills.yaml")
+    ds = marginsim.margin(inputs)["cfd"]
+    att = REGISTRY["cfd"].attribution(inputs, ds)["contribution"]
+    assert set(att.dims) == {"position", "step"}
+    # before a position's order fills it contributes nothing; then its fixed maintenance
+    mm = np.nan_to_num(ds["position_maintenance"].values)
+    for p in range(att.sizes["position"]):
+        c = att.isel(position=p).values
+        assert set(np.round(c, 9)) <= {0.0, round(float(mm[p]), 9)}
+    np.testing.assert_allclose(att.sum("position").values, ds["maintenance"].isel(account=0).values)
+
+
+def test_portfolio_margin_a_position_alone_in_its_class_group_gets_the_groups_part():
+    """pm_diversified_large_cap (the scan binds): a stock alone in its class group contributes the
+    group's base (max(scan, option minimum)) plus its large-position charge; the two SPX options of
+    one class group share theirs (scan losses at the group's worst point, the rest by notional)."""
+    inputs = marginsim.load(SCENARIOS / "pm_diversified_large_cap.yaml")
+    ds = marginsim.margin(inputs)["portfolio_margin"]
+    att, acct = _contributions(inputs, "portfolio_margin", ds)
+    assert (ds["binding"].values == "scan").all()
+    part = (ds["group_base"] + ds["large_position_charge"]).values  # (account, group)
+    rows = np.searchsorted(inputs.book["position"].values, att["position"].values)
+    und = inputs.contracts["underlying_index"].values[inputs.book["contract_index"].values[rows]]
+    group = und
+    assert list(ds["group"].values) == list(inputs.market["underlying"].values)
+    alone = 0
+    for a, g in set(zip(acct.tolist(), group.tolist())):
+        mine = (acct == a) & (group == g)
+        np.testing.assert_allclose(att.values[mine].sum(), part[a, g], rtol=1e-12)
+        if mine.sum() == 1:
+            alone += 1
+    assert alone >= 8
+
+
+def test_account_layer_rule_positions_get_their_own_line():
+    inputs = marginsim.load(SCENARIOS / "account_hk_margin_call.yaml")
+    ds = marginsim.margin(inputs, methods=["account"])["account"]
+    att, acct = _contributions(inputs, "account", ds)
+    m = ds["maintenance"].transpose("account", ...).values
+    total = np.zeros(m.shape)
+    np.add.at(total, acct, att.transpose("position", ...).values)
+    np.testing.assert_allclose(total, m, rtol=1e-12)
+    assert (att.values >= 0).all()  # exchange rules: a charge per position, never a credit
+
+
+# -- marginal: the exact leave-one-out, through margin(..., attribution=True) ----------------------------
+
+
+def _without(sc: dict, i: int) -> dict:
+    out = copy.deepcopy(sc)
+    del out["positions"][i]
+    return out
+
+
+def _scenario_dict(path):
+    sc = yaml.safe_load(Path(path).read_text())
+    span = sc.get("span") or {}
+    if "source" in span:  # relative to the scenario file
+        span["source"] = str((Path(path).parent / span["source"]).resolve())
+    return sc
+
+
+@pytest.mark.parametrize(
+    "path, method",
+    [
+        ("span_calendar_spread.yaml", "span"),
+        ("span_inter_commodity.yaml", "span"),
+        ("pm_diversified_large_cap.yaml", "portfolio_margin"),
+        ("cfd_two_fills.yaml", "cfd"),
+        ("account_hk_margin_call.yaml", "account"),
+    ],
+)
+def test_marginal_is_the_margin_without_the_position(path, method):
+    sc = _scenario_dict(SCENARIOS / path)
+    res = marginsim.margin(sc, methods=[method], attribution=True)
+    ds = res[method]
+    base = ds["maintenance"]
+    positions = ds["position"].values
+    rng = np.random.default_rng(3)
+    for p in rng.choice(positions, size=min(2, positions.size), replace=False).tolist():
+        acct = str(ds["attribution_account"].sel(position=p).values)
+        other = marginsim.margin(_without(sc, int(p)), methods=[method])[method]["maintenance"]
+        if acct in other["account"].values:
+            want = base.sel(account=acct) - other.sel(account=acct)
+        else:  # the account's only position: without it, no requirement
+            want = base.sel(account=acct)
+        got = ds["marginal"].sel(position=p)
+        np.testing.assert_allclose(got.transpose(*want.dims).values, want.values, rtol=1e-9, atol=1e-6)
+    # the contributions ride along, summing to the maintenance
+    _assert_sums(res.inputs, res)
+
+
+@settings(_SLOW, max_examples=2)
+@given(scenario=scenarios(max_positions=5))
+def test_marginal_on_random_mixed_books(scenario):
+    res = marginsim.margin(scenario, attribution=True)
+    for name, ds in res.items():
+        p = int(ds["position"].values[0]) if ds.sizes.get("position") else None
+        if p is None:
+            continue
+        acct = str(ds["attribution_account"].sel(position=p).values)
+        rest = [q for i, q in enumerate(scenario["positions"]) if i != p and q["account"] == acct]
+        if rest:
+            other = marginsim.margin(_without(scenario, p), methods=[name])[name]["maintenance"]
+            want = ds["maintenance"].sel(account=acct) - other.sel(account=acct)
+        else:  # the account's only position: without it, no requirement
+            want = ds["maintenance"].sel(account=acct)
+        got = ds["marginal"].sel(position=p)
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-9, atol=1e-6)
+
+
+def test_json_and_table_of_the_seed_example(capsys):
+    path = str(SCENARIOS / "span_seed_example.yaml")
+    assert main(["margin", path, "--attribution", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    rows = got["accounts"]["main"]["span"]["attribution"]
+    assert [r["position"] for r in rows] == [0, 1]
+    assert [r["contract"] for r in rows] == ["ABC-FUT", "ABC-P950"]
+    assert [r["quantity"] for r in rows] == [1.0, 1.0]
+    assert rows[0]["contribution"] == pytest.approx(6000.0, rel=1e-12)
+    assert rows[0]["contribution"] + rows[1]["contribution"] == pytest.approx(
+        got["accounts"]["main"]["span"]["maintenance"], rel=1e-12
+    )
+    # without the future the put alone: its loss at its own worst scenario less its value
+    alone = marginsim.margin(_without(_scenario_dict(path), 0))["span"]["maintenance"].item()
+    assert rows[0]["marginal"] == pytest.approx(609.3987942793 - alone, rel=1e-9)
+    assert main(["margin", path, "--attribution"]) == 0
+    table = capsys.readouterr().out
+    assert "attribution" in table and "ABC-FUT" in table and "6,000.00" in table
+    assert table.index("ABC-FUT") < table.index("ABC-P950")  # largest contribution first
+
+
+def test_json_nests_grid_dims():
+    sc = _scenario_dict(SCENARIOS / "span_seed_example.yaml")
+    sc["grid"] = {"shift": [-0.05, 0.0, 0.05]}
+    res = marginsim.margin(sc, attribution=True)
+    rows = res.to_dict()["accounts"]["main"]["span"]["attribution"]
+    assert len(rows[0]["contribution"]) == 3 and len(rows[0]["marginal"]) == 3
+    m = res["span"]["maintenance"].isel(account=0).values
+    np.testing.assert_allclose(np.add(rows[0]["contribution"], rows[1]["contribution"]), m, rtol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["overview_mixed_book.yaml", "account_hk_margin_call.yaml"])
+def test_chunk_by_chunk_equals_in_one_piece(path, capsys):
+    """Attribution is per account: chunks of accounts compute it on their own (--chunks)."""
+    whole = marginsim.margin(SCENARIOS / path, attribution=True).to_dict()
+    chunked = marginsim.margin(SCENARIOS / path, chunks=1, attribution=True).to_dict()
+    assert chunked["accounts"].keys() == whole["accounts"].keys()
+    for acct, methods in whole["accounts"].items():
+        for name, obj in methods.items():
+            got = chunked["accounts"][acct][name]["attribution"]
+            want = obj["attribution"]
+            assert [r["position"] for r in got] == [r["position"] for r in want]
+            assert [r["contract"] for r in got] == [r["contract"] for r in want]
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g["contribution"], w["contribution"], rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(g["marginal"], w["marginal"], rtol=1e-9, atol=1e-9)
+    assert main(["margin", str(SCENARIOS / path), "--attribution", "--chunks", "1", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["accounts"].keys() == whole["accounts"].keys()
+
+
+def test_a_method_without_a_rule_gets_marginal_only():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import flat_rate
+    finally:
+        sys.path.pop(0)
+    spec = marginsim.registry.register_method(flat_rate.SPEC)
+    try:
+        res = marginsim.margin(
+            SCENARIOS / "pm_diversified_large_cap.yaml", methods=["flat_rate"], attribution=True
+        )
+        ds = res["flat_rate"]
+        assert "contribution" not in ds and "no allocation rule" in ds.attrs["attribution_note"]
+        rows = res.to_dict()["accounts"]
+        some = next(iter(rows.values()))["flat_rate"]["attribution"]
+        assert all(r["contribution"] is None for r in some)
+        # flat rate x gross notional: the marginal of a position is its own rate x notional
+        total = np.zeros(ds.sizes["account"])
+        acct = pd.Index(ds["account"].values).get_indexer(ds["attribution_account"].values)
+        np.add.at(total, acct, ds["marginal"].values)
+        np.testing.assert_allclose(total, ds["maintenance"].values, rtol=1e-9)
+        assert (ds["marginal"].values > 0).all() and ds.sizes["position"] == res.inputs.book.sizes["position"]
+    finally:
+        marginsim.registry.unregister_method(spec.name)
+
+
+@settings(_SLOW, max_examples=2)
+@given(scenario=scenarios(max_positions=6))
+def test_the_two_leave_one_outs_agree(scenario):
+    """As variants of the book (margin_variants: renamed accounts inheriting their data) and as the
+    book's own accounts less one position each (leave_one_out_by_rank): the same figures."""
+    inputs = marginsim.load(scenario)
+    res = marginsim.margin(inputs)
+    rows = np.arange(inputs.book.sizes["position"])
+    for name, ds in res.items():
+        a = leave_one_out(inputs, name, ds, rows)
+        b = leave_one_out_by_rank(inputs, name, ds, rows)
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9, atol=1e-6, err_msg=name)
+
+
+def test_a_stored_book_gets_its_attribution_chunk_by_chunk(tmp_path):
+    path = SCENARIOS / "overview_mixed_book.yaml"
+    inputs = marginsim.load(path)
+    store = write_book(tmp_path / "book.zarr", inputs)
+    whole = marginsim.margin(inputs, attribution=True)
+    stored = marginsim.margin(path, book=store, chunks=1, attribution=True)
+    for name, ds in whole.items():
+        got = stored[name]
+        assert list(got["position"].values) == list(ds["position"].values)
+        np.testing.assert_allclose(got["contribution"].values, ds["contribution"].values, rtol=1e-9)
+        np.testing.assert_allclose(got["marginal"].values, ds["marginal"].values, rtol=1e-9)
+
+
+@settings(_SLOW, max_examples=3)
+@given(data=st.data())
+def test_spans_own_leave_one_out_equals_the_generic_one(data):
+    """SPAN's marginal re-margins only the position's linked combined commodities (joined by
+    inter-commodity spreads); the generic leave-one-out re-margins the whole account: the same."""
+    path = data.draw(
+        st.sampled_from(["span_takasbank.yaml", "span_inter_commodity.yaml", "span_calendar_spread.yaml"])
+    )
+    base = marginsim.load(SCENARIOS / path)
+    ids = base.contracts["contract"].values
+    n = data.draw(st.integers(1, 25))
+    pick = data.draw(st.lists(st.integers(0, ids.size - 1), min_size=n, max_size=n))
+    qty = data.draw(st.lists(st.integers(-30, 30).filter(bool), min_size=n, max_size=n))
+    acct = data.draw(st.lists(st.sampled_from(["x", "y"]), min_size=n, max_size=n))
+    inputs = base.with_book(ids[pick], np.asarray(qty, dtype=float), acct)
+    ds = marginsim.margin(inputs, methods=["span"], attribution=True)["span"]
+    rows = np.searchsorted(inputs.book["position"].values, ds["position"].values)
+    generic = leave_one_out(inputs, "span", ds, rows)
+    np.testing.assert_allclose(ds["marginal"].values, generic.values, rtol=1e-9, atol=1e-6)
