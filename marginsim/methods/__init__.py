@@ -17,3 +17,4 @@ register_method(span.SPEC)
 register_method(cfd.SPEC)
 register_method(portfolio_margin.SPEC)
 register_method(account.SPEC)
+register_method(__import__(f"{__name__}.strategy", fromlist=["SPEC"]).SPEC)  # issue 17: strategy-based margin

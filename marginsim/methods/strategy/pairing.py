@@ -1,0 +1,115 @@
+"""Optimal pairing: the least requirement over every grouping of the positions into strategies.
+
+Each account (and grid point) is an integer program: ``x_s >= 0`` units of each candidate
+strategy ``s``, at most what its legs hold (``sum_s coef_sk x_s <= |q_k|`` for each position ``k``),
+minimising ``sum_s saving_s x_s``, where ``saving_s`` is the strategy's requirement minus its legs'
+requirements alone (only strategies that save are variables). The requirement is then the
+positions' requirements alone plus the savings taken.
+
+Accounts are independent, so many go into one HiGHS ``milp`` call as a block-diagonal program
+(:func:`solve`): about ``batch_variables`` variables per call, whole accounts per call. A Python
+loop runs over the calls (a few per 10,000 accounts), never over accounts or positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+__all__ = ["solve", "TOLERANCE"]
+
+#: A strategy is a variable when it saves more than this per unit [reporting currency].
+TOLERANCE = 1e-7
+
+
+def solve(
+    saving: np.ndarray,
+    legs: np.ndarray,
+    coef: np.ndarray,
+    block: np.ndarray,
+    quantity: np.ndarray,
+    *,
+    batch_variables: int = 20_000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimal units of each candidate strategy at each grid point.
+
+    Parameters
+    ----------
+    saving
+        Saving of one unit of each candidate at each grid point, ``(N, G)`` [reporting currency]
+        (negative: the strategy is cheaper than its legs alone).
+    legs, coef
+        Position of each leg (-1: none) and its units per unit of strategy, ``(N, 3)``.
+    block
+        Account of each candidate, ``(N,)``, non-decreasing (candidates of one account together).
+    quantity
+        Signed quantity of each position, ``(P,)``.
+    batch_variables
+        About this many variables per ``milp`` call.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(candidate, grid point, units)`` of every strategy taken (units > 0).
+
+    Raises
+    ------
+    RuntimeError
+        HiGHS did not prove an optimum.
+    """
+    n_g = saving.shape[1]
+    cand, g = np.nonzero(saving < -TOLERANCE)  # ordered by candidate, so by account
+    empty = np.zeros(0, np.int64)
+    if cand.size == 0:
+        return empty, empty, np.zeros(0)
+    held = np.abs(quantity)
+    # upper bound of each variable: what its scarcest leg allows
+    has = legs[cand] >= 0
+    room = np.where(has, held[np.where(has, legs[cand], 0)] / np.where(has, coef[cand], 1.0), np.inf)
+    ub = np.floor(room.min(axis=1) + 1e-9)
+    ok = ub >= 1
+    cand, g, ub = cand[ok], g[ok], ub[ok]
+    if cand.size == 0:
+        return empty, empty, np.zeros(0)
+    # batches of whole accounts (a run of one account never straddles two batches)
+    acct = block[cand]
+    run = np.flatnonzero(np.r_[True, acct[1:] != acct[:-1]])
+    run_batch = run // max(int(batch_variables), 1)
+    batch_of = np.repeat(run_batch, np.diff(np.r_[run, cand.size]))
+    cuts = np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1], True])
+    units = np.zeros(cand.size)
+    for lo, hi in zip(cuts[:-1], cuts[1:]):  # one milp call per batch of accounts
+        units[lo:hi] = _solve_batch(saving, legs, coef, held, cand[lo:hi], g[lo:hi], ub[lo:hi], n_g)
+    taken = units > 0.5
+    return cand[taken], g[taken], units[taken]
+
+
+def _solve_batch(
+    saving: np.ndarray,
+    legs: np.ndarray,
+    coef: np.ndarray,
+    held: np.ndarray,
+    cand: np.ndarray,
+    g: np.ndarray,
+    ub: np.ndarray,
+    n_g: int,
+) -> np.ndarray:
+    """One block-diagonal integer program: the units of the variables ``(cand, g)``."""
+    n = cand.size
+    lg = legs[cand]
+    has = lg >= 0
+    var = np.broadcast_to(np.arange(n)[:, None], lg.shape)[has]
+    row_key = (lg * n_g + g[:, None])[has]  # (position, grid point)
+    rows, row = np.unique(row_key, return_inverse=True)
+    a = sp.csr_matrix((coef[cand][has], (row, var)), shape=(rows.size, n))
+    res = milp(
+        c=saving[cand, g],
+        constraints=LinearConstraint(a, -np.inf, held[rows // n_g]),
+        integrality=np.ones(n),
+        bounds=Bounds(np.zeros(n), ub),
+        options={"mip_rel_gap": 0.0, "presolve": True},
+    )
+    if res.status != 0 or res.x is None:
+        raise RuntimeError(f"strategy pairing: HiGHS found no optimum ({res.message})")
+    return np.round(res.x)
