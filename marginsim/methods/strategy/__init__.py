@@ -75,7 +75,10 @@ def strategy_book(inputs: Inputs, params: StrategyParams, engine: pricing.Engine
     kind = np.where(cs["type"].values == "stock", STOCK, np.where(cs["is_call"].values, 1, 2))[local]
     as_of = np.datetime64(sc.as_of_date, "D")
     days = (cs["expiry"].values.astype("datetime64[D]") - as_of).astype("timedelta64[D]").astype(float)
+    names = np.asarray(inputs.accounts, dtype=object).astype(str)
+    rank = np.argsort(np.argsort(names, kind="stable"), kind="stable")
     return Book(
+        rank=rank[acct].astype(np.int64),
         account=acct.astype(np.int64),
         contract=held[local].astype(np.int64),
         underlying=und,
@@ -96,7 +99,7 @@ def strategy_book(inputs: Inputs, params: StrategyParams, engine: pricing.Engine
 def _optimum(cands: Candidates, total: np.ndarray, alone: np.ndarray, b: Book, n_a: int, params: StrategyParams):
     """The least requirement per (account, grid point) and the units taken."""
     saving = cands.saving(total, alone)
-    block = b.account[cands.legs[:, 0]] if cands.size else np.zeros(0, np.int64)
+    block = b.rank[cands.legs[:, 0]] if cands.size else np.zeros(0, np.int64)
     cand, g, units = solve(saving, cands.legs, cands.coef, block, b.quantity, batch_variables=params.batch_variables)
     n_g = alone.shape[1]
     base = np.zeros((n_a, n_g))
@@ -106,7 +109,7 @@ def _optimum(cands: Candidates, total: np.ndarray, alone: np.ndarray, b: Book, n
     )
     unpaired = base.copy()
     if cand.size:
-        at = block[cand] * n_g + g
+        at = b.account[cands.legs[cand, 0]] * n_g + g
         base += np.bincount(at, saving[cand, g] * units, minlength=n_a * n_g).reshape(n_a, n_g)
     return base, unpaired, (cand, g, units)
 
@@ -161,7 +164,7 @@ def strategy_margin(
     dims = ("account", *gd)
 
     def var(x: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-        return dims, x.reshape(shape)
+        return dims, np.asarray(x, dtype=float).reshape(shape)
 
     data = {
         "initial": var(ini),
@@ -248,7 +251,8 @@ def _rows(b, cands, alone, ini_sol, mnt_sol, accounts, inputs, gd, gshape) -> xr
             )
         )
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = np.argsort(cat["acct"], kind="stable")  # by account, then basis, strategies first
+    names_sorted = np.asarray(accounts, dtype=object).astype(str)
+    order = np.argsort(names_sorted[cat["acct"]] if cat["acct"].size else cat["acct"], kind="stable")  # by account name
     cat = {k: v[order] for k, v in cat.items()}
     return xr.Dataset(
         {
@@ -266,7 +270,7 @@ def _rows(b, cands, alone, ini_sol, mnt_sol, accounts, inputs, gd, gshape) -> xr
 
 def strategy_chunk_layout(inputs: Inputs) -> ChunkLayout:
     """Chunks of accounts pad the ``strategy`` rows to :data:`LEG_ROWS` per position."""
-    return ChunkLayout(ragged={"strategy": ("position", LEG_ROWS, None)})
+    return ChunkLayout(ragged={"strategy": ("position", LEG_ROWS, "strategy_account")})
 
 
 #: The method's registration (:func:`marginsim.registry.register_method` in :mod:`marginsim.methods`).

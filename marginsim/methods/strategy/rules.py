@@ -60,6 +60,9 @@ class Book:
 
     Attributes
     ----------
+    rank
+        Rank of the account's name among the book's, ``(P,)``: strategies are ordered by it, so
+        that the result does not depend on the order of the book's rows or its chunks.
     account, contract, underlying
         Account index, contract index (into the inputs' contracts) and underlying index, ``(P,)``.
     quantity
@@ -77,6 +80,7 @@ class Book:
         unit], ``(P, G)``.
     """
 
+    rank: np.ndarray
     account: np.ndarray
     contract: np.ndarray
     underlying: np.ndarray
@@ -229,8 +233,8 @@ def candidates(b: Book, p: StrategyParams, alone: Standalone) -> Candidates:
       a covered put.
     """
     n_p, n_g = b.size, b.level.shape[1]
-    order = np.lexsort((b.underlying, b.account))
-    code = b.account[order] * (int(b.underlying.max(initial=0)) + 1) + b.underlying[order]
+    order = np.lexsort((b.underlying, b.rank))
+    code = b.rank[order] * (int(b.underlying.max(initial=0)) + 1) + b.underlying[order]
     ii, jj = _pairs(code)
     i, j = order[ii], order[jj]
     qi, qj = b.quantity[i], b.quantity[j]
@@ -339,7 +343,7 @@ def candidates(b: Book, p: StrategyParams, alone: Standalone) -> Candidates:
         np.concatenate(maints),
     )
     # by account, so that batches of the pairing hold whole accounts
-    by = np.argsort(b.account[out.legs[:, 0]], kind="stable")
+    by = np.argsort(b.rank[out.legs[:, 0]], kind="stable")
     return Candidates(out.legs[by], out.coef[by], out.rule[by], out.initial[by], out.maintenance[by])
 
 
@@ -348,7 +352,7 @@ def _stock_of_group(b: Book) -> np.ndarray:
     (-1: none)."""
     stock = np.flatnonzero(b.kind == STOCK)
     width = int(b.underlying.max(initial=0)) + 1
-    key = b.account * width + b.underlying
+    key = b.rank * width + b.underlying
     out = np.full(b.size, -1, dtype=np.int64)
     if stock.size == 0:
         return out
