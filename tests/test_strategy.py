@@ -16,6 +16,7 @@ import marginsim
 from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.methods.strategy import strategy_book
+from marginsim.methods.strategy.pairing import solve
 from marginsim.methods.strategy.rules import candidates, standalone
 from marginsim.params.strategy import StrategyParams
 
@@ -323,3 +324,15 @@ def test_bad_strategy_section_exits_2(tmp_path, capsys):
     bad["strategy"]["rates"] = 1
     path.write_text(yaml.safe_dump(bad))
     assert main(["margin", str(path)]) == 2
+
+
+def test_integer_step_when_the_relaxation_is_fractional():
+    # three positions of one unit, three strategies pairing each two of them (an odd cycle): the
+    # relaxation takes half of each (saving 1.5), the integer optimum one strategy (saving 1)
+    legs = np.array([[0, 1, -1], [1, 2, -1], [0, 2, -1], [3, 4, -1]])
+    coef = np.array([[1.0, 1.0, 0.0]] * 4)
+    saving = np.array([[-1.0], [-1.0], [-1.0], [-2.0]])
+    block = np.array([0, 0, 0, 1])
+    cand, g, units = solve(saving, legs, coef, block, np.array([1.0, -1.0, 1.0, 2.0, -3.0]), batch_variables=100)
+    assert float(np.dot(saving[cand, g], units)) == pytest.approx(-1.0 - 4.0)
+    assert units.tolist() == [1.0, 2.0] and cand[-1] == 3

@@ -72,17 +72,34 @@ def solve(
     cand, g, ub = cand[ok], g[ok], ub[ok]
     if cand.size == 0:
         return empty, empty, np.zeros(0)
-    # batches of whole accounts (a run of one account never straddles two batches)
     acct = block[cand]
+    # 1. the linear relaxation, many accounts per call: an account whose relaxed optimum is
+    #    integral has its integer optimum (the accounts' programs are independent blocks)
+    units = _batches(saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, integral=False)
+    frac = np.abs(units - np.round(units)) > 1e-6
+    if frac.any():
+        # 2. the integer program on the accounts (whole) whose relaxation is fractional
+        redo = np.isin(acct, np.unique(acct[frac]))
+        sel = np.flatnonzero(redo)
+        units[sel] = _batches(
+            saving, legs, coef, held, cand[sel], g[sel], ub[sel], n_g, acct[sel], batch_variables, integral=True
+        )
+    units = np.round(units)
+    taken = units > 0.5
+    return cand[taken], g[taken], units[taken]
+
+
+def _batches(saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, *, integral):
+    """The programs of ``cand`` in batches of whole accounts (a run of one account never straddles
+    two batches): one HiGHS call per batch."""
     run = np.flatnonzero(np.r_[True, acct[1:] != acct[:-1]])
     run_batch = run // max(int(batch_variables), 1)
     batch_of = np.repeat(run_batch, np.diff(np.r_[run, cand.size]))
     cuts = np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1], True])
     units = np.zeros(cand.size)
-    for lo, hi in zip(cuts[:-1], cuts[1:]):  # one milp call per batch of accounts
-        units[lo:hi] = _solve_batch(saving, legs, coef, held, cand[lo:hi], g[lo:hi], ub[lo:hi], n_g)
-    taken = units > 0.5
-    return cand[taken], g[taken], units[taken]
+    for lo, hi in zip(cuts[:-1], cuts[1:]):  # one HiGHS call per batch of accounts
+        units[lo:hi] = _solve_batch(saving, legs, coef, held, cand[lo:hi], g[lo:hi], ub[lo:hi], n_g, integral)
+    return units
 
 
 def _solve_batch(
@@ -94,8 +111,9 @@ def _solve_batch(
     g: np.ndarray,
     ub: np.ndarray,
     n_g: int,
+    integral: bool = True,
 ) -> np.ndarray:
-    """One block-diagonal integer program: the units of the variables ``(cand, g)``."""
+    """One block-diagonal program (integer, or its linear relaxation): the units of ``(cand, g)``."""
     n = cand.size
     lg = legs[cand]
     has = lg >= 0
@@ -106,10 +124,10 @@ def _solve_batch(
     res = milp(
         c=saving[cand, g],
         constraints=LinearConstraint(a, -np.inf, held[rows // n_g]),
-        integrality=np.ones(n),
+        integrality=np.full(n, 1 if integral else 0),
         bounds=Bounds(np.zeros(n), ub),
         options={"mip_rel_gap": 0.0, "presolve": True},
     )
     if res.status != 0 or res.x is None:
         raise RuntimeError(f"strategy pairing: HiGHS found no optimum ({res.message})")
-    return np.round(res.x)
+    return np.asarray(res.x, dtype=float)
