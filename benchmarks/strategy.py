@@ -105,7 +105,7 @@ def main() -> None:
           f"in {np.unique(b.account[c.legs[saves, 0]]).size:,} accounts")
     for batch in [int(x) for x in args.batches.split(",")]:
         p = StrategyParams(comparison={"enabled": False}, batch_variables=batch)
-        w, cpu, ds = timed(lambda: strategy_margin(inputs, p), args.repeat)
+        w, cpu, ds = timed(lambda p=p: strategy_margin(inputs, p), args.repeat)
         print(f"strategy, batch_variables {batch:>7,}: {w:6.2f} s wall, {cpu:6.2f} s CPU (best of {args.repeat}); "
               f"initial paired {float(ds['initial'].sum()):,.0f} vs unpaired {float(ds['initial_unpaired'].sum()):,.0f}; "
               f"maintenance {float(ds['maintenance'].sum()):,.0f} vs {float(ds['maintenance_unpaired'].sum()):,.0f}")

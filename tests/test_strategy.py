@@ -214,14 +214,14 @@ def _problem(positions, basis):
 def _brute_force(q, legs, coef, saving, unpaired):
     """The least requirement over every integer grouping (every candidate, saving or not)."""
     held = np.abs(q)
-    ub = [int(min(held[l] / c for l, c in zip(lg, cf) if l >= 0) + 1e-9) for lg, cf in zip(legs, coef)]
+    ub = [int(min(held[leg] / c for leg, c in zip(lg, cf) if leg >= 0) + 1e-9) for lg, cf in zip(legs, coef)]
     best = 0.0
     for x in itertools.product(*[range(u + 1) for u in ub]):
         used = np.zeros_like(held)
         for xi, lg, cf in zip(x, legs, coef):
-            for l, c in zip(lg, cf):
-                if l >= 0:
-                    used[l] += xi * c
+            for leg, c in zip(lg, cf):
+                if leg >= 0:
+                    used[leg] += xi * c
         if np.all(used <= held + 1e-9):
             best = min(best, float(np.dot(x, saving)))
     return unpaired + best
@@ -234,10 +234,10 @@ def _greedy(q, legs, coef, saving, unpaired):
     for s in np.argsort(saving, kind="stable"):
         if saving[s] >= 0:
             break
-        units = min(np.floor(held[l] / c + 1e-9) for l, c in zip(legs[s], coef[s]) if l >= 0)
-        for l, c in zip(legs[s], coef[s]):
-            if l >= 0:
-                held[l] -= units * c
+        units = min(np.floor(held[leg] / c + 1e-9) for leg, c in zip(legs[s], coef[s]) if leg >= 0)
+        for leg, c in zip(legs[s], coef[s]):
+            if leg >= 0:
+                held[leg] -= units * c
         total += units * saving[s]
     return total
 

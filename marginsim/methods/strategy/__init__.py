@@ -158,7 +158,7 @@ def strategy_margin(
     absq = np.abs(b.quantity)[:, None]
     proceeds = per_account(absq * alone.proceeds)
     value = per_account(absq * alone.value)
-    cash = np.array([params.cash.get(str(a), np.nan) for a in accounts.tolist()], dtype=float)
+    cash = _per_name(params.cash, accounts)
     equity = cash[:, None] + value
     shape = (n_a, *gshape)
     dims = ("account", *gd)
@@ -266,6 +266,22 @@ def _rows(b, cands, alone, ini_sol, mnt_sol, accounts, inputs, gd, gshape) -> xr
             "strategy_maintenance": ("strategy", cat["mnt"].astype(float)),
         }
     )
+
+
+def _per_name(values: dict[str, float], names: np.ndarray) -> np.ndarray:
+    """``values[name]`` for each of ``names`` (NaN where absent), by a sorted lookup."""
+    out = np.full(names.size, np.nan)
+    if not values or names.size == 0:
+        return out
+    keys = np.asarray(list(values), dtype=object).astype(str)
+    vals = np.asarray(list(values.values()), dtype=float)
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    want = names.astype(str)
+    at = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+    hit = keys[at] == want
+    out[hit] = vals[at[hit]]
+    return out
 
 
 def strategy_chunk_layout(inputs: Inputs) -> ChunkLayout:

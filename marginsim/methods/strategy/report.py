@@ -8,7 +8,14 @@ import numpy as np
 import xarray as xr
 
 from ...model import Inputs
-from ...outputs import NEUTRAL_GRID_POINT, account_json, base_grid_point, json_keys, per_account, rows_per_account
+from ...outputs import (
+    NEUTRAL_GRID_POINT,
+    account_json,
+    base_grid_point,
+    json_keys,
+    per_account,
+    rows_per_account,
+)
 from .outputs import OUTPUTS
 
 __all__ = ["to_dict", "table", "base_point"]

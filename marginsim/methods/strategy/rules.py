@@ -232,7 +232,7 @@ def candidates(b: Book, p: StrategyParams, alone: Standalone) -> Candidates:
       exercise price; **reversal** (short stock, short put, long call): as a protective call with
       a covered put.
     """
-    n_p, n_g = b.size, b.level.shape[1]
+    n_g = b.level.shape[1]
     order = np.lexsort((b.underlying, b.rank))
     code = b.rank[order] * (int(b.underlying.max(initial=0)) + 1) + b.underlying[order]
     ii, jj = _pairs(code)
