@@ -336,3 +336,26 @@ def test_integer_step_when_the_relaxation_is_fractional():
     cand, g, units = solve(saving, legs, coef, block, np.array([1.0, -1.0, 1.0, 2.0, -3.0]), batch_variables=100)
     assert float(np.dot(saving[cand, g], units)) == pytest.approx(-1.0 - 4.0)
     assert units.tolist() == [1.0, 2.0] and cand[-1] == 3
+
+
+READY = {
+    "listed_since": "2025-12-01",
+    "electronic_quotes": True,
+    "median_volume_shares": 100_000,
+    "free_float_cap_usd": [6e8] * 10,
+}
+
+
+@pytest.mark.parametrize(("listed_since", "initial"), [("2025-12-01", 10_000.0), ("2025-12-11", 20_000.0)])
+def test_foreign_stock_without_a_ready_market_has_no_loan_value(listed_since, initial):
+    # the account layer's ready-market test (listed 99 days: ready; 89 days: not): 50 % or 100 %
+    sc = _scenario(
+        [("main", "FOO", 1000)],
+        market={"FOO": {"price": 20.0, "currency": "USD", "domicile": "DE", "listing": "DE"}},
+        contracts={"FOO": {"type": "stock", "underlying": "FOO"}},
+        as_of="2026-03-10",
+        account={"accounts": {"main": {"cash": {"NonHK_": {"USD": 100_000}}}}, "stocks": {"FOO": {**READY, "listed_since": listed_since}}},
+    )
+    sc["contracts"] = {"FOO": sc["contracts"]["FOO"]}
+    r = marginsim.margin(sc, methods=["strategy"])["strategy"]
+    assert float(r["initial"].sel(account="main")) == pytest.approx(initial)

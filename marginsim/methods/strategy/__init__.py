@@ -140,6 +140,10 @@ def strategy_margin(
     inputs.require_in_memory("strategy_margin")
     sc = inputs.scenario
     params = params or sc.section("strategy") or StrategyParams()
+    no_loan = _without_ready_market(inputs, engine)
+    if no_loan:
+        stock = params.stock.model_copy(update={"no_loan_value": sorted({*params.stock.no_loan_value, *no_loan})})
+        params = params.model_copy(update={"stock": stock})
     b = strategy_book(inputs, params, engine)
     alone = standalone(b, params)
     cands = candidates(b, params, alone)
@@ -186,6 +190,18 @@ def strategy_margin(
     ds = ds.merge(_rows(b, cands, alone, ini_sol, mnt_sol, accounts, inputs, gd, gshape))
     ds.attrs.update(method="strategy", currency=sc.currency)
     return describe(ds, OUTPUTS)
+
+
+def _without_ready_market(inputs: Inputs, engine: pricing.Engine) -> list[str]:
+    """Foreign stocks the account layer finds without a ready market (the seed's rule), when the
+    file has an ``account`` section: run through the registry, its ``ready_market`` flags."""
+    if inputs.scenario.section("account") is None or "account" not in REGISTRY:
+        return []
+    acc = REGISTRY["account"].run(inputs, engine=engine)
+    if "ready_market" not in acc or "stock" not in acc.dims:
+        return []
+    ready = np.asarray(acc["ready_market"].values, dtype=bool)
+    return [str(u) for u in np.asarray(acc["stock"].values)[~ready].tolist()]
 
 
 def _compare(ds: xr.Dataset, inputs: Inputs, params: StrategyParams, engine: pricing.Engine) -> xr.Dataset:
