@@ -9,6 +9,7 @@ CPU seconds (best of ``--repeat``), the candidate strategies, the accounts with 
 unpaired and paired, and the figures per ``batch_variables`` (variables per milp call).
 
 Run:  .venv/bin/python benchmarks/strategy.py [--accounts 10000] [--repeat 3] [--batches 5000,20000,100000]
+(``--accounts 200 --repeat 1`` for a quick check.)
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def main() -> None:
         print(f"strategy, batch_variables {batch:>7,}: {w:6.2f} s wall, {cpu:6.2f} s CPU (best of {args.repeat}); "
               f"initial paired {float(ds['initial'].sum()):,.0f} vs unpaired {float(ds['initial_unpaired'].sum()):,.0f}; "
               f"maintenance {float(ds['maintenance'].sum()):,.0f} vs {float(ds['maintenance_unpaired'].sum()):,.0f}")
+    p = StrategyParams(comparison={"enabled": False}, relaxation_first=False)
+    w, cpu, ds = timed(lambda: strategy_margin(inputs, p), args.repeat)
+    print(f"strategy, the integer program for every account (no relaxation first, batch 20,000): {w:6.2f} s wall, "
+          f"{cpu:6.2f} s CPU; initial paired {float(ds['initial'].sum()):,.0f}")
     p = StrategyParams()
     w, cpu, ds = timed(lambda: strategy_margin(inputs, p), 1)
     print(f"strategy with the portfolio-margin comparison: {w:6.2f} s wall, {cpu:6.2f} s CPU; "

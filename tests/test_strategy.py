@@ -359,3 +359,13 @@ def test_foreign_stock_without_a_ready_market_has_no_loan_value(listed_since, in
     sc["contracts"] = {"FOO": sc["contracts"]["FOO"]}
     r = marginsim.margin(sc, methods=["strategy"])["strategy"]
     assert float(r["initial"].sel(account="main")) == pytest.approx(initial)
+
+
+def test_relaxation_first_and_integer_only_give_the_same_optimum():
+    positions = _random_accounts(5, 60, 6, 3)
+    sc = _scenario(positions)
+    first = marginsim.margin(sc, methods=["strategy"])["strategy"]
+    sc["strategy"]["relaxation_first"] = False
+    only = marginsim.margin(sc, methods=["strategy"])["strategy"]
+    for basis in ("initial", "maintenance"):
+        np.testing.assert_allclose(first[basis].values, only[basis].values, rtol=0, atol=1e-6)

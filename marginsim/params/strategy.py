@@ -122,3 +122,10 @@ class StrategyParams(_Model):
         le=10_000_000,
         description="Pairing: about this many strategy variables per HiGHS milp call (accounts never split).",
     )
+    relaxation_first: bool = Field(
+        True,
+        description=(
+            "Pairing: solve the linear relaxation of every account first and the integer program only "
+            "where it is fractional (the same optimum; false: the integer program for every account)."
+        ),
+    )

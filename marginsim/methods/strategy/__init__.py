@@ -100,7 +100,15 @@ def _optimum(cands: Candidates, total: np.ndarray, alone: np.ndarray, b: Book, n
     """The least requirement per (account, grid point) and the units taken."""
     saving = cands.saving(total, alone)
     block = b.rank[cands.legs[:, 0]] if cands.size else np.zeros(0, np.int64)
-    cand, g, units = solve(saving, cands.legs, cands.coef, block, b.quantity, batch_variables=params.batch_variables)
+    cand, g, units = solve(
+        saving,
+        cands.legs,
+        cands.coef,
+        block,
+        b.quantity,
+        batch_variables=params.batch_variables,
+        relaxation_first=params.relaxation_first,
+    )
     n_g = alone.shape[1]
     base = np.zeros((n_a, n_g))
     flat = b.account[:, None] * n_g + np.arange(n_g)[None, :]

@@ -31,6 +31,7 @@ def solve(
     quantity: np.ndarray,
     *,
     batch_variables: int = 20_000,
+    relaxation_first: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal units of each candidate strategy at each grid point.
 
@@ -47,6 +48,9 @@ def solve(
         Signed quantity of each position, ``(P,)``.
     batch_variables
         About this many variables per ``milp`` call.
+    relaxation_first
+        Solve the linear relaxation first and the integer program only for the accounts whose
+        relaxed optimum is fractional (the same optimum, fewer branch-and-bound runs).
 
     Returns
     -------
@@ -75,7 +79,9 @@ def solve(
     acct = block[cand]
     # 1. the linear relaxation, many accounts per call: an account whose relaxed optimum is
     #    integral has its integer optimum (the accounts' programs are independent blocks)
-    units = _batches(saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, integral=False)
+    units = _batches(
+        saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, integral=not relaxation_first
+    )
     frac = np.abs(units - np.round(units)) > 1e-6
     if frac.any():
         # 2. the integer program on the accounts (whole) whose relaxation is fractional
