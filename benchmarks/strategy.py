@@ -6,7 +6,8 @@ positions can pair (spreads, straddles, covered calls, collars...), quantities 1
 100-500 shares, long or short. The script prints, for the method without the comparison (pricing,
 rules, candidates and the HiGHS programs) and with it (portfolio margin on the same book): wall and
 CPU seconds (best of ``--repeat``), the candidate strategies, the accounts with any, the requirement
-unpaired and paired, and the figures per ``batch_variables`` (variables per milp call).
+unpaired and paired, and the figures per ``batch_variables`` (variables per milp call); and, on
+``--greedy-accounts`` accounts of the same kind, the totals of a greedy pairing against the optimum.
 
 Run:  .venv/bin/python benchmarks/strategy.py [--accounts 10000] [--repeat 3] [--batches 5000,20000,100000]
 (``--accounts 200 --repeat 1`` for a quick check.)
@@ -76,6 +77,45 @@ def book(inputs: marginsim.Inputs, n_accounts: int) -> tuple[np.ndarray, np.ndar
     return names[k], qty.astype(float), np.char.add("a", acct.astype(str)).astype(object)
 
 
+def greedy(q, legs, coef, saving, unpaired):
+    """A greedy pairing (the reference the optimum is compared with): the strategy saving most per
+    unit first, as many units as its legs allow, and so on."""
+    held = np.abs(q).astype(float)
+    total = unpaired
+    for s in np.argsort(saving, kind="stable"):  # one account's candidates
+        if saving[s] >= 0:
+            break
+        units = min(np.floor(held[leg] / c + 1e-9) for leg, c in zip(legs[s], coef[s]) if leg >= 0)
+        for leg, c in zip(legs[s], coef[s]):
+            if leg >= 0:
+                held[leg] -= units * c
+        total += units * saving[s]
+    return total
+
+
+def greedy_figures(inputs: marginsim.Inputs) -> None:
+    """Unpaired, greedy and optimal totals (a Python loop over accounts: a reference, not timed)."""
+    p = StrategyParams(comparison={"enabled": False})
+    ds = strategy_margin(inputs, p)
+    b = strategy_book(inputs, p)
+    al = standalone(b, p)
+    cd = candidates(b, p, al)
+    owner = b.account[cd.legs[:, 0]]
+    for basis, tot, single in (("initial", cd.initial, al.initial), ("maintenance", cd.maintenance, al.maintenance)):
+        sav = cd.saving(tot, single)[:, 0]
+        opt = ds[basis].values
+        g_total, worse = 0.0, 0
+        for acc in range(len(inputs.accounts)):  # the reference, account by account
+            pos = np.flatnonzero(b.account == acc)
+            sel = np.flatnonzero(owner == acc)
+            unp = float((np.abs(b.quantity[pos]) * single[pos, 0]).sum())
+            g = greedy(b.quantity, cd.legs[sel], cd.coef[sel], sav[sel], unp)
+            g_total += g
+            worse += g > opt[acc] + 1e-6
+        print(f"{basis}: unpaired {float(ds[basis + '_unpaired'].sum()):,.0f}, greedy {g_total:,.0f}, optimal "
+              f"{float(opt.sum()):,.0f} (greedy above the optimum in {worse:,} of {len(inputs.accounts):,} accounts)")
+
+
 def timed(fn, repeat: int):
     best = (np.inf, np.inf, None)
     for _ in range(repeat):
@@ -92,11 +132,15 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batches", default="5000,20000,100000")
+    ap.add_argument("--greedy-accounts", type=int, default=2000, help="accounts of the greedy comparison (0: none)")
     args = ap.parse_args()
     base = marginsim.load(base_scenario())
     contract, qty, account = book(base, args.accounts)
     inputs = base.with_book(contract, qty, account)
     print(f"{args.accounts:,} accounts, {contract.size:,} positions ({base.contracts.sizes['contract']} contracts)")
+    if args.greedy_accounts:
+        g_contract, g_qty, g_account = book(base, args.greedy_accounts)
+        greedy_figures(base.with_book(g_contract, g_qty, g_account))
     params = StrategyParams(comparison={"enabled": False})
     b = strategy_book(inputs, params)
     alone = standalone(b, params)
