@@ -14,8 +14,6 @@ loop runs over the calls (a few per 10,000 accounts), never over accounts or pos
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 __all__ = ["solve", "TOLERANCE"]
 
@@ -120,6 +118,11 @@ def _solve_batch(
     integral: bool = True,
 ) -> np.ndarray:
     """One block-diagonal program (integer, or its linear relaxation): the units of ``(cand, g)``."""
+    # scipy is imported when a book first needs a program: a run without strategy-based margin
+    # (or without any strategy to pair) does not load it
+    import scipy.sparse as sp
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     n = cand.size
     lg = legs[cand]
     has = lg >= 0
