@@ -369,3 +369,14 @@ def test_relaxation_first_and_integer_only_give_the_same_optimum():
     only = marginsim.margin(sc, methods=["strategy"])["strategy"]
     for basis in ("initial", "maintenance"):
         np.testing.assert_allclose(first[basis].values, only[basis].values, rtol=0, atol=1e-6)
+
+
+def test_requirements_over_a_market_shift_and_rows_at_the_base_point():
+    sc = _scenario([("cov", "XYZ", 100), ("cov", "C105", -1), ("stock", "XYZ", -100)], grid={"shift": [-0.1, 0.0, 0.1]})
+    r = marginsim.margin(sc, methods=["strategy"])["strategy"]
+    # covered call: 50 % of the stock at 90, 100, 110 (the call covered at every point)
+    np.testing.assert_allclose(r["initial"].sel(account="cov").values, [4500, 5000, 5500])
+    np.testing.assert_allclose(r["maintenance"].sel(account="stock").values, [2700, 3000, 3300])
+    rows = r["strategy_account"].values == "cov"
+    assert set(r["strategy_rule"].values[rows]) == {"covered_call"}
+    assert r["strategy_initial"].values[rows][0] == pytest.approx(5000)  # at shift 0
