@@ -296,7 +296,7 @@ def test_cli_prints_both_methods(capsys):
     assert main(["margin", str(BOOK), "--method", "strategy", "--method", "portfolio_margin"]) == 0
     out = capsys.readouterr().out
     assert "STRATEGY-BASED MARGIN  account covered" in out
-    assert "PORTFOLIO" in out.upper() and "comparison with portfolio margin" in out
+    assert "PORTFOLIO MARGIN  account covered" in out and "comparison with portfolio margin" in out
     assert main(["margin", str(BOOK), "--method", "strategy", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["accounts"]["debit"]["strategy"]["opening_deposit"] == pytest.approx(100)
