@@ -380,3 +380,15 @@ def test_requirements_over_a_market_shift_and_rows_at_the_base_point():
     rows = r["strategy_account"].values == "cov"
     assert set(r["strategy_rule"].values[rows]) == {"covered_call"}
     assert r["strategy_initial"].values[rows][0] == pytest.approx(5000)  # at shift 0
+
+
+def test_chunks_choose_the_same_strategies_as_one_piece():
+    # many groupings of equal requirement (short calls and puts pair into strangles in many ways):
+    # the tie-break takes the same one whatever else is in the program
+    sc = _scenario(_random_accounts(3, 150, 6, 4))
+    whole = marginsim.margin(sc, methods=["strategy"])["strategy"]
+    chunked = marginsim.margin(sc, methods=["strategy"], chunks=20)["strategy"]
+    for name in ("strategy_account", "strategy_basis", "strategy_rule", "leg_contract"):
+        np.testing.assert_array_equal(chunked[name].values, whole[name].values)
+    np.testing.assert_allclose(chunked["strategy_units"].values, whole["strategy_units"].values)
+    np.testing.assert_allclose(chunked["initial"].values, whole["initial"].values, rtol=1e-12)

@@ -122,6 +122,15 @@ class StrategyParams(_Model):
         le=10_000_000,
         description="Pairing: about this many strategy variables per HiGHS milp call (accounts never split).",
     )
+    tie_break: NonNegFloat = Field(
+        0.001,
+        le=1.0,
+        description=(
+            "Pairing: among groupings of (nearly) equal requirement, take the one with fewer, larger "
+            "strategies, then the earlier candidates (the same choice whatever the batches or chunks); a "
+            "grouping so chosen is less than 0.002 per unit of strategy above the least [reporting currency per unit]."
+        ),
+    )
     relaxation_first: bool = Field(
         True,
         description=(

@@ -108,6 +108,7 @@ def _optimum(cands: Candidates, total: np.ndarray, alone: np.ndarray, b: Book, n
         b.quantity,
         batch_variables=params.batch_variables,
         relaxation_first=params.relaxation_first,
+        tie_break=params.tie_break,
     )
     n_g = alone.shape[1]
     base = np.zeros((n_a, n_g))

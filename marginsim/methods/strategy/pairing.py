@@ -20,6 +20,9 @@ __all__ = ["solve", "TOLERANCE"]
 #: A strategy is a variable when it saves more than this per unit [reporting currency].
 TOLERANCE = 1e-7
 
+# seed of the tie-breaking numbers (any fixed value: the same choice in every run)
+_TIE_SEED = 20261203
+
 
 def solve(
     saving: np.ndarray,
@@ -30,6 +33,7 @@ def solve(
     *,
     batch_variables: int = 20_000,
     relaxation_first: bool = True,
+    tie_break: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal units of each candidate strategy at each grid point.
 
@@ -49,6 +53,12 @@ def solve(
     relaxation_first
         Solve the linear relaxation first and the integer program only for the accounts whose
         relaxed optimum is fractional (the same optimum, fewer branch-and-bound runs).
+    tie_break
+        Added to each variable's cost [reporting currency per unit]: ``tie_break x (3 - legs + u_i)``
+        with ``u_i`` in [0, 1) a fixed pseudo-random number of the ``i``-th of an account's
+        candidates, so that of groupings with the same requirement the one with fewer, larger
+        strategies is taken, and always the same one whatever else is in the program (batches,
+        chunks). The requirement is counted at the true savings.
 
     Returns
     -------
@@ -75,25 +85,33 @@ def solve(
     if cand.size == 0:
         return empty, empty, np.zeros(0)
     acct = block[cand]
+    obj = saving[cand, g]
+    if tie_break:
+        first = np.searchsorted(block, block, side="left")
+        count = np.searchsorted(block, block, side="right") - first
+        local = np.arange(block.size) - first
+        # a fixed pseudo-random number per position in the account's list: no linear relation
+        # between candidates' perturbations (an index-linear one leaves swaps of pairs tied)
+        jitter = np.random.default_rng(_TIE_SEED).random(int(count.max(initial=0)) + 1)[local]
+        nlegs = (legs >= 0).sum(axis=1)
+        obj = obj + tie_break * ((3 - nlegs) + jitter)[cand]
     # 1. the linear relaxation, many accounts per call: an account whose relaxed optimum is
     #    integral has its integer optimum (the accounts' programs are independent blocks)
-    units = _batches(
-        saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, integral=not relaxation_first
-    )
+    units = _batches(obj, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, integral=not relaxation_first)
     frac = np.abs(units - np.round(units)) > 1e-6
     if frac.any():
         # 2. the integer program on the accounts (whole) whose relaxation is fractional
         redo = np.isin(acct, np.unique(acct[frac]))
         sel = np.flatnonzero(redo)
         units[sel] = _batches(
-            saving, legs, coef, held, cand[sel], g[sel], ub[sel], n_g, acct[sel], batch_variables, integral=True
+            obj[sel], legs, coef, held, cand[sel], g[sel], ub[sel], n_g, acct[sel], batch_variables, integral=True
         )
     units = np.round(units)
     taken = units > 0.5
     return cand[taken], g[taken], units[taken]
 
 
-def _batches(saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, *, integral):
+def _batches(obj, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, *, integral):
     """The programs of ``cand`` in batches of whole accounts (a run of one account never straddles
     two batches): one HiGHS call per batch."""
     run = np.flatnonzero(np.r_[True, acct[1:] != acct[:-1]])
@@ -102,12 +120,12 @@ def _batches(saving, legs, coef, held, cand, g, ub, n_g, acct, batch_variables, 
     cuts = np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1], True])
     units = np.zeros(cand.size)
     for lo, hi in zip(cuts[:-1], cuts[1:]):  # one HiGHS call per batch of accounts
-        units[lo:hi] = _solve_batch(saving, legs, coef, held, cand[lo:hi], g[lo:hi], ub[lo:hi], n_g, integral)
+        units[lo:hi] = _solve_batch(obj[lo:hi], legs, coef, held, cand[lo:hi], g[lo:hi], ub[lo:hi], n_g, integral)
     return units
 
 
 def _solve_batch(
-    saving: np.ndarray,
+    obj: np.ndarray,
     legs: np.ndarray,
     coef: np.ndarray,
     held: np.ndarray,
@@ -131,7 +149,7 @@ def _solve_batch(
     rows, row = np.unique(row_key, return_inverse=True)
     a = sp.csr_matrix((coef[cand][has], (row, var)), shape=(rows.size, n))
     res = milp(
-        c=saving[cand, g],
+        c=obj,
         constraints=LinearConstraint(a, -np.inf, held[rows // n_g]),
         integrality=np.full(n, 1 if integral else 0),
         bounds=Bounds(np.zeros(n), ub),
