@@ -9,7 +9,7 @@ CPU seconds (best of ``--repeat``), the candidate strategies, the accounts with 
 unpaired and paired, and the figures per ``batch_variables`` (variables per milp call); and, on
 ``--greedy-accounts`` accounts of the same kind, the totals of a greedy pairing against the optimum.
 
-Run:  .venv/bin/python benchmarks/strategy.py [--accounts 10000] [--repeat 3] [--batches 5000,20000,100000]
+Run:  .venv/bin/python benchmarks/strategy.py [--accounts 10000] [--repeat 3] [--batches 2000,5000,20000]
 (``--accounts 200 --repeat 1`` for a quick check.)
 """
 
@@ -131,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--batches", default="5000,20000,100000")
+    ap.add_argument("--batches", default="2000,5000,20000")
     ap.add_argument("--greedy-accounts", type=int, default=2000, help="accounts of the greedy comparison (0: none)")
     args = ap.parse_args()
     base = marginsim.load(base_scenario())
@@ -156,7 +156,7 @@ def main() -> None:
               f"maintenance {float(ds['maintenance'].sum()):,.0f} vs {float(ds['maintenance_unpaired'].sum()):,.0f}")
     p = StrategyParams(comparison={"enabled": False}, relaxation_first=False)
     w, cpu, ds = timed(lambda: strategy_margin(inputs, p), args.repeat)
-    print(f"strategy, the integer program for every account (no relaxation first, batch 20,000): {w:6.2f} s wall, "
+    print(f"strategy, the integer program for every account (no relaxation first, batch 5,000): {w:6.2f} s wall, "
           f"{cpu:6.2f} s CPU; initial paired {float(ds['initial'].sum()):,.0f}")
     p = StrategyParams()
     w, cpu, ds = timed(lambda: strategy_margin(inputs, p), 1)

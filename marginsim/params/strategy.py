@@ -117,7 +117,7 @@ class StrategyParams(_Model):
         description="Cash per account [reporting currency]: equity = cash + market value (for the comparison).",
     )
     batch_variables: int = Field(
-        20_000,
+        5_000,
         ge=100,
         le=10_000_000,
         description="Pairing: about this many strategy variables per HiGHS milp call (accounts never split).",

@@ -31,7 +31,7 @@ def solve(
     block: np.ndarray,
     quantity: np.ndarray,
     *,
-    batch_variables: int = 20_000,
+    batch_variables: int = 5_000,
     relaxation_first: bool = True,
     tie_break: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
