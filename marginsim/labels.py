@@ -21,6 +21,7 @@ _METHODS = {
     "portfolio_margin": "portfolio margin",
     "cfd": "CFD",
     "account": "account layer",
+    "strategy": "strategy-based margin",
 }
 
 #: Portfolio-margin components (``binding`` values and component variables).
