@@ -20,11 +20,12 @@ import yaml
 from scipy.stats import chi2
 
 import marginsim
-from marginsim import InputError
+from marginsim import InputError, plots
 from marginsim.cli import main
 from marginsim.kernels import backtest as K
 from marginsim.kernels import pricing
 from marginsim.model import with_dates
+from marginsim.studies import backtests
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -609,3 +610,50 @@ def test_expired_contracts_drop_out(tmp_path: Path) -> None:
     )[0]
     call_gain = -(max(close[i + 2] - 100.0, 0.0) - call_then) * MULT
     assert r.series["loss"].sel(account="A").values[i] == pytest.approx(-(fut + call_gain), rel=1e-9)
+
+
+# -- the margin model study's helpers (marginsim.studies.backtests, plots.margin_history_figure) ----
+
+
+def test_backtest_models_puts_the_models_on_the_same_dates(tmp_path: Path) -> None:
+    """Each model is its own backtest; SPAN takes var's first date (the latest default start)."""
+    sc, close = _var_breaks(tmp_path)
+    models = {"SPAN": None, "VaR 20 days": dict(sc["var"]), "VaR 10 days": {**sc["var"], "lookback_days": 10}}
+    series, stats, results = backtests.backtest_models(sc, models)
+    assert list(series["model"].values) == list(models)
+    d = np.arange(21, 148)  # var on 20 days needs 22 closes: from date 21, for every model
+    assert series.sizes["date"] == d.size
+    np.testing.assert_allclose(series["margin"].sel(model="SPAN", account="A"), 3 * MULT * 0.10 * close[d])
+    alone = marginsim.backtest(sc, ["var"])
+    np.testing.assert_array_equal(
+        series["margin"].sel(model="VaR 20 days", account="A"),
+        alone.series["margin"].isel(method=0).sel(account="A"),
+    )
+    np.testing.assert_allclose(series["loss"].sel(account="A"), 3 * MULT * (close[d] - close[d + 2]))
+    table = backtests.statistics_table(stats)
+    assert table.loc[("A", "VaR 20 days"), "exceedances"] == 4 and table["days"].dtype == np.int64
+    assert table.loc[("A", "SPAN"), "exceedances"] == 2
+    assert list(table.columns) == list(marginsim.backtesting.STATISTICS)
+    # the figure: the loss, and per model its margin and its exceedances on the loss line
+    fig = plots.margin_history_figure(
+        series, "A", {"in": ("2024-03-01", "2024-03-31"), "before": ("2020-01-01", "2020-12-31")}, title="t"
+    )
+    names = [t.name for t in fig.data]
+    assert names[0] == "realised loss" and names[1:3] == ["SPAN", "SPAN: exceeded"]
+    hits = fig.data[names.index("VaR 20 days: exceeded")]
+    np.testing.assert_allclose(hits.y, 3 * MULT * (close[[48, 49, 98, 99]] - close[[50, 51, 100, 101]]))
+    assert [s["x0"] for s in fig.layout.shapes] == ["2024-03-01"]  # the period outside is not drawn
+
+
+def test_study_history_joins_the_arch_series_on_their_common_dates(tmp_path: Path) -> None:
+    pytest.importorskip("arch")
+    from arch.data import sp500, wti
+
+    path = backtests.study_history({"SPX": "sp500", "CL": "wti"}, tmp_path / "h.csv")
+    frame = pd.read_csv(path, index_col="date")
+    assert list(frame.columns) == ["SPX", "CL"]
+    spx, cl = sp500.load()["Adj Close"], wti.load()["DCOILWTICO"].dropna()
+    both = spx.index.normalize().intersection(cl.index.normalize())
+    assert frame.index.tolist() == [str(d.date()) for d in both]
+    assert frame.loc["2008-10-10", "CL"] == pytest.approx(float(cl.loc["2008-10-10"]))
+    assert frame.loc["2008-10-10", "SPX"] == pytest.approx(float(spx.loc["2008-10-10"]))
