@@ -368,13 +368,19 @@ def test_var_at_a_date_is_var_on_the_history_cut_there(tmp_path: Path, filter_: 
                 "expiry": "2025-12-19",
             },
             "O1": {"type": "future", "underlying": "OIL", "multiplier": 100.0, "expiry": near},
-            "O2": {"type": "future", "underlying": "OIL", "multiplier": 100.0, "expiry": "2026-03-20"},
+            "O2": {
+                "type": "future",
+                "underlying": "OIL",
+                "multiplier": 100.0,
+                "expiry": "2026-03-20",
+                "price": 1.05 * float(frame["OIL"].iloc[0]),  # contango: the spread is not flat
+            },
         },
         "positions": [
             {"contract": "IF", "quantity": 2, "account": "A"},
             {"contract": "IP", "quantity": -5, "account": "A"},
             {"contract": "O1", "quantity": 3, "account": "B"},
-            {"contract": "O2", "quantity": -3, "account": "B"},
+            {"contract": "O2", "quantity": -2, "account": "B"},
         ],
         "var": {"lookback_days": lookback, "filter": filter_, "measure": "es", "confidence": 0.95},
         "methods": ["var"],
@@ -393,10 +399,11 @@ def test_var_at_a_date_is_var_on_the_history_cut_there(tmp_path: Path, filter_: 
             {"IDX": (vol[i] - vol[0]) / 100},
         )
         one["history"] = {**sc["history"], "file": str(_cut_history(frame, i, tmp_path / f"cut{i}.csv"))}
+        one["contracts"]["O2"]["price"] = 1.05 * float(frame["OIL"].iloc[i])  # moves with its underlying
         if i >= 110:  # O1 has expired: it dropped out of the backtest's book
             one["positions"] = [p for p in one["positions"] if p["contract"] != "O1"]
         ref = marginsim.margin(one, ["var"])["var"]
-        assert ref.attrs["scenarios"] == lookback
+        assert ref.attrs["scenarios"] == lookback and (ref["maintenance"].values > 0).all()
         day = np.datetime64(frame["date"].iloc[i], "ns")
         for acct in ("A", "B"):
             assert float(got.sel(account=acct, date=day)) == pytest.approx(
