@@ -1,16 +1,22 @@
-"""A 20-year daily backtest of a 100-position book: seconds, wall and CPU.
+"""A 20-year daily backtest of a 100-position book: seconds, wall and CPU, per method and together.
 
 The history: the S&P 500 and NASDAQ Composite daily closes of 1999-2018 that the ``arch`` package
 ships (``marginsim history export``; no download). The book: one account of 100 positions on the
 two indices, half futures (4 expiries, 50 positions) and half options on them (calls and puts,
 strikes 60 % to 160 % of the 1999 level, own contracts, futures-style), every expiry after the history's end so
-that nothing drops out (the method then runs once, over every date). SPAN with a 10 % scan (and
-``var`` when it is registered: ``--method var``).
+that nothing drops out (the method then runs once, over every date). SPAN with a 10 % scan and
+``var`` with its defaults (2,520 filtered 2-day returns, EWMA, ES at 97.5 %, every option fully
+revalued under every scenario on every date).
 
-Prints the dates, the method runs, the seconds of ``marginsim.backtest`` (median of ``--repeat``,
-wall and process CPU: the machine is shared) and the statistics table.
+``var`` needs its 2,520-return window before the first date tested: a backtest with it starts in
+January 2009 (about 2,500 dates); SPAN alone starts on the history's first date (about 5,000).
 
-Run:  .venv/bin/python benchmarks/backtest.py [--method span] [--repeat 3] [--positions 100]
+Prints, for each method alone and (with more than one) for all together: the dates, the method
+runs, the seconds of ``marginsim.backtest`` (median of ``--repeat``, wall and process CPU: the
+machine is shared), for ``var`` its option revaluations per second (option contracts x
+scenarios x dates / seconds), and the statistics table of the last.
+
+Run:  .venv/bin/python benchmarks/backtest.py [--method span --method var] [--repeat 3] [--positions 100]
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import marginsim
 from marginsim.io.history import export_history
+from marginsim.params.var import VarParams
 
 SEED = 5
 EXPIRIES = ["2019-03-15", "2019-06-21", "2019-09-20", "2019-12-20"]
@@ -92,32 +100,50 @@ def scenario(history: Path, n_positions: int, methods: list[str]) -> dict:
     }
 
 
+def timed(inputs: marginsim.Inputs, methods: list[str], repeat: int) -> tuple[float, float, Any]:
+    """Median wall and CPU seconds of ``marginsim.backtest`` (after a warm-up run) and its result."""
+    marginsim.backtest(inputs, methods)  # warm-up: numba compilation
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = marginsim.backtest(inputs, methods)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--method", action="append", help="method to backtest (repeatable; default: span)")
+    ap.add_argument(
+        "--method", action="append", help="method to backtest (repeatable; default: span and var)"
+    )
     ap.add_argument("--positions", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    methods = args.method or ["span"]
+    methods = args.method or ["span", "var"]
+    runs = [[m] for m in methods] + ([methods] if len(methods) > 1 else [])
     with tempfile.TemporaryDirectory() as tmp:
         history = write_history(Path(tmp))
         sc = marginsim.parse_scenario(scenario(history, args.positions, methods))
         inputs = marginsim.build_inputs(sc)  # the history read once (its reading is not the backtest)
-        marginsim.backtest(inputs, methods)  # warm-up: numba compilation
-        wall, cpu = [], []
-        for _ in range(args.repeat):
-            t0, c0 = time.perf_counter(), time.process_time()
-            result = marginsim.backtest(inputs, methods)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    s = result.series
-    print(
-        f"{s.sizes['date']:,} dates ({str(s['date'].values[0])[:10]} to {str(s['date'].values[-1])[:10]}), "
-        f"{inputs.book.sizes['position']} positions, methods {', '.join(methods)}, {result.runs} run(s) per method"
-    )
-    print(
-        f"marginsim.backtest: {statistics.median(wall):.2f} s wall, {statistics.median(cpu):.2f} s CPU (median of {args.repeat})"
-    )
+        n_options = int(
+            inputs.contracts["is_option"].values[np.unique(inputs.book["contract_index"].values)].sum()
+        )
+        for ms in runs:
+            wall, cpu, result = timed(inputs, ms, args.repeat)
+            s = result.series
+            print(
+                f"{', '.join(ms)}: {s.sizes['date']:,} dates ({str(s['date'].values[0])[:10]} to "
+                f"{str(s['date'].values[-1])[:10]}), {inputs.book.sizes['position']} positions, "
+                f"{result.runs} run(s) per method: {wall:.2f} s wall, {cpu:.2f} s CPU (median of {args.repeat})"
+            )
+            if ms == ["var"]:
+                n_scen = (sc.section("var") or VarParams()).lookback_days
+                reval = n_options * n_scen * s.sizes["date"]
+                print(
+                    f"  var: {n_options} option contracts x {n_scen:,} scenarios x {s.sizes['date']:,} dates = "
+                    f"{reval / 1e6:,.0f} million revaluations, {reval / wall / 1e6:.1f} million per second (wall)"
+                )
     print(result.table())
 
 

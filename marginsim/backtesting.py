@@ -22,6 +22,15 @@ procyclicality: peak-to-trough ratio (largest margin / smallest) and largest 1-d
 margin increases as fractions of the earlier margin (over tested dates, in dates of the
 history). The overlapping ``holding_days``-day losses make consecutive exceedances dependent
 when ``holding_days`` > 1: Christoffersen's test then rejects more often than its size.
+
+Methods that read the history (``var``) take, at each date tested, only the history up to that
+date. The backtest starts where each such date has its full window: for ``var``, at least
+``lookback_days + holding_days`` closes up to the first date tested (``var.lookback_days``
+scenarios of ``var.holding_days``-day returns; more with ``apc: floor`` or a longer EWMA seed:
+:func:`history_needed`). Then var's margin at a date is exactly that of the scenario valued on
+that date with the history cut there, with as many scenarios on every date. By default the
+first date tested is the first such date; an earlier ``--from`` is an error (lower
+``var.lookback_days`` to backtest earlier dates).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from .api import load, margin
 from .errors import InputError
 from .kernels import backtest as K
 from .model import Inputs, with_dates
+from .params.var import VarParams
 from .registry import applicable_methods
 from .scenario import ScenarioFile
 
@@ -53,6 +63,7 @@ __all__ = [
     "INCREASE_WINDOWS",
     "LOOK_AHEAD_METHODS",
     "STATISTICS",
+    "history_needed",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,11 +81,9 @@ INCREASE_WINDOWS = (1, 30)
 
 #: Methods that build their margin from the whole history (its last dates) rather than from the
 #: history up to each date of a ``date`` grid dim: backtesting them would use returns after the date
-#: tested (look-ahead), so :func:`backtest` refuses them. ``var`` takes the returns ending on the
-#: history's last ``lookback_days`` dates and the contracts' time to expiry at the valuation date;
-#: it leaves this set when, over a ``date`` dim, it takes each date's own window (and
-#: :meth:`marginsim.model.Inputs.time_to_expiry`).
-LOOK_AHEAD_METHODS = frozenset({"var"})
+#: tested (look-ahead), so :func:`backtest` refuses them. None now: ``var``, over a ``date`` dim,
+#: takes each date's own window (:func:`marginsim.methods.var.scenarios.build_scenarios`).
+LOOK_AHEAD_METHODS: frozenset[str] = frozenset()
 
 #: The statistics per method and account: JSON key -> (unit, description).
 STATISTICS: dict[str, tuple[str, str]] = {
@@ -268,6 +277,44 @@ def _holding_days(sc: ScenarioFile, given: int | None) -> int:
     return int(h)
 
 
+def history_needed(sc: ScenarioFile, method: str) -> tuple[int, str, str]:
+    """Closes of the history a method needs up to (and including) the first date tested.
+
+    ``var``: ``lookback_days + holding_days`` (``lookback_days`` overlapping ``holding_days``-day
+    returns), at least ``apc_floor_days + holding_days`` with ``apc: floor`` and
+    ``ewma_seed_days + 1`` with ``filter: ewma`` (the EWMA seed's returns); every date then
+    takes its full window, and its margin is that of the history cut at the date. Other
+    methods: 1 (they do not read the history).
+
+    Parameters
+    ----------
+    sc
+        The scenario (its ``var:`` section; the defaults of :class:`VarParams` without one).
+    method
+        The method name.
+
+    Returns
+    -------
+    tuple of (int, str, str)
+        The closes [count], the key that sets them (``var.lookback_days``, ...; ``""`` for 1) and
+        the sum that gives them (for messages).
+    """
+    if method != "var":
+        return 1, "", ""
+    p = sc.section("var") or VarParams()
+    h = p.holding_days
+    out = (p.lookback_days + h, "var.lookback_days", f"lookback_days {p.lookback_days} + holding_days {h}")
+    if p.apc == "floor" and p.apc_floor_days + h > out[0]:
+        out = (
+            p.apc_floor_days + h,
+            "var.apc_floor_days",
+            f"apc_floor_days {p.apc_floor_days} + holding_days {h}",
+        )
+    if p.filter == "ewma" and p.ewma_seed_days + 1 > out[0]:
+        out = (p.ewma_seed_days + 1, "var.ewma_seed_days", f"ewma_seed_days {p.ewma_seed_days} + 1")
+    return out
+
+
 def backtest(
     scenario: str | Path | dict | ScenarioFile | Inputs,
     methods: Sequence[str] | str | None = None,
@@ -291,7 +338,9 @@ def backtest(
         of :data:`LOOK_AHEAD_METHODS` (refused when named here or in the file's ``methods``).
     start, end
         First and last date tested (``YYYY-MM-DD``, inclusive); default: the history's first
-        date, and its last date that has ``holding_days`` dates after it.
+        date with the history each method needs before it (:func:`history_needed`: for
+        ``var``, ``lookback_days + holding_days`` closes up to it), and its last date that has
+        ``holding_days`` dates after it.
     holding_days
         Dates of the history over which the loss is realised [count]; default: the scenario's
         ``var.holding_days``, else :data:`DEFAULT_HOLDING_DAYS`.
@@ -311,7 +360,9 @@ def backtest(
     ------
     InputError
         No ``history:``; a grid dim; a bad or out-of-range ``start`` / ``end`` (key paths
-        ``--from`` / ``--to``); no date with a known loss; a method without ``requirement``.
+        ``--from`` / ``--to``), a ``start`` with less history before it than a method needs
+        (``--from``; without ``start``, a history too short for it: ``var.lookback_days``); no
+        date with a known loss; a method without ``requirement``.
     """
     inputs = scenario if isinstance(scenario, Inputs) else load(scenario)
     sc = inputs.scenario
@@ -360,10 +411,18 @@ def backtest(
             key_path="methods",
         )
 
-    # -- the dates tested: in [start, end] with h dates of history after them --------------------
+    # -- the dates tested: in [start, end] with the history the methods need before them and h ---
+    # -- dates of history after them ---------------------------------------------------------------
     all_dates = hist["date"].values.astype("datetime64[D]")
     n_all = all_dates.size
     first, last = all_dates[0], all_dates[-1]
+    need, need_key, why = 1, "", ""
+    needy = ""
+    for m in names:
+        n_m, key_m, why_m = history_needed(sc, m)
+        if n_m > need:
+            need, need_key, why, needy = n_m, key_m, why_m, m
+    earliest = need - 1  # index of the first date with `need` closes up to it
     lo = first if start is None else _parse_day(start, "--from", file)
     hi = last if end is None else _parse_day(end, "--to", file)
     for day, key in ((lo, "--from"), (hi, "--to")):
@@ -372,6 +431,29 @@ def backtest(
     if lo > hi:
         raise InputError(f"--from {lo} is after --to {hi}", file=file, key_path="--from")
     i0 = int(np.searchsorted(all_dates, lo, side="left"))
+    if i0 < earliest:
+        if earliest > n_all - 1 - h:
+            raise InputError(
+                f"the history has {n_all} dates ({first} to {last}): {needy} needs {need} closes up to the "
+                f"first date tested ({why}) and {h} after it; give a longer history or lower {need_key}",
+                file=file,
+                key_path="--from" if start is not None else need_key,
+            )
+        if start is not None:
+            raise InputError(
+                f"--from {lo} has {i0 + 1} closes of history up to it: {needy} needs {need} ({why}); the "
+                f"first date with enough is {all_dates[earliest]} (or lower {need_key})",
+                file=file,
+                key_path="--from",
+            )
+        i0 = earliest
+        if hi < all_dates[i0]:
+            raise InputError(
+                f"--to {hi} is before the first date with the history {needy} needs ({all_dates[i0]}: "
+                f"{need} closes, {why})",
+                file=file,
+                key_path="--to",
+            )
     i1 = min(int(np.searchsorted(all_dates, hi, side="right")), n_all - h)
     if i1 <= i0:
         raise InputError(

@@ -22,6 +22,7 @@ _METHODS = {
     "cfd": "CFD",
     "account": "account layer",
     "strategy": "strategy-based margin",
+    "var": "VaR",
 }
 
 #: Portfolio-margin components (``binding`` values and component variables).
@@ -107,6 +108,15 @@ _NAMES = {
     "cash": "cash",
     "risk_ratio": "general risk ratio",
     "maintenance_risk_ratio": "maintenance risk ratio",
+    "model": "model",
+    "days": "days tested",
+    "exceedances": "exceedances",
+    "exceedance_rate": "exceedance rate",
+    "kupiec_pof_p": "Kupiec p-value",
+    "christoffersen_independence_p": "Christoffersen p-value",
+    "peak_to_trough": "peak / trough",
+    "largest_1_day_increase": "largest 1-day increase",
+    "largest_30_day_increase": "largest 30-day increase",
 }
 
 #: Every identifier but the method names (``account`` is also a dim: see :func:`method_name`) ->

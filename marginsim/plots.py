@@ -43,6 +43,7 @@ __all__ = [
     "leverage_heatmap",
     "state_path_figure",
     "balances_bars",
+    "margin_history_figure",
 ]
 
 #: Name of the renderer registered by :func:`use_offline_renderer`.
@@ -753,3 +754,74 @@ def balances_bars(before: pd.Series, after: pd.Series, *, title: str, ylabel: st
     """
     frame = pd.DataFrame({"before": before, "after": after}).fillna(0.0)
     return grouped_bars(frame, title=title, ylabel=ylabel)
+
+
+# -- backtests -----------------------------------------------------------------------------------
+
+
+def margin_history_figure(
+    series: xr.Dataset,
+    account: str,
+    periods: dict[str, tuple[str, str]] | None = None,
+    *,
+    title: str,
+    ylabel: str = "",
+) -> go.Figure:
+    """Each model's margin over the dates of a backtest, the realised loss, and the exceedances.
+
+    Parameters
+    ----------
+    series
+        ``margin`` and ``exceedance`` over (model, account, date), ``loss`` over (account, date)
+        (:func:`marginsim.studies.backtests.backtest_models`); the model names are shown as they are.
+    account
+        The account drawn.
+    periods
+        Label -> (first day, last day) of the periods shaded (e.g. crises).
+    title, ylabel
+        Labels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line per model, the loss line (grey), and on it one marker per exceedance in the
+        colour of the model exceeded.
+    """
+    s = series.sel(account=account)
+    dates = pd.DatetimeIndex(s["date"].values)
+    colours = px.colors.qualitative.Plotly
+    fig = go.Figure()
+    loss = s["loss"].values
+    fig.add_trace(
+        go.Scatter(x=dates, y=loss, mode="lines", name="realised loss", line={"color": "#9e9e9e", "width": 1})
+    )
+    for k, model in enumerate(s["model"].values):
+        colour = colours[k % len(colours)]
+        m = s["margin"].sel(model=model).values
+        fig.add_trace(
+            go.Scatter(x=dates, y=m, mode="lines", name=str(model), line={"color": colour, "width": 1.5})
+        )
+        hit = s["exceedance"].sel(model=model).values.astype(bool)
+        fig.add_trace(
+            go.Scatter(
+                x=dates[hit],
+                y=loss[hit],
+                mode="markers",
+                marker={"symbol": "x", "size": 8, "color": colour},
+                name=f"{model}: exceeded",
+            )
+        )
+    for label, (lo, hi) in (periods or {}).items():
+        if pd.Timestamp(hi) >= dates[0] and pd.Timestamp(lo) <= dates[-1]:
+            fig.add_vrect(
+                x0=lo,
+                x1=hi,
+                fillcolor="#bdbdbd",
+                opacity=0.25,
+                line_width=0,
+                annotation_text=label,
+                annotation_position="top left",
+            )
+    return _layout(
+        fig, title, xaxis_title="date", yaxis_title=ylabel, legend={"orientation": "h", "y": -0.22}
+    )

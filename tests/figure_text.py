@@ -48,6 +48,12 @@ IDENTIFIERS = (
     "CN_",
     "HK_",
     "NonHK_",
+    "exceedance_rate",
+    "kupiec_pof_p",
+    "christoffersen_independence_p",
+    "peak_to_trough",
+    "largest_1_day_increase",
+    "largest_30_day_increase",
 )
 _WORD = re.compile(
     r"(?<![\w-])("

@@ -20,11 +20,12 @@ import yaml
 from scipy.stats import chi2
 
 import marginsim
-from marginsim import InputError
+from marginsim import InputError, plots
 from marginsim.cli import main
 from marginsim.kernels import backtest as K
 from marginsim.kernels import pricing
 from marginsim.model import with_dates
+from marginsim.studies import backtests
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -206,17 +207,208 @@ def test_no_history_and_grid_are_errors(tmp_path: Path) -> None:
     assert e.value.key_path == "grid"
 
 
-def test_var_is_refused_until_it_takes_each_dates_window(tmp_path: Path) -> None:
-    """var builds its scenarios from the history's last dates: backtesting it would look ahead."""
-    sc, _ = _breaks_scenario(tmp_path)
-    sc["var"] = {"lookback_days": 20}
-    with pytest.raises(InputError, match="cannot be backtested yet") as e:
-        marginsim.backtest({**sc, "methods": ["span", "var"]})
-    assert e.value.key_path == "methods"
-    r = marginsim.backtest(sc, ["span"])  # the other methods of the same file run
-    assert r.methods == ["span"]
-    both = {k: v for k, v in sc.items() if k != "methods"}  # var and span apply: var left out
-    assert marginsim.backtest(both).methods == ["span"]
+# -- var in the backtest: each date's own window --------------------------------------------------
+
+
+def _var_breaks(tmp_path: Path) -> tuple[dict, np.ndarray]:
+    """The breaks scenario with var on the last 20 two-day returns at 95 % (k = ceil(20 x 0.05) = 1:
+    the largest loss), unfiltered."""
+    sc, close = _breaks_scenario(tmp_path)
+    sc["var"] = {
+        "lookback_days": 20,
+        "holding_days": 2,
+        "filter": "none",
+        "measure": "var",
+        "confidence": 0.95,
+    }
+    sc["methods"] = ["span", "var"]
+    return sc, close
+
+
+def test_var_exceedances_on_a_history_with_known_breaks(tmp_path: Path) -> None:
+    """var sees a drop only once it is in its window: the 2-day losses across the 20 % drop (dates
+    48, 49) exceed it, then it holds the drop's loss for 20 dates, then (flat history) falls to 0
+    and the 5 % drop (dates 98, 99) exceeds it too. SPAN's 10 % scan covers the 5 % drop."""
+    sc, close = _var_breaks(tmp_path)
+    r = marginsim.backtest(sc)
+    assert r.methods == ["span", "var"]
+    d = np.arange(21, 148)  # the first date with 20 + 2 closes up to it is date 21
+    np.testing.assert_array_equal(
+        r.series["date"].values.astype("datetime64[D]"),
+        pd.bdate_range("2024-01-02", periods=150).values.astype("datetime64[D]")[d],
+    )
+    # by hand: the largest loss of 3 long futures x 10 over the 2-day log returns ending on d-19..d
+    r2 = np.log(close[2:] / close[:-2])  # r2[j - 2]: the 2-day return ending on date j
+    want = np.array([max(0.0, (-3 * MULT * close[i] * np.expm1(r2[i - 21 : i - 1])).max()) for i in d])
+    var_m = r.series["margin"].sel({"method": "var", "account": "A"}).values
+    np.testing.assert_allclose(var_m, want, rtol=1e-12)
+    assert var_m[d == 50][0] == pytest.approx(3 * MULT * 80 * 0.2)  # the drop in the window: 480
+    assert var_m[d == 71][0] == 0.0  # out of it (returns ending on 52..71 are flat)
+    hits = d[r.series["exceedance"].sel({"method": "var", "account": "A"}).values]
+    np.testing.assert_array_equal(hits, [48, 49, 98, 99])
+    np.testing.assert_array_equal(
+        d[r.series["exceedance"].sel({"method": "span", "account": "A"}).values], [48, 49]
+    )
+    st = r.to_dict()["methods"]["var"]["A"]
+    assert st["days"] == 127 and st["exceedances"] == 4
+    assert st["kupiec_pof_p"] == pytest.approx(chi2.sf(float(K.kupiec_lr(127, 4, 0.01)), 1))
+    assert st["peak_to_trough"] is None  # a margin of 0
+    # the file without `methods`: var and span both apply and both run
+    both = {k: v for k, v in sc.items() if k != "methods"}
+    assert marginsim.backtest(both).methods == ["span", "var"]
+
+
+def test_var_backtest_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sc, _ = _var_breaks(tmp_path)
+    del sc["methods"]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), "--method", "span", "--method", "var", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["from"] == "2024-01-31" and out["to"] == "2024-07-25"  # dates 21 and 147
+    assert list(out["methods"]) == ["span", "var"]
+    assert out["methods"]["span"]["A"]["exceedances"] == 2 and out["methods"]["var"]["A"]["exceedances"] == 4
+    assert out["methods"]["var"]["A"]["days"] == 127
+    assert set(out["methods"]["var"]["A"]) == set(marginsim.backtesting.STATISTICS)
+    # span alone starts on the history's first date
+    assert main(["backtest", str(path), "--method", "span", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["from"] == "2024-01-02"
+
+
+@pytest.mark.parametrize(
+    ("args", "var", "key", "message"),
+    [
+        (
+            ["--from", "2024-01-30"],
+            {},
+            "--from",
+            "--from 2024-01-30 has 21 closes of history up to it: var needs 22",
+        ),
+        (
+            ["--from", "2024-01-30"],
+            {},
+            "--from",
+            "(lookback_days 20 + holding_days 2); the first date with enough is 2024-01-31",
+        ),
+        (["--to", "2024-01-25"], {}, "--to", "before the first date with the history var needs (2024-01-31"),
+        ([], {"lookback_days": 147}, "var.lookback_days", "var needs 149 closes up to the first date tested"),
+        (["--from", "2024-06-03"], {"lookback_days": 147}, "--from", "lower var.lookback_days"),
+    ],
+)
+def test_too_little_history_for_var_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], var: dict, key: str, message: str
+) -> None:
+    sc, _ = _var_breaks(tmp_path)
+    sc["var"].update(var)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {key}: " in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("var", "need", "first"),
+    [
+        ({"apc": "floor", "apc_floor_days": 40}, 42, "2024-02-28"),  # the floor's 40 returns + 2
+        ({"filter": "ewma", "ewma_seed_days": 30}, 31, "2024-02-13"),  # the EWMA seed's 30 returns
+    ],
+)
+def test_var_default_start_leaves_its_whole_window(tmp_path: Path, var: dict, need: int, first: str) -> None:
+    sc, _ = _var_breaks(tmp_path)
+    sc["var"].update(var)
+    r = marginsim.backtest(sc)
+    assert str(r.series["date"].values[0])[:10] == first  # date need - 1
+    assert pd.bdate_range("2024-01-02", periods=need)[-1] == pd.Timestamp(first)
+    with pytest.raises(InputError, match=f"has 22 closes of history up to it: var needs {need}") as e:
+        marginsim.backtest(sc, start="2024-01-31")
+    assert e.value.key_path == "--from"
+
+
+def _cut_history(frame: pd.DataFrame, upto: int, path: Path) -> Path:
+    frame.iloc[: upto + 1].to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("filter_", ["ewma", "none"])
+def test_var_at_a_date_is_var_on_the_history_cut_there(tmp_path: Path, filter_: str) -> None:
+    """var's margin on each date of the backtest equals var on the scenario valued on that date
+    (its closes, option vols moved by the history's vol change, times to expiry from it) with the
+    history cut at it: no later return is used. A near future expires inside the dates tested
+    (two method runs); both runs take the full lookback."""
+    n, lookback = 160, 60
+    rng = np.random.default_rng(11)
+    dates = pd.bdate_range("2025-01-02", periods=n)
+    frame = pd.DataFrame(
+        {
+            "date": dates.strftime("%Y-%m-%d"),
+            "IDX": 100 * np.exp(np.cumsum(rng.standard_t(4, n) * 0.012)),
+            "OIL": 60 * np.exp(np.cumsum(rng.normal(0, 0.02, n))),
+            "IDX_VOL": 20 * np.exp(np.cumsum(rng.normal(0, 0.04, n))),
+        }
+    )
+    path = tmp_path / "history.csv"
+    frame.to_csv(path, index=False)
+    near = str(dates[110].date())
+    sc = {
+        "name": "var cut",
+        "as_of": frame["date"].iloc[0],
+        "market": {
+            "IDX": {"price": float(frame["IDX"].iloc[0]), "vol": 0.22, "rate": 0.03},
+            "OIL": {"price": float(frame["OIL"].iloc[0]), "vol": 0.35},
+        },
+        "contracts": {
+            "IF": {"type": "future", "underlying": "IDX", "multiplier": MULT, "expiry": "2026-06-19"},
+            "IP": {
+                "type": "put",
+                "underlying": "IDX",
+                "option_on": "future",
+                "strike": 95.0,
+                "multiplier": MULT,
+                "expiry": "2025-12-19",
+            },
+            "O1": {"type": "future", "underlying": "OIL", "multiplier": 100.0, "expiry": near},
+            "O2": {
+                "type": "future",
+                "underlying": "OIL",
+                "multiplier": 100.0,
+                "expiry": "2026-03-20",
+                "price": 1.05 * float(frame["OIL"].iloc[0]),  # contango: the spread is not flat
+            },
+        },
+        "positions": [
+            {"contract": "IF", "quantity": 2, "account": "A"},
+            {"contract": "IP", "quantity": -5, "account": "A"},
+            {"contract": "O1", "quantity": 3, "account": "B"},
+            {"contract": "O2", "quantity": -2, "account": "B"},
+        ],
+        "var": {"lookback_days": lookback, "filter": filter_, "measure": "es", "confidence": 0.95},
+        "methods": ["var"],
+        "history": {"file": str(path), "vol_columns": {"IDX": "IDX_VOL"}, "vol_unit": "percent"},
+    }
+    r = marginsim.backtest(sc)
+    assert r.runs == 2 and r.dropped_out == {"O1": near}
+    got = r.series["margin"].sel({"method": "var"})
+    assert str(got["date"].values[0])[:10] == frame["date"].iloc[lookback + 1]  # 62 closes up to it
+    vol = frame["IDX_VOL"].to_numpy()
+    for i in (lookback + 1, 100, 109, 110, 140, n - 3):
+        one = _one_day(
+            {k: v for k, v in sc.items() if k != "history"},
+            frame["date"].iloc[i],
+            {"IDX": float(frame["IDX"].iloc[i]), "OIL": float(frame["OIL"].iloc[i])},
+            {"IDX": (vol[i] - vol[0]) / 100},
+        )
+        one["history"] = {**sc["history"], "file": str(_cut_history(frame, i, tmp_path / f"cut{i}.csv"))}
+        one["contracts"]["O2"]["price"] = 1.05 * float(frame["OIL"].iloc[i])  # moves with its underlying
+        if i >= 110:  # O1 has expired: it dropped out of the backtest's book
+            one["positions"] = [p for p in one["positions"] if p["contract"] != "O1"]
+        ref = marginsim.margin(one, ["var"])["var"]
+        assert ref.attrs["scenarios"] == lookback and (ref["maintenance"].values > 0).all()
+        day = np.datetime64(frame["date"].iloc[i], "ns")
+        for acct in ("A", "B"):
+            assert float(got.sel(account=acct, date=day)) == pytest.approx(
+                float(ref["maintenance"].sel(account=acct)), rel=1e-9
+            ), (acct, frame["date"].iloc[i])
 
 
 def test_history_vols_move_option_vols_from_the_valuation_date(tmp_path: Path) -> None:
@@ -425,3 +617,50 @@ def test_expired_contracts_drop_out(tmp_path: Path) -> None:
     )[0]
     call_gain = -(max(close[i + 2] - 100.0, 0.0) - call_then) * MULT
     assert r.series["loss"].sel(account="A").values[i] == pytest.approx(-(fut + call_gain), rel=1e-9)
+
+
+# -- the margin model study's helpers (marginsim.studies.backtests, plots.margin_history_figure) ----
+
+
+def test_backtest_models_puts_the_models_on_the_same_dates(tmp_path: Path) -> None:
+    """Each model is its own backtest; SPAN takes var's first date (the latest default start)."""
+    sc, close = _var_breaks(tmp_path)
+    models = {"SPAN": None, "VaR 20 days": dict(sc["var"]), "VaR 10 days": {**sc["var"], "lookback_days": 10}}
+    series, stats, results = backtests.backtest_models(sc, models)
+    assert list(series["model"].values) == list(models)
+    d = np.arange(21, 148)  # var on 20 days needs 22 closes: from date 21, for every model
+    assert series.sizes["date"] == d.size
+    np.testing.assert_allclose(series["margin"].sel(model="SPAN", account="A"), 3 * MULT * 0.10 * close[d])
+    alone = marginsim.backtest(sc, ["var"])
+    np.testing.assert_array_equal(
+        series["margin"].sel(model="VaR 20 days", account="A"),
+        alone.series["margin"].isel(method=0).sel(account="A"),
+    )
+    np.testing.assert_allclose(series["loss"].sel(account="A"), 3 * MULT * (close[d] - close[d + 2]))
+    table = backtests.statistics_table(stats)
+    assert table.loc[("A", "VaR 20 days"), "exceedances"] == 4 and table["days"].dtype == np.int64
+    assert table.loc[("A", "SPAN"), "exceedances"] == 2
+    assert list(table.columns) == list(marginsim.backtesting.STATISTICS)
+    # the figure: the loss, and per model its margin and its exceedances on the loss line
+    fig = plots.margin_history_figure(
+        series, "A", {"in": ("2024-03-01", "2024-03-31"), "before": ("2020-01-01", "2020-12-31")}, title="t"
+    )
+    names = [t.name for t in fig.data]
+    assert names[0] == "realised loss" and names[1:3] == ["SPAN", "SPAN: exceeded"]
+    hits = fig.data[names.index("VaR 20 days: exceeded")]
+    np.testing.assert_allclose(hits.y, 3 * MULT * (close[[48, 49, 98, 99]] - close[[50, 51, 100, 101]]))
+    assert [s["x0"] for s in fig.layout.shapes] == ["2024-03-01"]  # the period outside is not drawn
+
+
+def test_study_history_joins_the_arch_series_on_their_common_dates(tmp_path: Path) -> None:
+    pytest.importorskip("arch")
+    from arch.data import sp500, wti
+
+    path = backtests.study_history({"SPX": "sp500", "CL": "wti"}, tmp_path / "h.csv")
+    frame = pd.read_csv(path, index_col="date")
+    assert list(frame.columns) == ["SPX", "CL"]
+    spx, cl = sp500.load()["Adj Close"], wti.load()["DCOILWTICO"].dropna()
+    both = spx.index.normalize().intersection(cl.index.normalize())
+    assert frame.index.tolist() == [str(d.date()) for d in both]
+    assert frame.loc["2008-10-10", "CL"] == pytest.approx(float(cl.loc["2008-10-10"]))
+    assert frame.loc["2008-10-10", "SPX"] == pytest.approx(float(spx.loc["2008-10-10"]))

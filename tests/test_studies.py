@@ -36,6 +36,7 @@ SMALL: dict[str, dict] = {
     "portfolio_margin_study": {"n_shift": 3},
     "cfd_study": {"n_paths": 200, "n_steps": 5, "leverage_used": [0.5, 1.0]},
     "account_study": {},  # the default path has 5 steps
+    "margin_model_study": {"n_lookback": 250},  # VaR on 1 year of returns: the backtest from 2000
 }
 MIN_FIGURES = {
     "overview": 3,
@@ -43,6 +44,7 @@ MIN_FIGURES = {
     "portfolio_margin_study": 6,
     "cfd_study": 3,
     "account_study": 2,
+    "margin_model_study": 3,
 }
 REQUIRED = ("overview", "span_study", "portfolio_margin_study", "cfd_study", "account_study")
 STUDY_NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
