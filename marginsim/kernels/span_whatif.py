@@ -77,6 +77,20 @@ class SpanTables:
         CC margin currency -> reporting currency per CC.
     nov
         Net option value per long contract ``(K, G)`` [reporting currency].
+    initial_class
+        Per CC: its risk is the initial requirement (rate class ``initial``: maintenance = risk /
+        ratio); ``None``: none is.
+    wfpr_mode, wfpr_scan
+        Per CC: weighted futures price risk method (0 normal, 1 scan range, 2 scan range cap) and
+        the price scan range per delta of the scan-range methods [CC currency]; ``None``: normal.
+    super_
+        Super inter-commodity spreads (formed on the month ledger before the intra spreads).
+    super_comp
+        Per CC: its set of CCs joined by super spreads (``(C,)``; with ``super_``): a trade
+        recomputes every CC of its account in the sets of its legs' CCs.
+    exposure
+        Exposure margin per long / short contract ``(K, 2)`` [reporting currency], charged on the
+        net position of each (account, contract); ``None``: no exposure margin.
     """
 
     risk_array: np.ndarray
@@ -95,6 +109,12 @@ class SpanTables:
     ratio: np.ndarray
     fx: np.ndarray
     nov: np.ndarray
+    initial_class: np.ndarray | None = None
+    wfpr_mode: np.ndarray | None = None
+    wfpr_scan: np.ndarray | None = None
+    super_: SP.InterTable | None = None
+    super_comp: np.ndarray | None = None
+    exposure: np.ndarray | None = None
 
     @property
     def n_cc(self) -> int:
@@ -116,9 +136,10 @@ class _PairState:
     net_left: np.ndarray  # (P, G) net delta after intra spreads [delta]
     wfpr: np.ndarray  # (P, G) weighted futures price risk [CC currency per delta]
     som: np.ndarray  # (P,) short option minimum [CC currency]
+    super_credit: np.ndarray | None = None  # (P, G) super inter-commodity spread credit (with super spreads)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BaseState(_PairState):
     """The book's state (:func:`base_state`): per pair (account-major) as :class:`_PairState`,
     plus the option positions netted per contract and each account's net option value.
@@ -140,6 +161,11 @@ class BaseState(_PairState):
         Per account, inter spread (priority order), leg and grid point: the leg's net delta left
         and its credit just before the spread [delta, CC currency], ``(A, spreads, legs, G)``
         (legs on a CC the account holds; empty without inter spreads or with the numpy engine).
+    pos_ptr, pos_k, pos_q
+        The positions of account ``a`` are entries ``pos_ptr[a]:pos_ptr[a + 1]`` (book order):
+        contract (row of the tables) and quantity [contracts] (for the exposure margin).
+    exposure
+        Exposure margin per account ``(A,)`` [reporting currency] (zeros without one).
     """
 
     opt_ptr: np.ndarray
@@ -151,6 +177,10 @@ class BaseState(_PairState):
     held_sets: np.ndarray
     snap_rem: np.ndarray
     snap_credit: np.ndarray
+    pos_ptr: np.ndarray
+    pos_k: np.ndarray
+    pos_q: np.ndarray
+    exposure: np.ndarray
 
 
 #: The per combined commodity variables of an after-book (:attr:`AfterTrades.groups`).
@@ -247,6 +277,18 @@ def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return offset + np.arange(total, dtype=np.int64)
 
 
+def _wfpr(tables: SpanTables, cc: np.ndarray, prisk: np.ndarray, net_delta: np.ndarray) -> np.ndarray:
+    """Weighted futures price risk per pair [CC currency per delta] by each CC's method (the
+    arithmetic of :func:`marginsim.methods.span.book`): price risk / |net delta| (normal), the
+    price scan range per delta (scan range), or the smaller of the two (scan range cap)."""
+    wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+    if tables.wfpr_mode is not None and tables.wfpr_scan is not None and tables.wfpr_mode.any():
+        mode = tables.wfpr_mode[cc][:, None]
+        scan = tables.wfpr_scan[cc][:, None]
+        wfpr = np.where(mode == 1, scan, np.where(mode == 2, np.minimum(wfpr, scan), wfpr))
+    return wfpr
+
+
 def _spreads_and_som(
     pairs: SP.Pairs,
     loss: np.ndarray,
@@ -255,16 +297,25 @@ def _spreads_and_som(
     counts: np.ndarray,
     tables: SpanTables,
     engine: str,
+    scanned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> _PairState:
-    """Scan, intra spreads, spot charge, WFPR and short option minimum of pairs from their losses,
-    ledgers and option counts (the steps of :func:`marginsim.methods.span.book` before the credit)."""
+    """Scan, super spread credit, intra spreads, spot charge, WFPR and short option minimum of
+    pairs from their losses (or their scan, ``scanned``), ledgers and option counts (the steps of
+    :func:`marginsim.methods.span.book` before the inter-commodity credit)."""
     n_p, n_g = pairs.size, ledger.shape[1]
-    scan_risk, active, prisk = SP.scan(loss, tables.scenario_pair, tables.time_scenarios, engine)
+    if scanned is None:
+        scanned = SP.scan(loss, tables.scenario_pair, tables.time_scenarios, engine)
+    scan_risk, active, prisk = scanned
     net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
+    wfpr = _wfpr(tables, pairs.cc, prisk, net_delta)
+    super_credit, left = None, ledger
+    if tables.super_ is not None:  # on the months, before the intra spreads
+        super_credit, left = SP.super_credit(ledger, row0, pairs, tables.super_, wfpr)
     if tables.intra is not None:
-        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, tables.intra, engine)
+        intra, spot, net_left = SP.intra_and_spot(left, row0, pairs, tables.intra, engine)
     else:
-        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+        intra, spot = np.zeros((n_p, n_g)), np.zeros((n_p, n_g))
+        net_left = net_delta if super_credit is None else np.add.reduceat(left, row0[:-1], axis=0)
     som = K.short_option_minimum(
         counts[:, 0],
         counts[:, 1],
@@ -283,8 +334,9 @@ def _spreads_and_som(
         intra=intra,
         spot=spot,
         net_left=net_left,
-        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
+        wfpr=wfpr,
         som=som,
+        super_credit=super_credit,
     )
 
 
@@ -354,6 +406,13 @@ def base_state(
     opt_ptr = np.searchsorted(entry_pair[order], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
     credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
+    # the positions by account, in book order (the exposure margin nets them per contract)
+    by_account = np.argsort(position_account, kind="stable")
+    pos_ptr = np.searchsorted(position_account[by_account], np.arange(n_accounts + 1)).astype(np.int64)
+    pos_k, pos_q = contract[by_account], qty[by_account]
+    exposure = np.zeros(n_accounts)
+    if tables.exposure is not None:
+        exposure = _exposure(tables, np.repeat(np.arange(n_accounts), np.diff(pos_ptr)), pos_k, pos_q, n_accounts)
     return BaseState(
         **st.__dict__,
         opt_ptr=opt_ptr,
@@ -361,11 +420,38 @@ def base_state(
         opt_net=net[order],
         nov=nov,
         credit=credit,
-        risk_cc=np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None]),
+        risk_cc=np.maximum(_before_som(st.scan_risk + st.intra + st.spot - credit, st.super_credit), st.som[:, None]),
         held_sets=held_sets,
         snap_rem=snap_rem,
         snap_credit=snap_credit,
+        pos_ptr=pos_ptr,
+        pos_k=pos_k,
+        pos_q=pos_q,
+        exposure=exposure,
     )
+
+
+def _before_som(x: np.ndarray, super_credit: np.ndarray | None) -> np.ndarray:
+    """The combined commodity risk before the short option minimum: scan + intra + spot - credit,
+    less the super spread credit when there is one (the book's order of operations)."""
+    return x if super_credit is None else x - super_credit
+
+
+def _exposure(
+    tables: SpanTables, row: np.ndarray, contract: np.ndarray, qty: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """Exposure margin per row (account, or trade) ``(n_rows,)`` [reporting currency]: |net| x the
+    long or short rate of each (row, contract) net position, summed in contract order (the
+    arithmetic of :func:`marginsim.methods.span.book`: the net adds the positions in the order
+    given, from 0)."""
+    assert tables.exposure is not None
+    n_k = tables.exposure.shape[0]
+    if not row.size:
+        return np.zeros(n_rows)
+    key, inverse = np.unique(np.asarray(row, dtype=np.int64) * n_k + contract, return_inverse=True)
+    net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
+    per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
+    return np.bincount(key // n_k, weights=per_contract, minlength=n_rows)
 
 
 def _base_credit(
@@ -391,19 +477,20 @@ def _base_credit(
         return SP.inter_credit(st.net_left, st.wfpr, pairs, inter, engine), held_sets, empty, empty
     max_legs = int(np.diff(inter.leg_ptr).max(initial=1))
     credit = np.zeros((pairs.size, n_g))
-    snap_rem = np.zeros((n_a, inter.rate.size, max_legs, n_g))
-    snap_credit = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    snap_rem = np.zeros((n_a, inter.n_spreads, max_legs, n_g))
+    snap_credit = np.zeros((n_a, inter.n_spreads, max_legs, n_g))
     _kernel("_inter_snapshots")(
         np.ascontiguousarray(st.net_left, dtype=float),
         np.ascontiguousarray(st.wfpr, dtype=float),
         pairs.account_ptr.astype(np.int64),
         pairs.cc.astype(np.int64),
         pairs.pair_at,
-        inter.rate,
         inter.leg_ptr,
         inter.leg_cc,
         inter.leg_sign,
         inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
         inter.cc_sets(n_c),
         credit,
         np.zeros((n_a, words), dtype=np.uint64),
@@ -455,16 +542,54 @@ def after_trades(
     leg_k = np.asarray(leg_contract, dtype=np.int64)
     leg_q = np.asarray(leg_qty, dtype=float)
     n_t, n_c = trade_account.size, tables.n_cc
-    # the pairs the legs touch: base state plus the legs, then scanned, spread, counted again
-    tp = SP.pairs_of(leg_trade, tables.cc_of_k[leg_k], n_t, n_c)
+    # the pairs the legs touch (and, with super spreads, the account's pairs joined to them by
+    # super spreads): base state plus the legs, then scanned, spread, counted again
+    tp = _touched_pairs(base, tables, trade_account, leg_trade, leg_k)
     src = _pair_at(base.pairs, trade_account[tp.account], tp.cc)
     if engine == "numba":
         touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
-        return _after_numba(
-            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank
-        )
-    touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
-    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
+        out = _after_numba(base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank)
+    else:
+        touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
+        out = _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
+    if tables.exposure is None:
+        return out
+    # the exposure margin of each after-book: its account's positions (book order), then its legs
+    first, n_pos = _pairs_of_accounts(base.pos_ptr, trade_account)
+    rows = _ragged(first, n_pos)
+    exposure = _exposure(
+        tables,
+        np.concatenate([np.repeat(np.arange(n_t), n_pos), leg_trade]),
+        np.concatenate([base.pos_k[rows], leg_k]),
+        np.concatenate([base.pos_q[rows], leg_q]),
+        n_t,
+    )[:, None]
+    return replace(out, maintenance=out.maintenance + exposure, initial=out.initial + exposure)
+
+
+def _touched_pairs(
+    base: BaseState, tables: SpanTables, trade_account: np.ndarray, leg_trade: np.ndarray, leg_k: np.ndarray
+) -> SP.Pairs:
+    """The (trade, CC) pairs a trade recomputes (``of_position``: the pair of each leg): its legs'
+    CCs and, with super spreads, every CC its account holds in the same super-spread set as one of
+    them (a super spread draws on the months of each of its CCs)."""
+    n_t, n_c = trade_account.size, tables.n_cc
+    leg_cc = tables.cc_of_k[leg_k]
+    if tables.super_ is None or tables.super_comp is None:
+        return SP.pairs_of(leg_trade, leg_cc, n_t, n_c)
+    comp = tables.super_comp
+    n_comp = int(comp.max(initial=0)) + 1
+    hit = np.zeros(n_t * n_comp, dtype=bool)
+    hit[leg_trade * n_comp + comp[leg_cc]] = True
+    first, n_base = _pairs_of_accounts(base.pairs.account_ptr, trade_account)
+    rows = _ragged(first, n_base)
+    row_trade = np.repeat(np.arange(n_t), n_base)
+    row_cc = base.pairs.cc[rows]
+    extra = hit[row_trade * n_comp + comp[row_cc]]
+    tp = SP.pairs_of(
+        np.concatenate([leg_trade, row_trade[extra]]), np.concatenate([leg_cc, row_cc[extra]]), n_t, n_c
+    )
+    return replace(tp, of_position=tp.of_position[: leg_trade.size])
 
 
 def _touched_numpy(
@@ -537,19 +662,28 @@ def _after_numpy(
     intra = after(base.intra, touched.intra)
     spot = after(base.spot, touched.spot)
     som = after(base.som, touched.som)[:, None]
+    super_credit = None
+    if base.super_credit is not None and touched.super_credit is not None:
+        super_credit = after(base.super_credit, touched.super_credit)
     credit = np.zeros((pairs.size, n_g))
     if tables.inter is not None:
         net_left = after(base.net_left, touched.net_left)
         wfpr = after(base.wfpr, touched.wfpr)
         credit = SP.inter_credit(net_left, wfpr, pairs, tables.inter, "numpy")
     # combined commodity risks and the trade's sums, as in the book's margin
-    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    risk_cc = np.maximum(_before_som(scan_risk + intra + spot - credit, super_credit), som)
     fx = tables.fx[pairs.cc][:, None]
     every_pair = np.arange(pairs.size)
     ones = np.ones(pairs.size)
     span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_t, "numpy")
+    m_factor, i_factor = _class_factors(tables)
+    maintenance_risk = span_risk
+    if tables.initial_class is not None and tables.initial_class.any():
+        maintenance_risk = SP.segment_sum(
+            pairs.account, every_pair, ones, risk_cc * m_factor[pairs.cc][:, None] * fx, n_t, "numpy"
+        )
     initial_risk = SP.segment_sum(
-        pairs.account, every_pair, ones, risk_cc * tables.ratio[pairs.cc][:, None] * fx, n_t, "numpy"
+        pairs.account, every_pair, ones, risk_cc * i_factor[pairs.cc][:, None] * fx, n_t, "numpy"
     )
     nov = np.zeros((n_t, n_g))
     ok = trade_account >= 0
@@ -558,7 +692,7 @@ def _after_numpy(
     out = AfterTrades(
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(span_risk - nov, 0.0),
+        maintenance=np.maximum(maintenance_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
     )
     if group_rank is None:
@@ -647,11 +781,12 @@ def _inter_snapshots(
     account_ptr,
     pair_cc,
     pair_at,
-    rate,
     leg_ptr,
     leg_cc,
     leg_sign,
     leg_ratio,
+    leg_rate,
+    leg_flat,
     spread_ccs,
     credit,
     held_out,
@@ -673,7 +808,7 @@ def _inter_snapshots(
             c = pair_cc[p]
             held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
         row = a * n_cc
-        for s in range(rate.size):
+        for s in range(leg_ptr.size - 1):
             l0 = leg_ptr[s]
             nl = leg_ptr[s + 1] - l0
             every = True
@@ -700,7 +835,7 @@ def _inter_snapshots(
                         continue
                     for j in range(nl):
                         p = pair_at[row + leg_cc[l0 + j]]
-                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
                         rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
@@ -714,6 +849,7 @@ def _after_kernel(
     b_active,
     b_intra,
     b_spot,
+    b_super,
     b_som,
     b_credit,
     b_risk,
@@ -725,6 +861,7 @@ def _after_kernel(
     t_active,
     t_intra,
     t_spot,
+    t_super,
     t_net_left,
     t_wfpr,
     t_som,
@@ -733,12 +870,14 @@ def _after_kernel(
     leg_q,
     nov_table,
     fx,
-    ratio,
-    rate,
+    m_factor,
+    i_factor,
     i_leg_ptr,
     i_leg_cc,
     i_leg_sign,
     i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
     spread_ccs,
     snap_rem,
     snap_credit,
@@ -754,6 +893,7 @@ def _after_kernel(
     d_held,
     nov,
     span_risk,
+    maintenance_risk,
     initial_risk,
 ):  # pragma: no cover - compiled
     # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
@@ -786,7 +926,7 @@ def _after_kernel(
                     rem[c, g] = t_net_left[j, g]
                     wf[c, g] = t_wfpr[j, g]
                     acc[c, g] = 0.0
-            for s in range(rate.size):
+            for s in range(i_leg_ptr.size - 1):
                 formed = True
                 hit = False
                 for w in range(n_words):
@@ -821,7 +961,7 @@ def _after_kernel(
                             continue
                         for j in range(nl):
                             c = i_leg_cc[l0 + j]
-                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * rate[s]
+                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j] + n * i_leg_flat[l0 + j]
                             rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
@@ -830,6 +970,7 @@ def _after_kernel(
             j_end = tp_ptr[t + 1]
             for g in range(n_g):
                 span_risk[t, g] = 0.0
+                maintenance_risk[t, g] = 0.0
                 initial_risk[t, g] = 0.0
             while i < i_end or j < j_end:
                 if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
@@ -848,16 +989,19 @@ def _after_kernel(
                     if e < 0:
                         cr = acc[c, g]
                         x = t_scan[-e - 1, g] + t_intra[-e - 1, g] + t_spot[-e - 1, g] - cr
+                        x = x - t_super[-e - 1, g]
                         r = max(x, t_som[-e - 1])
                     elif is_dirty:
                         cr = acc[c, g]
                         x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - cr
+                        x = x - b_super[e, g]
                         r = max(x, b_som[e])
                     else:
                         cr = b_credit[e, g]
                         r = b_risk[e, g]
                     span_risk[t, g] += 1.0 * (r * fx[c])
-                    initial_risk[t, g] += 1.0 * (r * ratio[c] * fx[c])
+                    maintenance_risk[t, g] += 1.0 * (r * m_factor[c] * fx[c])
+                    initial_risk[t, g] += 1.0 * (r * i_factor[c] * fx[c])
                     if keep:  # the dense result, in the reporting currency (as the book's)
                         f = fx[c]
                         if e < 0:
@@ -930,27 +1074,8 @@ def _touched_numba(
         ledger,
         counts,
     )
-    n_p = tp.size
-    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
-    if tables.intra is not None:
-        intra, spot, net_left = SP.intra_and_spot(ledger, row0, tp, tables.intra, "numba")
-    else:
-        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
-    som = K.short_option_minimum(
-        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], tables.som_rate[tp.cc], tables.som_net[tp.cc]
-    )
-    return _PairState(
-        pairs=tp,
-        loss=np.zeros((0, n_g, 0)),
-        scan_risk=scan_risk,
-        active=active,
-        row0=row0,
-        ledger=ledger,
-        intra=intra,
-        spot=spot,
-        net_left=net_left,
-        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
-        som=som,
+    return _spreads_and_som(
+        tp, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, "numba", scanned=(scan_risk, active, prisk)
     )
 
 
@@ -979,15 +1104,11 @@ def _after_numba(
     d_active = np.ones(shape, dtype=np.int64)
     d_held = np.zeros(shape[:2], dtype=bool)
     nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    maintenance_risk = np.empty((n_t, n_g))
     inter = tables.inter
     if inter is None:  # no spread: the cascade does nothing
-        inter = SP.InterTable(
-            rate=np.zeros(0),
-            leg_ptr=np.zeros(1, dtype=np.int64),
-            leg_cc=np.zeros(0, dtype=np.int64),
-            leg_sign=np.zeros(0),
-            leg_ratio=np.zeros(0),
-        )
+        inter = SP.inter_table([])
+    m_factor, i_factor = _class_factors(tables)
     _kernel("_after_kernel")(
         trade_account,
         bp.account_ptr.astype(np.int64),
@@ -998,6 +1119,7 @@ def _after_numba(
         base.active,
         base.intra,
         base.spot,
+        np.zeros_like(base.scan_risk) if base.super_credit is None else np.ascontiguousarray(base.super_credit),
         np.ascontiguousarray(base.som, dtype=float),
         base.credit,
         base.risk_cc,
@@ -1009,6 +1131,7 @@ def _after_numba(
         touched.active,
         touched.intra,
         touched.spot,
+        np.zeros_like(touched.scan_risk) if touched.super_credit is None else np.ascontiguousarray(touched.super_credit),
         np.ascontiguousarray(touched.net_left),
         np.ascontiguousarray(touched.wfpr),
         np.ascontiguousarray(touched.som, dtype=float),
@@ -1017,12 +1140,14 @@ def _after_numba(
         leg_q,
         np.ascontiguousarray(tables.nov, dtype=float),
         np.ascontiguousarray(tables.fx, dtype=float),
-        np.ascontiguousarray(tables.ratio, dtype=float),
-        inter.rate,
+        m_factor,
+        i_factor,
         inter.leg_ptr,
         inter.leg_cc,
         inter.leg_sign,
         inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
         inter.cc_sets(tables.n_cc),
         base.snap_rem,
         base.snap_credit,
@@ -1038,6 +1163,7 @@ def _after_numba(
         d_held,
         nov,
         span_risk,
+        maintenance_risk,
         initial_risk,
     )
     groups = None
@@ -1048,7 +1174,17 @@ def _after_numba(
     return AfterTrades(
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(span_risk - nov, 0.0),
+        maintenance=np.maximum(maintenance_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
         groups=groups,
     )
+
+
+def _class_factors(tables: SpanTables) -> tuple[np.ndarray, np.ndarray]:
+    """Per CC, the factors from its risk to its maintenance and to its initial requirement: 1 and
+    the ratio (rate class maintenance), 1 / ratio and 1 (rate class initial)."""
+    ratio = np.ascontiguousarray(tables.ratio, dtype=float)
+    if tables.initial_class is None:
+        return np.ones_like(ratio), ratio
+    ic = np.asarray(tables.initial_class, dtype=bool)
+    return np.where(ic, 1.0 / ratio, 1.0), np.where(ic, 1.0, ratio)

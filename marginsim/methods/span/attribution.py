@@ -147,16 +147,18 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
 
 
 def _linked(plan: _Plan) -> np.ndarray:
-    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity spread (leg
-    of one spread) are in one set, the others alone. The risk of one set does not depend on the
+    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity or a super
+    spread (legs of one spread) are in one set, the others alone. The risk of one set does not depend on the
     positions of another."""
     n_c = plan.n_cc
-    if plan.inter is None or n_c == 0:
+    tables = [t for t in (plan.inter, plan.super_) if t is not None]
+    if not tables or n_c == 0:
         return np.arange(n_c)
-    legs = plan.inter
-    spread_of_leg = np.repeat(np.arange(legs.rate.size), np.diff(legs.leg_ptr))
-    first = legs.leg_cc[legs.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
-    graph = sparse.coo_matrix((np.ones(first.size), (first, legs.leg_cc)), shape=(n_c, n_c))
+    leg_cc = np.concatenate([t.leg_cc for t in tables])
+    first = np.concatenate(  # each leg joined to its spread's first
+        [t.leg_cc[t.leg_ptr[:-1]][np.repeat(np.arange(t.n_spreads), np.diff(t.leg_ptr))] for t in tables]
+    )
+    graph = sparse.coo_matrix((np.ones(first.size), (first, leg_cc)), shape=(n_c, n_c))
     return connected_components(graph, directed=False)[1]
 
 
