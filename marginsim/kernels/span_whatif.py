@@ -43,7 +43,7 @@ import numpy as np
 from . import span as K
 from . import span_pairs as SP
 from ._jit import compile_kernel, prange
-from .span_pairs import _CHUNKS, _net_add, _net_flush, _scan_block
+from .span_pairs import _CHUNKS
 
 __all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
 
@@ -146,10 +146,11 @@ class BaseState(_PairState):
 
     Attributes
     ----------
-    opt_ptr
-        The netted option contracts of pair ``p`` are entries ``opt_ptr[p]:opt_ptr[p + 1]``, in the
-        order the account's book first names them, shape ``(P + 1,)``.
-    opt_k, opt_net
+    ent_ptr
+        The net positions of pair ``p`` (one per contract, SPAN nets an account's rows of one
+        contract) are entries ``ent_ptr[p]:ent_ptr[p + 1]``, in contract order, shape ``(P + 1,)``;
+        an account's pairs' entries are contiguous.
+    ent_k, ent_q
         Contract (row of the tables) and net quantity [contracts] of each entry.
     nov
         Net option value per account ``(A, G)`` [reporting currency].
@@ -161,26 +162,17 @@ class BaseState(_PairState):
         Per account, inter spread (priority order), leg and grid point: the leg's net delta left
         and its credit just before the spread [delta, CC currency], ``(A, spreads, legs, G)``
         (legs on a CC the account holds; empty without inter spreads or with the numpy engine).
-    pos_ptr, pos_k, pos_q
-        The positions of account ``a`` are entries ``pos_ptr[a]:pos_ptr[a + 1]`` (book order):
-        contract (row of the tables) and quantity [contracts] (for the exposure margin).
-    exposure
-        Exposure margin per account ``(A,)`` [reporting currency] (zeros without one).
     """
 
-    opt_ptr: np.ndarray
-    opt_k: np.ndarray
-    opt_net: np.ndarray
+    ent_ptr: np.ndarray
+    ent_k: np.ndarray
+    ent_q: np.ndarray
     nov: np.ndarray
     credit: np.ndarray
     risk_cc: np.ndarray
     held_sets: np.ndarray
     snap_rem: np.ndarray
     snap_credit: np.ndarray
-    pos_ptr: np.ndarray
-    pos_k: np.ndarray
-    pos_q: np.ndarray
-    exposure: np.ndarray
 
 
 #: The per combined commodity variables of an after-book (:attr:`AfterTrades.groups`).
@@ -370,12 +362,16 @@ def base_state(
     -------
     BaseState
     """
-    position_account = np.asarray(position_account, dtype=np.int64)
-    contract = np.asarray(contract, dtype=np.int64)
-    qty = np.asarray(qty, dtype=float)
+    n_k = tables.risk_array.shape[0]
+    # SPAN margins an account's net quantity of each contract: one row per (account, contract),
+    # in contract order, netted in book order (as :func:`marginsim.methods.span.book` nets them)
+    key = np.asarray(position_account, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    qty = np.bincount(inverse.reshape(-1), weights=np.asarray(qty, dtype=float), minlength=uniq.size)
+    position_account, contract = uniq // n_k, uniq % n_k
     pairs = SP.pairs_of(position_account, tables.cc_of_k[contract], n_accounts, tables.n_cc)
     row0 = _row0(pairs, tables.n_months)
-    loss, _, _, _, ledger, counts = SP.book_pass(
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
         pairs,
         position_account,
         contract,
@@ -389,45 +385,28 @@ def base_state(
         tables.is_call,
         tables.is_put,
         engine,
-        keep_loss=True,
+        keep_loss=False,
     )
-    assert loss is not None
-    st = _spreads_and_som(pairs, loss, row0, ledger, counts, tables, engine)
-
-    # option positions netted per (account, contract), in the order the book first names them
-    is_opt = (tables.is_call | tables.is_put)[contract]
-    at = np.flatnonzero(is_opt)
-    key = pairs.of_position[at] * tables.risk_array.shape[0] + contract[at]
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    net = np.zeros(uniq.size)
-    np.add.at(net, inverse.reshape(-1), qty[at])  # in book order: 0 + w1 + w2 ..., as the kernels
-    entry_pair = pairs.of_position[at][first]
-    order = np.lexsort((first, entry_pair))  # by pair, then first appearance
-    opt_ptr = np.searchsorted(entry_pair[order], np.arange(pairs.size + 1)).astype(np.int64)
+    n_g = ledger.shape[1]
+    st = _spreads_and_som(
+        pairs, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, engine, scanned=(scan_risk, active, prisk)
+    )
+    # the net positions by pair, each pair's in contract order
+    by_pair = np.argsort(pairs.of_position, kind="stable")
+    ent_ptr = np.searchsorted(pairs.of_position[by_pair], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
     credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
-    # the positions by account, in book order (the exposure margin nets them per contract)
-    by_account = np.argsort(position_account, kind="stable")
-    pos_ptr = np.searchsorted(position_account[by_account], np.arange(n_accounts + 1)).astype(np.int64)
-    pos_k, pos_q = contract[by_account], qty[by_account]
-    exposure = np.zeros(n_accounts)
-    if tables.exposure is not None:
-        exposure = _exposure(tables, np.repeat(np.arange(n_accounts), np.diff(pos_ptr)), pos_k, pos_q, n_accounts)
     return BaseState(
         **st.__dict__,
-        opt_ptr=opt_ptr,
-        opt_k=contract[at][first][order],
-        opt_net=net[order],
+        ent_ptr=ent_ptr,
+        ent_k=contract[by_pair],
+        ent_q=qty[by_pair],
         nov=nov,
         credit=credit,
         risk_cc=np.maximum(_before_som(st.scan_risk + st.intra + st.spot - credit, st.super_credit), st.som[:, None]),
         held_sets=held_sets,
         snap_rem=snap_rem,
         snap_credit=snap_credit,
-        pos_ptr=pos_ptr,
-        pos_k=pos_k,
-        pos_q=pos_q,
-        exposure=exposure,
     )
 
 
@@ -546,25 +525,57 @@ def after_trades(
     # super spreads): base state plus the legs, then scanned, spread, counted again
     tp = _touched_pairs(base, tables, trade_account, leg_trade, leg_k)
     src = _pair_at(base.pairs, trade_account[tp.account], tp.cc)
+    touched = _touched(base, tables, tp, src, leg_k, leg_q, engine)
+    # per trade, its account's net positions merged with its legs: the net option value and the
+    # exposure margin of each after-book, summed from scratch in contract order
+    nov, exposure = _account_sums(base, tables, trade_account, leg_trade, leg_k, leg_q, engine)
     if engine == "numba":
-        touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
-        out = _after_numba(base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank)
+        out = _after_numba(base, tables, trade_account, tp, touched, nov, group_rank)
     else:
-        touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
-        out = _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
-    if tables.exposure is None:
+        out = _after_numpy(base, tables, trade_account, tp, touched, nov, group_rank)
+    if exposure is None:
         return out
-    # the exposure margin of each after-book: its account's positions (book order), then its legs
-    first, n_pos = _pairs_of_accounts(base.pos_ptr, trade_account)
-    rows = _ragged(first, n_pos)
-    exposure = _exposure(
-        tables,
-        np.concatenate([np.repeat(np.arange(n_t), n_pos), leg_trade]),
-        np.concatenate([base.pos_k[rows], leg_k]),
-        np.concatenate([base.pos_q[rows], leg_q]),
-        n_t,
-    )[:, None]
-    return replace(out, maintenance=out.maintenance + exposure, initial=out.initial + exposure)
+    return replace(out, maintenance=out.maintenance + exposure[:, None], initial=out.initial + exposure[:, None])
+
+
+def _account_sums(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    engine: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Net option value ``(T, G)`` and exposure margin ``(T,)`` (``None`` without one) of every
+    after-book [reporting currency]: the account's net positions then the legs netted per contract,
+    summed in contract order (the book's arithmetic). Contracts without a net option value or an
+    exposure rate add exact zeros: only the others are netted."""
+    n_t, n_g = trade_account.size, tables.nov.shape[1]
+    n_k = tables.risk_array.shape[0]
+    wanted = (tables.nov != 0.0).any(axis=1)
+    if tables.exposure is not None:
+        wanted = wanted | (tables.exposure != 0.0).any(axis=1)
+    first, count = _pairs_of_accounts(base.pairs.account_ptr, trade_account)
+    ok = count > 0
+    lo = np.zeros(n_t, dtype=np.int64)
+    hi = np.zeros(n_t, dtype=np.int64)
+    lo[ok] = base.ent_ptr[first[ok]]
+    hi[ok] = base.ent_ptr[first[ok] + count[ok]]
+    rows = _ragged(lo, hi - lo)
+    row_t = np.repeat(np.arange(n_t), hi - lo)
+    keep_rows, keep_legs = wanted[base.ent_k[rows]], wanted[leg_k]
+    t = np.concatenate([row_t[keep_rows], leg_trade[keep_legs]])
+    k = np.concatenate([base.ent_k[rows][keep_rows], leg_k[keep_legs]])
+    q = np.concatenate([base.ent_q[rows][keep_rows], leg_q[keep_legs]])
+    key, inverse = np.unique(t * n_k + k, return_inverse=True)
+    net = np.bincount(inverse.reshape(-1), weights=q, minlength=key.size)
+    nov = SP.segment_sum(key // n_k, key % n_k, net, tables.nov, n_t, engine).reshape(n_t, n_g)
+    exposure = None
+    if tables.exposure is not None:
+        per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
+        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_t)
+    return nov, exposure
 
 
 def _touched_pairs(
@@ -592,38 +603,57 @@ def _touched_pairs(
     return replace(tp, of_position=tp.of_position[: leg_trade.size])
 
 
-def _touched_numpy(
-    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+def _touched(
+    base: BaseState,
+    tables: SpanTables,
+    tp: SP.Pairs,
+    src: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    engine: str,
 ) -> _PairState:
-    """The touched pairs' state (numpy reference)."""
-    n_g, n_s = tables.risk_array.shape[1], tables.risk_array.shape[2]
-    has = src >= 0
-    loss = np.zeros((tp.size, n_g, n_s))
-    loss[has] = base.loss[src[has]]
-    leg_tp = tp.of_position
-    np.add.at(loss, leg_tp, leg_q[:, None, None] * tables.risk_array[leg_k])  # legs in order
+    """The touched pairs' state, from scratch: each pair's net positions in the base merged with
+    its legs (netted per contract, in contract order), through :func:`span_pairs.book_pass` (one
+    pseudo-account per touched pair: the book's arithmetic), then the spreads."""
+    n_k, n_p = tables.risk_array.shape[0], tp.size
+    first, count = _pairs_of_accounts(base.ent_ptr, src)
+    rows = _ragged(first, count)
+    p = np.concatenate([np.repeat(np.arange(n_p), count), tp.of_position])
+    key, inverse = np.unique(
+        p * n_k + np.concatenate([base.ent_k[rows], leg_k]), return_inverse=True
+    )  # base entry first, then the legs in order: net = base net + leg + leg ...
+    net = np.bincount(inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size)
+    pos_p, pos_k = key // n_k, key % n_k
+    own = SP.Pairs(
+        account=np.arange(n_p, dtype=np.int64),
+        cc=tp.cc,
+        of_position=pos_p,
+        account_ptr=np.arange(n_p + 1, dtype=np.int64),
+        n_accounts=n_p,
+        n_cc=tp.n_cc,
+        pair_at=np.zeros(0, dtype=np.int32),
+    )
     row0 = _row0(tp, tables.n_months)
-    months = tables.n_months[tp.cc]
-    ledger = np.zeros((int(row0[-1]), n_g))
-    ledger[_ragged(row0[:-1][has], months[has])] = base.ledger[_ragged(base.row0[src[has]], months[has])]
-    np.add.at(ledger, row0[leg_tp] + tables.month_idx[leg_k], leg_q[:, None] * tables.delta[leg_k])
-    # option counts: the account's netted option contracts of the pair, then the option legs
-    first, n_opt = _pairs_of_accounts(base.opt_ptr, src)  # the pair's entries (none if not held)
-    entries = _ragged(first, n_opt)
-    opt_leg = np.flatnonzero((tables.is_call | tables.is_put)[leg_k])
-    rows = np.concatenate([np.repeat(np.arange(tp.size), n_opt), leg_tp[opt_leg]])
-    counts = SP.option_counts(
-        rows,
-        tp.size,
-        rows,
-        np.concatenate([base.opt_k[entries], leg_k[opt_leg]]),
-        np.concatenate([base.opt_net[entries], leg_q[opt_leg]]),
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        own,
+        pos_p,
+        pos_k,
+        net,
+        tables.risk_array,
+        tables.scenario_pair,
+        tables.time_scenarios,
+        row0,
+        tables.month_idx,
+        tables.delta,
         tables.is_call,
         tables.is_put,
-        tp.size,
-        "numpy",
+        engine,
+        keep_loss=False,
     )
-    return _spreads_and_som(tp, loss, row0, ledger, counts, tables, "numpy")
+    n_g = ledger.shape[1]
+    return _spreads_and_som(
+        tp, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, engine, scanned=(scan_risk, active, prisk)
+    )
 
 
 def _after_numpy(
@@ -632,9 +662,7 @@ def _after_numpy(
     trade_account: np.ndarray,
     tp: SP.Pairs,
     touched: _PairState,
-    leg_trade: np.ndarray,
-    leg_k: np.ndarray,
-    leg_q: np.ndarray,
+    nov: np.ndarray,
     group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
@@ -685,10 +713,6 @@ def _after_numpy(
     initial_risk = SP.segment_sum(
         pairs.account, every_pair, ones, risk_cc * i_factor[pairs.cc][:, None] * fx, n_t, "numpy"
     )
-    nov = np.zeros((n_t, n_g))
-    ok = trade_account >= 0
-    nov[ok] = base.nov[trade_account[ok]]
-    np.add.at(nov, leg_trade, leg_q[:, None] * tables.nov[leg_k])
     out = AfterTrades(
         nov=nov,
         span_risk=span_risk,
@@ -712,67 +736,6 @@ def _after_numpy(
 
 
 # -- the compiled path --------------------------------------------------------------------------------
-
-
-def _touched_kernel(
-    src,
-    lp_ptr,
-    leg_k,
-    leg_q,
-    base_loss,
-    base_row0,
-    base_ledger,
-    opt_ptr,
-    opt_k,
-    opt_net,
-    risk_array,
-    scenario_pair,
-    time_idx,
-    row0,
-    month_idx,
-    delta,
-    kind,
-    scan_risk,
-    active,
-    prisk,
-    ledger,
-    counts,
-):  # pragma: no cover - compiled
-    # per touched pair: its base losses, ledger rows and netted option contracts, then its legs
-    # (in order), with the arithmetic of span_pairs._book_pass; then its scan and option counts
-    n_k, n_g, n_s = risk_array.shape
-    block = np.empty((1, n_g, n_s))
-    slot = np.empty(n_k, dtype=np.int64)
-    net = np.empty(n_k)
-    pair_of = np.empty(n_k, dtype=np.int64)
-    seen = np.empty(n_k, dtype=np.int64)
-    for p in range(src.size):
-        b = src[p]
-        r0 = row0[p]
-        for g in range(n_g):
-            for s in range(n_s):
-                block[0, g, s] = base_loss[b, g, s] if b >= 0 else 0.0
-        if b >= 0:
-            for m in range(row0[p + 1] - r0):
-                for g in range(n_g):
-                    ledger[r0 + m, g] = base_ledger[base_row0[b] + m, g]
-        m = 0
-        if b >= 0:
-            for e in range(opt_ptr[b], opt_ptr[b + 1]):
-                m = _net_add(opt_k[e], p, opt_net[e], slot, net, pair_of, seen, m)
-        for j in range(lp_ptr[p], lp_ptr[p + 1]):
-            k = leg_k[j]
-            w = leg_q[j]
-            for g in range(n_g):
-                for s in range(n_s):
-                    block[0, g, s] += w * risk_array[k, g, s]
-            r = r0 + month_idx[k]
-            for g in range(n_g):
-                ledger[r, g] += w * delta[k, g]
-            if kind[k] != 0:
-                m = _net_add(k, p, w, slot, net, pair_of, seen, m)
-        _net_flush(m, seen, net, pair_of, kind, counts)
-        _scan_block(block, 0, scenario_pair, time_idx, scan_risk, active, prisk, p)
 
 
 def _inter_snapshots(
@@ -854,7 +817,6 @@ def _after_kernel(
     b_credit,
     b_risk,
     b_wfpr,
-    b_nov,
     tp_ptr,
     tp_cc,
     t_scan,
@@ -865,10 +827,6 @@ def _after_kernel(
     t_net_left,
     t_wfpr,
     t_som,
-    leg_ptr,
-    leg_k,
-    leg_q,
-    nov_table,
     fx,
     m_factor,
     i_factor,
@@ -891,7 +849,6 @@ def _after_kernel(
     d_som,
     d_risk,
     d_held,
-    nov,
     span_risk,
     maintenance_risk,
     initial_risk,
@@ -903,7 +860,7 @@ def _after_kernel(
     # by CC) summed as the book's margin sums them
     n_t = trade_account.size
     n_c = fx.size
-    n_g = nov.shape[1]
+    n_g = span_risk.shape[1]
     n_words = spread_ccs.shape[1]
     n_chunks = min(n_t, _CHUNKS)
     for chunk in prange(n_chunks):
@@ -1020,11 +977,6 @@ def _after_kernel(
                         d_risk[t, col, g] = r * f
                 if keep:
                     d_held[t, col] = True
-            for g in range(n_g):
-                v = b_nov[a, g] if a >= 0 else 0.0
-                for leg in range(leg_ptr[t], leg_ptr[t + 1]):
-                    v += leg_q[leg] * nov_table[leg_k[leg], g]
-                nov[t, g] = v
 
 
 _COMPILED: dict = {}
@@ -1038,64 +990,19 @@ def _kernel(name: str):
     return _COMPILED[name]
 
 
-def _touched_numba(
-    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
-) -> _PairState:
-    """The touched pairs' state (compiled)."""
-    n_g = tables.risk_array.shape[1]
-    row0 = _row0(tp, tables.n_months)
-    order = np.argsort(tp.of_position, kind="stable")  # legs by touched pair, each pair's in order
-    lp_ptr = np.searchsorted(tp.of_position[order], np.arange(tp.size + 1)).astype(np.int64)
-    scan_risk, prisk = np.empty((tp.size, n_g)), np.empty((tp.size, n_g))
-    active = np.empty((tp.size, n_g), dtype=np.int64)
-    ledger = np.zeros((int(row0[-1]), n_g))
-    counts = np.zeros((tp.size, 4))
-    _kernel("_touched_kernel")(
-        src,
-        lp_ptr,
-        np.ascontiguousarray(leg_k[order]),
-        np.ascontiguousarray(leg_q[order]),
-        base.loss,
-        base.row0,
-        base.ledger,
-        base.opt_ptr,
-        base.opt_k,
-        base.opt_net,
-        np.ascontiguousarray(tables.risk_array, dtype=float),
-        np.ascontiguousarray(tables.scenario_pair, dtype=np.int64),
-        np.ascontiguousarray(tables.time_scenarios, dtype=np.int64),
-        row0,
-        np.ascontiguousarray(tables.month_idx, dtype=np.int64),
-        np.ascontiguousarray(tables.delta, dtype=float),
-        SP._kind(tables.is_call, tables.is_put),
-        scan_risk,
-        active,
-        prisk,
-        ledger,
-        counts,
-    )
-    return _spreads_and_som(
-        tp, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, "numba", scanned=(scan_risk, active, prisk)
-    )
-
-
 def _after_numba(
     base: BaseState,
     tables: SpanTables,
     trade_account: np.ndarray,
     tp: SP.Pairs,
-    src: np.ndarray,
     touched: _PairState,
-    leg_trade: np.ndarray,
-    leg_k: np.ndarray,
-    leg_q: np.ndarray,
+    nov: np.ndarray,
     group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The per-trade pass over the after-books' pairs (compiled)."""
     n_t, n_g = trade_account.size, tables.risk_array.shape[1]
     bp = base.pairs
     tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
-    leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
     keep = group_rank is not None
     n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
     rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
@@ -1103,7 +1010,7 @@ def _after_numba(
     d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
     d_active = np.ones(shape, dtype=np.int64)
     d_held = np.zeros(shape[:2], dtype=bool)
-    nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g))
     maintenance_risk = np.empty((n_t, n_g))
     inter = tables.inter
     if inter is None:  # no spread: the cascade does nothing
@@ -1124,7 +1031,6 @@ def _after_numba(
         base.credit,
         base.risk_cc,
         np.ascontiguousarray(base.wfpr),
-        base.nov,
         tp_ptr,
         tp.cc.astype(np.int64),
         touched.scan_risk,
@@ -1135,10 +1041,6 @@ def _after_numba(
         np.ascontiguousarray(touched.net_left),
         np.ascontiguousarray(touched.wfpr),
         np.ascontiguousarray(touched.som, dtype=float),
-        leg_ptr,
-        leg_k,
-        leg_q,
-        np.ascontiguousarray(tables.nov, dtype=float),
         np.ascontiguousarray(tables.fx, dtype=float),
         m_factor,
         i_factor,
@@ -1161,7 +1063,6 @@ def _after_numba(
         d_som,
         d_risk,
         d_held,
-        nov,
         span_risk,
         maintenance_risk,
         initial_risk,
