@@ -24,6 +24,7 @@ from marginsim.kernels import span_whatif as W
 from marginsim.methods.span import span_margin
 from marginsim.methods.span.what_if import span_marginal, span_what_if, span_what_if_arrays
 from marginsim.trades import TradeBatch
+from marginsim.variants import margin_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"
@@ -438,8 +439,6 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
 def test_what_if_on_the_feature_files_is_the_generic_after(name, tmp_path):
     """marginsim.what_if (SPAN's incremental hook) against margining every after-book from scratch
     as variants of the book (the generic path every method without a hook takes)."""
-    from marginsim.variants import margin_variants
-
     inputs, rng = feature_book(name, seed=7, tmp_path=tmp_path)
     account, leg_trade, contract, qty = random_trades(rng, inputs, 40)
     trades = [

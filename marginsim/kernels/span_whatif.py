@@ -403,7 +403,9 @@ def base_state(
         ent_q=qty[by_pair],
         nov=nov,
         credit=credit,
-        risk_cc=np.maximum(_before_som(st.scan_risk + st.intra + st.spot - credit, st.super_credit), st.som[:, None]),
+        risk_cc=np.maximum(
+            _before_som(st.scan_risk + st.intra + st.spot - credit, st.super_credit), st.som[:, None]
+        ),
         held_sets=held_sets,
         snap_rem=snap_rem,
         snap_credit=snap_credit,
@@ -520,7 +522,6 @@ def after_trades(
     leg_trade = np.asarray(leg_trade, dtype=np.int64)
     leg_k = np.asarray(leg_contract, dtype=np.int64)
     leg_q = np.asarray(leg_qty, dtype=float)
-    n_t, n_c = trade_account.size, tables.n_cc
     # the pairs the legs touch (and, with super spreads, the account's pairs joined to them by
     # super spreads): base state plus the legs, then scanned, spread, counted again
     tp = _touched_pairs(base, tables, trade_account, leg_trade, leg_k)
@@ -535,7 +536,9 @@ def after_trades(
         out = _after_numpy(base, tables, trade_account, tp, touched, nov, group_rank)
     if exposure is None:
         return out
-    return replace(out, maintenance=out.maintenance + exposure[:, None], initial=out.initial + exposure[:, None])
+    return replace(
+        out, maintenance=out.maintenance + exposure[:, None], initial=out.initial + exposure[:, None]
+    )
 
 
 def _account_sums(
@@ -622,7 +625,9 @@ def _touched(
     key, inverse = np.unique(
         p * n_k + np.concatenate([base.ent_k[rows], leg_k]), return_inverse=True
     )  # base entry first, then the legs in order: net = base net + leg + leg ...
-    net = np.bincount(inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size)
+    net = np.bincount(
+        inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size
+    )
     pos_p, pos_k = key // n_k, key % n_k
     own = SP.Pairs(
         account=np.arange(n_p, dtype=np.int64),
@@ -798,7 +803,9 @@ def _inter_snapshots(
                         continue
                     for j in range(nl):
                         p = pair_at[row + leg_cc[l0 + j]]
-                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
+                        credit[p, g] += (
+                            n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
+                        )
                         rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
@@ -918,7 +925,10 @@ def _after_kernel(
                             continue
                         for j in range(nl):
                             c = i_leg_cc[l0 + j]
-                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j] + n * i_leg_flat[l0 + j]
+                            acc[c, g] += (
+                                n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j]
+                                + n * i_leg_flat[l0 + j]
+                            )
                             rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
@@ -1026,7 +1036,9 @@ def _after_numba(
         base.active,
         base.intra,
         base.spot,
-        np.zeros_like(base.scan_risk) if base.super_credit is None else np.ascontiguousarray(base.super_credit),
+        np.zeros_like(base.scan_risk)
+        if base.super_credit is None
+        else np.ascontiguousarray(base.super_credit),
         np.ascontiguousarray(base.som, dtype=float),
         base.credit,
         base.risk_cc,
@@ -1037,7 +1049,9 @@ def _after_numba(
         touched.active,
         touched.intra,
         touched.spot,
-        np.zeros_like(touched.scan_risk) if touched.super_credit is None else np.ascontiguousarray(touched.super_credit),
+        np.zeros_like(touched.scan_risk)
+        if touched.super_credit is None
+        else np.ascontiguousarray(touched.super_credit),
         np.ascontiguousarray(touched.net_left),
         np.ascontiguousarray(touched.wfpr),
         np.ascontiguousarray(touched.som, dtype=float),

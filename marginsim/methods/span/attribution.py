@@ -153,7 +153,9 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
         cell_factor[pair] = m_factor[plan.cc_of_k[pos_k]]
         np.add.at(risk_a, np.repeat(np.arange(n_a), n_col)[held], risk[held] * cell_factor[held][:, None])
     other = risk_a[pos_a] - group_risk[key] + without
-    marginal = maintenance[pos_a] - (np.maximum(other - (nov_a[pos_a] - nov), 0.0) + exposure_without[:, None])
+    marginal = maintenance[pos_a] - (
+        np.maximum(other - (nov_a[pos_a] - nov), 0.0) + exposure_without[:, None]
+    )
 
     pdims = ("position", *gd)
     return xr.Dataset(
