@@ -152,6 +152,10 @@ class BaseState(_PairState):
         an account's pairs' entries are contiguous.
     ent_k, ent_q
         Contract (row of the tables) and net quantity [contracts] of each entry.
+    acct_ptr, acct_k, acct_q
+        The net positions of account ``a`` on contracts with a net option value or an exposure
+        rate are entries ``acct_ptr[a]:acct_ptr[a + 1]``, in contract order: contract and net
+        quantity (the other contracts add exact zeros to those sums).
     nov
         Net option value per account ``(A, G)`` [reporting currency].
     credit, risk_cc
@@ -167,6 +171,9 @@ class BaseState(_PairState):
     ent_ptr: np.ndarray
     ent_k: np.ndarray
     ent_q: np.ndarray
+    acct_ptr: np.ndarray
+    acct_k: np.ndarray
+    acct_q: np.ndarray
     nov: np.ndarray
     credit: np.ndarray
     risk_cc: np.ndarray
@@ -395,12 +402,16 @@ def base_state(
     by_pair = np.argsort(pairs.of_position, kind="stable")
     ent_ptr = np.searchsorted(pairs.of_position[by_pair], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
+    summed = np.flatnonzero(_summed_contracts(tables)[contract])  # (account, contract) order
     credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
     return BaseState(
         **st.__dict__,
         ent_ptr=ent_ptr,
         ent_k=contract[by_pair],
         ent_q=qty[by_pair],
+        acct_ptr=np.searchsorted(position_account[summed], np.arange(n_accounts + 1)).astype(np.int64),
+        acct_k=contract[summed],
+        acct_q=qty[summed],
         nov=nov,
         credit=credit,
         risk_cc=np.maximum(
@@ -556,21 +567,38 @@ def _account_sums(
     exposure rate add exact zeros: only the others are netted."""
     n_t, n_g = trade_account.size, tables.nov.shape[1]
     n_k = tables.risk_array.shape[0]
-    wanted = (tables.nov != 0.0).any(axis=1)
-    if tables.exposure is not None:
-        wanted = wanted | (tables.exposure != 0.0).any(axis=1)
-    first, count = _pairs_of_accounts(base.pairs.account_ptr, trade_account)
-    ok = count > 0
+    wanted = _summed_contracts(tables)
+    keep_legs = np.flatnonzero(wanted[leg_k])
+    ok = trade_account >= 0
     lo = np.zeros(n_t, dtype=np.int64)
     hi = np.zeros(n_t, dtype=np.int64)
-    lo[ok] = base.ent_ptr[first[ok]]
-    hi[ok] = base.ent_ptr[first[ok] + count[ok]]
+    lo[ok] = base.acct_ptr[trade_account[ok]]
+    hi[ok] = base.acct_ptr[trade_account[ok] + 1]
+    if engine == "numba":  # per trade, the account's entries merged with its legs by contract
+        order = keep_legs[np.lexsort((leg_k[keep_legs], leg_trade[keep_legs]))]  # stable within a contract
+        leg_ptr = np.searchsorted(leg_trade[order], np.arange(n_t + 1)).astype(np.int64)
+        has_exposure = tables.exposure is not None
+        nov = np.zeros((n_t, n_g))
+        exposure_out = np.zeros(n_t)
+        _kernel("_account_sums_kernel")(
+            lo,
+            hi,
+            base.acct_k,
+            base.acct_q,
+            leg_ptr,
+            np.ascontiguousarray(leg_k[order]),
+            np.ascontiguousarray(leg_q[order]),
+            np.ascontiguousarray(tables.nov, dtype=float),
+            np.ascontiguousarray(tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float),
+            has_exposure,
+            nov,
+            exposure_out,
+        )
+        return nov, (exposure_out if has_exposure else None)
     rows = _ragged(lo, hi - lo)
-    row_t = np.repeat(np.arange(n_t), hi - lo)
-    keep_rows, keep_legs = wanted[base.ent_k[rows]], wanted[leg_k]
-    t = np.concatenate([row_t[keep_rows], leg_trade[keep_legs]])
-    k = np.concatenate([base.ent_k[rows][keep_rows], leg_k[keep_legs]])
-    q = np.concatenate([base.ent_q[rows][keep_rows], leg_q[keep_legs]])
+    t = np.concatenate([np.repeat(np.arange(n_t), hi - lo), leg_trade[keep_legs]])
+    k = np.concatenate([base.acct_k[rows], leg_k[keep_legs]])
+    q = np.concatenate([base.acct_q[rows], leg_q[keep_legs]])
     key, inverse = np.unique(t * n_k + k, return_inverse=True)
     net = np.bincount(inverse.reshape(-1), weights=q, minlength=key.size)
     nov = SP.segment_sum(key // n_k, key % n_k, net, tables.nov, n_t, engine).reshape(n_t, n_g)
@@ -579,6 +607,46 @@ def _account_sums(
         per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
         exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_t)
     return nov, exposure
+
+
+def _summed_contracts(tables: SpanTables) -> np.ndarray:
+    """``(K,)`` contracts with a net option value or an exposure rate (the others add exact
+    zeros to the net option value and the exposure margin)."""
+    wanted = (tables.nov != 0.0).any(axis=1)
+    if tables.exposure is not None:
+        wanted = wanted | (tables.exposure != 0.0).any(axis=1)
+    return wanted
+
+
+def _account_sums_kernel(
+    lo, hi, acct_k, acct_q, leg_ptr, leg_k, leg_q, nov_table, exposure_table, has_exposure, nov, exposure
+):  # pragma: no cover - compiled
+    # per trade: its account's net positions (contract order) merged with its legs (sorted by
+    # contract, in order within one), each contract's net = 0 + base net + leg + leg ...; then
+    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's sums)
+    n_g = nov.shape[1]
+    for t in range(lo.size):
+        i = lo[t]
+        j = leg_ptr[t]
+        j_end = leg_ptr[t + 1]
+        while i < hi[t] or j < j_end:
+            if j >= j_end or (i < hi[t] and acct_k[i] < leg_k[j]):
+                k = acct_k[i]
+                net = 0.0 + acct_q[i]
+                i += 1
+            else:
+                k = leg_k[j]
+                net = 0.0
+                if i < hi[t] and acct_k[i] == k:
+                    net += acct_q[i]
+                    i += 1
+                while j < j_end and leg_k[j] == k:
+                    net += leg_q[j]
+                    j += 1
+            for g in range(n_g):
+                nov[t, g] += net * nov_table[k, g]
+            if has_exposure:
+                exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
 
 
 def _touched_pairs(
