@@ -152,6 +152,8 @@ class BaseState(_PairState):
         an account's pairs' entries are contiguous.
     ent_k, ent_q
         Contract (row of the tables) and net quantity [contracts] of each entry.
+    exposure
+        Exposure margin per account ``(A,)`` [reporting currency] (zeros without one).
     acct_ptr, acct_k, acct_q
         The net positions of account ``a`` on contracts with a net option value or an exposure
         rate are entries ``acct_ptr[a]:acct_ptr[a + 1]``, in contract order: contract and net
@@ -174,6 +176,7 @@ class BaseState(_PairState):
     acct_ptr: np.ndarray
     acct_k: np.ndarray
     acct_q: np.ndarray
+    exposure: np.ndarray
     nov: np.ndarray
     credit: np.ndarray
     risk_cc: np.ndarray
@@ -403,6 +406,10 @@ def base_state(
     ent_ptr = np.searchsorted(pairs.of_position[by_pair], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
     summed = np.flatnonzero(_summed_contracts(tables)[contract])  # (account, contract) order
+    exposure = np.zeros(n_accounts)
+    if tables.exposure is not None:  # |net| x the long or short rate, in contract order
+        per_contract = np.abs(qty) * tables.exposure[contract, (qty < 0).astype(np.int64)]
+        exposure = np.bincount(position_account, weights=per_contract, minlength=n_accounts)
     credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
     return BaseState(
         **st.__dict__,
@@ -412,6 +419,7 @@ def base_state(
         acct_ptr=np.searchsorted(position_account[summed], np.arange(n_accounts + 1)).astype(np.int64),
         acct_k=contract[summed],
         acct_q=qty[summed],
+        exposure=exposure,
         nov=nov,
         credit=credit,
         risk_cc=np.maximum(
@@ -581,6 +589,9 @@ def _account_sums(
         nov = np.zeros((n_t, n_g))
         exposure_out = np.zeros(n_t)
         _kernel("_account_sums_kernel")(
+            trade_account,
+            base.nov,
+            base.exposure,
             lo,
             hi,
             base.acct_k,
@@ -619,16 +630,38 @@ def _summed_contracts(tables: SpanTables) -> np.ndarray:
 
 
 def _account_sums_kernel(
-    lo, hi, acct_k, acct_q, leg_ptr, leg_k, leg_q, nov_table, exposure_table, has_exposure, nov, exposure
+    trade_account,
+    b_nov,
+    b_exposure,
+    lo,
+    hi,
+    acct_k,
+    acct_q,
+    leg_ptr,
+    leg_k,
+    leg_q,
+    nov_table,
+    exposure_table,
+    has_exposure,
+    nov,
+    exposure,
 ):  # pragma: no cover - compiled
     # per trade: its account's net positions (contract order) merged with its legs (sorted by
     # contract, in order within one), each contract's net = 0 + base net + leg + leg ...; then
     # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's sums)
+    # (a trade without a leg on such a contract: its account's own sums, the same terms)
     n_g = nov.shape[1]
     for t in range(lo.size):
         i = lo[t]
         j = leg_ptr[t]
         j_end = leg_ptr[t + 1]
+        a = trade_account[t]
+        if j == j_end and a >= 0:
+            for g in range(n_g):
+                nov[t, g] = b_nov[a, g]
+            if has_exposure:
+                exposure[t] = b_exposure[a]
+            continue
         while i < hi[t] or j < j_end:
             if j >= j_end or (i < hi[t] and acct_k[i] < leg_k[j]):
                 k = acct_k[i]
