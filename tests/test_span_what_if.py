@@ -429,6 +429,7 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
         assert float(np.abs(full["inter_spread_credit"]).sum()) > 0
     if name == "exposure_nse.xml":
         assert (full["exposure_margin"].values > 0).mean() > 0.5
+        np.testing.assert_array_equal(after["exposure_margin"].values, full["exposure_margin"].values)
     if name in ("tiers_spot.xml", "period_legs.xml"):
         assert float(full["intra_spread_charge"].sum()) > 0
     if name == "tiers_spot.xml":

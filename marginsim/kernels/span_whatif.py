@@ -1,33 +1,38 @@
 """Incremental SPAN what-if: many candidate trades against a book, without re-margining the book.
 
 The book's state is computed once per (account, combined commodity) pair it holds
-(:func:`base_state`): the losses per scenario, the delta ledger by contract month, the intra spread
-and spot charges, the net delta left and the weighted futures price risk, the option positions
-netted per contract, the short option minimum, the inter-commodity credit and each account's net
-option value. A trade then touches only the combined commodities of its legs
-(:func:`after_trades`): their losses, ledgers and option counts are the base ones with the legs
-added, and only they are scanned, spread and counted again (by the kernels of
-:mod:`marginsim.kernels.span_pairs`); the inter-commodity credit, which couples the combined
-commodities of an account, and the account sums are then recomputed per trade.
+(:func:`base_state`): the account's net position in each contract (SPAN nets an account's rows of
+one contract, in contract order), the scanning risk, the delta ledger by contract month, the super
+spread credit, the intra spread and spot charges, the net delta left and the weighted futures
+price risk (by each CC's WFPR method), the short option minimum, the inter-commodity credit, and
+each account's net option value and exposure margin. A trade then touches only the combined
+commodities of its legs, and with super spreads the account's CCs joined to them by super spreads
+(:func:`after_trades`): their net positions merged with the legs are scanned, spread and counted
+again from scratch (by :func:`marginsim.kernels.span_pairs.book_pass`, the book's own kernel);
+the inter-commodity credit (methods W, per spread or per leg, and F), which couples the combined
+commodities of an account, and the account sums (rate classes: an initial class's risk / ratio
+into the maintenance; net option value and exposure margin from the account's net positions
+merged with the legs) are then recomputed per trade.
 
 Two engines:
 
-* ``"numba"``: the touched pairs in one compiled pass, then one compiled pass per trade over its
-  after-book's pairs. The credit cascade (:func:`span_pairs._inter`'s arithmetic, in the same
-  order) is redone only for the spreads a changed delta reaches: a spread is redone when one of
-  its legs' combined commodities is "dirty" (touched, or a leg of a spread redone before), a
-  clean leg entering with the book's remaining delta and credit just before that spread
-  (recorded by :func:`_inter_snapshots` when the base state is made). Nothing of size trades x
-  pairs is built unless the per combined commodity result is asked for.
+* ``"numba"``: one compiled pass per trade over its after-book's pairs. The credit cascade
+  (:func:`span_pairs._inter`'s arithmetic, in the same order) is redone only for the spreads a
+  changed delta reaches: a spread is redone when one of its legs' combined commodities is
+  "dirty" (touched, or a leg of a spread redone before), a clean leg entering with the book's
+  remaining delta and credit just before that spread (recorded by :func:`_inter_snapshots` when
+  the base state is made). Nothing of size trades x pairs is built unless the per combined
+  commodity result is asked for.
 * ``"numpy"``: the reference. Every trade is an "account" of a pair layout
   (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
   and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
 
-Exactness: the legs are added after the account's positions, in the order of its book and then of
-the legs, with the arithmetic of :func:`span_pairs.book_pass`. With the numba engine the after
-figures are bit for bit those of margining each after-book (the account's positions, then the
-legs) as one account; with the numpy engine they agree to rounding (the numpy reference sums in
-another order).
+Exactness: each after-book is the account's positions then the legs, netted per contract (the
+book's order of additions) and margined in contract order, with the arithmetic of
+:mod:`marginsim.methods.span.book`. With the numba engine the after figures are bit for bit those
+of margining the after-books in one batch (whenever the batch nets rows: one of its after-books
+holds a contract twice; a batch without any repeated contract is summed in book order, which may
+differ in the last bit); with the numpy engine they agree to rounding.
 
 There is no loop over trades, legs or positions in Python. Units: currency amounts in each
 combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
@@ -206,6 +211,9 @@ class AfterTrades:
     ----------
     nov, span_risk, maintenance, initial
         ``(T, G)`` [reporting currency].
+    exposure
+        Exposure margin per trade ``(T,)`` [reporting currency] (in ``maintenance`` and
+        ``initial``); ``None`` without one.
     groups
         When asked for (``group_rank``), the per combined commodity variables of
         :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
@@ -218,6 +226,7 @@ class AfterTrades:
     maintenance: np.ndarray
     initial: np.ndarray
     groups: dict[str, np.ndarray] | None = None
+    exposure: np.ndarray | None = None
 
 
 def _dense_groups(
@@ -406,7 +415,7 @@ def base_state(
     ent_ptr = np.searchsorted(pairs.of_position[by_pair], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
     summed = np.flatnonzero(_summed_contracts(tables)[contract])  # (account, contract) order
-    exposure = np.zeros(n_accounts)
+    exposure: np.ndarray = np.zeros(n_accounts)
     if tables.exposure is not None:  # |net| x the long or short rate, in contract order
         per_contract = np.abs(qty) * tables.exposure[contract, (qty < 0).astype(np.int64)]
         exposure = np.bincount(position_account, weights=per_contract, minlength=n_accounts)
@@ -556,7 +565,10 @@ def after_trades(
     if exposure is None:
         return out
     return replace(
-        out, maintenance=out.maintenance + exposure[:, None], initial=out.initial + exposure[:, None]
+        out,
+        maintenance=out.maintenance + exposure[:, None],
+        initial=out.initial + exposure[:, None],
+        exposure=exposure,
     )
 
 

@@ -180,6 +180,7 @@ def _exposure_parts(
     n = qty.size
     if plan.exposure is None or n == 0:
         return np.zeros(n_a), np.zeros(n), np.zeros(n)
+    rates = plan.exposure
     n_k = plan.risk_array.shape[0]
     key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -187,7 +188,7 @@ def _exposure_parts(
     k = key % n_k
 
     def exposure_of(net: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return np.abs(net) * plan.exposure[k, (net < 0).astype(np.int64)]
+        return np.abs(net) * rates[k, (net < 0).astype(np.int64)]
 
     per_key = exposure_of(net, k)
     exposure_a = np.bincount(key // n_k, weights=per_key, minlength=n_a)

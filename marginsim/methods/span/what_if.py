@@ -312,7 +312,10 @@ def _after_in_blocks(
             name: np.concatenate([r.groups[name] for r in parts if r.groups is not None])
             for name in W.GROUP_VARIABLES
         }
-    return W.AfterTrades(**per_trade, groups=groups)
+    exposure = None
+    if parts[0].exposure is not None:
+        exposure = np.concatenate([r.exposure for r in parts if r.exposure is not None])
+    return W.AfterTrades(**per_trade, groups=groups, exposure=exposure)
 
 
 def _grid_coords(inputs: Inputs, plan: _Plan) -> dict:
@@ -358,6 +361,15 @@ def _dataset(
         "initial": tg(after.initial),
         "net_option_value": tg(after.nov),
         "span_risk": tg(after.span_risk),
+        **(
+            {}
+            if after.exposure is None
+            else {
+                "exposure_margin": tg(
+                    np.broadcast_to(after.exposure[:, None], after.maintenance.shape).copy()
+                )
+            }
+        ),
         "account": xr.Variable("trade", account, fastpath=True),
     }
     trade = pd.Index(ids, dtype=ids.dtype, copy=False)  # object ids stay object (no text dtype)
