@@ -129,7 +129,8 @@ def span_what_if(
     xarray.Dataset
         SPAN's result variables with ``trade`` in place of ``account`` (coord: the trade ids;
         ``account``: each trade's account): ``maintenance``, ``initial``, ``net_option_value``,
-        ``span_risk`` per trade (and grid point) [reporting currency]; with ``groups``, per trade
+        ``span_risk`` per trade (and grid point) [reporting currency], ``exposure_margin`` too with
+        ``span.exposure_margin`` (in ``maintenance`` and ``initial``); with ``groups``, per trade
         and combined commodity ``scan_risk``, ``active_scenario``, ``intra_spread_charge``,
         ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``, ``risk`` and ``held``.
     """
