@@ -25,6 +25,7 @@ from marginsim.methods.span import span_margin
 from marginsim.methods.span.what_if import span_marginal, span_what_if, span_what_if_arrays
 from marginsim.trades import TradeBatch
 from marginsim.variants import margin_variants
+from marginsim.what_if import what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"
@@ -447,7 +448,7 @@ def test_what_if_on_the_feature_files_is_the_generic_after(name, tmp_path):
          for c, q in zip(contract[leg_trade == t], qty[leg_trade == t])]}
         for t in range(account.size)
     ]  # fmt: skip
-    res = marginsim.what_if(inputs, trades, methods=["span"])["span"]
+    res = what_if(inputs, trades, methods=["span"])["span"]
     var = margin_variants(
         inputs, account, leg_variant=leg_trade, leg_contract=contract, leg_quantity=qty, methods=["span"]
     )["span"]
