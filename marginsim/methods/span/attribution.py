@@ -40,6 +40,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from ...kernels import Engine, resolve_engine
+from ...kernels import span_pairs as SP
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
@@ -136,6 +137,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     # the exact leave-one-out, on the linked combined commodities of the position only
     linked = _linked(plan)[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
     group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
+    held = np.zeros(n_a * n_col, dtype=bool)
+    cell_factor = np.zeros(n_a * n_col)
     if n:  # each account's risk in each linked set [reporting currency]
         cell_set = np.zeros(n_a * n_col, dtype=np.int64)
         cell_set[pair] = pos_a * (int(linked.max()) + 1) + linked
@@ -146,12 +149,13 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
     without = _risk_without(plan, book, key, resolve_engine(engine), n_g)  # (N, G) risk, NOV of the rest
     nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
-    risk_a = np.zeros((n_a, n_g))  # each account's risk in the maintenance class
-    if n:
-        held = result["held"].transpose("account", "group").values.reshape(-1)
-        cell_factor = np.zeros(n_a * n_col)
-        cell_factor[pair] = m_factor[plan.cc_of_k[pos_k]]
-        np.add.at(risk_a, np.repeat(np.arange(n_a), n_col)[held], risk[held] * cell_factor[held][:, None])
+    # each account's risk in the maintenance class
+    risk_a = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
+    if n and plan.initial_class.any():
+        at = np.flatnonzero(held)
+        risk_a = SP.segment_sum(
+            at // n_col, at, cell_factor[at], risk, n_a, resolve_engine(engine)
+        )  # risk x factor per held cell, added in the account's group order
     other = risk_a[pos_a] - group_risk[key] + without
     marginal = maintenance[pos_a] - (
         np.maximum(other - (nov_a[pos_a] - nov), 0.0) + exposure_without[:, None]
@@ -245,9 +249,13 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     )
     margined = _margin_book(plan, sub, eng, False)
     pairs = margined.pairs
-    m_factor = np.where(plan.initial_class, 1.0 / plan.ratio, 1.0)[pairs.cc][:, None]
-    risk = np.zeros((n, n_g))  # in the maintenance class
-    np.add.at(risk, pairs.account, margined.risk_cc * m_factor * margined.fx)
+    risk = margined.span_risk  # in the maintenance class
+    if plan.initial_class.any():
+        m_factor = np.where(plan.initial_class, 1.0 / plan.ratio, 1.0)[pairs.cc][:, None]
+        every = np.arange(pairs.size)
+        risk = SP.segment_sum(
+            pairs.account, every, np.ones(pairs.size), margined.risk_cc * m_factor * margined.fx, n, eng
+        )
     out = np.empty((n, n_g))
     out[order] = risk  # variant i is sorted row i
     return out
