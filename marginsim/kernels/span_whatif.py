@@ -641,6 +641,37 @@ def _summed_contracts(tables: SpanTables) -> np.ndarray:
     return wanted
 
 
+def _merge_kernel(first, count, ent_k, ent_q, lp_ptr, leg_k, leg_q, out_p, out_k, out_q):  # pragma: no cover
+    # per touched pair p: its base net positions (contract order) merged with its legs (sorted by
+    # contract, in order within one): one row per contract, net = 0 + base net + leg + leg ...;
+    # returns the number of rows written
+    r = 0
+    for p in range(first.size):
+        i = first[p]
+        i_end = first[p] + count[p]
+        j = lp_ptr[p]
+        j_end = lp_ptr[p + 1]
+        while i < i_end or j < j_end:
+            if j >= j_end or (i < i_end and ent_k[i] < leg_k[j]):
+                k = ent_k[i]
+                net = 0.0 + ent_q[i]
+                i += 1
+            else:
+                k = leg_k[j]
+                net = 0.0
+                if i < i_end and ent_k[i] == k:
+                    net += ent_q[i]
+                    i += 1
+                while j < j_end and leg_k[j] == k:
+                    net += leg_q[j]
+                    j += 1
+            out_p[r] = p
+            out_k[r] = k
+            out_q[r] = net
+            r += 1
+    return r
+
+
 def _account_sums_kernel(
     trade_account,
     b_nov,
@@ -733,15 +764,36 @@ def _touched(
     pseudo-account per touched pair: the book's arithmetic), then the spreads."""
     n_k, n_p = tables.risk_array.shape[0], tp.size
     first, count = _pairs_of_accounts(base.ent_ptr, src)
-    rows = _ragged(first, count)
-    p = np.concatenate([np.repeat(np.arange(n_p), count), tp.of_position])
-    key, inverse = np.unique(
-        p * n_k + np.concatenate([base.ent_k[rows], leg_k]), return_inverse=True
-    )  # base entry first, then the legs in order: net = base net + leg + leg ...
-    net = np.bincount(
-        inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size
-    )
-    pos_p, pos_k = key // n_k, key % n_k
+    if engine == "numba":  # per touched pair, its base entries merged with its legs by contract
+        order = np.lexsort((leg_k, tp.of_position))  # by pair, then contract; stable within one
+        lp_ptr = np.searchsorted(tp.of_position[order], np.arange(n_p + 1)).astype(np.int64)
+        size = int(count.sum()) + leg_k.size
+        pos_p = np.empty(size, dtype=np.int64)
+        pos_k = np.empty(size, dtype=np.int64)
+        net = np.empty(size)
+        n_rows = _kernel("_merge_kernel")(
+            first,
+            count,
+            base.ent_k,
+            base.ent_q,
+            lp_ptr,
+            np.ascontiguousarray(leg_k[order]),
+            np.ascontiguousarray(leg_q[order]),
+            pos_p,
+            pos_k,
+            net,
+        )
+        pos_p, pos_k, net = pos_p[:n_rows], pos_k[:n_rows], net[:n_rows]
+    else:
+        rows = _ragged(first, count)
+        p = np.concatenate([np.repeat(np.arange(n_p), count), tp.of_position])
+        key, inverse = np.unique(
+            p * n_k + np.concatenate([base.ent_k[rows], leg_k]), return_inverse=True
+        )  # base entry first, then the legs in order: net = base net + leg + leg ...
+        net = np.bincount(
+            inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size
+        )
+        pos_p, pos_k = key // n_k, key % n_k
     own = SP.Pairs(
         account=np.arange(n_p, dtype=np.int64),
         cc=tp.cc,
