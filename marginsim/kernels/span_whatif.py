@@ -768,9 +768,9 @@ def _touched(
         order = np.lexsort((leg_k, tp.of_position))  # by pair, then contract; stable within one
         lp_ptr = np.searchsorted(tp.of_position[order], np.arange(n_p + 1)).astype(np.int64)
         size = int(count.sum()) + leg_k.size
-        pos_p = np.empty(size, dtype=np.int64)
-        pos_k = np.empty(size, dtype=np.int64)
-        net = np.empty(size)
+        pos_p: np.ndarray = np.empty(size, dtype=np.int64)
+        pos_k: np.ndarray = np.empty(size, dtype=np.int64)
+        net: np.ndarray = np.empty(size)
         n_rows = _kernel("_merge_kernel")(
             first,
             count,
