@@ -472,3 +472,77 @@ def test_spans_own_leave_one_out_equals_the_generic_one(data):
     rows = np.searchsorted(inputs.book["position"].values, ds["position"].values)
     generic = leave_one_out(inputs, "span", ds, rows)
     np.testing.assert_allclose(ds["marginal"].values, generic.values, rtol=1e-9, atol=1e-6)
+
+
+# -- the SPAN file features: super spreads, F charges, WFPR methods, rate classes, exposure margin -----
+
+SPAN_DATA = ROOT / "tests" / "data" / "span"
+SPAN_FEATURE_FILES = {
+    "inter_spreads.xml": ("EUR", "2024-01-02", {}),
+    "exposure_nse.xml": ("INR", "2024-01-02", {"exposure_margin": {"futures": 0.03, "options": 0.02}}),
+    "rate_classes_initial.xml": ("USD", "2026-01-05", {}),
+    "tiers_spot.xml": ("EUR", "2026-01-05", {}),
+    "period_legs.xml": ("INR", "2026-01-05", {}),
+}
+
+
+def _span_feature_book(name, tmp_path, seed):
+    currency, as_of, span = SPAN_FEATURE_FILES[name]
+    source = SPAN_DATA / name
+    if name == "rate_classes_initial.xml":  # rate_classes.xml with its class 1 initial (isM 0)
+        text = (
+            (SPAN_DATA / "rate_classes.xml").read_text(encoding="utf-8")
+            .replace("<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>", "<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>")
+            .replace("<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>", "<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>")
+            .replace("<val>1.25</val>", "<val>0.8</val>")
+        )  # fmt: skip
+        source = tmp_path / name
+        source.write_text(text, encoding="utf-8")
+    base = marginsim.load(
+        {"name": name, "as_of": as_of, "currency": currency, "span": {"source": str(source), **span}}
+    )
+    rng = np.random.default_rng(seed)
+    ids = base.contracts["contract"].values
+    n = 40
+    pick = rng.integers(0, ids.size, n)
+    qty = (rng.integers(1, 6, n) * rng.choice([-1, 1], n)).astype(float)
+    acct = rng.choice(["x", "y", "z", "w"], n)
+    return base.with_book(ids[pick], qty, acct)
+
+
+@pytest.mark.parametrize("name", list(SPAN_FEATURE_FILES))
+def test_span_contributions_sum_and_own_marginal_on_the_feature_files(name, tmp_path):
+    inputs = _span_feature_book(name, tmp_path, seed=len(name))
+    res = marginsim.margin(inputs, methods=["span"], attribution=True)
+    assert _assert_sums(inputs, res) == ["span"]
+    ds = res["span"]
+    rows = np.searchsorted(inputs.book["position"].values, ds["position"].values)
+    generic = leave_one_out(inputs, "span", ds, rows)
+    np.testing.assert_allclose(ds["marginal"].values, generic.values, rtol=1e-9, atol=1e-6)
+    if name == "inter_spreads.xml":
+        assert float(np.abs(ds["super_spread_credit"]).sum()) > 0
+    if name == "exposure_nse.xml":
+        assert float(ds["exposure_margin"].sum()) > 0
+    if name == "rate_classes_initial.xml":
+        assert (ds["maintenance"].values < ds["initial"].values).any()
+
+
+def test_span_exposure_margin_goes_to_its_contract_by_hand():
+    """exposure_nse.xml (test_span_inter's figures): +50 NIF future (exposure 0.03 x 50 x 20,100 =
+    30,150) and -50 NIF call (0.02 x 50 x 20,000 = 20,000), SPAN risk 99,000 - NOV (-7,500)."""
+    currency, as_of, span = SPAN_FEATURE_FILES["exposure_nse.xml"]
+    inputs = marginsim.load(
+        {"name": "nse", "as_of": as_of, "currency": currency,
+         "span": {"source": str(SPAN_DATA / "exposure_nse.xml"), **span}}
+    ).with_book(["NIF:F:20240328", "NIF:C:20240328:20000", "NIF:F:20240328"], [30.0, -50.0, 20.0])  # fmt: skip
+    ds = marginsim.margin(inputs, methods=["span"])["span"]
+    assert float(ds["maintenance"].sum()) == pytest.approx(156_650.0, abs=1e-6)
+    att = REGISTRY["span"].attribution(inputs, ds)
+    assert float(att["contribution"].sum()) == pytest.approx(156_650.0, abs=1e-6)
+    # the future's 30,150 split 30:20 between its two rows, the call's 20,000 to the call
+    np.testing.assert_allclose(att["exposure_part"].values, [18_090.0, 20_000.0, 12_060.0], rtol=1e-12)
+    np.testing.assert_allclose(
+        att["contribution"].values - att["exposure_part"].values,
+        att["risk_part"].values - att["option_value"].values,
+        rtol=1e-12,
+    )

@@ -24,6 +24,8 @@ from marginsim.kernels import span_whatif as W
 from marginsim.methods.span import span_margin
 from marginsim.methods.span.what_if import span_marginal, span_what_if, span_what_if_arrays
 from marginsim.trades import TradeBatch
+from marginsim.variants import margin_variants
+from marginsim.what_if import what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"
@@ -364,3 +366,106 @@ def test_trade_order_and_blocks_do_not_change_the_figures(scenarios_dir, monkeyp
     order = np.argsort(-leg_trade, kind="stable")  # trades' legs in reverse, each trade's in order
     shuffled = span_what_if_arrays(inputs, account, leg_trade[order], contract[order], qty[order])
     xr.testing.assert_identical(whole, shuffled)
+
+
+# -- the SPAN file features: rate classes, spot rates per period, period legs, W per leg and F,
+# WFPR methods, super spreads, exposure margin (hand-written files of tests/data/span) -------------
+
+DATA = ROOT / "tests" / "data" / "span"
+FEATURE_FILES = {
+    "period_legs.xml": ("INR", "2026-01-05", {}),
+    "tiers_spot.xml": ("EUR", "2026-01-05", {}),
+    "rate_classes.xml": ("USD", "2026-01-05", {}),
+    "rate_classes_initial.xml": ("USD", "2026-01-05", {}),  # rate_classes.xml, its class initial
+    "inter_spreads.xml": ("EUR", "2024-01-02", {}),
+    "exposure_nse.xml": ("INR", "2024-01-02", {"exposure_margin": {"futures": 0.03, "options": 0.02}}),
+}
+
+
+def initial_class_file(tmp_path):
+    """rate_classes.xml with its class 1 initial (isM 0) and class 2 maintenance = 0.8 x class 1
+    (as test_span_intra_files.test_rate_classes_initial_file_scaled_into_maintenance)."""
+    text = (
+        (DATA / "rate_classes.xml").read_text(encoding="utf-8")
+        .replace("<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>", "<r>1</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>")
+        .replace("<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>0</isM>", "<r>2</r><isCust>1</isCust><acctType>S</acctType><isM>1</isM>")
+        .replace("<val>1.25</val>", "<val>0.8</val>")
+    )  # fmt: skip
+    path = tmp_path / "rate_classes_initial.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def feature_book(name, seed, sizes=(14, 8, 5, 1), tmp_path=None):
+    """A random book of a few accounts over every contract of a hand-written file."""
+    currency, as_of, span = FEATURE_FILES[name]
+    source = initial_class_file(tmp_path) if name == "rate_classes_initial.xml" else DATA / name
+    base = marginsim.load(
+        {"name": name, "as_of": as_of, "currency": currency, "span": {"source": str(source), **span}}
+    )
+    rng = np.random.default_rng(seed)
+    names = base.contracts["contract"].values
+    sizes = np.array(sizes)
+    account = np.repeat([f"a{i}" for i in range(sizes.size)], sizes)
+    pick = rng.integers(0, names.size, sizes.sum())
+    qty = (rng.integers(1, 6, sizes.sum()) * rng.choice([-1, 1], sizes.sum())).astype(float)
+    return base.with_book(names[pick], qty, account), rng
+
+
+@pytest.mark.parametrize("name", list(FEATURE_FILES))
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, tmp_path):
+    inputs, rng = feature_book(name, seed=len(name), tmp_path=tmp_path)
+    trades = random_trades(rng, inputs, 150)
+    after = span_what_if_arrays(inputs, *trades, engine=engine)
+    full = span_margin(after_books(inputs, *trades), engine=engine, scan_loss=False)
+    assert_same_as_full(after, full, exact=engine == "numba")
+    # the file's feature is in the figures
+    if name.startswith("rate_classes"):  # maintenance below initial (class 1 initial: 0.8 x it)
+        assert (full["initial"].values > full["maintenance"].values).any()
+        initial = name == "rate_classes_initial.xml"
+        assert set(full["rate_class"].values) == {"initial" if initial else "maintenance"}
+    if name == "inter_spreads.xml":
+        assert float(np.abs(full["super_spread_credit"]).sum()) > 0
+        assert float(np.abs(full["inter_spread_credit"]).sum()) > 0
+    if name == "exposure_nse.xml":
+        assert (full["exposure_margin"].values > 0).mean() > 0.5
+        np.testing.assert_array_equal(after["exposure_margin"].values, full["exposure_margin"].values)
+    if name in ("tiers_spot.xml", "period_legs.xml"):
+        assert float(full["intra_spread_charge"].sum()) > 0
+    if name == "tiers_spot.xml":
+        assert float(full["spot_charge"].sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["inter_spreads.xml", "exposure_nse.xml", "rate_classes_initial.xml"])
+def test_what_if_on_the_feature_files_is_the_generic_after(name, tmp_path):
+    """marginsim.what_if (SPAN's incremental hook) against margining every after-book from scratch
+    as variants of the book (the generic path every method without a hook takes)."""
+    inputs, rng = feature_book(name, seed=7, tmp_path=tmp_path)
+    account, leg_trade, contract, qty = random_trades(rng, inputs, 40)
+    trades = [
+        {"account": str(account[t]), "legs": [{"contract": str(c), "quantity": float(q)}
+         for c, q in zip(contract[leg_trade == t], qty[leg_trade == t])]}
+        for t in range(account.size)
+    ]  # fmt: skip
+    res = what_if(inputs, trades, methods=["span"])["span"]
+    var = margin_variants(
+        inputs, account, leg_variant=leg_trade, leg_contract=contract, leg_quantity=qty, methods=["span"]
+    )["span"]
+    for x in ("maintenance", "initial"):
+        np.testing.assert_allclose(res[f"{x}_after"].values, var[x].values, rtol=1e-12, atol=1e-9, err_msg=x)
+
+
+def test_hand_checked_exposure_margin_of_a_trade():
+    """exposure_nse.xml (test_span_inter's hand computation): +50 NIF future at 20,100 carries
+    0.03 x 50 x 20,100 = 30,150 of exposure; a -50 call on it at the underlying's 20,000 adds
+    0.02 x 50 x 20,000 = 20,000; buying the call back leaves the future's."""
+    inputs, _ = feature_book("exposure_nse.xml", seed=0, sizes=(0,))
+    inputs = inputs.with_book(["NIF:F:20240328"], [50.0])
+    after = span_what_if_arrays(
+        inputs, ["main"] * 2, [0, 1], ["NIF:C:20240328:20000", "NIF:F:20240328"], [-50.0, -50.0]
+    )
+    full = span_margin(inputs.with_book(["NIF:F:20240328", "NIF:C:20240328:20000"], [50.0, -50.0]))
+    assert float(after["maintenance"][0]) == pytest.approx(156_650.0, abs=1e-9)  # test_span_inter's figure
+    assert float(after["maintenance"][0]) == float(full["maintenance"][0])
+    assert float(after["maintenance"][1]) == 0.0  # flat: no risk, no exposure

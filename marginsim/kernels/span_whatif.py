@@ -1,33 +1,38 @@
 """Incremental SPAN what-if: many candidate trades against a book, without re-margining the book.
 
 The book's state is computed once per (account, combined commodity) pair it holds
-(:func:`base_state`): the losses per scenario, the delta ledger by contract month, the intra spread
-and spot charges, the net delta left and the weighted futures price risk, the option positions
-netted per contract, the short option minimum, the inter-commodity credit and each account's net
-option value. A trade then touches only the combined commodities of its legs
-(:func:`after_trades`): their losses, ledgers and option counts are the base ones with the legs
-added, and only they are scanned, spread and counted again (by the kernels of
-:mod:`marginsim.kernels.span_pairs`); the inter-commodity credit, which couples the combined
-commodities of an account, and the account sums are then recomputed per trade.
+(:func:`base_state`): the account's net position in each contract (SPAN nets an account's rows of
+one contract, in contract order), the scanning risk, the delta ledger by contract month, the super
+spread credit, the intra spread and spot charges, the net delta left and the weighted futures
+price risk (by each CC's WFPR method), the short option minimum, the inter-commodity credit, and
+each account's net option value and exposure margin. A trade then touches only the combined
+commodities of its legs, and with super spreads the account's CCs joined to them by super spreads
+(:func:`after_trades`): their net positions merged with the legs are scanned, spread and counted
+again from scratch (by :func:`marginsim.kernels.span_pairs.book_pass`, the book's own kernel);
+the inter-commodity credit (methods W, per spread or per leg, and F), which couples the combined
+commodities of an account, and the account sums (rate classes: an initial class's risk / ratio
+into the maintenance; net option value and exposure margin from the account's net positions
+merged with the legs) are then recomputed per trade.
 
 Two engines:
 
-* ``"numba"``: the touched pairs in one compiled pass, then one compiled pass per trade over its
-  after-book's pairs. The credit cascade (:func:`span_pairs._inter`'s arithmetic, in the same
-  order) is redone only for the spreads a changed delta reaches: a spread is redone when one of
-  its legs' combined commodities is "dirty" (touched, or a leg of a spread redone before), a
-  clean leg entering with the book's remaining delta and credit just before that spread
-  (recorded by :func:`_inter_snapshots` when the base state is made). Nothing of size trades x
-  pairs is built unless the per combined commodity result is asked for.
+* ``"numba"``: one compiled pass per trade over its after-book's pairs. The credit cascade
+  (:func:`span_pairs._inter`'s arithmetic, in the same order) is redone only for the spreads a
+  changed delta reaches: a spread is redone when one of its legs' combined commodities is
+  "dirty" (touched, or a leg of a spread redone before), a clean leg entering with the book's
+  remaining delta and credit just before that spread (recorded by :func:`_inter_snapshots` when
+  the base state is made). Nothing of size trades x pairs is built unless the per combined
+  commodity result is asked for.
 * ``"numpy"``: the reference. Every trade is an "account" of a pair layout
   (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
   and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
 
-Exactness: the legs are added after the account's positions, in the order of its book and then of
-the legs, with the arithmetic of :func:`span_pairs.book_pass`. With the numba engine the after
-figures are bit for bit those of margining each after-book (the account's positions, then the
-legs) as one account; with the numpy engine they agree to rounding (the numpy reference sums in
-another order).
+Exactness: each after-book is the account's positions then the legs, netted per contract (the
+book's order of additions) and margined in contract order, with the arithmetic of
+:mod:`marginsim.methods.span.book`. With the numba engine the after figures are bit for bit those
+of margining the after-books in one batch (whenever the batch nets rows: one of its after-books
+holds a contract twice; a batch without any repeated contract is summed in book order, which may
+differ in the last bit); with the numpy engine they agree to rounding.
 
 There is no loop over trades, legs or positions in Python. Units: currency amounts in each
 combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
@@ -43,7 +48,7 @@ import numpy as np
 from . import span as K
 from . import span_pairs as SP
 from ._jit import compile_kernel, prange
-from .span_pairs import _CHUNKS, _net_add, _net_flush, _scan_block
+from .span_pairs import _CHUNKS
 
 __all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
 
@@ -77,6 +82,20 @@ class SpanTables:
         CC margin currency -> reporting currency per CC.
     nov
         Net option value per long contract ``(K, G)`` [reporting currency].
+    initial_class
+        Per CC: its risk is the initial requirement (rate class ``initial``: maintenance = risk /
+        ratio); ``None``: none is.
+    wfpr_mode, wfpr_scan
+        Per CC: weighted futures price risk method (0 normal, 1 scan range, 2 scan range cap) and
+        the price scan range per delta of the scan-range methods [CC currency]; ``None``: normal.
+    super_
+        Super inter-commodity spreads (formed on the month ledger before the intra spreads).
+    super_comp
+        Per CC: its set of CCs joined by super spreads (``(C,)``; with ``super_``): a trade
+        recomputes every CC of its account in the sets of its legs' CCs.
+    exposure
+        Exposure margin per long / short contract ``(K, 2)`` [reporting currency], charged on the
+        net position of each (account, contract); ``None``: no exposure margin.
     """
 
     risk_array: np.ndarray
@@ -95,6 +114,12 @@ class SpanTables:
     ratio: np.ndarray
     fx: np.ndarray
     nov: np.ndarray
+    initial_class: np.ndarray | None = None
+    wfpr_mode: np.ndarray | None = None
+    wfpr_scan: np.ndarray | None = None
+    super_: SP.InterTable | None = None
+    super_comp: np.ndarray | None = None
+    exposure: np.ndarray | None = None
 
     @property
     def n_cc(self) -> int:
@@ -116,20 +141,28 @@ class _PairState:
     net_left: np.ndarray  # (P, G) net delta after intra spreads [delta]
     wfpr: np.ndarray  # (P, G) weighted futures price risk [CC currency per delta]
     som: np.ndarray  # (P,) short option minimum [CC currency]
+    super_credit: np.ndarray | None = None  # (P, G) super inter-commodity spread credit (with super spreads)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BaseState(_PairState):
     """The book's state (:func:`base_state`): per pair (account-major) as :class:`_PairState`,
     plus the option positions netted per contract and each account's net option value.
 
     Attributes
     ----------
-    opt_ptr
-        The netted option contracts of pair ``p`` are entries ``opt_ptr[p]:opt_ptr[p + 1]``, in the
-        order the account's book first names them, shape ``(P + 1,)``.
-    opt_k, opt_net
+    ent_ptr
+        The net positions of pair ``p`` (one per contract, SPAN nets an account's rows of one
+        contract) are entries ``ent_ptr[p]:ent_ptr[p + 1]``, in contract order, shape ``(P + 1,)``;
+        an account's pairs' entries are contiguous.
+    ent_k, ent_q
         Contract (row of the tables) and net quantity [contracts] of each entry.
+    exposure
+        Exposure margin per account ``(A,)`` [reporting currency] (zeros without one).
+    acct_ptr, acct_k, acct_q
+        The net positions of account ``a`` on contracts with a net option value or an exposure
+        rate are entries ``acct_ptr[a]:acct_ptr[a + 1]``, in contract order: contract and net
+        quantity (the other contracts add exact zeros to those sums).
     nov
         Net option value per account ``(A, G)`` [reporting currency].
     credit, risk_cc
@@ -142,9 +175,13 @@ class BaseState(_PairState):
         (legs on a CC the account holds; empty without inter spreads or with the numpy engine).
     """
 
-    opt_ptr: np.ndarray
-    opt_k: np.ndarray
-    opt_net: np.ndarray
+    ent_ptr: np.ndarray
+    ent_k: np.ndarray
+    ent_q: np.ndarray
+    acct_ptr: np.ndarray
+    acct_k: np.ndarray
+    acct_q: np.ndarray
+    exposure: np.ndarray
     nov: np.ndarray
     credit: np.ndarray
     risk_cc: np.ndarray
@@ -174,6 +211,9 @@ class AfterTrades:
     ----------
     nov, span_risk, maintenance, initial
         ``(T, G)`` [reporting currency].
+    exposure
+        Exposure margin per trade ``(T,)`` [reporting currency] (in ``maintenance`` and
+        ``initial``); ``None`` without one.
     groups
         When asked for (``group_rank``), the per combined commodity variables of
         :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
@@ -186,6 +226,7 @@ class AfterTrades:
     maintenance: np.ndarray
     initial: np.ndarray
     groups: dict[str, np.ndarray] | None = None
+    exposure: np.ndarray | None = None
 
 
 def _dense_groups(
@@ -247,6 +288,18 @@ def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return offset + np.arange(total, dtype=np.int64)
 
 
+def _wfpr(tables: SpanTables, cc: np.ndarray, prisk: np.ndarray, net_delta: np.ndarray) -> np.ndarray:
+    """Weighted futures price risk per pair [CC currency per delta] by each CC's method (the
+    arithmetic of :func:`marginsim.methods.span.book`): price risk / |net delta| (normal), the
+    price scan range per delta (scan range), or the smaller of the two (scan range cap)."""
+    wfpr = K.weighted_futures_price_risk(prisk, net_delta)
+    if tables.wfpr_mode is not None and tables.wfpr_scan is not None and tables.wfpr_mode.any():
+        mode = tables.wfpr_mode[cc][:, None]
+        scan = tables.wfpr_scan[cc][:, None]
+        wfpr = np.where(mode == 1, scan, np.where(mode == 2, np.minimum(wfpr, scan), wfpr))
+    return wfpr
+
+
 def _spreads_and_som(
     pairs: SP.Pairs,
     loss: np.ndarray,
@@ -255,16 +308,25 @@ def _spreads_and_som(
     counts: np.ndarray,
     tables: SpanTables,
     engine: str,
+    scanned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> _PairState:
-    """Scan, intra spreads, spot charge, WFPR and short option minimum of pairs from their losses,
-    ledgers and option counts (the steps of :func:`marginsim.methods.span.book` before the credit)."""
+    """Scan, super spread credit, intra spreads, spot charge, WFPR and short option minimum of
+    pairs from their losses (or their scan, ``scanned``), ledgers and option counts (the steps of
+    :func:`marginsim.methods.span.book` before the inter-commodity credit)."""
     n_p, n_g = pairs.size, ledger.shape[1]
-    scan_risk, active, prisk = SP.scan(loss, tables.scenario_pair, tables.time_scenarios, engine)
+    if scanned is None:
+        scanned = SP.scan(loss, tables.scenario_pair, tables.time_scenarios, engine)
+    scan_risk, active, prisk = scanned
     net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
+    wfpr = _wfpr(tables, pairs.cc, prisk, net_delta)
+    super_credit, left = None, ledger
+    if tables.super_ is not None:  # on the months, before the intra spreads
+        super_credit, left = SP.super_credit(ledger, row0, pairs, tables.super_, wfpr)
     if tables.intra is not None:
-        intra, spot, net_left = SP.intra_and_spot(ledger, row0, pairs, tables.intra, engine)
+        intra, spot, net_left = SP.intra_and_spot(left, row0, pairs, tables.intra, engine)
     else:
-        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
+        intra, spot = np.zeros((n_p, n_g)), np.zeros((n_p, n_g))
+        net_left = net_delta if super_credit is None else np.add.reduceat(left, row0[:-1], axis=0)
     som = K.short_option_minimum(
         counts[:, 0],
         counts[:, 1],
@@ -283,8 +345,9 @@ def _spreads_and_som(
         intra=intra,
         spot=spot,
         net_left=net_left,
-        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
+        wfpr=wfpr,
         som=som,
+        super_credit=super_credit,
     )
 
 
@@ -318,12 +381,16 @@ def base_state(
     -------
     BaseState
     """
-    position_account = np.asarray(position_account, dtype=np.int64)
-    contract = np.asarray(contract, dtype=np.int64)
-    qty = np.asarray(qty, dtype=float)
+    n_k = tables.risk_array.shape[0]
+    # SPAN margins an account's net quantity of each contract: one row per (account, contract),
+    # in contract order, netted in book order (as :func:`marginsim.methods.span.book` nets them)
+    key = np.asarray(position_account, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    qty = np.bincount(inverse.reshape(-1), weights=np.asarray(qty, dtype=float), minlength=uniq.size)
+    position_account, contract = uniq // n_k, uniq % n_k
     pairs = SP.pairs_of(position_account, tables.cc_of_k[contract], n_accounts, tables.n_cc)
     row0 = _row0(pairs, tables.n_months)
-    loss, _, _, _, ledger, counts = SP.book_pass(
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
         pairs,
         position_account,
         contract,
@@ -337,35 +404,63 @@ def base_state(
         tables.is_call,
         tables.is_put,
         engine,
-        keep_loss=True,
+        keep_loss=False,
     )
-    assert loss is not None
-    st = _spreads_and_som(pairs, loss, row0, ledger, counts, tables, engine)
-
-    # option positions netted per (account, contract), in the order the book first names them
-    is_opt = (tables.is_call | tables.is_put)[contract]
-    at = np.flatnonzero(is_opt)
-    key = pairs.of_position[at] * tables.risk_array.shape[0] + contract[at]
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    net = np.zeros(uniq.size)
-    np.add.at(net, inverse.reshape(-1), qty[at])  # in book order: 0 + w1 + w2 ..., as the kernels
-    entry_pair = pairs.of_position[at][first]
-    order = np.lexsort((first, entry_pair))  # by pair, then first appearance
-    opt_ptr = np.searchsorted(entry_pair[order], np.arange(pairs.size + 1)).astype(np.int64)
+    n_g = ledger.shape[1]
+    st = _spreads_and_som(
+        pairs, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, engine, scanned=(scan_risk, active, prisk)
+    )
+    # the net positions by pair, each pair's in contract order
+    by_pair = np.argsort(pairs.of_position, kind="stable")
+    ent_ptr = np.searchsorted(pairs.of_position[by_pair], np.arange(pairs.size + 1)).astype(np.int64)
     nov = SP.segment_sum(position_account, contract, qty, tables.nov, n_accounts, engine)
+    summed = np.flatnonzero(_summed_contracts(tables)[contract])  # (account, contract) order
+    exposure: np.ndarray = np.zeros(n_accounts)
+    if tables.exposure is not None:  # |net| x the long or short rate, in contract order
+        per_contract = np.abs(qty) * tables.exposure[contract, (qty < 0).astype(np.int64)]
+        exposure = np.bincount(position_account, weights=per_contract, minlength=n_accounts)
     credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, engine)
     return BaseState(
         **st.__dict__,
-        opt_ptr=opt_ptr,
-        opt_k=contract[at][first][order],
-        opt_net=net[order],
+        ent_ptr=ent_ptr,
+        ent_k=contract[by_pair],
+        ent_q=qty[by_pair],
+        acct_ptr=np.searchsorted(position_account[summed], np.arange(n_accounts + 1)).astype(np.int64),
+        acct_k=contract[summed],
+        acct_q=qty[summed],
+        exposure=exposure,
         nov=nov,
         credit=credit,
-        risk_cc=np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None]),
+        risk_cc=np.maximum(
+            _before_som(st.scan_risk + st.intra + st.spot - credit, st.super_credit), st.som[:, None]
+        ),
         held_sets=held_sets,
         snap_rem=snap_rem,
         snap_credit=snap_credit,
     )
+
+
+def _before_som(x: np.ndarray, super_credit: np.ndarray | None) -> np.ndarray:
+    """The combined commodity risk before the short option minimum: scan + intra + spot - credit,
+    less the super spread credit when there is one (the book's order of operations)."""
+    return x if super_credit is None else x - super_credit
+
+
+def _exposure(
+    tables: SpanTables, row: np.ndarray, contract: np.ndarray, qty: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """Exposure margin per row (account, or trade) ``(n_rows,)`` [reporting currency]: |net| x the
+    long or short rate of each (row, contract) net position, summed in contract order (the
+    arithmetic of :func:`marginsim.methods.span.book`: the net adds the positions in the order
+    given, from 0)."""
+    assert tables.exposure is not None
+    n_k = tables.exposure.shape[0]
+    if not row.size:
+        return np.zeros(n_rows)
+    key, inverse = np.unique(np.asarray(row, dtype=np.int64) * n_k + contract, return_inverse=True)
+    net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
+    per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
+    return np.bincount(key // n_k, weights=per_contract, minlength=n_rows)
 
 
 def _base_credit(
@@ -391,19 +486,20 @@ def _base_credit(
         return SP.inter_credit(st.net_left, st.wfpr, pairs, inter, engine), held_sets, empty, empty
     max_legs = int(np.diff(inter.leg_ptr).max(initial=1))
     credit = np.zeros((pairs.size, n_g))
-    snap_rem = np.zeros((n_a, inter.rate.size, max_legs, n_g))
-    snap_credit = np.zeros((n_a, inter.rate.size, max_legs, n_g))
+    snap_rem = np.zeros((n_a, inter.n_spreads, max_legs, n_g))
+    snap_credit = np.zeros((n_a, inter.n_spreads, max_legs, n_g))
     _kernel("_inter_snapshots")(
         np.ascontiguousarray(st.net_left, dtype=float),
         np.ascontiguousarray(st.wfpr, dtype=float),
         pairs.account_ptr.astype(np.int64),
         pairs.cc.astype(np.int64),
         pairs.pair_at,
-        inter.rate,
         inter.leg_ptr,
         inter.leg_cc,
         inter.leg_sign,
         inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
         inter.cc_sets(n_c),
         credit,
         np.zeros((n_a, words), dtype=np.uint64),
@@ -454,51 +550,280 @@ def after_trades(
     leg_trade = np.asarray(leg_trade, dtype=np.int64)
     leg_k = np.asarray(leg_contract, dtype=np.int64)
     leg_q = np.asarray(leg_qty, dtype=float)
-    n_t, n_c = trade_account.size, tables.n_cc
-    # the pairs the legs touch: base state plus the legs, then scanned, spread, counted again
-    tp = SP.pairs_of(leg_trade, tables.cc_of_k[leg_k], n_t, n_c)
+    # the pairs the legs touch (and, with super spreads, the account's pairs joined to them by
+    # super spreads): base state plus the legs, then scanned, spread, counted again
+    tp = _touched_pairs(base, tables, trade_account, leg_trade, leg_k)
     src = _pair_at(base.pairs, trade_account[tp.account], tp.cc)
+    touched = _touched(base, tables, tp, src, leg_k, leg_q, engine)
+    # per trade, its account's net positions merged with its legs: the net option value and the
+    # exposure margin of each after-book, summed from scratch in contract order
+    nov, exposure = _account_sums(base, tables, trade_account, leg_trade, leg_k, leg_q, engine)
     if engine == "numba":
-        touched = _touched_numba(base, tables, tp, src, leg_k, leg_q)
-        return _after_numba(
-            base, tables, trade_account, tp, src, touched, leg_trade, leg_k, leg_q, group_rank
+        out = _after_numba(base, tables, trade_account, tp, touched, nov, group_rank)
+    else:
+        out = _after_numpy(base, tables, trade_account, tp, touched, nov, group_rank)
+    if exposure is None:
+        return out
+    return replace(
+        out,
+        maintenance=out.maintenance + exposure[:, None],
+        initial=out.initial + exposure[:, None],
+        exposure=exposure,
+    )
+
+
+def _account_sums(
+    base: BaseState,
+    tables: SpanTables,
+    trade_account: np.ndarray,
+    leg_trade: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    engine: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Net option value ``(T, G)`` and exposure margin ``(T,)`` (``None`` without one) of every
+    after-book [reporting currency]: the account's net positions then the legs netted per contract,
+    summed in contract order (the book's arithmetic). Contracts without a net option value or an
+    exposure rate add exact zeros: only the others are netted."""
+    n_t, n_g = trade_account.size, tables.nov.shape[1]
+    n_k = tables.risk_array.shape[0]
+    wanted = _summed_contracts(tables)
+    keep_legs = np.flatnonzero(wanted[leg_k])
+    ok = trade_account >= 0
+    lo = np.zeros(n_t, dtype=np.int64)
+    hi = np.zeros(n_t, dtype=np.int64)
+    lo[ok] = base.acct_ptr[trade_account[ok]]
+    hi[ok] = base.acct_ptr[trade_account[ok] + 1]
+    if engine == "numba":  # per trade, the account's entries merged with its legs by contract
+        order = keep_legs[np.lexsort((leg_k[keep_legs], leg_trade[keep_legs]))]  # stable within a contract
+        leg_ptr = np.searchsorted(leg_trade[order], np.arange(n_t + 1)).astype(np.int64)
+        has_exposure = tables.exposure is not None
+        nov = np.zeros((n_t, n_g))
+        exposure_out = np.zeros(n_t)
+        _kernel("_account_sums_kernel")(
+            trade_account,
+            base.nov,
+            base.exposure,
+            lo,
+            hi,
+            base.acct_k,
+            base.acct_q,
+            leg_ptr,
+            np.ascontiguousarray(leg_k[order]),
+            np.ascontiguousarray(leg_q[order]),
+            np.ascontiguousarray(tables.nov, dtype=float),
+            np.ascontiguousarray(tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float),
+            has_exposure,
+            nov,
+            exposure_out,
         )
-    touched = _touched_numpy(base, tables, tp, src, leg_k, leg_q)
-    return _after_numpy(base, tables, trade_account, tp, touched, leg_trade, leg_k, leg_q, group_rank)
+        return nov, (exposure_out if has_exposure else None)
+    rows = _ragged(lo, hi - lo)
+    t = np.concatenate([np.repeat(np.arange(n_t), hi - lo), leg_trade[keep_legs]])
+    k = np.concatenate([base.acct_k[rows], leg_k[keep_legs]])
+    q = np.concatenate([base.acct_q[rows], leg_q[keep_legs]])
+    key, inverse = np.unique(t * n_k + k, return_inverse=True)
+    net = np.bincount(inverse.reshape(-1), weights=q, minlength=key.size)
+    nov = SP.segment_sum(key // n_k, key % n_k, net, tables.nov, n_t, engine).reshape(n_t, n_g)
+    exposure = None
+    if tables.exposure is not None:
+        per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
+        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_t)
+    return nov, exposure
 
 
-def _touched_numpy(
-    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
+def _summed_contracts(tables: SpanTables) -> np.ndarray:
+    """``(K,)`` contracts with a net option value or an exposure rate (the others add exact
+    zeros to the net option value and the exposure margin)."""
+    wanted = (tables.nov != 0.0).any(axis=1)
+    if tables.exposure is not None:
+        wanted = wanted | (tables.exposure != 0.0).any(axis=1)
+    return wanted
+
+
+def _merge_kernel(first, count, ent_k, ent_q, lp_ptr, leg_k, leg_q, out_p, out_k, out_q):  # pragma: no cover
+    # per touched pair p: its base net positions (contract order) merged with its legs (sorted by
+    # contract, in order within one): one row per contract, net = 0 + base net + leg + leg ...;
+    # returns the number of rows written
+    r = 0
+    for p in range(first.size):
+        i = first[p]
+        i_end = first[p] + count[p]
+        j = lp_ptr[p]
+        j_end = lp_ptr[p + 1]
+        while i < i_end or j < j_end:
+            if j >= j_end or (i < i_end and ent_k[i] < leg_k[j]):
+                k = ent_k[i]
+                net = 0.0 + ent_q[i]
+                i += 1
+            else:
+                k = leg_k[j]
+                net = 0.0
+                if i < i_end and ent_k[i] == k:
+                    net += ent_q[i]
+                    i += 1
+                while j < j_end and leg_k[j] == k:
+                    net += leg_q[j]
+                    j += 1
+            out_p[r] = p
+            out_k[r] = k
+            out_q[r] = net
+            r += 1
+    return r
+
+
+def _account_sums_kernel(
+    trade_account,
+    b_nov,
+    b_exposure,
+    lo,
+    hi,
+    acct_k,
+    acct_q,
+    leg_ptr,
+    leg_k,
+    leg_q,
+    nov_table,
+    exposure_table,
+    has_exposure,
+    nov,
+    exposure,
+):  # pragma: no cover - compiled
+    # per trade: its account's net positions (contract order) merged with its legs (sorted by
+    # contract, in order within one), each contract's net = 0 + base net + leg + leg ...; then
+    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's sums)
+    # (a trade without a leg on such a contract: its account's own sums, the same terms)
+    n_g = nov.shape[1]
+    for t in range(lo.size):
+        i = lo[t]
+        j = leg_ptr[t]
+        j_end = leg_ptr[t + 1]
+        a = trade_account[t]
+        if j == j_end and a >= 0:
+            for g in range(n_g):
+                nov[t, g] = b_nov[a, g]
+            if has_exposure:
+                exposure[t] = b_exposure[a]
+            continue
+        while i < hi[t] or j < j_end:
+            if j >= j_end or (i < hi[t] and acct_k[i] < leg_k[j]):
+                k = acct_k[i]
+                net = 0.0 + acct_q[i]
+                i += 1
+            else:
+                k = leg_k[j]
+                net = 0.0
+                if i < hi[t] and acct_k[i] == k:
+                    net += acct_q[i]
+                    i += 1
+                while j < j_end and leg_k[j] == k:
+                    net += leg_q[j]
+                    j += 1
+            for g in range(n_g):
+                nov[t, g] += net * nov_table[k, g]
+            if has_exposure:
+                exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+
+
+def _touched_pairs(
+    base: BaseState, tables: SpanTables, trade_account: np.ndarray, leg_trade: np.ndarray, leg_k: np.ndarray
+) -> SP.Pairs:
+    """The (trade, CC) pairs a trade recomputes (``of_position``: the pair of each leg): its legs'
+    CCs and, with super spreads, every CC its account holds in the same super-spread set as one of
+    them (a super spread draws on the months of each of its CCs)."""
+    n_t, n_c = trade_account.size, tables.n_cc
+    leg_cc = tables.cc_of_k[leg_k]
+    if tables.super_ is None or tables.super_comp is None:
+        return SP.pairs_of(leg_trade, leg_cc, n_t, n_c)
+    comp = tables.super_comp
+    n_comp = int(comp.max(initial=0)) + 1
+    hit = np.zeros(n_t * n_comp, dtype=bool)
+    hit[leg_trade * n_comp + comp[leg_cc]] = True
+    first, n_base = _pairs_of_accounts(base.pairs.account_ptr, trade_account)
+    rows = _ragged(first, n_base)
+    row_trade = np.repeat(np.arange(n_t), n_base)
+    row_cc = base.pairs.cc[rows]
+    extra = hit[row_trade * n_comp + comp[row_cc]]
+    tp = SP.pairs_of(
+        np.concatenate([leg_trade, row_trade[extra]]), np.concatenate([leg_cc, row_cc[extra]]), n_t, n_c
+    )
+    return replace(tp, of_position=tp.of_position[: leg_trade.size])
+
+
+def _touched(
+    base: BaseState,
+    tables: SpanTables,
+    tp: SP.Pairs,
+    src: np.ndarray,
+    leg_k: np.ndarray,
+    leg_q: np.ndarray,
+    engine: str,
 ) -> _PairState:
-    """The touched pairs' state (numpy reference)."""
-    n_g, n_s = tables.risk_array.shape[1], tables.risk_array.shape[2]
-    has = src >= 0
-    loss = np.zeros((tp.size, n_g, n_s))
-    loss[has] = base.loss[src[has]]
-    leg_tp = tp.of_position
-    np.add.at(loss, leg_tp, leg_q[:, None, None] * tables.risk_array[leg_k])  # legs in order
+    """The touched pairs' state, from scratch: each pair's net positions in the base merged with
+    its legs (netted per contract, in contract order), through :func:`span_pairs.book_pass` (one
+    pseudo-account per touched pair: the book's arithmetic), then the spreads."""
+    n_k, n_p = tables.risk_array.shape[0], tp.size
+    first, count = _pairs_of_accounts(base.ent_ptr, src)
+    if engine == "numba":  # per touched pair, its base entries merged with its legs by contract
+        order = np.lexsort((leg_k, tp.of_position))  # by pair, then contract; stable within one
+        lp_ptr = np.searchsorted(tp.of_position[order], np.arange(n_p + 1)).astype(np.int64)
+        size = int(count.sum()) + leg_k.size
+        pos_p: np.ndarray = np.empty(size, dtype=np.int64)
+        pos_k: np.ndarray = np.empty(size, dtype=np.int64)
+        net: np.ndarray = np.empty(size)
+        n_rows = _kernel("_merge_kernel")(
+            first,
+            count,
+            base.ent_k,
+            base.ent_q,
+            lp_ptr,
+            np.ascontiguousarray(leg_k[order]),
+            np.ascontiguousarray(leg_q[order]),
+            pos_p,
+            pos_k,
+            net,
+        )
+        pos_p, pos_k, net = pos_p[:n_rows], pos_k[:n_rows], net[:n_rows]
+    else:
+        rows = _ragged(first, count)
+        p = np.concatenate([np.repeat(np.arange(n_p), count), tp.of_position])
+        key, inverse = np.unique(
+            p * n_k + np.concatenate([base.ent_k[rows], leg_k]), return_inverse=True
+        )  # base entry first, then the legs in order: net = base net + leg + leg ...
+        net = np.bincount(
+            inverse.reshape(-1), weights=np.concatenate([base.ent_q[rows], leg_q]), minlength=key.size
+        )
+        pos_p, pos_k = key // n_k, key % n_k
+    own = SP.Pairs(
+        account=np.arange(n_p, dtype=np.int64),
+        cc=tp.cc,
+        of_position=pos_p,
+        account_ptr=np.arange(n_p + 1, dtype=np.int64),
+        n_accounts=n_p,
+        n_cc=tp.n_cc,
+        pair_at=np.zeros(0, dtype=np.int32),
+    )
     row0 = _row0(tp, tables.n_months)
-    months = tables.n_months[tp.cc]
-    ledger = np.zeros((int(row0[-1]), n_g))
-    ledger[_ragged(row0[:-1][has], months[has])] = base.ledger[_ragged(base.row0[src[has]], months[has])]
-    np.add.at(ledger, row0[leg_tp] + tables.month_idx[leg_k], leg_q[:, None] * tables.delta[leg_k])
-    # option counts: the account's netted option contracts of the pair, then the option legs
-    first, n_opt = _pairs_of_accounts(base.opt_ptr, src)  # the pair's entries (none if not held)
-    entries = _ragged(first, n_opt)
-    opt_leg = np.flatnonzero((tables.is_call | tables.is_put)[leg_k])
-    rows = np.concatenate([np.repeat(np.arange(tp.size), n_opt), leg_tp[opt_leg]])
-    counts = SP.option_counts(
-        rows,
-        tp.size,
-        rows,
-        np.concatenate([base.opt_k[entries], leg_k[opt_leg]]),
-        np.concatenate([base.opt_net[entries], leg_q[opt_leg]]),
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        own,
+        pos_p,
+        pos_k,
+        net,
+        tables.risk_array,
+        tables.scenario_pair,
+        tables.time_scenarios,
+        row0,
+        tables.month_idx,
+        tables.delta,
         tables.is_call,
         tables.is_put,
-        tp.size,
-        "numpy",
+        engine,
+        keep_loss=False,
     )
-    return _spreads_and_som(tp, loss, row0, ledger, counts, tables, "numpy")
+    n_g = ledger.shape[1]
+    return _spreads_and_som(
+        tp, np.zeros((0, n_g, 0)), row0, ledger, counts, tables, engine, scanned=(scan_risk, active, prisk)
+    )
 
 
 def _after_numpy(
@@ -507,9 +832,7 @@ def _after_numpy(
     trade_account: np.ndarray,
     tp: SP.Pairs,
     touched: _PairState,
-    leg_trade: np.ndarray,
-    leg_k: np.ndarray,
-    leg_q: np.ndarray,
+    nov: np.ndarray,
     group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The after-books as one pair layout through :mod:`marginsim.kernels.span_pairs` (numpy)."""
@@ -537,28 +860,33 @@ def _after_numpy(
     intra = after(base.intra, touched.intra)
     spot = after(base.spot, touched.spot)
     som = after(base.som, touched.som)[:, None]
+    super_credit = None
+    if base.super_credit is not None and touched.super_credit is not None:
+        super_credit = after(base.super_credit, touched.super_credit)
     credit = np.zeros((pairs.size, n_g))
     if tables.inter is not None:
         net_left = after(base.net_left, touched.net_left)
         wfpr = after(base.wfpr, touched.wfpr)
         credit = SP.inter_credit(net_left, wfpr, pairs, tables.inter, "numpy")
     # combined commodity risks and the trade's sums, as in the book's margin
-    risk_cc = np.maximum(scan_risk + intra + spot - credit, som)
+    risk_cc = np.maximum(_before_som(scan_risk + intra + spot - credit, super_credit), som)
     fx = tables.fx[pairs.cc][:, None]
     every_pair = np.arange(pairs.size)
     ones = np.ones(pairs.size)
     span_risk = SP.segment_sum(pairs.account, every_pair, ones, risk_cc * fx, n_t, "numpy")
+    m_factor, i_factor = _class_factors(tables)
+    maintenance_risk = span_risk
+    if tables.initial_class is not None and tables.initial_class.any():
+        maintenance_risk = SP.segment_sum(
+            pairs.account, every_pair, ones, risk_cc * m_factor[pairs.cc][:, None] * fx, n_t, "numpy"
+        )
     initial_risk = SP.segment_sum(
-        pairs.account, every_pair, ones, risk_cc * tables.ratio[pairs.cc][:, None] * fx, n_t, "numpy"
+        pairs.account, every_pair, ones, risk_cc * i_factor[pairs.cc][:, None] * fx, n_t, "numpy"
     )
-    nov = np.zeros((n_t, n_g))
-    ok = trade_account >= 0
-    nov[ok] = base.nov[trade_account[ok]]
-    np.add.at(nov, leg_trade, leg_q[:, None] * tables.nov[leg_k])
     out = AfterTrades(
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(span_risk - nov, 0.0),
+        maintenance=np.maximum(maintenance_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
     )
     if group_rank is None:
@@ -580,78 +908,18 @@ def _after_numpy(
 # -- the compiled path --------------------------------------------------------------------------------
 
 
-def _touched_kernel(
-    src,
-    lp_ptr,
-    leg_k,
-    leg_q,
-    base_loss,
-    base_row0,
-    base_ledger,
-    opt_ptr,
-    opt_k,
-    opt_net,
-    risk_array,
-    scenario_pair,
-    time_idx,
-    row0,
-    month_idx,
-    delta,
-    kind,
-    scan_risk,
-    active,
-    prisk,
-    ledger,
-    counts,
-):  # pragma: no cover - compiled
-    # per touched pair: its base losses, ledger rows and netted option contracts, then its legs
-    # (in order), with the arithmetic of span_pairs._book_pass; then its scan and option counts
-    n_k, n_g, n_s = risk_array.shape
-    block = np.empty((1, n_g, n_s))
-    slot = np.empty(n_k, dtype=np.int64)
-    net = np.empty(n_k)
-    pair_of = np.empty(n_k, dtype=np.int64)
-    seen = np.empty(n_k, dtype=np.int64)
-    for p in range(src.size):
-        b = src[p]
-        r0 = row0[p]
-        for g in range(n_g):
-            for s in range(n_s):
-                block[0, g, s] = base_loss[b, g, s] if b >= 0 else 0.0
-        if b >= 0:
-            for m in range(row0[p + 1] - r0):
-                for g in range(n_g):
-                    ledger[r0 + m, g] = base_ledger[base_row0[b] + m, g]
-        m = 0
-        if b >= 0:
-            for e in range(opt_ptr[b], opt_ptr[b + 1]):
-                m = _net_add(opt_k[e], p, opt_net[e], slot, net, pair_of, seen, m)
-        for j in range(lp_ptr[p], lp_ptr[p + 1]):
-            k = leg_k[j]
-            w = leg_q[j]
-            for g in range(n_g):
-                for s in range(n_s):
-                    block[0, g, s] += w * risk_array[k, g, s]
-            r = r0 + month_idx[k]
-            for g in range(n_g):
-                ledger[r, g] += w * delta[k, g]
-            if kind[k] != 0:
-                m = _net_add(k, p, w, slot, net, pair_of, seen, m)
-        _net_flush(m, seen, net, pair_of, kind, counts)
-        _scan_block(block, 0, scenario_pair, time_idx, scan_risk, active, prisk, p)
-
-
 def _inter_snapshots(
     net_left,
     wfpr,
     account_ptr,
     pair_cc,
     pair_at,
-    rate,
     leg_ptr,
     leg_cc,
     leg_sign,
     leg_ratio,
+    leg_rate,
+    leg_flat,
     spread_ccs,
     credit,
     held_out,
@@ -673,7 +941,7 @@ def _inter_snapshots(
             c = pair_cc[p]
             held[c // 64] |= np.uint64(1) << np.uint64(c % 64)
         row = a * n_cc
-        for s in range(rate.size):
+        for s in range(leg_ptr.size - 1):
             l0 = leg_ptr[s]
             nl = leg_ptr[s + 1] - l0
             every = True
@@ -700,7 +968,9 @@ def _inter_snapshots(
                         continue
                     for j in range(nl):
                         p = pair_at[row + leg_cc[l0 + j]]
-                        credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * rate[s]
+                        credit[p, g] += (
+                            n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
+                        )
                         rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
@@ -714,31 +984,30 @@ def _after_kernel(
     b_active,
     b_intra,
     b_spot,
+    b_super,
     b_som,
     b_credit,
     b_risk,
     b_wfpr,
-    b_nov,
     tp_ptr,
     tp_cc,
     t_scan,
     t_active,
     t_intra,
     t_spot,
+    t_super,
     t_net_left,
     t_wfpr,
     t_som,
-    leg_ptr,
-    leg_k,
-    leg_q,
-    nov_table,
     fx,
-    ratio,
-    rate,
+    m_factor,
+    i_factor,
     i_leg_ptr,
     i_leg_cc,
     i_leg_sign,
     i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
     spread_ccs,
     snap_rem,
     snap_credit,
@@ -752,8 +1021,8 @@ def _after_kernel(
     d_som,
     d_risk,
     d_held,
-    nov,
     span_risk,
+    maintenance_risk,
     initial_risk,
 ):  # pragma: no cover - compiled
     # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
@@ -763,7 +1032,7 @@ def _after_kernel(
     # by CC) summed as the book's margin sums them
     n_t = trade_account.size
     n_c = fx.size
-    n_g = nov.shape[1]
+    n_g = span_risk.shape[1]
     n_words = spread_ccs.shape[1]
     n_chunks = min(n_t, _CHUNKS)
     for chunk in prange(n_chunks):
@@ -786,7 +1055,7 @@ def _after_kernel(
                     rem[c, g] = t_net_left[j, g]
                     wf[c, g] = t_wfpr[j, g]
                     acc[c, g] = 0.0
-            for s in range(rate.size):
+            for s in range(i_leg_ptr.size - 1):
                 formed = True
                 hit = False
                 for w in range(n_words):
@@ -821,7 +1090,10 @@ def _after_kernel(
                             continue
                         for j in range(nl):
                             c = i_leg_cc[l0 + j]
-                            acc[c, g] += n * i_leg_ratio[l0 + j] * wf[c, g] * rate[s]
+                            acc[c, g] += (
+                                n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j]
+                                + n * i_leg_flat[l0 + j]
+                            )
                             rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
@@ -830,6 +1102,7 @@ def _after_kernel(
             j_end = tp_ptr[t + 1]
             for g in range(n_g):
                 span_risk[t, g] = 0.0
+                maintenance_risk[t, g] = 0.0
                 initial_risk[t, g] = 0.0
             while i < i_end or j < j_end:
                 if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
@@ -848,16 +1121,19 @@ def _after_kernel(
                     if e < 0:
                         cr = acc[c, g]
                         x = t_scan[-e - 1, g] + t_intra[-e - 1, g] + t_spot[-e - 1, g] - cr
+                        x = x - t_super[-e - 1, g]
                         r = max(x, t_som[-e - 1])
                     elif is_dirty:
                         cr = acc[c, g]
                         x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - cr
+                        x = x - b_super[e, g]
                         r = max(x, b_som[e])
                     else:
                         cr = b_credit[e, g]
                         r = b_risk[e, g]
                     span_risk[t, g] += 1.0 * (r * fx[c])
-                    initial_risk[t, g] += 1.0 * (r * ratio[c] * fx[c])
+                    maintenance_risk[t, g] += 1.0 * (r * m_factor[c] * fx[c])
+                    initial_risk[t, g] += 1.0 * (r * i_factor[c] * fx[c])
                     if keep:  # the dense result, in the reporting currency (as the book's)
                         f = fx[c]
                         if e < 0:
@@ -876,11 +1152,6 @@ def _after_kernel(
                         d_risk[t, col, g] = r * f
                 if keep:
                     d_held[t, col] = True
-            for g in range(n_g):
-                v = b_nov[a, g] if a >= 0 else 0.0
-                for leg in range(leg_ptr[t], leg_ptr[t + 1]):
-                    v += leg_q[leg] * nov_table[leg_k[leg], g]
-                nov[t, g] = v
 
 
 _COMPILED: dict = {}
@@ -894,83 +1165,19 @@ def _kernel(name: str):
     return _COMPILED[name]
 
 
-def _touched_numba(
-    base: BaseState, tables: SpanTables, tp: SP.Pairs, src: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray
-) -> _PairState:
-    """The touched pairs' state (compiled)."""
-    n_g = tables.risk_array.shape[1]
-    row0 = _row0(tp, tables.n_months)
-    order = np.argsort(tp.of_position, kind="stable")  # legs by touched pair, each pair's in order
-    lp_ptr = np.searchsorted(tp.of_position[order], np.arange(tp.size + 1)).astype(np.int64)
-    scan_risk, prisk = np.empty((tp.size, n_g)), np.empty((tp.size, n_g))
-    active = np.empty((tp.size, n_g), dtype=np.int64)
-    ledger = np.zeros((int(row0[-1]), n_g))
-    counts = np.zeros((tp.size, 4))
-    _kernel("_touched_kernel")(
-        src,
-        lp_ptr,
-        np.ascontiguousarray(leg_k[order]),
-        np.ascontiguousarray(leg_q[order]),
-        base.loss,
-        base.row0,
-        base.ledger,
-        base.opt_ptr,
-        base.opt_k,
-        base.opt_net,
-        np.ascontiguousarray(tables.risk_array, dtype=float),
-        np.ascontiguousarray(tables.scenario_pair, dtype=np.int64),
-        np.ascontiguousarray(tables.time_scenarios, dtype=np.int64),
-        row0,
-        np.ascontiguousarray(tables.month_idx, dtype=np.int64),
-        np.ascontiguousarray(tables.delta, dtype=float),
-        SP._kind(tables.is_call, tables.is_put),
-        scan_risk,
-        active,
-        prisk,
-        ledger,
-        counts,
-    )
-    n_p = tp.size
-    net_delta = np.add.reduceat(ledger, row0[:-1], axis=0) if n_p else np.zeros((0, n_g))
-    if tables.intra is not None:
-        intra, spot, net_left = SP.intra_and_spot(ledger, row0, tp, tables.intra, "numba")
-    else:
-        intra, spot, net_left = np.zeros((n_p, n_g)), np.zeros((n_p, n_g)), net_delta
-    som = K.short_option_minimum(
-        counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], tables.som_rate[tp.cc], tables.som_net[tp.cc]
-    )
-    return _PairState(
-        pairs=tp,
-        loss=np.zeros((0, n_g, 0)),
-        scan_risk=scan_risk,
-        active=active,
-        row0=row0,
-        ledger=ledger,
-        intra=intra,
-        spot=spot,
-        net_left=net_left,
-        wfpr=K.weighted_futures_price_risk(prisk, net_delta),
-        som=som,
-    )
-
-
 def _after_numba(
     base: BaseState,
     tables: SpanTables,
     trade_account: np.ndarray,
     tp: SP.Pairs,
-    src: np.ndarray,
     touched: _PairState,
-    leg_trade: np.ndarray,
-    leg_k: np.ndarray,
-    leg_q: np.ndarray,
+    nov: np.ndarray,
     group_rank: np.ndarray | None,
 ) -> AfterTrades:
     """The per-trade pass over the after-books' pairs (compiled)."""
     n_t, n_g = trade_account.size, tables.risk_array.shape[1]
     bp = base.pairs
     tp_ptr = np.searchsorted(tp.account, np.arange(n_t + 1)).astype(np.int64)
-    leg_ptr = np.searchsorted(leg_trade, np.arange(n_t + 1)).astype(np.int64)
     keep = group_rank is not None
     n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
     rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
@@ -978,16 +1185,12 @@ def _after_numba(
     d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
     d_active = np.ones(shape, dtype=np.int64)
     d_held = np.zeros(shape[:2], dtype=bool)
-    nov, span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g))
+    maintenance_risk = np.empty((n_t, n_g))
     inter = tables.inter
     if inter is None:  # no spread: the cascade does nothing
-        inter = SP.InterTable(
-            rate=np.zeros(0),
-            leg_ptr=np.zeros(1, dtype=np.int64),
-            leg_cc=np.zeros(0, dtype=np.int64),
-            leg_sign=np.zeros(0),
-            leg_ratio=np.zeros(0),
-        )
+        inter = SP.inter_table([])
+    m_factor, i_factor = _class_factors(tables)
     _kernel("_after_kernel")(
         trade_account,
         bp.account_ptr.astype(np.int64),
@@ -998,31 +1201,34 @@ def _after_numba(
         base.active,
         base.intra,
         base.spot,
+        np.zeros_like(base.scan_risk)
+        if base.super_credit is None
+        else np.ascontiguousarray(base.super_credit),
         np.ascontiguousarray(base.som, dtype=float),
         base.credit,
         base.risk_cc,
         np.ascontiguousarray(base.wfpr),
-        base.nov,
         tp_ptr,
         tp.cc.astype(np.int64),
         touched.scan_risk,
         touched.active,
         touched.intra,
         touched.spot,
+        np.zeros_like(touched.scan_risk)
+        if touched.super_credit is None
+        else np.ascontiguousarray(touched.super_credit),
         np.ascontiguousarray(touched.net_left),
         np.ascontiguousarray(touched.wfpr),
         np.ascontiguousarray(touched.som, dtype=float),
-        leg_ptr,
-        leg_k,
-        leg_q,
-        np.ascontiguousarray(tables.nov, dtype=float),
         np.ascontiguousarray(tables.fx, dtype=float),
-        np.ascontiguousarray(tables.ratio, dtype=float),
-        inter.rate,
+        m_factor,
+        i_factor,
         inter.leg_ptr,
         inter.leg_cc,
         inter.leg_sign,
         inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
         inter.cc_sets(tables.n_cc),
         base.snap_rem,
         base.snap_credit,
@@ -1036,8 +1242,8 @@ def _after_numba(
         d_som,
         d_risk,
         d_held,
-        nov,
         span_risk,
+        maintenance_risk,
         initial_risk,
     )
     groups = None
@@ -1048,7 +1254,17 @@ def _after_numba(
     return AfterTrades(
         nov=nov,
         span_risk=span_risk,
-        maintenance=np.maximum(span_risk - nov, 0.0),
+        maintenance=np.maximum(maintenance_risk - nov, 0.0),
         initial=np.maximum(initial_risk - nov, 0.0),
         groups=groups,
     )
+
+
+def _class_factors(tables: SpanTables) -> tuple[np.ndarray, np.ndarray]:
+    """Per CC, the factors from its risk to its maintenance and to its initial requirement: 1 and
+    the ratio (rate class maintenance), 1 / ratio and 1 (rate class initial)."""
+    ratio = np.ascontiguousarray(tables.ratio, dtype=float)
+    if tables.initial_class is None:
+        return np.ones_like(ratio), ratio
+    ic = np.asarray(tables.initial_class, dtype=bool)
+    return np.where(ic, 1.0 / ratio, 1.0), np.where(ic, 1.0, ratio)

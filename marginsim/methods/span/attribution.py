@@ -6,16 +6,23 @@ The rule (per account, combined commodity and grid point, amounts in the reporti
   scenario that set the scanning risk, losses positive); nothing when the scanning risk is
   floored at 0 (the combined commodity gains in every scenario);
 - **intra-commodity spread and spot-month charges**, **inter-commodity spread credit** (a
-  negative part): pro rata to the positions' absolute deltas (|quantity x composite delta|), the
+  negative part; a method F spread's flat amount is in it, a charge when positive) and **super
+  inter-commodity spread credit** (a negative part, like the inter credit): pro rata to the positions' absolute deltas (|quantity x composite delta|), the
   deltas the spreads are formed from (equal shares when the combined commodity has no delta);
 - **short option minimum**, when it sets the combined commodity's risk: the excess of the
   minimum over scan + intra + spot - credit, pro rata to the short option contracts
   (equal shares when there is none);
+- **rate class**: a combined commodity whose risk arrays are the initial requirement (rate class
+  ``initial``) gives each position its part of the risk / the initial ratio (maintenance = initial
+  / ratio), as the requirement does;
+- **exposure margin** (``span.exposure_margin``): the exposure of each (account, contract) net
+  position goes to that contract's rows, pro rata to their absolute quantity (one row: all of
+  it); it is added after the floor below;
 - **net option value**: each premium-style option's value (quantity x price x multiplier) is
   taken off its own contribution; when the requirement is floored at 0 (the net option value
   covers the risk), every contribution is 0.
 
-The contributions of an account's positions sum to its ``maintenance``.
+The contributions of an account's positions sum to its ``maintenance`` (to rounding).
 
 The hook also gives SPAN's own exact leave-one-out ``marginal``: combined commodities joined by
 inter-commodity spreads form linked sets whose risks do not depend on each other's positions, so
@@ -33,6 +40,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from ...kernels import Engine, resolve_engine
+from ...kernels import span_pairs as SP
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
@@ -63,7 +71,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
         ``maintenance``. Its two parts before the floor at 0: ``risk_part`` (the position's part
         of its combined commodity's risk) and ``option_value`` (its net option value), both
         [reporting currency]: ``contribution = risk_part - option_value`` where the maintenance
-        is positive. ``marginal``: the maintenance less that of the account without the position
+        is positive, plus ``exposure_part`` (dim ``position``: its part of the exposure margin,
+        0 without one). ``marginal``: the maintenance less that of the account without the position
         [reporting currency] (exact).
     """
     params = inputs.span_params or inputs.scenario.span or SpanParams()
@@ -96,6 +105,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
 
     scan, active = cells("scan_risk"), cells("active_scenario").astype(np.int64) - 1
     charges = cells("intra_spread_charge") + cells("spot_charge") - cells("inter_spread_credit")
+    if "super_spread_credit" in result:  # a credit like the inter-commodity one
+        charges = charges - cells("super_spread_credit")
     risk = cells("risk")
     fx = np.broadcast_to(result["group_fx"].values.astype(float)[None, :], (n_a, n_col)).reshape(
         -1, 1
@@ -113,26 +124,42 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     is_option = plan.is_call[pos_k] | plan.is_put[pos_k]
     shorts = np.where(is_option & (qty < 0.0), -qty, 0.0)[:, None]
     som_part = pro_rata(excess, pair, shorts) if n else np.zeros((0, n_g))
-    cc_part = scan_part + spread_part + som_part  # sums to `risk` per held cell
+    # sums to `risk` per held cell; in the maintenance class (rate class initial: / the ratio)
+    m_factor = np.where(plan.initial_class, 1.0 / plan.ratio, 1.0)  # (C,) risk -> maintenance
+    cc_part = (scan_part + spread_part + som_part) * m_factor[plan.cc_of_k[pos_k]][:, None]
 
-    # net option value, and the floor at 0 of the account's requirement
+    # net option value, and the floor at 0 of the account's requirement before the exposure margin
     nov = qty[:, None] * plan.nov[pos_k]  # (N, G) reporting currency
     maintenance = result["maintenance"].transpose("account", *gd).values.reshape(n_a, n_g)
-    contribution = np.where(maintenance[pos_a] > 0.0, cc_part - nov, 0.0)
+    exposure_a, exposure_part, exposure_without = _exposure_parts(plan, pos_a, pos_k, qty, n_a)
+    floored = maintenance - exposure_a[:, None]  # max(risk - nov, 0)
+    contribution = np.where(floored[pos_a] > 0.0, cc_part - nov, 0.0) + exposure_part[:, None]
     # the exact leave-one-out, on the linked combined commodities of the position only
     linked = _linked(plan)[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
     group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
+    held = np.zeros(n_a * n_col, dtype=bool)
+    cell_factor = np.zeros(n_a * n_col)
     if n:  # each account's risk in each linked set [reporting currency]
         cell_set = np.zeros(n_a * n_col, dtype=np.int64)
         cell_set[pair] = pos_a * (int(linked.max()) + 1) + linked
         held = result["held"].transpose("account", "group").values.reshape(-1)
-        np.add.at(group_risk, cell_set[held], risk[held])
+        cell_factor = np.zeros(n_a * n_col)
+        cell_factor[pair] = m_factor[plan.cc_of_k[pos_k]]
+        np.add.at(group_risk, cell_set[held], risk[held] * cell_factor[held][:, None])
     key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
     without = _risk_without(plan, book, key, resolve_engine(engine), n_g)  # (N, G) risk, NOV of the rest
-    span_risk = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
     nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
-    other = span_risk[pos_a] - group_risk[key] + without
-    marginal = maintenance[pos_a] - np.maximum(other - (nov_a[pos_a] - nov), 0.0)
+    # each account's risk in the maintenance class
+    risk_a = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
+    if n and plan.initial_class.any():
+        at = np.flatnonzero(held)
+        risk_a = SP.segment_sum(
+            at // n_col, at, cell_factor[at], risk, n_a, resolve_engine(engine)
+        )  # risk x factor per held cell, added in the account's group order
+    other = risk_a[pos_a] - group_risk[key] + without
+    marginal = maintenance[pos_a] - (
+        np.maximum(other - (nov_a[pos_a] - nov), 0.0) + exposure_without[:, None]
+    )
 
     pdims = ("position", *gd)
     return xr.Dataset(
@@ -140,23 +167,54 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
             "contribution": (pdims, contribution.reshape((n,) + gshape)),
             "risk_part": (pdims, cc_part.reshape((n,) + gshape)),
             "option_value": (pdims, nov.reshape((n,) + gshape)),
+            "exposure_part": ("position", exposure_part),
             "marginal": (pdims, marginal.reshape((n,) + gshape)),
         },
         coords={"position": book["position"].values},
     )
 
 
+def _exposure_parts(
+    plan: _Plan, pos_a: np.ndarray, pos_k: np.ndarray, qty: np.ndarray, n_a: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exposure margin per account ``(A,)``, each position's part of it ``(N,)`` (the exposure
+    of its (account, contract) net position shared among the contract's rows pro rata to their
+    absolute quantity) and its account's exposure margin without the position ``(N,)``
+    [reporting currency]; zeros without ``span.exposure_margin``."""
+    n = qty.size
+    if plan.exposure is None or n == 0:
+        return np.zeros(n_a), np.zeros(n), np.zeros(n)
+    rates = plan.exposure
+    n_k = plan.risk_array.shape[0]
+    key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    net = np.bincount(inverse, weights=qty, minlength=key.size)
+    k = key % n_k
+
+    def exposure_of(net: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return np.abs(net) * rates[k, (net < 0).astype(np.int64)]
+
+    per_key = exposure_of(net, k)
+    exposure_a = np.bincount(key // n_k, weights=per_key, minlength=n_a)
+    part = pro_rata(per_key, inverse, np.abs(qty))
+    rest = net[inverse] - qty  # the contract's net position without the row
+    without = exposure_a[pos_a] - per_key[inverse] + exposure_of(rest, pos_k)
+    return exposure_a, part, without
+
+
 def _linked(plan: _Plan) -> np.ndarray:
-    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity spread (leg
-    of one spread) are in one set, the others alone. The risk of one set does not depend on the
+    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity or a super
+    spread (legs of one spread) are in one set, the others alone. The risk of one set does not depend on the
     positions of another."""
     n_c = plan.n_cc
-    if plan.inter is None or n_c == 0:
+    tables = [t for t in (plan.inter, plan.super_) if t is not None]
+    if not tables or n_c == 0:
         return np.arange(n_c)
-    legs = plan.inter
-    spread_of_leg = np.repeat(np.arange(legs.rate.size), np.diff(legs.leg_ptr))
-    first = legs.leg_cc[legs.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
-    graph = sparse.coo_matrix((np.ones(first.size), (first, legs.leg_cc)), shape=(n_c, n_c))
+    leg_cc = np.concatenate([t.leg_cc for t in tables])
+    first = np.concatenate(  # each leg joined to its spread's first
+        [t.leg_cc[t.leg_ptr[:-1]][np.repeat(np.arange(t.n_spreads), np.diff(t.leg_ptr))] for t in tables]
+    )
+    graph = sparse.coo_matrix((np.ones(first.size), (first, leg_cc)), shape=(n_c, n_c))
     return connected_components(graph, directed=False)[1]
 
 
@@ -190,6 +248,14 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
         }
     )
     margined = _margin_book(plan, sub, eng, False)
+    pairs = margined.pairs
+    risk = margined.span_risk  # in the maintenance class
+    if plan.initial_class.any():
+        m_factor = np.where(plan.initial_class, 1.0 / plan.ratio, 1.0)[pairs.cc][:, None]
+        every = np.arange(pairs.size)
+        risk = SP.segment_sum(
+            pairs.account, every, np.ones(pairs.size), margined.risk_cc * m_factor * margined.fx, n, eng
+        )
     out = np.empty((n, n_g))
-    out[order] = margined.span_risk  # variant i is sorted row i
+    out[order] = risk  # variant i is sorted row i
     return out

@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 from ...errors import InputError
 from ...kernels import Engine, resolve_engine
+from ...kernels import span_pairs as SP
 from ...kernels import span_whatif as W
 from ...model import Inputs, as_names, contract_indices
 from ...outputs import describe
@@ -74,7 +77,24 @@ def _tables(plan: _Plan) -> W.SpanTables:
         ratio=plan.ratio,
         fx=plan.fx,
         nov=plan.nov,
+        initial_class=plan.initial_class,
+        wfpr_mode=plan.wfpr_mode,
+        wfpr_scan=plan.wfpr_scan,
+        super_=plan.super_,
+        super_comp=None if plan.super_ is None else _joined(plan.super_, plan.n_cc),
+        exposure=plan.exposure,
     )
+
+
+def _joined(table: SP.InterTable, n_cc: int) -> np.ndarray:
+    """``(C,)`` the set of each combined commodity: CCs joined by the spreads of ``table`` (legs
+    of one spread) are in one set, the others alone."""
+    if n_cc == 0:
+        return np.zeros(0, dtype=np.int64)
+    spread_of_leg = np.repeat(np.arange(table.n_spreads), np.diff(table.leg_ptr))
+    first = table.leg_cc[table.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
+    graph = sparse.coo_matrix((np.ones(first.size), (first, table.leg_cc)), shape=(n_cc, n_cc))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 def span_what_if(
@@ -109,7 +129,8 @@ def span_what_if(
     xarray.Dataset
         SPAN's result variables with ``trade`` in place of ``account`` (coord: the trade ids;
         ``account``: each trade's account): ``maintenance``, ``initial``, ``net_option_value``,
-        ``span_risk`` per trade (and grid point) [reporting currency]; with ``groups``, per trade
+        ``span_risk`` per trade (and grid point) [reporting currency], ``exposure_margin`` too with
+        ``span.exposure_margin`` (in ``maintenance`` and ``initial``); with ``groups``, per trade
         and combined commodity ``scan_risk``, ``active_scenario``, ``intra_spread_charge``,
         ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``, ``risk`` and ``held``.
     """
@@ -292,7 +313,10 @@ def _after_in_blocks(
             name: np.concatenate([r.groups[name] for r in parts if r.groups is not None])
             for name in W.GROUP_VARIABLES
         }
-    return W.AfterTrades(**per_trade, groups=groups)
+    exposure = None
+    if parts[0].exposure is not None:
+        exposure = np.concatenate([r.exposure for r in parts if r.exposure is not None])
+    return W.AfterTrades(**per_trade, groups=groups, exposure=exposure)
 
 
 def _grid_coords(inputs: Inputs, plan: _Plan) -> dict:
@@ -338,6 +362,15 @@ def _dataset(
         "initial": tg(after.initial),
         "net_option_value": tg(after.nov),
         "span_risk": tg(after.span_risk),
+        **(
+            {}
+            if after.exposure is None
+            else {
+                "exposure_margin": tg(
+                    np.broadcast_to(after.exposure[:, None], after.maintenance.shape).copy()
+                )
+            }
+        ),
         "account": xr.Variable("trade", account, fastpath=True),
     }
     trade = pd.Index(ids, dtype=ids.dtype, copy=False)  # object ids stay object (no text dtype)
