@@ -36,8 +36,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from ...kernels import Engine, resolve_engine
 from ...kernels import span_pairs as SP
@@ -46,7 +44,7 @@ from ...model import Inputs
 from ...params.span import SpanParams
 from .arrays import _held_contracts, in_scope
 from .book import _book_in_scope, _margin_book
-from .plan import _file_plan, _Plan, _plan
+from .plan import _file_plan, _joined_sets, _Plan, _plan
 
 __all__ = ["span_attribution"]
 
@@ -135,7 +133,7 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     floored = maintenance - exposure_a[:, None]  # max(risk - nov, 0)
     contribution = np.where(floored[pos_a] > 0.0, cc_part - nov, 0.0) + exposure_part[:, None]
     # the exact leave-one-out, on the linked combined commodities of the position only
-    linked = _linked(plan)[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
+    linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
     group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
     held = np.zeros(n_a * n_col, dtype=bool)
     cell_factor = np.zeros(n_a * n_col)
@@ -200,22 +198,6 @@ def _exposure_parts(
     rest = net[inverse] - qty  # the contract's net position without the row
     without = exposure_a[pos_a] - per_key[inverse] + exposure_of(rest, pos_k)
     return exposure_a, part, without
-
-
-def _linked(plan: _Plan) -> np.ndarray:
-    """``(C,)`` the set of each combined commodity: CCs joined by an inter-commodity or a super
-    spread (legs of one spread) are in one set, the others alone. The risk of one set does not depend on the
-    positions of another."""
-    n_c = plan.n_cc
-    tables = [t for t in (plan.inter, plan.super_) if t is not None]
-    if not tables or n_c == 0:
-        return np.arange(n_c)
-    leg_cc = np.concatenate([t.leg_cc for t in tables])
-    first = np.concatenate(  # each leg joined to its spread's first
-        [t.leg_cc[t.leg_ptr[:-1]][np.repeat(np.arange(t.n_spreads), np.diff(t.leg_ptr))] for t in tables]
-    )
-    graph = sparse.coo_matrix((np.ones(first.size), (first, leg_cc)), shape=(n_c, n_c))
-    return connected_components(graph, directed=False)[1]
 
 
 def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g: int) -> np.ndarray:

@@ -22,12 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from ...errors import InputError
 from ...kernels import Engine, resolve_engine
-from ...kernels import span_pairs as SP
 from ...kernels import span_whatif as W
 from ...model import Inputs, as_names, contract_indices
 from ...outputs import describe
@@ -35,7 +32,7 @@ from ...params.span import SpanParams
 from .arrays import in_scope
 from .book import _book_in_scope
 from .outputs import OUTPUTS
-from .plan import _file_plan, _Plan, _plan, _ranks
+from .plan import _file_plan, _joined_sets, _Plan, _plan, _ranks
 
 if TYPE_CHECKING:
     from ...trades import TradeBatch
@@ -81,20 +78,9 @@ def _tables(plan: _Plan) -> W.SpanTables:
         wfpr_mode=plan.wfpr_mode,
         wfpr_scan=plan.wfpr_scan,
         super_=plan.super_,
-        super_comp=None if plan.super_ is None else _joined(plan.super_, plan.n_cc),
+        super_comp=None if plan.super_ is None else _joined_sets(plan.n_cc, [plan.super_]),
         exposure=plan.exposure,
     )
-
-
-def _joined(table: SP.InterTable, n_cc: int) -> np.ndarray:
-    """``(C,)`` the set of each combined commodity: CCs joined by the spreads of ``table`` (legs
-    of one spread) are in one set, the others alone."""
-    if n_cc == 0:
-        return np.zeros(0, dtype=np.int64)
-    spread_of_leg = np.repeat(np.arange(table.n_spreads), np.diff(table.leg_ptr))
-    first = table.leg_cc[table.leg_ptr[:-1]][spread_of_leg]  # each leg joined to its spread's first
-    graph = sparse.coo_matrix((np.ones(first.size), (first, table.leg_cc)), shape=(n_cc, n_cc))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 def span_what_if(
