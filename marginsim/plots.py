@@ -764,8 +764,9 @@ def balances_bars(before: pd.Series, after: pd.Series, *, title: str, ylabel: st
 
 
 def position_labels(contract: Sequence[str], quantity: Sequence[float], position: Sequence[int]) -> list[str]:
-    """Position labels as a reader knows them: ``"IDX-DEC26 +4"``; a contract held twice gets its
-    position number (``"IDX-DEC26 +4 (position 7)"``) so that every label is distinct.
+    """Position labels as a reader knows them: ``"IDX-DEC26 +4"``; positions of the same contract
+    and quantity get their position numbers (``"IDX-DEC26 +4 (position 7)"``), so that every label
+    is distinct.
 
     Parameters
     ----------
