@@ -944,6 +944,16 @@ def _plotly_figures(nb) -> dict[str, dict]:
     }
 
 
+def _array(values) -> np.ndarray:
+    """A trace's numbers as the notebook stored them: a list, or plotly's typed array (base64)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        return flat.reshape(values["shape"]) if "shape" in values else flat
+    return np.asarray(values, dtype=float)
+
+
 def _html_outputs(nb) -> list[str]:
     return [
         o["data"]["text/html"]
@@ -976,17 +986,19 @@ def test_what_if_study_shows_what_if_and_attribution_computed_directly(runs, wha
             ds["position"].values[mine],
         )
         assert list(bars["x"]) == [labels[i] for i in order] + ["maintenance"]
-        np.testing.assert_allclose(bars["y"][:-1], contribution[order], rtol=1e-12)
+        y = _array(bars["y"])
+        np.testing.assert_allclose(y[:-1], contribution[order], rtol=1e-12)
         maintenance = float(ds["maintenance"].sel(account="main"))
-        assert bars["y"][-1] == pytest.approx(maintenance, rel=1e-12)
-        assert sum(bars["y"][:-1]) == pytest.approx(maintenance, rel=1e-9)
+        assert y[-1] == pytest.approx(maintenance, rel=1e-12)
+        assert y[:-1].sum() == pytest.approx(maintenance, rel=1e-9)
     # marginal against contribution: one trace per method, in the book's position order
     scatter = {t["name"]: t for t in figures["Marginal against contribution, account main [USD]"]["data"]}
     for m in methods:
         ds = attributed[m]
         mine = ds["attribution_account"].values == "main"
-        np.testing.assert_allclose(scatter[method_name(m)]["x"], ds["contribution"].values[mine], rtol=1e-12)
-        np.testing.assert_allclose(scatter[method_name(m)]["y"], ds["marginal"].values[mine], rtol=1e-12)
+        points = scatter[method_name(m)]
+        np.testing.assert_allclose(_array(points["x"]), ds["contribution"].values[mine], rtol=1e-12)
+        np.testing.assert_allclose(_array(points["y"]), ds["marginal"].values[mine], rtol=1e-12)
     # before / after per method for each trade: one panel per method, in the run's order
     bars = figures["Maintenance margin before and after each trade [USD]"]
     panels = [a["text"] for a in bars["layout"]["annotations"]]
@@ -994,8 +1006,8 @@ def test_what_if_study_shows_what_if_and_attribution_computed_directly(runs, wha
     for i, m in enumerate(methods):
         before, after = bars["data"][2 * i], bars["data"][2 * i + 1]
         assert list(before["x"]) == [f"{t} ({a})" for t, a in zip(wi.trades.ids, wi.trades.account)]
-        np.testing.assert_allclose(before["y"], wi[m]["maintenance_before"].values, rtol=1e-12)
-        np.testing.assert_allclose(after["y"], wi[m]["maintenance_after"].values, rtol=1e-12)
+        np.testing.assert_allclose(_array(before["y"]), wi[m]["maintenance_before"].values, rtol=1e-12)
+        np.testing.assert_allclose(_array(after["y"]), wi[m]["maintenance_after"].values, rtol=1e-12)
     # the best hedges table: each account's and method's trade and its change, as best_hedge finds them
     (table,) = [h for h in _html_outputs(nb) if "Best one-contract hedge" in h]
     for per in hedge.best.values():
