@@ -763,7 +763,11 @@ def balances_bars(before: pd.Series, after: pd.Series, *, title: str, ylabel: st
 # -- attribution and what-if --------------------------------------------------------------------
 
 
-def position_labels(contract: Sequence[str], quantity: Sequence[float], position: Sequence[int]) -> list[str]:
+def position_labels(
+    contract: Sequence[str] | np.ndarray,
+    quantity: Sequence[float] | np.ndarray,
+    position: Sequence[int] | np.ndarray,
+) -> list[str]:
     """Position labels as a reader knows them: ``"IDX-DEC26 +4"``; positions of the same contract
     and quantity get their position numbers (``"IDX-DEC26 +4 (position 7)"``), so that every label
     is distinct.
@@ -834,12 +838,11 @@ def attribution_waterfall(
         raise ValueError("the result has no contribution (a method without an allocation rule)")
     at = _account_attribution(ds, account, ("contribution",))
     value = np.asarray(at["contribution"].values, dtype=float)
-    labels = np.asarray(
+    labels = pd.Series(
         position_labels(
             at["attribution_contract"].values, at["attribution_quantity"].values, at["position"].values
-        ),
-        dtype=object,
-    )
+        )
+    ).to_numpy()
     order = np.argsort(-value, kind="stable")
     if top and value.size > top:
         kept = np.sort(np.argsort(-np.abs(value), kind="stable")[:top])  # indices into the positions

@@ -565,7 +565,7 @@ def largest_account(result: MarginResult) -> str:
     heads = headline(result)
     if not len(heads):
         raise ValueError("no method ran: no account to show")
-    maint = heads.xs("maintenance", axis=1, level="amount")
+    maint = pd.DataFrame(heads.xs("maintenance", axis=1, level="amount"))
     products = [m for m in maint.columns if m != "account"] or list(maint.columns)
     return str(maint[products].sum(axis=1).idxmax())
 
