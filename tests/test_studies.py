@@ -859,7 +859,7 @@ SMALL["what_if_study"] = {"n_quantity": 3}
 MIN_FIGURES["what_if_study"] = 8  # 3 waterfalls, marginal vs contribution, before/after, 3 hedge maps
 
 WHAT_IF_BOOK = SCENARIOS / "overview_mixed_book.yaml"
-WHAT_IF_TRADES = SCENARIOS / "what_if_trades.yaml"
+WHAT_IF_TRADES = SCENARIOS / "trades" / "what_if_trades.yaml"
 
 
 @pytest.fixture(scope="module")
