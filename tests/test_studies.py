@@ -1028,3 +1028,41 @@ def test_what_if_study_shows_what_if_and_attribution_computed_directly(runs, wha
     saved = json.loads((run.html.parent / "what_if_study-overview-mixed-book.json").read_text())
     assert saved["what_if"] == json.loads(wi.to_json())
     assert saved["best_hedge"] == json.loads(json.dumps(hedge.to_dict()))
+
+
+def test_input_file_parameters_are_resolved_checked_and_recorded(tmp_path, monkeypatch, no_kernel, capsys):
+    # a study whose metadata marginsim.files names its parameter "trades" (as what_if_study does)
+    nbdir, out = tmp_path / "nbs", tmp_path / "out"
+    path = _tiny_notebook(nbdir, "files")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source += "\ntrades = 'default_trades.yaml'"
+    nb.metadata["marginsim"]["files"] = ["trades"]
+    nbformat.write(nb, path)
+    (nbdir / "default_trades.yaml").write_text("- {contract: A, quantity: 1}\n")
+    mine = tmp_path / "work" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text("- {contract: B, quantity: 2}\n")
+    monkeypatch.chdir(mine.parent)
+    # the default: from the notebook's folder
+    run = studies.run_study("files", out=out, notebooks=nbdir, progress=False)
+    assert run.ok and no_kernel[-1]["trades"] == str((nbdir / "default_trades.yaml").resolve())
+    # a -p value: from the current folder, made absolute, its sha256 in the provenance
+    argv = ["study", "run", "files", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    assert main([*argv, "-p", "trades", "mine.yaml"]) == 0
+    assert no_kernel[-1]["trades"] == str(mine.resolve())
+    html = (out / "files-span-seed-example.html").read_text()
+    sha = hashlib.sha256(mine.read_bytes()).hexdigest()
+    assert f"<th>trades sha256</th><td><code>{sha}</code></td>" in html
+    # a missing file: exit 2 before the kernel starts; "" means no file
+    calls = len(no_kernel)
+    assert main([*argv, "-p", "trades", "missing.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "study files: -p trades: file not found: missing.yaml" in err and len(no_kernel) == calls
+    assert main([*argv, "-p", "trades", ""]) == 0 and no_kernel[-1]["trades"] == ""
+
+
+def test_what_if_study_declares_its_trades_file():
+    study = studies.get_study("what_if_study")
+    assert study.files == ("trades",)
+    default = (NOTEBOOKS / runner.parameter_defaults(study)["trades"]).resolve()
+    assert default == WHAT_IF_TRADES.resolve()
