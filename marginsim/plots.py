@@ -13,7 +13,7 @@ from a CDN to every figure, and ``notebook_connected`` loads plotly.js itself fr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ import plotly.io as pio
 import xarray as xr
 from plotly.io._base_renderers import HtmlRenderer
 
-from .labels import display_name, display_names, with_unit
+from .labels import display_name, display_names, method_name, with_unit
 from .result import base_point
 
 __all__ = [
@@ -44,6 +44,11 @@ __all__ = [
     "state_path_figure",
     "balances_bars",
     "margin_history_figure",
+    "position_labels",
+    "attribution_waterfall",
+    "marginal_vs_contribution",
+    "what_if_bars",
+    "hedge_heatmap",
 ]
 
 #: Name of the renderer registered by :func:`use_offline_renderer`.
@@ -825,3 +830,307 @@ def margin_history_figure(
     return _layout(
         fig, title, xaxis_title="date", yaxis_title=ylabel, legend={"orientation": "h", "y": -0.22}
     )
+
+
+# -- attribution and what-if --------------------------------------------------------------------
+
+
+def position_labels(
+    contract: Sequence[str] | np.ndarray,
+    quantity: Sequence[float] | np.ndarray,
+    position: Sequence[int] | np.ndarray,
+) -> list[str]:
+    """Position labels as a reader knows them: ``"IDX-DEC26 +4"``; positions of the same contract
+    and quantity get their position numbers (``"IDX-DEC26 +4 (position 7)"``), so that every label
+    is distinct.
+
+    Parameters
+    ----------
+    contract, quantity, position
+        Per position: contract id, signed quantity [contracts], position number in the book.
+
+    Returns
+    -------
+    list of str
+    """
+    text = (
+        pd.Series(np.asarray(contract, dtype=object).astype(str))
+        + " "
+        + pd.Series(np.asarray(quantity, dtype=float)).map("{:+,.15g}".format)
+    )
+    twice = text.duplicated(keep=False).to_numpy()
+    number = pd.Series(np.asarray(position)).astype(str)
+    return text.where(~twice, text + " (position " + number + ")").tolist()
+
+
+def _account_attribution(ds: xr.Dataset, account: str, variables: Sequence[str]) -> xr.Dataset:
+    """The attribution variables of one account's positions, at the base grid point."""
+    at = _base_point_ds(ds[list(variables)], ("position",))
+    mask = np.asarray(at["attribution_account"].values).astype(str) == str(account)
+    return at.isel(position=np.flatnonzero(mask))
+
+
+def _base_point_ds(ds: xr.Dataset, keep: Sequence[str]) -> xr.Dataset:
+    out: xr.Dataset = base_point(ds, keep)
+    return out
+
+
+def attribution_waterfall(
+    ds: xr.Dataset, account: str, *, top: int | None = 15, title: str | None = None
+) -> go.Figure:
+    """An account's maintenance margin built up from its positions' contributions, largest first.
+
+    A waterfall: one bar per position (its ``contribution``, sorted from the largest to the
+    smallest: hedges last, below zero), ending in the account's requirement (``maintenance``),
+    which the contributions sum to. Grid dims are taken at their base point.
+
+    Parameters
+    ----------
+    ds
+        One method's result with attribution (``margin(..., attribution=True)``): ``contribution``
+        over ``position`` with its ``attribution_*`` coords, and ``maintenance`` over ``account``.
+    account
+        The account.
+    top
+        Show the ``top`` positions of largest absolute contribution, the others as one bar
+        (``"other n positions"``); ``None`` or 0: every position.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+
+    Raises
+    ------
+    ValueError
+        The method has no allocation rule (no ``contribution``).
+    """
+    if "contribution" not in ds:
+        raise ValueError("the result has no contribution (a method without an allocation rule)")
+    at = _account_attribution(ds, account, ("contribution",))
+    value = np.asarray(at["contribution"].values, dtype=float)
+    labels = pd.Series(
+        position_labels(
+            at["attribution_contract"].values, at["attribution_quantity"].values, at["position"].values
+        )
+    ).to_numpy()
+    order = np.argsort(-value, kind="stable")
+    if top and value.size > top:
+        kept = np.sort(np.argsort(-np.abs(value), kind="stable")[:top])  # indices into the positions
+        kept = kept[np.argsort(-value[kept], kind="stable")]
+        rest = np.setdiff1d(np.arange(value.size), kept)
+        names = [*labels[kept].tolist(), f"other {rest.size} positions"]
+        values = [*value[kept].tolist(), float(value[rest].sum())]
+    else:
+        names, values = labels[order].tolist(), value[order].tolist()
+    maint = float(_base_point(ds["maintenance"].sel(account=account), ()).values)
+    cur = _unit(ds["contribution"], ds)
+    fig = go.Figure(
+        go.Waterfall(
+            x=[*names, "maintenance"],
+            measure=["relative"] * len(values) + ["total"],
+            y=[*values, maint],
+            text=[f"{(v if abs(v) >= 0.5 else 0.0):,.0f}" for v in [*values, maint]],
+            textposition="outside",
+            connector={"line": {"color": "#999"}},
+            decreasing={"marker": {"color": "#2ca02c"}},
+            increasing={"marker": {"color": "#d62728"}},
+            totals={"marker": {"color": "#1f77b4"}},
+        )
+    )
+    return _layout(
+        fig,
+        title or f"Maintenance margin of {account} by position",
+        yaxis_title=with_unit("contribution", cur),
+        xaxis_title="position (contract and quantity)",
+    )
+
+
+def marginal_vs_contribution(
+    results: Mapping[str, xr.Dataset], account: str, *, title: str | None = None
+) -> go.Figure:
+    """Each position's marginal margin (leave-one-out) against its contribution, per method.
+
+    On the dashed diagonal the two agree; above it, closing the position would save more than its
+    allocated share (it adds risk the others do not offset); below it, less (its risk is offset,
+    or it offsets others'). Grid dims are taken at their base point.
+
+    Parameters
+    ----------
+    results
+        Method name -> its result with attribution; methods without ``contribution`` are left out.
+    account
+        The account.
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    shown = {m: ds for m, ds in results.items() if "contribution" in ds and "marginal" in ds}
+    fig = go.Figure()
+    lo, hi, cur = 0.0, 0.0, ""
+    palette = px.colors.qualitative.Plotly
+    for i, (name, ds) in enumerate(shown.items()):  # a handful of methods, each a whole array
+        at = _account_attribution(ds, account, ("contribution", "marginal"))
+        x = np.asarray(at["contribution"].values, dtype=float)
+        y = np.asarray(at["marginal"].values, dtype=float)
+        labels = position_labels(
+            at["attribution_contract"].values, at["attribution_quantity"].values, at["position"].values
+        )
+        cur = cur or _unit(ds["contribution"], ds)
+        if x.size:
+            lo, hi = min(lo, float(x.min()), float(y.min())), max(hi, float(x.max()), float(y.max()))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="markers+text",
+                name=method_name(name),
+                text=labels,
+                textposition="top center",
+                marker={
+                    "size": 11,
+                    "color": palette[i % len(palette)],
+                    "symbol": _SYMBOLS[i % len(_SYMBOLS)],
+                },
+                hovertemplate="%{text}<br>contribution %{x:,.2f}<br>marginal %{y:,.2f}<extra>"
+                + method_name(name)
+                + "</extra>",
+            )
+        )
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    fig.add_trace(
+        go.Scatter(
+            x=[lo - pad, hi + pad],
+            y=[lo - pad, hi + pad],
+            mode="lines",
+            name="marginal = contribution",
+            line={"dash": "dash", "color": "#999"},
+            hoverinfo="skip",
+        )
+    )
+    return _layout(
+        fig,
+        title or f"Marginal against contribution, account {account}",
+        xaxis_title=with_unit("contribution (allocated share)", cur),
+        yaxis_title=with_unit("marginal (saved by closing the position)", cur),
+        legend_title_text="",
+    )
+
+
+def what_if_bars(
+    results: Mapping[str, xr.Dataset], variable: str = "maintenance", *, title: str | None = None
+) -> go.Figure:
+    """Before and after each trade, one panel per method, the change written on the bars.
+
+    Each trade is labelled with its id and account (``"sell 2 Dec futures (main)"``).
+
+    Parameters
+    ----------
+    results
+        Method name -> what-if Dataset (:func:`marginsim.what_if`: ``<variable>_before``,
+        ``<variable>_after``, ``<variable>_change`` over ``trade``); methods without the variable
+        are left out. Grid dims are taken at their base point.
+    variable
+        The compared variable (``maintenance``, ``initial``...).
+    title
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    from plotly.subplots import make_subplots
+
+    shown = {m: ds for m, ds in results.items() if f"{variable}_after" in ds}
+    n = max(len(shown), 1)
+    fig = make_subplots(
+        rows=n,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08 if n > 1 else 0.0,
+        subplot_titles=[method_name(m) for m in shown] or None,
+    )
+    label = display_name(variable)
+    cur = ""
+    for i, ds in enumerate(shown.values()):  # a handful of methods, each over every trade
+        at = _base_point_ds(ds[[f"{variable}_{w}" for w in ("before", "after", "change")]], ("trade",))
+        trades = (
+            [f"{t} ({a})" for t, a in zip(at["trade"].values.tolist(), at["account"].values.tolist())]
+            if "account" in at.coords
+            else [str(t) for t in at["trade"].values]
+        )
+        before = np.asarray(at[f"{variable}_before"].values, dtype=float)
+        after = np.asarray(at[f"{variable}_after"].values, dtype=float)
+        change = np.asarray(at[f"{variable}_change"].values, dtype=float)
+        cur = cur or _unit(ds[f"{variable}_after"], ds)
+        fig.add_trace(
+            go.Bar(
+                x=trades,
+                y=before,
+                name="before",
+                marker_color="#aaaaaa",
+                showlegend=i == 0,
+                legendgroup="before",
+                hovertemplate="%{x}<br>before %{y:,.2f}<extra></extra>",
+            ),
+            row=i + 1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=trades,
+                y=after,
+                name="after (green: lower, red: higher; on the bar: the change)",
+                marker_color=np.where(
+                    change > 0, "#d62728", np.where(change < 0, "#2ca02c", "#1f77b4")
+                ).tolist(),
+                showlegend=i == 0,
+                legendgroup="after",
+                text=[f"{c:+,.0f}" if abs(c) >= 0.5 else "0" for c in change.tolist()],
+                textposition="outside",
+                hovertemplate="%{x}<br>after %{y:,.2f}<br>change %{text}<extra></extra>",
+            ),
+            row=i + 1,
+            col=1,
+        )
+        fig.update_yaxes(title_text=with_unit(label, cur), row=i + 1, col=1)
+    fig.update_xaxes(title_text="trade (account)", row=n, col=1)
+    fig.update_layout(barmode="group", height=max(320, 260 * n + 120))
+    return _layout(fig, title or f"{label.capitalize()} before and after each trade", legend_title_text="")
+
+
+def hedge_heatmap(change: xr.DataArray, *, title: str, zlabel: str = "") -> go.Figure:
+    """The maintenance change of every one-contract trade: contract (rows) x quantity (columns).
+
+    Blue cells lower the requirement (a hedge), red cells raise it; white: no change.
+
+    Parameters
+    ----------
+    change
+        Over dims ``contract`` and ``quantity`` [currency] (e.g.
+        :func:`marginsim.studies.hedge_grid`).
+    title, zlabel
+        Labels; the colour bar defaults to ``change [unit]``.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    lim = float(np.nanmax(np.abs(change.values))) if change.size and np.isfinite(change.values).any() else 1.0
+    fig = grid_heatmap(
+        change,
+        "quantity",
+        "contract",
+        title=title,
+        xlabel="quantity traded [contracts]",
+        ylabel="contract",
+        zlabel=zlabel or with_unit("maintenance change", _unit(change)),
+        fmt=".3~s",
+        colorscale=_DIVERGING,
+    )
+    fig.update_traces(zmid=0.0, zmin=-lim, zmax=lim)
+    return fig.update_yaxes(autorange="reversed")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from figure_text import colorbar_titles, leaks, table_text, value_axis_titles, visible_text
 from headless_browser import chromium, render
@@ -22,8 +23,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 import marginsim
 from marginsim import plots, studies
 from marginsim.cli import main
+from marginsim.labels import method_name
 from marginsim.studies import runner
 from marginsim.studies.cli import parse_value
+from marginsim.what_if import best_hedge, what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -849,3 +852,219 @@ def test_straight_path_and_decision_point():
     assert acc.sizes["step"] == 3
     full = marginsim.margin(book, methods=["account"])["account"]
     assert studies.decision_point(full) == {"step": 4}
+
+
+# -- the what-if and attribution study ----------------------------------------------------------------
+# (its small parameters and figure count are registered here, at the end of the file, beside its tests)
+
+SMALL["what_if_study"] = {"n_quantity": 3}
+MIN_FIGURES["what_if_study"] = 8  # 3 waterfalls, marginal vs contribution, before/after, 3 hedge maps
+
+WHAT_IF_BOOK = SCENARIOS / "overview_mixed_book.yaml"
+WHAT_IF_TRADES = SCENARIOS / "trades" / "what_if_trades.yaml"
+
+
+@pytest.fixture(scope="module")
+def what_if_direct():
+    """The default book's attribution, trades and best hedges (quantities up to 3), computed directly."""
+    attributed = marginsim.margin(WHAT_IF_BOOK, attribution=True)
+    return (
+        attributed,
+        what_if(WHAT_IF_BOOK, WHAT_IF_TRADES),
+        best_hedge(WHAT_IF_BOOK, max_quantity=3),
+    )
+
+
+def test_bundled_trades_file_works_with_the_what_if_command(capsys):
+    assert main(["what-if", str(WHAT_IF_BOOK), "--trades", str(WHAT_IF_TRADES), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [t["id"] for t in out["trades"]][:2] == ["sell 2 Dec futures", "roll Dec into Mar"]
+    roll = out["trades"][1]
+    assert roll["account"] == "hedged" and roll["legs"] == [
+        {"contract": "IDX-DEC26", "quantity": -3.0},
+        {"contract": "IDX-MAR27", "quantity": 3.0},
+    ]
+    # the CFD order of 1,000,000 EUR is more than the account's 20,000 USD of cash can fund
+    assert out["trades"][-1]["methods"]["cfd"]["accepted"] is False
+    assert out["trades"][-2]["methods"]["cfd"]["accepted"] is True
+
+
+def test_what_if_study_tables_without_a_kernel(what_if_direct):
+    attributed, wi, hedge = what_if_direct
+    table = studies.attribution_table(attributed)
+    # contributions add up to each account's maintenance, per method (the waterfalls' last bar)
+    sums = table.groupby(["method", "account"])["contribution"].sum()
+    for (m, acct), total in sums.items():
+        assert total == pytest.approx(float(attributed[m]["maintenance"].sel(account=acct)), rel=1e-9)
+    main_span = table.loc["span"][table.loc["span"]["account"] == "main"]
+    assert list(main_span["contract"]) == ["IDX-DEC26", "IDX-MAR27-P5700"]  # largest contribution first
+    assert studies.largest_account(attributed) == "main"
+
+    trades = studies.what_if_table(wi)
+    assert list(trades.index.get_level_values("trade").unique()) == list(wi.trades.ids)
+    roll = trades.loc[("roll Dec into Mar", "span")]
+    assert roll["legs"] == "-3 IDX-DEC26, +3 IDX-MAR27" and roll["account"] == "hedged"
+    assert roll["maintenance after"] == float(wi["span"]["maintenance_after"].sel(trade="roll Dec into Mar"))
+    # the CFD verdict only on the CFD rows of trades with a CFD leg
+    verdict = trades.xs("cfd", level="method")["CFD order"]
+    assert verdict["buy 1,000,000 EUR by CFD"].startswith("rejected: initial margin above the available cash")
+    assert verdict["buy 2 index CFDs"] == "accepted" and verdict["sell 2 Dec futures"] == ""
+    assert set(trades.xs("span", level="method")["CFD order"]) == {""}
+
+    best = studies.best_hedge_table(hedge)
+    row = best.loc[("main", "span")]
+    b = hedge.best["main"]["span"]
+    assert row["trade"] == f"{b['quantity']:+g} {b['contract']}"
+    assert row["maintenance change"] == b["maintenance"]["change"] < 0
+    grid = studies.hedge_grid(hedge, "portfolio_margin", "main")
+    assert grid.sizes["quantity"] == 6 and 0.0 not in grid["quantity"].values
+    # a cell of the grid = the what-if of that one trade on its own
+    alone = what_if(WHAT_IF_BOOK, [{"account": "main", "contract": "MEGA-P230", "quantity": 3}])
+    assert float(grid.sel(contract="MEGA-P230", quantity=3.0)) == pytest.approx(
+        float(alone["portfolio_margin"]["maintenance_change"][0]), abs=1e-6
+    )
+
+
+def test_position_labels_tell_two_equal_positions_apart():
+    assert plots.position_labels(["A", "B", "A", "A"], [2.0, -1.5, 2.0, 1e6], [0, 1, 7, 9]) == [
+        "A +2 (position 0)",
+        "B -1.5",
+        "A +2 (position 7)",
+        "A +1,000,000",
+    ]
+
+
+def _plotly_figures(nb) -> dict[str, dict]:
+    return {
+        o["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]: o["data"][
+            "application/vnd.plotly.v1+json"
+        ]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "application/vnd.plotly.v1+json" in o.get("data", {})
+    }
+
+
+def _array(values) -> np.ndarray:
+    """A trace's numbers as the notebook stored them: a list, or plotly's typed array (base64)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        return flat.reshape(values["shape"]) if "shape" in values else flat
+    return np.asarray(values, dtype=float)
+
+
+def _html_outputs(nb) -> list[str]:
+    return [
+        o["data"]["text/html"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/html" in o.get("data", {})
+    ]
+
+
+@pytest.mark.slow
+def test_what_if_study_shows_what_if_and_attribution_computed_directly(runs, what_if_direct):
+    attributed, wi, hedge = what_if_direct
+    run = runs["what_if_study"]
+    assert run.ok, run.error
+    nb = nbformat.read(run.notebook, as_version=4)
+    figures = _plotly_figures(nb)
+    methods = ["span", "cfd", "portfolio_margin"]
+    # the waterfalls: each position's contribution, largest first, ending in the requirement
+    for m in methods:
+        fig = figures[f"{method_name(m)} maintenance margin of main by position [USD]"]
+        bars = fig["data"][0]
+        ds = attributed[m]
+        mine = ds["attribution_account"].values == "main"
+        contribution = ds["contribution"].values[mine]
+        order = np.argsort(-contribution, kind="stable")
+        labels = plots.position_labels(
+            ds["attribution_contract"].values[mine],
+            ds["attribution_quantity"].values[mine],
+            ds["position"].values[mine],
+        )
+        assert list(bars["x"]) == [labels[i] for i in order] + ["maintenance"]
+        y = _array(bars["y"])
+        np.testing.assert_allclose(y[:-1], contribution[order], rtol=1e-12)
+        maintenance = float(ds["maintenance"].sel(account="main"))
+        assert y[-1] == pytest.approx(maintenance, rel=1e-12)
+        assert y[:-1].sum() == pytest.approx(maintenance, rel=1e-9)
+    # marginal against contribution: one trace per method, in the book's position order
+    scatter = {t["name"]: t for t in figures["Marginal against contribution, account main [USD]"]["data"]}
+    for m in methods:
+        ds = attributed[m]
+        mine = ds["attribution_account"].values == "main"
+        points = scatter[method_name(m)]
+        np.testing.assert_allclose(_array(points["x"]), ds["contribution"].values[mine], rtol=1e-12)
+        np.testing.assert_allclose(_array(points["y"]), ds["marginal"].values[mine], rtol=1e-12)
+    # before / after per method for each trade: one panel per method, in the run's order
+    bars = figures["Maintenance margin before and after each trade [USD]"]
+    panels = [a["text"] for a in bars["layout"]["annotations"]]
+    assert panels == [method_name(m) for m in methods]
+    for i, m in enumerate(methods):
+        before, after = bars["data"][2 * i], bars["data"][2 * i + 1]
+        assert list(before["x"]) == [f"{t} ({a})" for t, a in zip(wi.trades.ids, wi.trades.account)]
+        np.testing.assert_allclose(_array(before["y"]), wi[m]["maintenance_before"].values, rtol=1e-12)
+        np.testing.assert_allclose(_array(after["y"]), wi[m]["maintenance_after"].values, rtol=1e-12)
+    # the best hedges table: each account's and method's trade and its change, as best_hedge finds them
+    (table,) = [h for h in _html_outputs(nb) if "Best one-contract hedge" in h]
+    for per in hedge.best.values():
+        for b in per.values():
+            if b is None:
+                continue
+            assert f"{b['quantity']:+g} {b['contract']}" in table
+            assert f"{b['maintenance']['change']:,.2f}" in table
+    assert "none lowers it" in table  # CFD: every order adds margin
+    # the files beside the report: the attribution CSV and the JSON of all three answers
+    csv = pd.read_csv(run.html.parent / "what_if_study-overview-mixed-book.csv")
+    got = csv.set_index(["method", "position"])
+    for m in methods:
+        ds = attributed[m]
+        np.testing.assert_allclose(
+            got.loc[m].loc[ds["position"].values, "marginal"], ds["marginal"].values, rtol=1e-12
+        )
+    saved = json.loads((run.html.parent / "what_if_study-overview-mixed-book.json").read_text())
+    assert saved["what_if"] == json.loads(wi.to_json())
+    assert saved["best_hedge"] == json.loads(json.dumps(hedge.to_dict()))
+
+
+def test_input_file_parameters_are_resolved_checked_and_recorded(tmp_path, monkeypatch, no_kernel, capsys):
+    # a study whose metadata marginsim.files names its parameter "trades" (as what_if_study does)
+    nbdir, out = tmp_path / "nbs", tmp_path / "out"
+    path = _tiny_notebook(nbdir, "files")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source += "\ntrades = 'default_trades.yaml'"
+    nb.metadata["marginsim"]["files"] = ["trades"]
+    nbformat.write(nb, path)
+    (nbdir / "default_trades.yaml").write_text("- {contract: A, quantity: 1}\n")
+    mine = tmp_path / "work" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text("- {contract: B, quantity: 2}\n")
+    monkeypatch.chdir(mine.parent)
+    # the default: from the notebook's folder
+    run = studies.run_study("files", out=out, notebooks=nbdir, progress=False)
+    assert run.ok and no_kernel[-1]["trades"] == str((nbdir / "default_trades.yaml").resolve())
+    # a -p value: from the current folder, made absolute, its sha256 in the provenance
+    argv = ["study", "run", "files", "--notebooks", str(nbdir), "--out", str(out), "--no-progress"]
+    assert main([*argv, "-p", "trades", "mine.yaml"]) == 0
+    assert no_kernel[-1]["trades"] == str(mine.resolve())
+    html = (out / "files-span-seed-example.html").read_text()
+    sha = hashlib.sha256(mine.read_bytes()).hexdigest()
+    assert f"<th>trades sha256</th><td><code>{sha}</code></td>" in html
+    # a missing file: exit 2 before the kernel starts; "" means no file
+    calls = len(no_kernel)
+    assert main([*argv, "-p", "trades", "missing.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "study files: -p trades: file not found: missing.yaml" in err and len(no_kernel) == calls
+    assert main([*argv, "-p", "trades", ""]) == 0 and no_kernel[-1]["trades"] == ""
+
+
+def test_what_if_study_declares_its_trades_file():
+    study = studies.get_study("what_if_study")
+    assert study.files == ("trades",)
+    default = (NOTEBOOKS / runner.parameter_defaults(study)["trades"]).resolve()
+    assert default == WHAT_IF_TRADES.resolve()

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,11 @@ from ..registry import REGISTRY
 from ..result import MarginResult, base_point
 from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
+
+if TYPE_CHECKING:  # annotations only: importing the module marginsim.what_if at run time would
+    # shadow the function marginsim.what_if (the package's lazy name) with the module
+    from ..trades import TradeBatch
+    from ..what_if import BestHedge, WhatIfResult
 
 __all__ = [
     "base_point",
@@ -46,6 +51,12 @@ __all__ = [
     "movements",
     "balances_before_after",
     "connect",
+    "largest_account",
+    "attribution_table",
+    "trade_legs",
+    "what_if_table",
+    "best_hedge_table",
+    "hedge_grid",
 ]
 
 
@@ -80,7 +91,7 @@ def applicable_methods(sc: ScenarioFile) -> list[str]:
 
 
 def margin_by_method(
-    sc: ScenarioFile | Inputs, methods: Sequence[str] | None = None
+    sc: ScenarioFile | Inputs, methods: Sequence[str] | None = None, *, attribution: bool = False
 ) -> tuple[MarginResult, dict[str, str]]:
     """Run each method on the same book; a method that cannot run is reported, not raised.
 
@@ -90,6 +101,9 @@ def margin_by_method(
         The scenario (or its data model, built once and shared by the methods).
     methods
         Method names; default: :func:`applicable_methods`.
+    attribution
+        Also attribute each method's requirement to the positions
+        (``margin(..., attribution=True)``: ``contribution`` and ``marginal``).
 
     Returns
     -------
@@ -102,7 +116,7 @@ def margin_by_method(
     problems: dict[str, str] = {}
     for name in names:  # a handful of methods, each over the whole book
         try:
-            result.methods[name] = margin(inputs, methods=[name]).methods[name]
+            result.methods[name] = margin(inputs, methods=[name], attribution=attribution).methods[name]
         except InputError as e:
             problems[name] = str(e)
     return result, problems
@@ -540,3 +554,222 @@ def balances_before_after(ds: xr.Dataset, account: str) -> pd.DataFrame:
     frame["after_base"] = frame["after"] * rate
     keep = (frame["before"].abs() > 0) | (frame["after"].abs() > 0)
     return frame[keep]
+
+
+# -- what-if and attribution ------------------------------------------------------------------------
+
+
+def largest_account(result: MarginResult) -> str:
+    """The account with the largest maintenance margin, summed over the methods that margin
+    products (the account layer, built on the others, is not added), at the base grid point."""
+    heads = headline(result)
+    if not len(heads):
+        raise ValueError("no method ran: no account to show")
+    maint = pd.DataFrame(heads.xs("maintenance", axis=1, level="amount"))
+    products = [m for m in maint.columns if m != "account"] or list(maint.columns)
+    return str(maint[products].sum(axis=1).idxmax())
+
+
+def attribution_table(result: MarginResult, account: str | None = None) -> pd.DataFrame:
+    """Contribution and marginal of each position, per method, at the base grid point.
+
+    Parameters
+    ----------
+    result
+        A result with attribution (``margin(..., attribution=True)``); methods without it are
+        left out.
+    account
+        Only this account's positions (default: every account).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (``method``, ``position``); columns ``account``, ``contract``, ``quantity``
+        [contracts], ``contribution`` (NaN for a method without an allocation rule) and
+        ``marginal`` [reporting currency], sorted by contribution (largest first) within each
+        method.
+    """
+    frames = {}
+    for name, ds in result.methods.items():
+        if "marginal" not in ds:
+            continue
+        at = base_point(ds[[v for v in ("contribution", "marginal") if v in ds]], keep=("position",))
+        frame = pd.DataFrame(
+            {
+                "account": np.asarray(at["attribution_account"].values).astype(str),
+                "contract": np.asarray(at["attribution_contract"].values).astype(str),
+                "quantity": np.asarray(at["attribution_quantity"].values, dtype=float),
+                "contribution": (
+                    np.asarray(at["contribution"].values, dtype=float)
+                    if "contribution" in at
+                    else np.full(at.sizes["position"], np.nan)
+                ),
+                "marginal": np.asarray(at["marginal"].values, dtype=float),
+            },
+            index=pd.Index(at["position"].values, name="position"),
+        )
+        if account is not None:
+            frame = frame[frame["account"] == str(account)]
+        frames[name] = frame.sort_values("contribution", ascending=False, kind="stable")
+    if not frames:
+        return pd.DataFrame(
+            columns=["account", "contract", "quantity", "contribution", "marginal"],
+            index=pd.MultiIndex.from_arrays([[], []], names=["method", "position"]),
+        )
+    return pd.concat(frames, names=["method", "position"])
+
+
+def trade_legs(trades: TradeBatch) -> pd.Series:
+    """Each trade's legs in words (``"-3 IDX-DEC26, +3 IDX-MAR27"``), indexed by trade id."""
+    legs = pd.DataFrame(
+        {
+            "trade": trades.leg_trade,
+            "text": pd.Series(trades.leg_quantity).map("{:+,.15g}".format)
+            + " "
+            + pd.Series(trades.leg_contract.astype(str)),
+        }
+    )
+    text = legs.groupby("trade", sort=True)["text"].agg(", ".join)
+    return pd.Series(
+        text.reindex(np.arange(len(trades))).to_numpy(),
+        index=pd.Index(trades.ids.astype(str), name="trade"),
+        name="legs",
+    )
+
+
+def what_if_table(
+    result: WhatIfResult, variables: Sequence[str] = ("maintenance", "initial")
+) -> pd.DataFrame:
+    """Before, after and change per trade and method, at the base grid point.
+
+    Parameters
+    ----------
+    result
+        :func:`marginsim.what_if`'s result.
+    variables
+        The compared variables shown (each method's own; a method without one has NaN).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (``trade``, ``method``), trades in the file's order; columns ``account``,
+        ``legs``, ``<x> before``, ``<x> after``, ``<x> change`` [reporting currency] for each
+        ``x`` of ``variables``, and ``CFD order`` (``"accepted"`` or ``"rejected: ..."`` on the
+        CFD method's rows of trades with a CFD leg, empty on the others).
+    """
+    legs = trade_legs(result.trades)
+    contracts = result.inputs.contracts
+    kind = np.asarray(contracts["type"].values).astype(str)[
+        pd.Index(np.asarray(contracts["contract"].values).astype(str)).get_indexer(
+            result.trades.leg_contract.astype(str)
+        )
+    ]
+    has_cfd = np.bincount(result.trades.leg_trade[kind == "cfd"], minlength=len(legs)) > 0
+    frames = {}
+    for name, ds in result.items():
+        at = base_point(ds)
+        cols: dict[str, Any] = {
+            "account": np.asarray(at["account"].values).astype(str),
+            "legs": legs.to_numpy(),
+        }
+        for x in variables:
+            for w in ("before", "after", "change"):
+                v = f"{x}_{w}"
+                cols[f"{x} {w}"] = (
+                    np.asarray(at[v].values, dtype=float) if v in at else np.full(len(legs), np.nan)
+                )
+        if "accepted" in at:
+            ok = np.asarray(at["accepted"].values, dtype=bool)
+            reason = np.asarray(at["rejected_reason"].values).astype(str)
+            verdict = np.where(ok, "accepted", np.char.add("rejected: ", reason))
+            cols["CFD order"] = np.where(has_cfd, verdict, "")
+        else:
+            cols["CFD order"] = np.full(len(legs), "", dtype=object)
+        frames[name] = pd.DataFrame(cols, index=legs.index)
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, names=["method", "trade"]).swaplevel("method", "trade")
+    order = pd.MultiIndex.from_product([legs.index, list(frames)], names=["trade", "method"])
+    return table.reindex(order)
+
+
+def best_hedge_table(hedge: BestHedge) -> pd.DataFrame:
+    """The best hedge of each account and method (:func:`marginsim.best_hedge`) as a table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (``account``, ``method``); columns ``trade`` (the one-contract trade in words, or
+        ``"none lowers it"``), ``maintenance before``, ``maintenance after``, ``maintenance
+        change`` [reporting currency] (NaN where no candidate lowers it).
+    """
+    rows = [  # the answer's accounts x methods (already reduced by best_hedge)
+        {
+            "account": acct,
+            "method": name,
+            "trade": "none lowers it" if b is None else "{:+,.15g} {}".format(b["quantity"], b["contract"]),
+            **{
+                f"maintenance {w}": np.nan if b is None else float(b["maintenance"][w])
+                for w in ("before", "after", "change")
+            },
+        }
+        for acct, per in hedge.best.items()
+        for name, b in per.items()
+    ]
+    columns = ["account", "method", "trade", "maintenance before", "maintenance after", "maintenance change"]
+    return pd.DataFrame(rows, columns=columns).set_index(["account", "method"])
+
+
+def hedge_grid(hedge: BestHedge, method: str, account: str) -> xr.DataArray:
+    """The maintenance change of every best-hedge candidate of one account, as a grid.
+
+    Parameters
+    ----------
+    hedge
+        :func:`marginsim.best_hedge`'s answer (its candidates' what-if).
+    method
+        A method of the what-if.
+    account
+        An account the candidates went to.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (``contract``, ``quantity``) [reporting currency], at the base grid point; NaN for
+        a candidate not tried.
+
+    Raises
+    ------
+    ValueError
+        The what-if has trades of several legs (not best-hedge candidates).
+    """
+    wi = hedge.what_if
+    at = base_point(wi[method]["maintenance_change"], keep=("trade",))
+    t = wi.trades
+    if t.n_legs != len(t):
+        raise ValueError("best-hedge candidates are one-leg trades: these are not")
+    frame = pd.DataFrame(
+        {
+            "account": t.account.astype(str),
+            "contract": t.leg_contract[np.argsort(t.leg_trade, kind="stable")].astype(str),
+            "quantity": t.leg_quantity[np.argsort(t.leg_trade, kind="stable")],
+            "change": np.asarray(at.values, dtype=float),
+        }
+    )
+    frame = frame[frame["account"] == str(account)]
+    grid = frame.pivot_table(
+        index="contract", columns="quantity", values="change", aggfunc="first", sort=False
+    )
+    out = xr.DataArray(
+        grid.to_numpy(dtype=float),
+        dims=("contract", "quantity"),
+        coords={
+            "contract": grid.index.to_numpy(dtype=object),
+            "quantity": grid.columns.to_numpy(dtype=float),
+        },
+        name="maintenance_change",
+    )
+    out.attrs["units"] = str(
+        wi[method]["maintenance_change"].attrs.get("units") or wi[method].attrs.get("currency", "")
+    )
+    return out.sortby("quantity")

@@ -113,6 +113,12 @@ class Study:
         What it needs of its scenario (notebook metadata ``marginsim.needs``): ``methods``, the
         methods that must apply to the book (a list, or ``"any"``: at least one), and ``grid``,
         the ``grid:`` keys the scenario file must set. Checked before the kernel starts.
+    files
+        Parameters (besides ``scenario``) that name an input file (notebook metadata
+        ``marginsim.files``, e.g. ``["trades"]``): the runner makes a ``-p`` value absolute from
+        the current folder (a default from the notebook's folder), checks that the file exists
+        before the kernel starts, and records its sha256 in the provenance; ``""`` or ``None``:
+        no file.
     """
 
     name: str
@@ -120,6 +126,7 @@ class Study:
     title: str
     summary: str
     needs: Mapping[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -186,7 +193,14 @@ def list_studies(folder: str | Path | None = None) -> list[Study]:
             continue
         meta = _read_nb(p).metadata.get("marginsim", {})
         out.append(
-            Study(p.stem, p, meta.get("title", p.stem), meta.get("summary", ""), meta.get("needs", {}))
+            Study(
+                p.stem,
+                p,
+                meta.get("title", p.stem),
+                meta.get("summary", ""),
+                meta.get("needs", {}),
+                tuple(meta.get("files", ())),
+            )
         )
     return out
 
@@ -656,6 +670,11 @@ def _provenance(
     study: Study, scenario: Path | None, params: Mapping[str, Any], started: dt.datetime
 ) -> dict[str, Any]:
     """What a report was made from: the last section of every report."""
+    files = {
+        name: {"path": str(params[name]), "sha256": _sha256(Path(params[name]))}
+        for name in study.files
+        if params.get(name)
+    }
     return {
         "study": study.name,
         "notebook": str(study.path),
@@ -665,6 +684,7 @@ def _provenance(
         "scenario": str(scenario) if scenario is not None else None,
         "scenario_sha256": _sha256(scenario) if scenario is not None else None,
         "parameters": json.loads(json.dumps(dict(params), default=str)),  # stored in the notebook
+        "files": files,
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
     }
@@ -694,6 +714,11 @@ def provenance_cell(info: Mapping[str, Any]):
         ("scenario sha256", info["scenario_sha256"] or "none"),
         ("notebook", info["notebook"]),
         ("notebook sha256", info["notebook_sha256"]),
+        *(
+            row
+            for name, f in (info.get("files") or {}).items()
+            for row in ((f"{name} file", f["path"]), (f"{name} sha256", f["sha256"]))
+        ),
         ("Python", info["python"]),
         ("platform", info["platform"]),
     ]
@@ -810,6 +835,21 @@ def run_study(
         params["scenario"] = str(sc_path)  # the executed notebook names the file it ran on
     else:
         sc_path = None
+    for name in study.files:  # the input files besides the scenario (notebook metadata marginsim.files)
+        if name not in known:
+            raise StudyError(f"{study.path}: metadata marginsim.files: no parameter {name!r}")
+        given = name in params
+        value = params[name] if given else _literal(known[name]["default"])
+        if value in ("", None):
+            continue
+        if not isinstance(value, (str, os.PathLike)):
+            raise StudyError(f"study {study.name}: -p {name}: expected a file name, got {value!r}")
+        file = Path(value).expanduser()
+        if not given:
+            file = study.path.parent / file  # a default is relative to the notebook's folder
+        if not file.is_file():
+            raise StudyError(f"study {study.name}: -p {name}: file not found: {file}")
+        params[name] = str(file.resolve())
     scenario_name = "default"
     if sc_path is not None:
         sc = load_scenario(sc_path)
