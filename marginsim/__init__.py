@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .model import Inputs
     from .result import MarginResult
     from .scenario import ScenarioFile, load_scenario, parse_scenario
-    from .what_if import WhatIfResult, best_hedge, what_if
+    from .whatif import WhatIfResult, best_hedge, what_if
 
 __version__ = "0.1.0"
 
@@ -61,9 +61,9 @@ _LAZY = {
     "parse_scenario": "marginsim.scenario",
     "InputError": "marginsim.errors",
     "set_options": "marginsim.limits",
-    "what_if": "marginsim.what_if",
-    "best_hedge": "marginsim.what_if",
-    "WhatIfResult": "marginsim.what_if",
+    "what_if": "marginsim.whatif",
+    "best_hedge": "marginsim.whatif",
+    "WhatIfResult": "marginsim.whatif",
 }
 
 # a library does not print log records of its own accord: the application configures handlers

@@ -29,7 +29,7 @@ COMMANDS = {
     "margin": "marginsim.commands:margin_command",
     "span-file": "marginsim.commands:span_file_command",
     "schema": "marginsim.commands:schema_command",
-    "what-if": "marginsim.what_if:what_if_command",
+    "what-if": "marginsim.whatif:what_if_command",
     "history export": "marginsim.history_commands:history_export_command",
     "backtest": "marginsim.backtest_commands:backtest_command",
 }

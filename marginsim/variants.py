@@ -1,7 +1,7 @@
 """Margin of many variants of a book's accounts in one batched call per method.
 
 A variant is an account of the book with one position left out and / or some legs added: the
-"after" book of a what-if trade (:mod:`marginsim.what_if`), the book without one position of a
+"after" book of a what-if trade (:mod:`marginsim.whatif`), the book without one position of a
 leave-one-out attribution. :func:`margin_variants` lays every variant out as an account of one
 new book (built with index arithmetic, no loop over variants) and runs each method once on it.
 

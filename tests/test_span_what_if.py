@@ -25,7 +25,7 @@ from marginsim.methods.span import span_margin
 from marginsim.methods.span.what_if import span_marginal, span_what_if, span_what_if_arrays
 from marginsim.trades import TradeBatch
 from marginsim.variants import margin_variants
-from marginsim.what_if import what_if
+from marginsim.whatif import what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"

@@ -26,7 +26,7 @@ from marginsim.cli import main
 from marginsim.labels import method_name
 from marginsim.studies import runner
 from marginsim.studies.cli import parse_value
-from marginsim.what_if import best_hedge, what_if
+from marginsim.whatif import best_hedge, what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

@@ -18,7 +18,7 @@ from marginsim.cli import main
 from marginsim.errors import InputError
 from marginsim.scenario import Position, load_scenario, parse_scenario
 from marginsim.testing import scenarios
-from marginsim.what_if import REJECTED_REASON, best_hedge, order_time, what_if
+from marginsim.whatif import REJECTED_REASON, best_hedge, order_time, what_if
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -343,3 +343,12 @@ def test_random_mixed_books_every_method_exact(data, book):
     ]
     res = check_exact(sc, cases, MI + ("available_funds", "excess_liquidity", "state", "equity"))
     assert set(res) == {"span", "portfolio_margin", "cfd", "account"}
+
+
+def test_the_public_name_is_the_function_whatever_is_imported():
+    """``marginsim.what_if`` stays the function after its module is imported (the module is
+    ``marginsim.whatif``: a module named ``what_if`` would replace the package's name)."""
+    import marginsim.whatif  # noqa: F401
+
+    assert callable(marginsim.what_if) and marginsim.what_if.__name__ == "what_if"
+    assert marginsim.best_hedge.__name__ == "best_hedge"

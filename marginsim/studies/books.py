@@ -27,10 +27,9 @@ from ..result import MarginResult, base_point
 from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
 
-if TYPE_CHECKING:  # annotations only: importing the module marginsim.what_if at run time would
-    # shadow the function marginsim.what_if (the package's lazy name) with the module
+if TYPE_CHECKING:  # annotations only
     from ..trades import TradeBatch
-    from ..what_if import BestHedge, WhatIfResult
+    from ..whatif import BestHedge, WhatIfResult
 
 __all__ = [
     "base_point",

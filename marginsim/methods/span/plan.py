@@ -10,6 +10,7 @@ file with every definition given has one plan of all its contracts, made once pe
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -399,21 +400,21 @@ def _merge_legs(legs: list[tuple]) -> list[tuple]:
     return [(key, side, ratio) for (key, side), ratio in merged.items()]
 
 
-def _joined_sets(n_cc: int, tables: list[SP.InterTable]) -> np.ndarray:
+def _joined_sets(n_cc: int, tables: Sequence[SP.InterTable | None]) -> np.ndarray:
     """``(C,)`` int64: the set of each combined commodity, CCs joined by the spreads of ``tables``
     (the legs of one spread) in one set, the others alone; the risk of one set does not depend
     on the positions of another."""
-    tables = [t for t in tables if t is not None and t.n_spreads]
-    if n_cc == 0 or not tables:
+    present = [t for t in tables if t is not None and t.n_spreads]
+    if n_cc == 0 or not present:
         return np.arange(n_cc, dtype=np.int64)
     # scipy is imported here, on a what-if or an attribution with spreads only: at module level it
     # would cost every margin run (the methods are imported together) about 0.2 s
     from scipy import sparse
     from scipy.sparse.csgraph import connected_components
 
-    leg_cc = np.concatenate([t.leg_cc for t in tables])
+    leg_cc = np.concatenate([t.leg_cc for t in present])
     first = np.concatenate(  # each leg joined to its spread's first
-        [t.leg_cc[t.leg_ptr[:-1]][np.repeat(np.arange(t.n_spreads), np.diff(t.leg_ptr))] for t in tables]
+        [t.leg_cc[t.leg_ptr[:-1]][np.repeat(np.arange(t.n_spreads), np.diff(t.leg_ptr))] for t in present]
     )
     graph = sparse.coo_matrix((np.ones(first.size), (first, leg_cc)), shape=(n_cc, n_cc))
     return connected_components(graph, directed=False)[1].astype(np.int64)
