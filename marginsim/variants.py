@@ -205,7 +205,9 @@ def _pay(
     contracts = inputs.contracts
     und = contracts["underlying_index"].values[lk[moves]]
     if section != "account":  # one amount per account [reporting currency], where it is given
-        total = np.bincount(lv[moves], amount[moves] * inputs.market["fx"].values[und], minlength=v_names.size)
+        total = np.bincount(
+            lv[moves], amount[moves] * inputs.market["fx"].values[und], minlength=v_names.size
+        )
         paying = [(str(v_names[v]), v) for v in np.unique(lv[moves]).tolist()]
         table.update({n: float(table[n] + total[v]) for n, v in paying if n in table})
         return {**changes, f: table}

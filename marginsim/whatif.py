@@ -324,14 +324,16 @@ def _paid_legs(batch: TradeBatch, inputs: Inputs) -> np.ndarray:
     c = inputs.contracts
     k = _contract_index(inputs, batch.leg_contract)
     return np.asarray(
-        (c["type"].values[k] == "stock") | (c["is_option"].values[k] & c["premium_style"].values[k]), dtype=bool
+        (c["type"].values[k] == "stock") | (c["is_option"].values[k] & c["premium_style"].values[k]),
+        dtype=bool,
     )
 
 
 def _paid_cells(batch: TradeBatch, inputs: Inputs, currencies: np.ndarray) -> np.ndarray:
     """``(trade, currency)``: whether the trade has a paid leg in the currency."""
     paid = _paid_legs(batch, inputs)
-    ccy = np.asarray(inputs.contracts["currency"].values[_contract_index(inputs, batch.leg_contract)]).astype(str)
+    k = _contract_index(inputs, batch.leg_contract)
+    ccy = np.asarray(inputs.contracts["currency"].values[k]).astype(str)
     col = np.searchsorted(currencies.astype(str), ccy[paid])
     has = np.zeros((len(batch), currencies.size), dtype=bool)
     has[batch.leg_trade[paid], col] = True

@@ -78,7 +78,10 @@ def paid(sc, account: str, legs):
         cash = {g: dict(r) for g, r in (old.cash if old is not None else {}).items()}
         for j, i in enumerate(k.tolist()):  # the trade's few legs
             g = params.cash_group(
-                str(c["contract"].values[i]), str(c["group"].values[i]), str(c["underlying"].values[i]), ccy[j]
+                str(c["contract"].values[i]),
+                str(c["group"].values[i]),
+                str(c["underlying"].values[i]),
+                ccy[j],
             )
             cash.setdefault(g, {})[ccy[j]] = cash.get(g, {}).get(ccy[j], 0.0) + float(amount[j])
         funds = old.model_copy(update={"cash": cash}) if old is not None else AccountFunds(cash=cash)
