@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_what_if import paid
 
 import marginsim
 from marginsim.errors import InputError
@@ -14,7 +15,6 @@ from marginsim.model import contract_indices
 from marginsim.scenario import Position, load_scenario
 from marginsim.trades import leg_cash_change
 from marginsim.variants import margin_variants, variant_inputs
-from test_what_if import paid
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"
