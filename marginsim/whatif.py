@@ -197,10 +197,14 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
         lines = [f"{sc.name}  what-if  currency {sc.currency}"]
         point = {name: base_point(ds) for name, ds in self.methods.items()}
         legs = self._legs()
+        cash = self._cash()
         for j, (tid, acct) in enumerate(zip(self.trades.ids.tolist(), self.trades.account.tolist())):
             shown = ", ".join(f"{lg['quantity']:+g} {lg['contract']}" for lg in legs[j])
             lines.append("")
             lines.append(f"trade {tid}  account {acct}: {shown}")
+            if cash[j]:
+                paid = ", ".join(f"{x:+,.2f} {c}" for c, x in cash[j].items())
+                lines.append(f"  cash change (at the valuation price): {paid}")
             lines.append(f"  {'method':<18}{'':<18}{'before':>16}{'after':>16}{'change':>16}")
             for name, d in point.items():
                 row = d.isel(trade=j)
