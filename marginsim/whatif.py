@@ -37,7 +37,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -276,7 +276,7 @@ def what_if(
     after: dict[str, xr.Dataset] = {}
     leg_pos = np.zeros(0, dtype=np.int64)
     leg_k = _contract_index(inputs, batch.leg_contract)
-    cash, ccy, _ = leg_cash_change(inputs, leg_k, batch.leg_quantity, engine=engine)
+    cash, ccy, _ = leg_cash_change(inputs, leg_k, batch.leg_quantity, engine=cast(Any, engine))
     if generic:
         is_cfd = inputs.contracts["type"].values[leg_k] == "cfd"
         opened = np.full(batch.n_legs, None, dtype=object)
