@@ -42,6 +42,7 @@ __all__ = [
     "read_trades",
     "trade_accounts",
     "leg_cash_change",
+    "securities_legs",
     "ACCOUNT_KEYED",
     "CASH_KEYED",
     "TRADE_KEYS",
@@ -61,11 +62,18 @@ ACCOUNT_KEYED: dict[str, tuple[str, ...]] = {
 }
 
 #: The account-keyed fields that hold an account's cash, which a trade's cash-settled legs change
-#: (:func:`leg_cash_change`): ``{section: field}``. Portfolio margin's and strategy margin's
-#: ``cash`` [reporting currency] and the account layer's ``accounts.<name>.cash`` [per currency
-#: group and currency]. CFD's ``accounts.<name>.cash`` is the cash of the CFD account: only a
-#: CFD leg would change it, and a CFD moves no cash at the trade.
-CASH_KEYED: dict[str, str] = {"portfolio_margin": "cash", "strategy": "cash", "account": "accounts"}
+#: (:func:`leg_cash_change`): ``{section: (field, legs)}``. Portfolio margin's and strategy
+#: margin's ``cash`` [reporting currency] is the cash of the securities account whose stocks and
+#: options on spot they margin and value (equity = cash + their market value): it pays for those
+#: legs only (``"securities"``; an option on a future is paid from the futures side, which these
+#: methods do not see). The account layer's ``accounts.<name>.cash`` [per currency group and
+#: currency] pays for every leg (``"all"``). CFD's ``accounts.<name>.cash`` is the cash of the CFD
+#: account: only a CFD leg would change it, and a CFD moves no cash at the trade.
+CASH_KEYED: dict[str, tuple[str, str]] = {
+    "portfolio_margin": ("cash", "securities"),
+    "strategy": ("cash", "securities"),
+    "account": ("accounts", "all"),
+}
 
 #: Keys a trade may have.
 TRADE_KEYS = ("id", "account", "legs", "contract", "quantity")
@@ -424,6 +432,15 @@ def leg_cash_change(
     currency = np.asarray(c["currency"].values[k], dtype=object)
     fx = inputs.market["fx"].values[und].astype(float)
     return amount + 0.0, currency, fx
+
+
+def securities_legs(inputs: Inputs, leg_contract: np.ndarray) -> np.ndarray:
+    """Whether each leg (``leg_contract``: indices into ``inputs.contracts``) is of a security of
+    the securities account: a stock or an option on spot (not on a future)."""
+    k = np.asarray(leg_contract, dtype=np.int64).reshape(-1)
+    c = inputs.contracts
+    on_spot = c["is_option"].values[k] & (c["model"].values[k] != pricing.BLACK76)
+    return np.asarray((c["type"].values[k] == "stock") | on_spot, dtype=bool)
 
 
 def _unit_value(inputs: Inputs) -> np.ndarray:

@@ -17,8 +17,9 @@ scratch:
   copied under the variant's name;
 - its cash changed by the cash its legs move (``leg_cash``: what a what-if trade pays for the
   securities it buys, :func:`marginsim.trades.leg_cash_change`): the fields of
-  :data:`~marginsim.trades.CASH_KEYED` (portfolio and strategy margin's ``cash`` by the legs'
-  sum in the reporting currency, where the base account's cash is given; the account layer's
+  :data:`~marginsim.trades.CASH_KEYED` (portfolio and strategy margin's ``cash`` by the sum of
+  the legs of stocks and options on spot in the reporting currency, where the base account's
+  cash is given; the account layer's
   ``accounts.<name>.cash`` per currency group and currency, an entry made for an account the
   section does not list).
 
@@ -43,7 +44,7 @@ from .model import Inputs, Universe, contract_indices
 from .params.account import AccountFunds, AccountParams
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
-from .trades import ACCOUNT_KEYED, CASH_KEYED, trade_accounts
+from .trades import ACCOUNT_KEYED, CASH_KEYED, securities_legs, trade_accounts
 
 __all__ = ["margin_variants", "variant_inputs", "ACCOUNT_KEYED", "VARIANT_TAG"]  # ACCOUNT_KEYED: of .trades
 
@@ -197,10 +198,13 @@ def _pay(
     field of :data:`CASH_KEYED` changed by the cash the legs move (``leg_cash`` [the leg
     contract's currency])."""
     amount = np.asarray(leg_cash, dtype=float).reshape(lv.size)
-    moves = np.flatnonzero(amount != 0)
+    f, legs = CASH_KEYED[section]
+    pays = amount != 0
+    if legs == "securities":
+        pays &= securities_legs(inputs, lk)
+    moves = np.flatnonzero(pays)
     if moves.size == 0:
         return changes
-    f = CASH_KEYED[section]
     table = dict(changes.get(f, {}))
     contracts = inputs.contracts
     und = contracts["underlying_index"].values[lk[moves]]

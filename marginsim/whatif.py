@@ -21,8 +21,9 @@ premium-style option moves ``quantity x multiplier x price`` of cash in the cont
 given premium, else its model value at the base market; a stock's price), with no spread and
 no commission: :func:`marginsim.trades.leg_cash_change`. Futures, futures-style options and
 CFDs move no cash at the trade. The after-book's cash is the account's cash plus this change
-in every method that keeps cash (portfolio and strategy margin's ``cash``, the account layer's
-``accounts.<name>.cash``): at the base grid point, buying at the valuation price leaves equity
+in every method that keeps cash (:data:`marginsim.trades.CASH_KEYED`: portfolio and strategy
+margin's ``cash``, for the legs of stocks and options on spot, the securities they margin and
+value; the account layer's ``accounts.<name>.cash``, for every leg): at the base grid point, buying at the valuation price leaves equity
 unchanged and changes the available funds by the requirement's change only. The change is
 :attr:`WhatIfResult.cash_change` (``"cash_change"`` of each trade in the JSON).
 """

@@ -60,20 +60,26 @@ def from_scratch(sc, trade: dict, methods):
 def paid(sc, account: str, legs):
     """The scenario with ``account``'s cash changed by what ``legs`` [(contract, quantity)] pay
     (marginsim.trades.leg_cash_change), written into the file's sections as a user would: portfolio
-    and strategy margin's cash [reporting currency] where given, the account layer's
+    and strategy margin's cash [reporting currency] where given (legs of stocks and options on
+    spot: the securities account they margin), the account layer's
     accounts.<account>.cash.<group>.<currency> (an entry made when the section has none)."""
     inputs = marginsim.load(sc)
     k = np.array([_index(inputs, c) for c, _ in legs], dtype=np.int64)
     amount, ccy, fx = leg_cash_change(inputs, k, np.array([q for _, q in legs], dtype=float))
     update = {}
+    c = inputs.contracts
+    # securities: stocks and options on spot, as the scenario file says (a clearing-house
+    # file's contracts: none of this file's portfolio or strategy margin)
+    defined = [sc.contracts.get(str(c["contract"].values[i])) for i in k.tolist()]
+    spot = np.array([d is not None and (d.type == "stock" or d.option_on == "spot") for d in defined])
     for name in ("portfolio_margin", "strategy"):
         params = sc.section(name)
         if params is not None and account in params.cash:
-            cash = {**params.cash, account: params.cash[account] + float((amount * fx).sum())}
+            sec = np.where(spot, amount * fx, 0.0)
+            cash = {**params.cash, account: params.cash[account] + float(sec.sum())}
             update[name] = params.model_copy(update={"cash": cash})
     params = sc.section("account") or AccountParams()
     if (amount != 0).any():
-        c = inputs.contracts
         old = params.accounts.get(account)
         cash = {g: dict(r) for g, r in (old.cash if old is not None else {}).items()}
         for j, i in enumerate(k.tolist()):  # the trade's few legs
@@ -393,7 +399,8 @@ def test_a_trade_pays_for_what_it_buys():
     equity is unchanged at the valuation price (the cash becomes shares), so the available funds
     fall by the initial requirement's change only (41,250: before this fix they rose by
     125,000 - 41,250 = 83,750). A future and a CFD move no cash; selling an option brings its
-    given premium (IDX-MAR27-P5700: 120 x 50 per contract)."""
+    given premium (IDX-MAR27-P5700: 120 x 50 per contract), into the account layer's cash but not
+    into portfolio margin's (the securities account: stocks and options on spot)."""
     sc = load_scenario(SCENARIOS / "overview_mixed_book.yaml")
     trades = [
         {"id": "shares", "account": "hedged", "contract": "MEGA", "quantity": 500},
@@ -407,6 +414,10 @@ def test_a_trade_pays_for_what_it_buys():
     pm = res["portfolio_margin"].sel(trade="shares")
     np.testing.assert_allclose(float(pm["initial_change"]), 41_250.0, rtol=0, atol=CENT)
     np.testing.assert_allclose(float(pm["available_funds_change"]), -41_250.0, rtol=0, atol=CENT)
+    # an option on a future is not of the securities account portfolio margin margins and values:
+    # its premium is not taken from (nor added to) that account's cash
+    pm_put = res["portfolio_margin"].sel(trade="put")
+    assert float(pm_put["initial_change"]) == 0.0 and float(pm_put["available_funds_change"]) == 0.0
     # the account layer: the cash paid is the shares' value counted in equity
     acc = res["account"].sel(trade="shares")
     np.testing.assert_allclose(
