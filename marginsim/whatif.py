@@ -299,15 +299,17 @@ def what_if(
     for n, s in specs.items():
         if s.what_if is not None:
             after[n] = s.what_if(inputs, batch, before[n])
-    out = WhatIfResult(inputs, batch, cash_change=_cash_change(batch, cash, ccy, inputs))
+    out = WhatIfResult(inputs, batch, cash_change=_cash_change(batch, leg_k, cash, ccy, inputs))
     for n in names:
         out.methods[n] = _compare(before[n], after[n], batch, leg_pos, n)
     return out
 
 
-def _cash_change(batch: TradeBatch, cash: np.ndarray, ccy: np.ndarray, inputs: Inputs) -> xr.DataArray:
-    """Per trade and currency, the cash the trade's legs move [the currency]."""
-    paid = _paid_legs(batch, inputs)
+def _cash_change(
+    batch: TradeBatch, leg_k: np.ndarray, cash: np.ndarray, ccy: np.ndarray, inputs: Inputs
+) -> xr.DataArray:
+    """Per trade and currency, the cash the trade's legs (contract indices ``leg_k``) move [the currency]."""
+    paid = _paid_legs(leg_k, inputs)
     names, col = np.unique(ccy[paid].astype(str), return_inverse=True)
     out = np.zeros((len(batch), names.size))
     np.add.at(out, (batch.leg_trade[paid], col), cash[paid])
@@ -324,10 +326,10 @@ def _cash_change(batch: TradeBatch, cash: np.ndarray, ccy: np.ndarray, inputs: I
     return da
 
 
-def _paid_legs(batch: TradeBatch, inputs: Inputs) -> np.ndarray:
-    """Whether each leg is of a security paid in full (a stock, a premium-style option)."""
+def _paid_legs(k: np.ndarray, inputs: Inputs) -> np.ndarray:
+    """Whether each leg (contract indices ``k``) is of a security paid in full (a stock, a
+    premium-style option)."""
     c = inputs.contracts
-    k = _contract_index(inputs, batch.leg_contract)
     return np.asarray(
         (c["type"].values[k] == "stock") | (c["is_option"].values[k] & c["premium_style"].values[k]),
         dtype=bool,
@@ -336,8 +338,8 @@ def _paid_legs(batch: TradeBatch, inputs: Inputs) -> np.ndarray:
 
 def _paid_cells(batch: TradeBatch, inputs: Inputs, currencies: np.ndarray) -> np.ndarray:
     """``(trade, currency)``: whether the trade has a paid leg in the currency."""
-    paid = _paid_legs(batch, inputs)
     k = _contract_index(inputs, batch.leg_contract)
+    paid = _paid_legs(k, inputs)
     ccy = np.asarray(inputs.contracts["currency"].values[k]).astype(str)
     col = np.searchsorted(currencies.astype(str), ccy[paid])
     has = np.zeros((len(batch), currencies.size), dtype=bool)
