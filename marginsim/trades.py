@@ -416,16 +416,14 @@ def leg_cash_change(
     price = np.where(ctype == "stock", base, 0.0)
     given = c["price"].values[k]
     model_priced = np.flatnonzero(paid & is_opt & np.isnan(given))
-    if model_priced.size:  # the options' own pricing, one vectorised call
-        sub = c.isel(contract=k[model_priced])
+    if model_priced.size:  # the options' own pricing, one vectorised call per distinct contract
+        uk, back = np.unique(k[model_priced], return_inverse=True)
+        sub = c.isel(contract=uk)
+        level = inputs.market["base_price"].values[c["underlying_index"].values[uk]]
         value = inputs.revalue(
-            sub,
-            xr.DataArray(base[model_priced], dims="contract"),
-            sub["base_vol"].fillna(0.0),
-            sub["t"],
-            engine=engine,
+            sub, xr.DataArray(level, dims="contract"), sub["base_vol"].fillna(0.0), sub["t"], engine=engine
         ).values
-        price[model_priced] = value
+        price[model_priced] = value[back]
     has_given = paid & is_opt & ~np.isnan(given)
     price[has_given] = given[has_given]
     amount = np.where(paid, -q * c["multiplier"].values[k] * price, 0.0)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ def variant_inputs(
     leg_quantity: np.ndarray | None = None,
     leg_opened: np.ndarray | None = None,
     leg_cash: np.ndarray | None = None,
+    cash_sections: Collection[str] | None = None,
 ) -> Inputs:
     """The inputs whose book holds one account per variant (see :func:`margin_variants`).
 
@@ -73,7 +74,9 @@ def variant_inputs(
         account's rows (but ``drop[v]``) in the book's order, then its legs; order columns
         ``open_price`` / ``opened`` when the book or the scenario has them (or ``leg_opened`` is
         given); the scenario's account-keyed sections (:data:`ACCOUNT_KEYED`) keyed by variant,
-        their cash changed by ``leg_cash``.
+        their cash changed by ``leg_cash`` (in the sections of ``cash_sections``, default: every
+        section of :data:`~marginsim.trades.CASH_KEYED`; :func:`margin_variants` names the
+        methods it runs).
     """
     inputs.require_in_memory("margin_variants")
     book, sc = inputs.book, inputs.scenario
@@ -162,7 +165,12 @@ def variant_inputs(
     update = {}
     for section, fields in ACCOUNT_KEYED.items():
         params = sc.section(section)
-        if params is None and section == "account" and leg_cash is not None and np.any(leg_cash):
+        pays = (
+            leg_cash is not None
+            and section in CASH_KEYED
+            and (cash_sections is None or section in cash_sections)
+        )
+        if params is None and section == "account" and pays and np.any(leg_cash):
             params = AccountParams()  # the layer's defaults, which the variants' cash changes
         if params is None:
             continue
@@ -174,8 +182,8 @@ def variant_inputs(
             has = np.isin(base.astype(str), np.array(list(table), dtype=str))
             at = np.flatnonzero(has)
             changes[f] = dict(zip(v_names[at].tolist(), (table[b] for b in base[at].astype(str).tolist())))
-        if leg_cash is not None and section in CASH_KEYED and lv.size:
-            changes = _pay(inputs, section, params, changes, v_names, lv, lk, leg_cash)
+        if pays and lv.size:
+            changes = _pay(inputs, section, params, changes, v_names, lv, lk, np.asarray(leg_cash))
         if changes:
             update[section] = params.model_copy(update=changes)
     new_sc = sc.model_copy(update=update) if update else sc
@@ -332,6 +340,9 @@ def margin_variants(
         An unknown account or contract, or a method's own input error (account names in its
         message are the base accounts').
     """
+    if isinstance(methods, str):
+        methods = [methods]
+    names = list(methods) if methods is not None else applicable_methods(inputs.scenario)
     vin = variant_inputs(
         inputs,
         base_account,
@@ -341,10 +352,8 @@ def margin_variants(
         leg_quantity=leg_quantity,
         leg_opened=leg_opened,
         leg_cash=leg_cash,
+        cash_sections=names,
     )
-    if isinstance(methods, str):
-        methods = [methods]
-    names = list(methods) if methods is not None else applicable_methods(inputs.scenario)
     base = np.asarray(base_account, dtype=object).reshape(-1)
     n_v = base.shape[0]
     v_names = vin.book["account_name"].values
