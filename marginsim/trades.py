@@ -30,12 +30,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from .errors import InputError
+from .kernels import pricing
 from .model import Inputs, contract_indices
 from .scenario import _read_yaml
 
-__all__ = ["TradeBatch", "read_trades", "trade_accounts", "ACCOUNT_KEYED", "TRADE_KEYS", "LEG_KEYS"]
+__all__ = [
+    "TradeBatch",
+    "read_trades",
+    "trade_accounts",
+    "leg_cash_change",
+    "securities_legs",
+    "ACCOUNT_KEYED",
+    "CASH_KEYED",
+    "TRADE_KEYS",
+    "LEG_KEYS",
+]
 
 #: The fields of method sections that hold per-account data keyed by account name,
 #: ``{section: (field, ...)}``: portfolio margin's ``cash``, CFD's ``accounts`` funding, the
@@ -46,6 +58,21 @@ ACCOUNT_KEYED: dict[str, tuple[str, ...]] = {
     "portfolio_margin": ("cash",),
     "cfd": ("accounts",),
     "account": ("accounts",),
+    "strategy": ("cash",),
+}
+
+#: The account-keyed fields that hold an account's cash, which a trade's cash-settled legs change
+#: (:func:`leg_cash_change`): ``{section: (field, legs)}``. Portfolio margin's and strategy
+#: margin's ``cash`` [reporting currency] is the cash of the securities account whose stocks and
+#: options on spot they margin and value (equity = cash + their market value): it pays for those
+#: legs only (``"securities"``; an option on a future is paid from the futures side, which these
+#: methods do not see). The account layer's ``accounts.<name>.cash`` [per currency group and
+#: currency] pays for every leg (``"all"``). CFD's ``accounts.<name>.cash`` is the cash of the CFD
+#: account: only a CFD leg would change it, and a CFD moves no cash at the trade.
+CASH_KEYED: dict[str, tuple[str, str]] = {
+    "portfolio_margin": ("cash", "securities"),
+    "strategy": ("cash", "securities"),
+    "account": ("accounts", "all"),
 }
 
 #: Keys a trade may have.
@@ -346,6 +373,72 @@ def trade_accounts(inputs: Inputs) -> list[str]:
                     seen.add(name)
                     names.append(str(name))
     return names
+
+
+def leg_cash_change(
+    inputs: Inputs, leg_contract: np.ndarray, leg_quantity: np.ndarray, *, engine: pricing.Engine = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cash each leg moves at the trade: what it pays (buying) or receives (selling).
+
+    Instruments paid in full move cash: stocks (and ETFs) and premium-style options pay
+    ``quantity x multiplier x price`` (a purchase lowers the cash, a sale raises it). Futures,
+    futures-style options and CFDs move no cash at the trade (only margin). The price is the
+    valuation price of the scenario, without spread or commission: an option's given ``price``
+    (premium), else its model value at the base market (the underlying's ``price``, the option's
+    base vol, its time to expiry at ``as_of``): the value the methods count in market value and
+    equity at the base grid point; a stock's underlying ``price``.
+
+    Parameters
+    ----------
+    inputs
+        The scenario's inputs.
+    leg_contract
+        ``(n_leg,)`` index into ``inputs.contracts`` of each leg.
+    leg_quantity
+        ``(n_leg,)`` signed quantity [contracts], long positive.
+    engine
+        Pricing engine of the model values.
+
+    Returns
+    -------
+    amount, currency, fx
+        ``(n_leg,)`` cash change of each leg [the contract's currency] (negative: paid; 0: no
+        cash moves), that currency, and its value [reporting currency per unit].
+    """
+    k = np.asarray(leg_contract, dtype=np.int64).reshape(-1)
+    q = np.asarray(leg_quantity, dtype=float).reshape(k.shape[0])
+    c = inputs.contracts
+    ctype = c["type"].values[k]
+    is_opt = c["is_option"].values[k]
+    paid = (ctype == "stock") | (is_opt & c["premium_style"].values[k])
+    und = c["underlying_index"].values[k]
+    base = inputs.market["base_price"].values[und]
+    price = np.where(ctype == "stock", base, 0.0)
+    given = c["price"].values[k]
+    model_priced = np.flatnonzero(paid & is_opt & np.isnan(given))
+    if model_priced.size:  # the options' own pricing, one vectorised call per distinct contract
+        uk, back = np.unique(k[model_priced], return_inverse=True)
+        sub = c.isel(contract=uk)
+        level = inputs.market["base_price"].values[c["underlying_index"].values[uk]]
+        value = inputs.revalue(
+            sub, xr.DataArray(level, dims="contract"), sub["base_vol"].fillna(0.0), sub["t"], engine=engine
+        ).values
+        price[model_priced] = value[back]
+    has_given = paid & is_opt & ~np.isnan(given)
+    price[has_given] = given[has_given]
+    amount = np.where(paid, -q * c["multiplier"].values[k] * price, 0.0)
+    currency = np.asarray(c["currency"].values[k], dtype=object)
+    fx = inputs.market["fx"].values[und].astype(float)
+    return amount + 0.0, currency, fx
+
+
+def securities_legs(inputs: Inputs, leg_contract: np.ndarray) -> np.ndarray:
+    """Whether each leg (``leg_contract``: indices into ``inputs.contracts``) is of a security of
+    the securities account: a stock or an option on spot (not on a future)."""
+    k = np.asarray(leg_contract, dtype=np.int64).reshape(-1)
+    c = inputs.contracts
+    on_spot = c["is_option"].values[k] & (c["model"].values[k] != pricing.BLACK76)
+    return np.asarray((c["type"].values[k] == "stock") | on_spot, dtype=bool)
 
 
 def _unit_value(inputs: Inputs) -> np.ndarray:

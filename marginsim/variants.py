@@ -14,7 +14,14 @@ scratch:
   from the scenario file's positions), carried as columns of the variant book;
 - the account-keyed entries of the method sections (:data:`ACCOUNT_KEYED`: portfolio margin's
   ``cash``, CFD's ``accounts`` funding, the account layer's ``accounts`` money and profile),
-  copied under the variant's name.
+  copied under the variant's name;
+- its cash changed by the cash its legs move (``leg_cash``: what a what-if trade pays for the
+  securities it buys, :func:`marginsim.trades.leg_cash_change`): the fields of
+  :data:`~marginsim.trades.CASH_KEYED` (portfolio and strategy margin's ``cash`` by the sum of
+  the legs of stocks and options on spot in the reporting currency, where the base account's
+  cash is given; the account layer's
+  ``accounts.<name>.cash`` per currency group and currency, an entry made for an account the
+  section does not list).
 
 What a method computes over the whole book rather than per account (the account layer's
 liquidation step "the first step at which any account of the book is in forced liquidation")
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,9 +41,10 @@ import xarray as xr
 
 from .errors import InputError
 from .model import Inputs, Universe, contract_indices
+from .params.account import AccountFunds, AccountParams
 from .registry import applicable_methods, method_spec
 from .result import MarginResult
-from .trades import ACCOUNT_KEYED, trade_accounts
+from .trades import ACCOUNT_KEYED, CASH_KEYED, securities_legs, trade_accounts
 
 __all__ = ["margin_variants", "variant_inputs", "ACCOUNT_KEYED", "VARIANT_TAG"]  # ACCOUNT_KEYED: of .trades
 
@@ -54,6 +62,8 @@ def variant_inputs(
     leg_contract: np.ndarray | None = None,
     leg_quantity: np.ndarray | None = None,
     leg_opened: np.ndarray | None = None,
+    leg_cash: np.ndarray | None = None,
+    cash_sections: Collection[str] | None = None,
 ) -> Inputs:
     """The inputs whose book holds one account per variant (see :func:`margin_variants`).
 
@@ -63,7 +73,10 @@ def variant_inputs(
         Book: variant ``v`` is account ``v`` (named ``<base>#variant<v>``), its rows the base
         account's rows (but ``drop[v]``) in the book's order, then its legs; order columns
         ``open_price`` / ``opened`` when the book or the scenario has them (or ``leg_opened`` is
-        given); the scenario's account-keyed sections (:data:`ACCOUNT_KEYED`) keyed by variant.
+        given); the scenario's account-keyed sections (:data:`ACCOUNT_KEYED`) keyed by variant,
+        their cash changed by ``leg_cash`` (in the sections of ``cash_sections``, default: every
+        section of :data:`~marginsim.trades.CASH_KEYED`; :func:`margin_variants` names the
+        methods it runs).
     """
     inputs.require_in_memory("margin_variants")
     book, sc = inputs.book, inputs.scenario
@@ -152,6 +165,13 @@ def variant_inputs(
     update = {}
     for section, fields in ACCOUNT_KEYED.items():
         params = sc.section(section)
+        pays = (
+            leg_cash is not None
+            and section in CASH_KEYED
+            and (cash_sections is None or section in cash_sections)
+        )
+        if params is None and section == "account" and pays and np.any(leg_cash):
+            params = AccountParams()  # the layer's defaults, which the variants' cash changes
         if params is None:
             continue
         changes = {}
@@ -162,12 +182,77 @@ def variant_inputs(
             has = np.isin(base.astype(str), np.array(list(table), dtype=str))
             at = np.flatnonzero(has)
             changes[f] = dict(zip(v_names[at].tolist(), (table[b] for b in base[at].astype(str).tolist())))
+        if pays and lv.size:
+            changes = _pay(inputs, section, params, changes, v_names, lv, lk, np.asarray(leg_cash))
         if changes:
             update[section] = params.model_copy(update=changes)
     new_sc = sc.model_copy(update=update) if update else sc
     held = np.flatnonzero(np.bincount(k_all, minlength=contracts.sizes["contract"]))
     universe = Universe(held, frozenset(v_names.tolist()), extra_accounts=False)
     return dataclasses.replace(inputs, scenario=new_sc, book=new_book, universe=universe)
+
+
+def _pay(
+    inputs: Inputs,
+    section: str,
+    params: Any,
+    changes: dict[str, Any],
+    v_names: np.ndarray,
+    lv: np.ndarray,
+    lk: np.ndarray,
+    leg_cash: np.ndarray,
+) -> dict[str, Any]:
+    """``changes`` (the variants' entries of the section's account-keyed fields) with the cash
+    field of :data:`CASH_KEYED` changed by the cash the legs move (``leg_cash`` [the leg
+    contract's currency])."""
+    amount = np.asarray(leg_cash, dtype=float).reshape(lv.size)
+    f, legs = CASH_KEYED[section]
+    pays = amount != 0
+    if legs == "securities":
+        pays &= securities_legs(inputs, lk)
+    moves = np.flatnonzero(pays)
+    if moves.size == 0:
+        return changes
+    table = dict(changes.get(f, {}))
+    contracts = inputs.contracts
+    und = contracts["underlying_index"].values[lk[moves]]
+    if section != "account":  # one amount per account [reporting currency], where it is given
+        total = np.bincount(
+            lv[moves], amount[moves] * inputs.market["fx"].values[und], minlength=v_names.size
+        )
+        paying = [(str(v_names[v]), v) for v in np.unique(lv[moves]).tolist()]
+        table.update({n: float(table[n] + total[v]) for n, v in paying if n in table})
+        return {**changes, f: table}
+    # the account layer: per (variant, currency group, currency) of the legs' contracts
+    k = lk[moves]
+    ccy = np.asarray(contracts["currency"].values[k], dtype=object).astype(str)
+    keys = np.unique(k)
+    group_of = {  # one lookup per traded contract (not per leg)
+        int(i): params.cash_group(
+            str(contracts["contract"].values[i]),
+            str(contracts["group"].values[i]),
+            str(contracts["underlying"].values[i]),
+            str(contracts["currency"].values[i]),
+        )
+        for i in keys.tolist()
+    }
+    grp = np.array([group_of[int(i)] for i in k.tolist()], dtype=object).astype(str)
+    cell = np.char.add(np.char.add(np.char.add(lv[moves].astype(str), "|"), np.char.add(grp, "|")), ccy)
+    cells, inv = np.unique(cell, return_inverse=True)
+    total = np.bincount(inv, amount[moves], minlength=cells.size)
+    new: dict[str, dict[str, dict[str, float]]] = {}
+    for key, x in zip(cells.tolist(), total.tolist()):  # the variants' (few) cash cells
+        v, g, cu = key.split("|")
+        row = new.setdefault(str(v_names[int(v)]), {})
+        row.setdefault(g, {})[cu] = x
+    for name, rows in new.items():  # one entry per paying variant
+        old = table.get(name)
+        cash = {g: dict(r) for g, r in (old.cash.items() if old is not None else ())}
+        for g, r in rows.items():
+            for cu, x in r.items():
+                cash.setdefault(g, {})[cu] = cash.get(g, {}).get(cu, 0.0) + x
+        table[name] = old.model_copy(update={"cash": cash}) if old is not None else AccountFunds(cash=cash)
+    return {**changes, f: table}
 
 
 def _order_columns(inputs: Inputs) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -210,6 +295,7 @@ def margin_variants(
     methods: Sequence[str] | str | None = None,
     engine: str = "auto",
     leg_opened: np.ndarray | None = None,
+    leg_cash: np.ndarray | None = None,
 ) -> MarginResult:
     """Margin of many variants of the book's accounts, in one run of each method.
 
@@ -237,6 +323,10 @@ def margin_variants(
     leg_opened
         ``(n_leg,)`` order time of each leg (``datetime``; ``None``: held before the path), for
         methods that read it (CFD's new orders); default: none.
+    leg_cash
+        ``(n_leg,)`` cash each leg moves [the leg contract's currency] (negative: paid;
+        :func:`marginsim.trades.leg_cash_change`), taken from the variant's cash (see the
+        module's notes); default: none (the legs are added without paying for them).
 
     Returns
     -------
@@ -250,6 +340,9 @@ def margin_variants(
         An unknown account or contract, or a method's own input error (account names in its
         message are the base accounts').
     """
+    if isinstance(methods, str):
+        methods = [methods]
+    names = list(methods) if methods is not None else applicable_methods(inputs.scenario)
     vin = variant_inputs(
         inputs,
         base_account,
@@ -258,10 +351,9 @@ def margin_variants(
         leg_contract=leg_contract,
         leg_quantity=leg_quantity,
         leg_opened=leg_opened,
+        leg_cash=leg_cash,
+        cash_sections=names,
     )
-    if isinstance(methods, str):
-        methods = [methods]
-    names = list(methods) if methods is not None else applicable_methods(inputs.scenario)
     base = np.asarray(base_account, dtype=object).reshape(-1)
     n_v = base.shape[0]
     v_names = vin.book["account_name"].values

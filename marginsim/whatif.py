@@ -14,6 +14,18 @@ it), else rejects it (the method's own rule, ``spec/cfd.md`` section 4); the tra
 
 :func:`best_hedge` tries, per account, every trade of one contract (of a glob pattern) and a
 quantity in -N..N, in one batched what-if, and keeps the one that lowers the maintenance most.
+
+A trade pays for what it buys, as a broker's what-if order does: a leg of a stock (ETF) or of a
+premium-style option moves ``quantity x multiplier x price`` of cash in the contract's currency
+(buying lowers the cash, selling raises it), at the scenario's valuation price (an option's
+given premium, else its model value at the base market; a stock's price), with no spread and
+no commission: :func:`marginsim.trades.leg_cash_change`. Futures, futures-style options and
+CFDs move no cash at the trade. The after-book's cash is the account's cash plus this change
+in every method that keeps cash (:data:`marginsim.trades.CASH_KEYED`: portfolio and strategy
+margin's ``cash``, for the legs of stocks and options on spot, the securities they margin and
+value; the account layer's ``accounts.<name>.cash``, for every leg): at the base grid point, buying at the valuation price leaves equity
+unchanged and changes the available funds by the requirement's change only. The change is
+:attr:`WhatIfResult.cash_change` (``"cash_change"`` of each trade in the JSON).
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -38,7 +50,7 @@ from .outputs import per_account
 from .registry import applicable_methods, method_spec
 from .result import _clean, base_point
 from .scenario import ScenarioFile
-from .trades import TradeBatch, read_trades
+from .trades import TradeBatch, leg_cash_change, read_trades
 from .variants import margin_variants
 
 __all__ = [
@@ -93,11 +105,17 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
         The trades.
     methods
         Method name -> Dataset.
+    cash_change
+        Cash each trade moves, dims ``trade`` and ``currency`` [the currency]: what its legs of
+        securities paid in full cost (negative) or bring (positive) at the scenario's valuation
+        price (:func:`marginsim.trades.leg_cash_change`); the currencies of the trades' stock
+        and premium-style option legs (none: no currency).
     """
 
     inputs: Inputs
     trades: TradeBatch
     methods: dict[str, xr.Dataset] = field(default_factory=dict)
+    cash_change: xr.DataArray | None = None
 
     def __getitem__(self, name: str) -> xr.Dataset:
         return self.methods[name]
@@ -129,15 +147,31 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
             for ci, qi in zip(cs, qs)
         ]
 
+    def _cash(self) -> list[dict[str, float]]:
+        """Per trade, ``{currency: amount}`` of the currencies its paid legs move."""
+        cc = self.cash_change
+        if cc is None or cc.sizes.get("currency", 0) == 0:
+            return [{} for _ in range(len(self.trades))]
+        mask = _paid_cells(self.trades, self.inputs, cc["currency"].values)
+        ccys = [str(c) for c in cc["currency"].values.tolist()]
+        return [
+            {c: float(x) for c, x, m in zip(ccys, row, mrow) if m}
+            for row, mrow in zip(cc.values.tolist(), mask.tolist())
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``marginsim what-if --json``: ``{"scenario", "currency", "dims", "trades":
-        [{"id", "account", "legs", "methods": {method: {"maintenance": {"before", "after",
-        "change"}, "initial": {...}, ...}}}]}``, grid dims nested as in ``marginsim margin --json``."""
+        [{"id", "account", "legs", "cash_change": {currency: amount}, "methods": {method:
+        {"maintenance": {"before", "after", "change"}, "initial": {...}, ...}}}]}``, grid dims
+        nested as in ``marginsim margin --json``; ``cash_change``: the currencies the trade's
+        stock and premium-style option legs pay in ({} for a trade of futures and CFDs)."""
         sc = self.inputs.scenario
         gd = list(self.inputs.grid_dims)
         trades: list[dict[str, Any]] = [
-            {"id": str(i), "account": str(a), "legs": legs, "methods": {}}
-            for i, a, legs in zip(self.trades.ids.tolist(), self.trades.account.tolist(), self._legs())
+            {"id": str(i), "account": str(a), "legs": legs, "cash_change": cash, "methods": {}}
+            for i, a, legs, cash in zip(
+                self.trades.ids.tolist(), self.trades.account.tolist(), self._legs(), self._cash()
+            )
         ]
         for name, ds in self.methods.items():
             cols: dict[str, dict[str, list[Any]]] = {}
@@ -164,10 +198,14 @@ class WhatIfResult(Mapping[str, xr.Dataset]):
         lines = [f"{sc.name}  what-if  currency {sc.currency}"]
         point = {name: base_point(ds) for name, ds in self.methods.items()}
         legs = self._legs()
+        cash = self._cash()
         for j, (tid, acct) in enumerate(zip(self.trades.ids.tolist(), self.trades.account.tolist())):
             shown = ", ".join(f"{lg['quantity']:+g} {lg['contract']}" for lg in legs[j])
             lines.append("")
             lines.append(f"trade {tid}  account {acct}: {shown}")
+            if cash[j]:
+                paid = ", ".join(f"{x:+,.2f} {c}" for c, x in cash[j].items())
+                lines.append(f"  cash change (at the valuation price): {paid}")
             lines.append(f"  {'method':<18}{'':<18}{'before':>16}{'after':>16}{'change':>16}")
             for name, d in point.items():
                 row = d.isel(trade=j)
@@ -238,8 +276,10 @@ def what_if(
     generic = [n for n, s in specs.items() if s.what_if is None]
     after: dict[str, xr.Dataset] = {}
     leg_pos = np.zeros(0, dtype=np.int64)
+    leg_k = _contract_index(inputs, batch.leg_contract)
+    cash, ccy, _ = leg_cash_change(inputs, leg_k, batch.leg_quantity, engine=cast(Any, engine))
     if generic:
-        is_cfd = inputs.contracts["type"].values[_contract_index(inputs, batch.leg_contract)] == "cfd"
+        is_cfd = inputs.contracts["type"].values[leg_k] == "cfd"
         opened = np.full(batch.n_legs, None, dtype=object)
         if is_cfd.any():
             opened[is_cfd] = order_time(inputs.scenario)
@@ -250,6 +290,7 @@ def what_if(
             leg_contract=batch.leg_contract,
             leg_quantity=batch.leg_quantity,
             leg_opened=opened,
+            leg_cash=cash,
             methods=generic,
             engine=engine,
         )
@@ -258,10 +299,52 @@ def what_if(
     for n, s in specs.items():
         if s.what_if is not None:
             after[n] = s.what_if(inputs, batch, before[n])
-    out = WhatIfResult(inputs, batch)
+    out = WhatIfResult(inputs, batch, cash_change=_cash_change(batch, leg_k, cash, ccy, inputs))
     for n in names:
         out.methods[n] = _compare(before[n], after[n], batch, leg_pos, n)
     return out
+
+
+def _cash_change(
+    batch: TradeBatch, leg_k: np.ndarray, cash: np.ndarray, ccy: np.ndarray, inputs: Inputs
+) -> xr.DataArray:
+    """Per trade and currency, the cash the trade's legs (contract indices ``leg_k``) move [the currency]."""
+    paid = _paid_legs(leg_k, inputs)
+    names, col = np.unique(ccy[paid].astype(str), return_inverse=True)
+    out = np.zeros((len(batch), names.size))
+    np.add.at(out, (batch.leg_trade[paid], col), cash[paid])
+    da = xr.DataArray(
+        out + 0.0,
+        dims=("trade", "currency"),
+        coords={"trade": batch.ids.astype(object), "currency": names.astype(object)},
+        name="cash_change",
+    )
+    da.attrs.update(
+        units="currency",
+        description="cash the trade moves at the valuation price (negative: paid), per currency",
+    )
+    return da
+
+
+def _paid_legs(k: np.ndarray, inputs: Inputs) -> np.ndarray:
+    """Whether each leg (contract indices ``k``) is of a security paid in full (a stock, a
+    premium-style option)."""
+    c = inputs.contracts
+    return np.asarray(
+        (c["type"].values[k] == "stock") | (c["is_option"].values[k] & c["premium_style"].values[k]),
+        dtype=bool,
+    )
+
+
+def _paid_cells(batch: TradeBatch, inputs: Inputs, currencies: np.ndarray) -> np.ndarray:
+    """``(trade, currency)``: whether the trade has a paid leg in the currency."""
+    k = _contract_index(inputs, batch.leg_contract)
+    paid = _paid_legs(k, inputs)
+    ccy = np.asarray(inputs.contracts["currency"].values[k]).astype(str)
+    col = np.searchsorted(currencies.astype(str), ccy[paid])
+    has = np.zeros((len(batch), currencies.size), dtype=bool)
+    has[batch.leg_trade[paid], col] = True
+    return has
 
 
 def _contract_index(inputs: Inputs, names: np.ndarray) -> np.ndarray:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_what_if import paid
 
 import marginsim
 from marginsim.errors import InputError
+from marginsim.model import contract_indices
 from marginsim.scenario import Position, load_scenario
+from marginsim.trades import leg_cash_change
 from marginsim.variants import margin_variants, variant_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +23,8 @@ CENT = 0.005
 #: scenario -> the variables compared (every method of the file)
 CASES = {
     "span_takasbank.yaml": ("maintenance", "initial"),
-    "overview_mixed_book.yaml": ("maintenance", "initial"),
+    "overview_mixed_book.yaml": ("maintenance", "initial", "equity", "available_funds"),
+    "strategy_reg_t_book.yaml": ("maintenance", "initial", "equity"),
     "cfd_retail_book.yaml": ("maintenance", "initial", "equity"),
     "account_forced_conversion.yaml": (
         "maintenance",
@@ -34,13 +38,14 @@ CASES = {
 
 def scratch(sc, account: str, rows: list[int], legs: list[tuple[str, float]], methods):
     """Margin from scratch of the book whose account ``account`` holds positions ``rows`` (of the
-    scenario's positions) and the ``legs`` (added last), the other accounts unchanged."""
+    scenario's positions) and the ``legs`` (added last and paid for: the account's cash changed
+    by what they cost, as test_what_if.paid writes it), the other accounts unchanged."""
     keep = [p for p in sc.positions if p.account != account]
     mine = [sc.positions[i] for i in rows] + [
         Position(contract=c, quantity=q, account=account) for c, q in legs
     ]
     sc2 = sc.model_copy(update={"positions": keep + mine})
-    return marginsim.margin(sc2, methods=methods)
+    return marginsim.margin(paid(sc2, account, legs) if legs else sc2, methods=methods)
 
 
 def draw(inputs, rng, n: int):
@@ -87,6 +92,7 @@ def test_variants_equal_margin_from_scratch(name):
         leg_variant=lv,
         leg_contract=lc,
         leg_quantity=lq,
+        leg_cash=leg_cash_change(inputs, contract_indices(inputs.contracts, lc), lq)[0],
     )
     methods = list(res)
     assert methods
@@ -142,3 +148,26 @@ def test_bad_variants():
         margin_variants(inputs, ["nobody"])
     with pytest.raises(InputError, match="unknown contract 'NOPE'"):
         margin_variants(inputs, ["main"], leg_variant=[0], leg_contract=["NOPE"], leg_quantity=[1.0])
+
+
+def test_leg_cash_changes_the_variants_cash():
+    # overview_mixed_book: portfolio margin cash main 900,000 and hedged 300,000 [USD]; no account
+    # section (the layer's defaults: accounts hold no cash). Buying 2 MEGA at 250 costs 500 USD.
+    inputs = marginsim.load(ROOT / "scenarios" / "overview_mixed_book.yaml")
+    vin = variant_inputs(
+        inputs,
+        ["main", "hedged", "main"],
+        leg_variant=[0, 1, 1],
+        leg_contract=["MEGA", "MEGA", "IDX-DEC26"],
+        leg_quantity=[2.0, -4.0, 1.0],
+        leg_cash=[-500.0, 1000.0, 0.0],
+    )
+    assert vin.scenario.portfolio_margin.cash == {
+        "main#variant0": 899_500.0,
+        "hedged#variant1": 301_000.0,
+        "main#variant2": 900_000.0,
+    }
+    funds = vin.scenario.account.accounts
+    assert set(funds) == {"main#variant0", "hedged#variant1"}
+    assert funds["main#variant0"].cash == {"NonHK_": {"USD": -500.0}}
+    assert funds["hedged#variant1"].cash == {"NonHK_": {"USD": 1000.0}}

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 import marginsim
 from marginsim.cli import main
 from marginsim.errors import InputError
+from marginsim.params.account import AccountFunds, AccountParams
 from marginsim.scenario import Position, load_scenario, parse_scenario
 from marginsim.testing import scenarios
+from marginsim.trades import leg_cash_change
 from marginsim.whatif import REJECTED_REASON, best_hedge, order_time, what_if
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,45 @@ def from_scratch(sc, trade: dict, methods):
         for c, q in trade["legs"]
     ]
     sc2 = sc.model_copy(update={"positions": list(sc.positions) + added})
-    return marginsim.margin(sc2, methods=methods)
+    return marginsim.margin(paid(sc2, trade["account"], trade["legs"]), methods=methods)
+
+
+def paid(sc, account: str, legs):
+    """The scenario with ``account``'s cash changed by what ``legs`` [(contract, quantity)] pay
+    (marginsim.trades.leg_cash_change), written into the file's sections as a user would: portfolio
+    and strategy margin's cash [reporting currency] where given (legs of stocks and options on
+    spot: the securities account they margin), the account layer's
+    accounts.<account>.cash.<group>.<currency> (an entry made when the section has none)."""
+    inputs = marginsim.load(sc)
+    k = np.array([_index(inputs, c) for c, _ in legs], dtype=np.int64)
+    amount, ccy, fx = leg_cash_change(inputs, k, np.array([q for _, q in legs], dtype=float))
+    update = {}
+    c = inputs.contracts
+    # securities: stocks and options on spot, as the scenario file says (a clearing-house
+    # file's contracts: none of this file's portfolio or strategy margin)
+    defined = [sc.contracts.get(str(c["contract"].values[i])) for i in k.tolist()]
+    spot = np.array([d is not None and (d.type == "stock" or d.option_on == "spot") for d in defined])
+    for name in ("portfolio_margin", "strategy"):
+        params = sc.section(name)
+        if params is not None and account in params.cash:
+            sec = np.where(spot, amount * fx, 0.0)
+            cash = {**params.cash, account: params.cash[account] + float(sec.sum())}
+            update[name] = params.model_copy(update={"cash": cash})
+    params = sc.section("account") or AccountParams()
+    if (amount != 0).any():
+        old = params.accounts.get(account)
+        cash = {g: dict(r) for g, r in (old.cash if old is not None else {}).items()}
+        for j, i in enumerate(k.tolist()):  # the trade's few legs
+            g = params.cash_group(
+                str(c["contract"].values[i]),
+                str(c["group"].values[i]),
+                str(c["underlying"].values[i]),
+                ccy[j],
+            )
+            cash.setdefault(g, {})[ccy[j]] = cash.get(g, {}).get(ccy[j], 0.0) + float(amount[j])
+        funds = old.model_copy(update={"cash": cash}) if old is not None else AccountFunds(cash=cash)
+        update["account"] = params.model_copy(update={"accounts": {**params.accounts, account: funds}})
+    return sc.model_copy(update=update) if update else sc
 
 
 def _index(inputs, name):
@@ -352,3 +392,37 @@ def test_the_public_name_is_the_function_whatever_is_imported():
 
     assert callable(marginsim.what_if) and marginsim.what_if.__name__ == "what_if"
     assert marginsim.best_hedge.__name__ == "best_hedge"
+
+
+def test_a_trade_pays_for_what_it_buys():
+    """Buying 500 MEGA (price 250) in ``hedged`` pays 500 x 250 = 125,000 USD: portfolio margin's
+    equity is unchanged at the valuation price (the cash becomes shares), so the available funds
+    fall by the initial requirement's change only (41,250: before this fix they rose by
+    125,000 - 41,250 = 83,750). A future and a CFD move no cash; selling an option brings its
+    given premium (IDX-MAR27-P5700: 120 x 50 per contract), into the account layer's cash but not
+    into portfolio margin's (the securities account: stocks and options on spot)."""
+    sc = load_scenario(SCENARIOS / "overview_mixed_book.yaml")
+    trades = [
+        {"id": "shares", "account": "hedged", "contract": "MEGA", "quantity": 500},
+        {"id": "future", "account": "main", "contract": "IDX-DEC26", "quantity": -2},
+        {"id": "cfd", "account": "main", "contract": "US500-CFD", "quantity": 2},
+        {"id": "put", "account": "main", "contract": "IDX-MAR27-P5700", "quantity": -3},
+    ]
+    res = what_if(sc, trades, ["portfolio_margin", "account"])
+    cash = res.cash_change.sel(currency="USD").values
+    np.testing.assert_allclose(cash, [-125_000.0, 0.0, 0.0, 3 * 120.0 * 50], rtol=0, atol=1e-9)
+    pm = res["portfolio_margin"].sel(trade="shares")
+    np.testing.assert_allclose(float(pm["initial_change"]), 41_250.0, rtol=0, atol=CENT)
+    np.testing.assert_allclose(float(pm["available_funds_change"]), -41_250.0, rtol=0, atol=CENT)
+    # an option on a future is not of the securities account portfolio margin margins and values:
+    # its premium is not taken from (nor added to) that account's cash
+    pm_put = res["portfolio_margin"].sel(trade="put")
+    assert float(pm_put["initial_change"]) == 0.0 and float(pm_put["available_funds_change"]) == 0.0
+    # the account layer: the cash paid is the shares' value counted in equity
+    acc = res["account"].sel(trade="shares")
+    np.testing.assert_allclose(
+        acc["available_funds_change"].values, -acc["initial_change"].values, rtol=0, atol=CENT
+    )
+    # the JSON: "cash_change" per trade, {} for a trade that moves no cash
+    out = res.to_dict()["trades"]
+    assert [t["cash_change"] for t in out] == [{"USD": -125_000.0}, {}, {}, {"USD": 18_000.0}]

@@ -507,6 +507,19 @@ class AccountParams(_Model):
     def _step_times(cls, v: list[dt.datetime] | None) -> list[dt.datetime] | None:
         return check_step_times(v)
 
+    def cash_group(self, contract: str, group: str, underlying: str, currency: str) -> CurrencyGroup:
+        """Currency group whose cash pays for (and holds the value of) a contract: its product's
+        ``currency_group`` (``products`` keyed by contract, then SPAN combined commodity, then
+        underlying), else :attr:`currency_group_of_currency` of its currency, else
+        :attr:`default_currency_group`."""
+        for key in (contract, group, underlying):
+            if key in self.products:
+                grp = self.products[key].currency_group
+                if grp is not None:
+                    return grp
+                break
+        return self.currency_group_of_currency.get(currency, self.default_currency_group)
+
     @model_validator(mode="after")
     def _check(self) -> AccountParams:
         for name, acct in self.accounts.items():
