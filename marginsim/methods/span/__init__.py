@@ -33,7 +33,7 @@ from .attribution import span_attribution
 from .book import _book_in_scope, _margin_book
 from .dataset import _span_dataset
 from .outputs import OUTPUTS
-from .plan import _file_plan, _plan
+from .plan import _file_plan, _keep_run_plan, _plan
 from .report import span_table, span_to_dict
 from .what_if import span_what_if
 
@@ -108,6 +108,8 @@ def span_margin(
         out_k, out_cc = None, None  # every contract and CC of the plan, in its order
     book = _book_in_scope(inputs.book, scope)
     margined = _margin_book(plan, book, eng, scan_loss)
+    if cached is None:  # the attribution of this result takes the plan (not made again)
+        _keep_run_plan(inputs, params, eng, scope, plan, margined.maintenance)
     return describe(_span_dataset(inputs, plan, book, margined, out_k, out_cc), OUTPUTS)
 
 

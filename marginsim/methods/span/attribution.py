@@ -43,8 +43,8 @@ from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
 from .arrays import _held_contracts, in_scope
-from .book import _book_in_scope, _margin_book
-from .plan import _file_plan, _joined_sets, _Plan, _plan
+from .book import _book_in_scope, _margin_book, _net_positions
+from .plan import _file_plan, _joined_sets, _Plan, _plan, _run_plan
 
 __all__ = ["span_attribution"]
 
@@ -75,6 +75,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     """
     params = inputs.span_params or inputs.scenario.span or SpanParams()
     cached = _file_plan(inputs, params, engine)
+    if cached is None:  # the plan of the margin run of this result, when it kept it
+        cached = _run_plan(inputs, params, resolve_engine(engine), result["maintenance"].values)
     if cached is not None:
         scope, plan = cached
     else:
@@ -205,31 +207,49 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     [reporting currency], ``(N, G)``: one variant per position, margined in one pass on the plan.
 
     Variant ``i`` holds the rows with the same ``key`` (account and linked set) as row ``i`` but
-    row ``i``: sum(m - 1) rows over the groups of m rows, laid out by index arithmetic.
+    row ``i``: sum(m - 1) rows over the groups of m rows, laid out by index arithmetic. A book with
+    repeated (account, contract) rows has its variants netted here, as :func:`_net_positions` would
+    (one row per variant and contract, in contract order, summed in book order), from the rows
+    sorted by (key, contract) once instead of the variants' rows.
     """
     n = key.size
     if n == 0:
         return np.zeros((0, n_g))
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    start = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-    size = np.diff(np.r_[start, n])
-    group = np.repeat(np.arange(start.size), size)  # group of each sorted row
-    local = np.arange(n) - start[group]  # its index in the group
-    m = size[group] - 1  # rows of the variant of each sorted row
-    variant = np.repeat(np.arange(n), m)  # variant of each variant row (sorted order)
-    within = np.arange(variant.size) - np.repeat(np.cumsum(m) - m, m)
-    within = within + (within >= local[variant])  # skip the row itself
-    rows = order[start[group[variant]] + within]
-    sub = xr.Dataset(
-        {
-            "contract_index": ("position", book["contract_index"].values[rows]),
-            "account_index": ("position", variant),
-            "quantity": ("position", np.asarray(book["quantity"].values, dtype=float)[rows]),
-            "account_name": ("account", np.arange(n)),
-        }
-    )
-    margined = _margin_book(plan, sub, eng, False)
+    contract = book["contract_index"].values
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    book_a = book["account_index"].values
+    # a variant's rows are some rows of one account: one per (account, contract) when the book's are
+    distinct = _net_positions(book_a, plan.local[contract], qty)[0] is book_a
+    sub = None
+    if not distinct:
+        order = np.lexsort((plan.local[contract], key))  # by key, then contract; ties in book order
+        variant, rows = _variant_rows(key, order)
+        k_rows = plan.local[contract[rows]]
+        first = np.flatnonzero(
+            np.r_[True, (variant[1:] != variant[:-1]) | (k_rows[1:] != k_rows[:-1])]
+        )  # the first row of each (variant, contract)
+        if first.size < rows.size:  # some variant nets rows (else: as a distinct book, below)
+            run = np.repeat(np.arange(first.size), np.diff(np.r_[first, rows.size]))
+            sub = xr.Dataset(
+                {
+                    "contract_index": ("position", contract[rows[first]]),
+                    "account_index": ("position", variant[first]),
+                    "quantity": ("position", np.bincount(run, weights=qty[rows], minlength=first.size)),
+                    "account_name": ("account", np.arange(n)),
+                }
+            )
+    if sub is None:
+        order = np.argsort(key, kind="stable")
+        variant, rows = _variant_rows(key, order)
+        sub = xr.Dataset(
+            {
+                "contract_index": ("position", contract[rows]),
+                "account_index": ("position", variant),
+                "quantity": ("position", qty[rows]),
+                "account_name": ("account", np.arange(n)),
+            }
+        )
+    margined = _margin_book(plan, sub, eng, False, distinct=True)  # netted above
     pairs = margined.pairs
     risk = margined.span_risk  # in the maintenance class
     if plan.initial_class.any():
@@ -241,3 +261,20 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     out = np.empty((n, n_g))
     out[order] = risk  # variant i is sorted row i
     return out
+
+
+def _variant_rows(key: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The variants of :func:`_risk_without`: for each variant row, its variant (variant ``i`` is
+    row ``order[i]`` left out of its ``key`` group) and its book row, the rows of a variant in
+    ``order``."""
+    n = key.size
+    sk = key[order]
+    start = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    size = np.diff(np.r_[start, n])
+    group = np.repeat(np.arange(start.size), size)  # group of each sorted row
+    local = np.arange(n) - start[group]  # its index in the group
+    m = size[group] - 1  # rows of the variant of each sorted row
+    variant = np.repeat(np.arange(n), m)  # variant of each variant row (sorted order)
+    within = np.arange(variant.size) - np.repeat(np.cumsum(m) - m, m)
+    within = within + (within >= local[variant])  # skip the row itself
+    return variant, order[start[group[variant]] + within]

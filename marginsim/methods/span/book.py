@@ -77,16 +77,20 @@ def _net_positions(
     return account.astype(pos_a.dtype, copy=False), (uniq - account * n_k).astype(pos_k.dtype, copy=False), net
 
 
-def _margin_book(plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool) -> _BookMargin:
+def _margin_book(
+    plan: _Plan, book: xr.Dataset, eng: str, scan_loss: bool, *, distinct: bool = False
+) -> _BookMargin:
     """SPAN of every account of ``book`` (positions in the plan's scope) on ``plan``.
 
     ``eng`` is a resolved engine (``"numba"`` or ``"numpy"``); ``scan_loss`` keeps the loss of every
-    pair per scenario.
+    pair per scenario; ``distinct``: the caller knows the book has one row per (account, contract)
+    (no netting to do: :func:`_net_positions` would return it as it is).
     """
     n_a, n_c, n_g = book.sizes["account"], plan.n_cc, plan.n_g
     book_k = plan.local[book["contract_index"].values]
     book_a = book["account_index"].values
-    pos_a, pos_k, qty = _net_positions(book_a, book_k, np.asarray(book["quantity"].values, dtype=float))
+    qty = np.asarray(book["quantity"].values, dtype=float)
+    pos_a, pos_k, qty = (book_a, book_k, qty) if distinct else _net_positions(book_a, book_k, qty)
     pairs = SP.pairs_of(pos_a, plan.cc_of_k[pos_k], n_a, n_c)  # the (account, CC) pairs held
     n_p = pairs.size
 
