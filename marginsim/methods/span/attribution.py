@@ -38,6 +38,7 @@ import pandas as pd
 import xarray as xr
 
 from ...kernels import Engine, resolve_engine
+from ...kernels import leave_one_out as LOO
 from ...kernels import span_pairs as SP
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
@@ -207,10 +208,10 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     [reporting currency], ``(N, G)``: one variant per position, margined in one pass on the plan.
 
     Variant ``i`` holds the rows with the same ``key`` (account and linked set) as row ``i`` but
-    row ``i``: sum(m - 1) rows over the groups of m rows, laid out by index arithmetic. A book with
-    repeated (account, contract) rows has its variants netted here, as :func:`_net_positions` would
-    (one row per variant and contract, in contract order, summed in book order), from the rows
-    sorted by (key, contract) once instead of the variants' rows.
+    row ``i``: sum(m - 1) rows over the groups of m rows (:func:`~marginsim.kernels.leave_one_out.variant_rows`).
+    When some variant holds a contract twice, the variants are netted there, as :func:`_net_positions`
+    would (one row per variant and contract, in contract order, summed in book order), from the
+    rows sorted by (key, contract) once instead of sorting the variants' rows.
     """
     n = key.size
     if n == 0:
@@ -219,36 +220,27 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     qty = np.asarray(book["quantity"].values, dtype=float)
     book_a = book["account_index"].values
     # a variant's rows are some rows of one account: one per (account, contract) when the book's are
-    distinct = _net_positions(book_a, plan.local[contract], qty)[0] is book_a
-    sub = None
-    if not distinct:
-        order = np.lexsort((plan.local[contract], key))  # by key, then contract; ties in book order
-        variant, rows = _variant_rows(key, order)
-        k_rows = plan.local[contract[rows]]
-        first = np.flatnonzero(
-            np.r_[True, (variant[1:] != variant[:-1]) | (k_rows[1:] != k_rows[:-1])]
-        )  # the first row of each (variant, contract)
-        if first.size < rows.size:  # some variant nets rows (else: as a distinct book, below)
-            run = np.repeat(np.arange(first.size), np.diff(np.r_[first, rows.size]))
-            sub = xr.Dataset(
-                {
-                    "contract_index": ("position", contract[rows[first]]),
-                    "account_index": ("position", variant[first]),
-                    "quantity": ("position", np.bincount(run, weights=qty[rows], minlength=first.size)),
-                    "account_name": ("account", np.arange(n)),
-                }
-            )
-    if sub is None:
+    net = _net_positions(book_a, plan.local[contract], qty)[0] is not book_a
+    if net:  # by key, then contract (ties in book order): a variant's rows to net are adjacent
+        order = np.lexsort((plan.local[contract], key))
+        sk, sc = key[order], contract[order]
+        new_run = np.r_[True, (sk[1:] != sk[:-1]) | (sc[1:] != sc[:-1])]
+        run = np.cumsum(new_run) - 1
+        run_len = np.bincount(run)[run]
+        group_size = np.bincount(key, minlength=int(key.max()) + 1)[sk]
+        # a variant nets rows when its group less its row repeats a contract
+        net = bool(((run_len >= 3) | ((run_len == 2) & (group_size > 2))).any())
+    if not net:  # as they come (no variant nets rows): in book order
         order = np.argsort(key, kind="stable")
-        variant, rows = _variant_rows(key, order)
-        sub = xr.Dataset(
-            {
-                "contract_index": ("position", contract[rows]),
-                "account_index": ("position", variant),
-                "quantity": ("position", qty[rows]),
-                "account_name": ("account", np.arange(n)),
-            }
-        )
+    variant, k_rows, q_rows = LOO.variant_rows(key, order, contract, qty, net, eng)
+    sub = xr.Dataset(
+        {
+            "contract_index": ("position", k_rows),
+            "account_index": ("position", variant),
+            "quantity": ("position", q_rows),
+            "account_name": ("account", np.arange(n)),
+        }
+    )
     margined = _margin_book(plan, sub, eng, False, distinct=True)  # netted above
     pairs = margined.pairs
     risk = margined.span_risk  # in the maintenance class
@@ -262,19 +254,3 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     out[order] = risk  # variant i is sorted row i
     return out
 
-
-def _variant_rows(key: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The variants of :func:`_risk_without`: for each variant row, its variant (variant ``i`` is
-    row ``order[i]`` left out of its ``key`` group) and its book row, the rows of a variant in
-    ``order``."""
-    n = key.size
-    sk = key[order]
-    start = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-    size = np.diff(np.r_[start, n])
-    group = np.repeat(np.arange(start.size), size)  # group of each sorted row
-    local = np.arange(n) - start[group]  # its index in the group
-    m = size[group] - 1  # rows of the variant of each sorted row
-    variant = np.repeat(np.arange(n), m)  # variant of each variant row (sorted order)
-    within = np.arange(variant.size) - np.repeat(np.cumsum(m) - m, m)
-    within = within + (within >= local[variant])  # skip the row itself
-    return variant, order[start[group[variant]] + within]
