@@ -109,7 +109,7 @@ def span_margin(
     book = _book_in_scope(inputs.book, scope)
     margined = _margin_book(plan, book, eng, scan_loss)
     if cached is None:  # the attribution of this result takes the plan (not made again)
-        _keep_run_plan(inputs, params, eng, scope, plan, margined.maintenance)
+        _keep_run_plan(inputs, params, eng, scope, plan, margined.maintenance, margined.netted)
     return describe(_span_dataset(inputs, plan, book, margined, out_k, out_cc), OUTPUTS)
 
 

@@ -76,8 +76,11 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     """
     params = inputs.span_params or inputs.scenario.span or SpanParams()
     cached = _file_plan(inputs, params, engine)
+    netted = None  # whether the book nets rows, when the margin run says
     if cached is None:  # the plan of the margin run of this result, when it kept it
-        cached = _run_plan(inputs, params, resolve_engine(engine), result["maintenance"].values)
+        kept = _run_plan(inputs, params, resolve_engine(engine), result["maintenance"].values)
+        if kept is not None:
+            cached, netted = kept[:2], kept[2]
     if cached is not None:
         scope, plan = cached
     else:
@@ -114,8 +117,8 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     )  # margin currency -> reporting currency, per cell
 
     # scanning risk: the loss at the active scenario, in the reporting currency
-    ra = plan.risk_array[pos_k]  # (N, G, S)
-    at = np.take_along_axis(ra, active[pair][..., None], axis=-1)[..., 0]  # (N, G)
+    g_of = np.arange(n_g) if plan.risk_array.shape[1] == n_g else np.zeros(n_g, dtype=np.int64)
+    at = plan.risk_array[pos_k[:, None], g_of[None, :], active[pair]]  # (N, G), no (N, G, S) copy
     scan_part = np.where(scan[pair] > 0.0, qty[:, None] * at * fx[pair], 0.0)
     # spreads and credits: pro rata to |delta|; the short option minimum's excess: to short options
     abs_delta = np.abs(qty[:, None] * plan.delta[pos_k])  # (N, G)
@@ -148,7 +151,7 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
         cell_factor[pair] = m_factor[plan.cc_of_k[pos_k]]
         np.add.at(group_risk, cell_set[held], risk[held] * cell_factor[held][:, None])
     key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
-    without = _risk_without(plan, book, key, resolve_engine(engine), n_g)  # (N, G) risk, NOV of the rest
+    without = _risk_without(plan, book, key, resolve_engine(engine), n_g, netted)  # (N, G) risk, NOV of the rest
     nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
     # each account's risk in the maintenance class
     risk_a = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
@@ -203,7 +206,9 @@ def _exposure_parts(
     return exposure_a, part, without
 
 
-def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g: int) -> np.ndarray:
+def _risk_without(
+    plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g: int, netted: bool | None = None
+) -> np.ndarray:
     """For each position, the risk of its account's positions in the same linked set but itself
     [reporting currency], ``(N, G)``: one variant per position, margined in one pass on the plan.
 
@@ -211,7 +216,8 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     row ``i``: sum(m - 1) rows over the groups of m rows (:func:`~marginsim.kernels.leave_one_out.variant_rows`).
     When some variant holds a contract twice, the variants are netted there, as :func:`_net_positions`
     would (one row per variant and contract, in contract order, summed in book order), from the
-    rows sorted by (key, contract) once instead of sorting the variants' rows.
+    rows sorted by (key, contract) once instead of sorting the variants' rows. ``netted``: whether
+    the book has repeated (account, contract) rows, when known (else found here).
     """
     n = key.size
     if n == 0:
@@ -220,7 +226,7 @@ def _risk_without(plan: _Plan, book: xr.Dataset, key: np.ndarray, eng: str, n_g:
     qty = np.asarray(book["quantity"].values, dtype=float)
     book_a = book["account_index"].values
     # a variant's rows are some rows of one account: one per (account, contract) when the book's are
-    net = _net_positions(book_a, plan.local[contract], qty)[0] is not book_a
+    net = _net_positions(book_a, plan.local[contract], qty)[0] is not book_a if netted is None else netted
     if net:  # by key, then contract (ties in book order): a variant's rows to net are adjacent
         order = np.lexsort((plan.local[contract], key))
         sk, sc = key[order], contract[order]

@@ -46,6 +46,7 @@ class _BookMargin:
     initial: np.ndarray  # (A, G) [reporting currency]
     super_credit: np.ndarray | None = None  # (P, G) super inter-commodity spread credit (with super spreads)
     exposure: np.ndarray | None = None  # (A, 1) exposure margin [reporting currency] (with exposure_margin)
+    netted: bool = False  # the book has repeated (account, contract) rows, netted (:func:`_net_positions`)
 
 
 def _book_in_scope(book: xr.Dataset, scope: np.ndarray) -> xr.Dataset:
@@ -197,6 +198,7 @@ def _margin_book(
         initial=initial,
         super_credit=super_credit,
         exposure=exposure,
+        netted=pos_a is not book_a,
     )
 
 

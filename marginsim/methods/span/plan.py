@@ -425,25 +425,32 @@ _RUN_PLAN = "span.run_plan"
 
 
 def _keep_run_plan(
-    inputs: Inputs, params: SpanParams, eng: str, scope: np.ndarray, plan: _Plan, maintenance: np.ndarray
+    inputs: Inputs,
+    params: SpanParams,
+    eng: str,
+    scope: np.ndarray,
+    plan: _Plan,
+    maintenance: np.ndarray,
+    netted: bool,
 ) -> None:
     """Keep the plan a margin run of ``inputs.book`` was made on, for that result's attribution
     (:func:`_run_plan`): one slot per :class:`~marginsim.model.Inputs`, replaced by the next run,
     emptied when the attribution takes it. ``maintenance`` is the run's ``(A, G)`` array (the
-    result's ``maintenance`` is a view of it: it names the result)."""
-    inputs.derived[_RUN_PLAN] = (inputs.book, params, eng, maintenance, scope, plan)
+    result's ``maintenance`` is a view of it: it names the result); ``netted``: the book had
+    repeated (account, contract) rows."""
+    inputs.derived[_RUN_PLAN] = (inputs.book, params, eng, maintenance, scope, plan, netted)
 
 
 def _run_plan(
     inputs: Inputs, params: SpanParams, eng: str, maintenance: np.ndarray
-) -> tuple[np.ndarray, _Plan] | None:
-    """``(scope, plan)`` kept by the margin run whose result's ``maintenance`` is ``maintenance``,
-    of the same book, parameters and resolved engine ``eng`` (then taken out of the slot); else
-    ``None`` (the plan is made again: the same numbers)."""
+) -> tuple[np.ndarray, _Plan, bool] | None:
+    """``(scope, plan, netted)`` kept by the margin run whose result's ``maintenance`` is
+    ``maintenance``, of the same book, parameters and resolved engine ``eng`` (then taken out of
+    the slot); else ``None`` (the plan is made again: the same numbers)."""
     hit = inputs.derived.get(_RUN_PLAN)
     if hit is None:
         return None
-    book, kept_params, kept_eng, kept_maintenance, scope, plan = hit
+    book, kept_params, kept_eng, kept_maintenance, scope, plan, netted = hit
     if (
         book is not inputs.book
         or kept_eng != eng
@@ -452,4 +459,4 @@ def _run_plan(
     ):
         return None
     del inputs.derived[_RUN_PLAN]
-    return scope, plan
+    return scope, plan, netted
