@@ -22,6 +22,7 @@ from marginsim.cli import main
 from marginsim.io.book import write_book
 from marginsim.kernels import numba_available
 from marginsim.kernels.leave_one_out import variant_rows
+from marginsim.methods.span import span_attribution
 from marginsim.registry import REGISTRY
 from marginsim.testing import scenarios
 
@@ -583,3 +584,23 @@ def test_variant_rows_engines_agree():
         b = variant_rows(key, order, contract, qty, net, "numba")
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)  # the same rows and sums, bit for bit
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_span_attribution_on_the_margin_runs_plan_equals_a_new_plan():
+    """The attribution of a model-priced book takes the plan of the margin run of that result
+    (once); made again, the plan gives the same numbers, bit for bit."""
+    base = marginsim.load(SCENARIOS / "span_inter_commodity.yaml")
+    ids = base.contracts["contract"].values
+    rng = np.random.default_rng(5)
+    n = 60
+    inputs = base.with_book(
+        ids[rng.integers(0, ids.size, n)], rng.integers(-9, 10, n).astype(float), rng.choice(["x", "y"], n)
+    )
+    ds = marginsim.margin(inputs, methods=["span"], engine="numba")["span"]
+    kept = len(inputs.derived)
+    first = span_attribution(inputs, ds, engine="numba")  # on the run's plan, taken out
+    assert len(inputs.derived) == kept - 1
+    again = span_attribution(inputs, ds, engine="numba")  # on a new plan
+    for name in ("contribution", "marginal"):
+        np.testing.assert_array_equal(first[name].values, again[name].values)

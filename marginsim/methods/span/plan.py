@@ -455,7 +455,7 @@ def _run_plan(
         book is not inputs.book
         or kept_eng != eng
         or kept_params != params
-        or not np.shares_memory(kept_maintenance, maintenance)
+        or not np.may_share_memory(kept_maintenance, maintenance)  # kept alive: not reused
     ):
         return None
     del inputs.derived[_RUN_PLAN]
