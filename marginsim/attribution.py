@@ -23,7 +23,6 @@ of accounts with the margin (:func:`attributed_run`); the numbers are those of o
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
-from .model import Inputs, Universe, as_names, book_from_arrays
+from .model import Inputs, as_names
 from .outputs import ATTRIBUTION_COORDS, ATTRIBUTION_OUTPUTS, describe
 from .registry import REGISTRY
 from .result import MarginResult
@@ -46,7 +45,6 @@ __all__ = [
     "attributed_run",
     "method_attribution",
     "leave_one_out",
-    "leave_one_out_by_rank",
     "LEAVE_ONE_OUT_ROWS",
 ]
 
@@ -239,102 +237,3 @@ def leave_one_out(
     base_at = pd.Index(np.asarray(ds["account"].values).astype(str)).get_indexer(names.astype(str))
     marginal = base.values.reshape(base.sizes["account"], n_g)[base_at[account]] - without
     return xr.DataArray(marginal.reshape((rows.size, *gshape)), dims=("position", *gd))
-
-
-def leave_one_out_by_rank(
-    inputs: Inputs, name: str, ds: xr.Dataset, rows: np.ndarray, *, engine: str = "auto"
-) -> xr.DataArray:
-    """:func:`leave_one_out` another way (a reference for it): the book's own accounts, one
-    position left out of each, margined by the method's registered ``run`` in batches.
-
-    Batch ``r`` holds every account whose ``r``-th position (in book order) is
-    one of ``rows``, without that position (the accounts keep their names, so every per-account
-    setting of the scenario applies as in the book). The batches margin sum(n - 1) rows over the
-    accounts' n positions each, as many batches as the largest account has positions.
-
-    Parameters
-    ----------
-    inputs
-        The in-memory data model.
-    name
-        The method.
-    ds
-        Its result on ``inputs`` (``maintenance``: dims ``account`` and grid dims).
-    rows
-        ``(N,)`` rows of ``inputs.book`` (position indices) to leave out, one at a time.
-    engine
-        Pricing engine.
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims ``position`` (length N, no coord) and the grid dims of ``maintenance``
-        [reporting currency]; an account without its only position has no requirement.
-    """
-    spec = REGISTRY[name]
-    book = inputs.book
-    base = ds["maintenance"].transpose("account", ...)
-    gd = [str(d) for d in base.dims[1:]]
-    gshape = tuple(base.sizes[d] for d in gd)
-    n_g = int(np.prod(gshape)) if gshape else 1
-    account = book["account_index"].values.astype(np.int64)
-    n = account.size
-    # rank of each book row within its account (book order)
-    order = np.argsort(account, kind="stable")
-    first = np.searchsorted(account[order], np.arange(book.sizes["account"]))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - first[account[order]]
-    out_of = np.full(n, -1, dtype=np.int64)
-    out_of[rows] = np.arange(rows.size)
-    names = np.asarray(as_names(book["account_name"].values))
-    base_values = base.values.reshape(base.sizes["account"], n_g)
-    base_at = pd.Index(np.asarray(ds["account"].values).astype(str)).get_indexer(names.astype(str))
-    marginal = np.zeros((rows.size, n_g))
-    ranks = np.unique(rank[rows])
-    for r in ranks.tolist():  # batches of accounts (one position left out of each), not positions
-        drop = np.flatnonzero((rank == r) & (out_of >= 0))
-        in_batch = np.zeros(book.sizes["account"], dtype=bool)
-        in_batch[account[drop]] = True
-        keep = np.flatnonzero(in_batch[account])
-        keep = keep[rank[keep] != r]
-        without = np.zeros((drop.size, n_g))
-        if keep.size:
-            m = spec.run(_book_rows(inputs, keep), engine=engine, **spec.lean)["maintenance"]
-            for d, size in zip(gd, gshape):
-                if d not in m.dims:
-                    m = m.expand_dims({d: size})
-            m = m.transpose("account", *gd)
-            at = pd.Index(np.asarray(m["account"].values).astype(str)).get_indexer(
-                names[account[drop]].astype(str)
-            )
-            values = m.values.reshape(m.sizes["account"], n_g)
-            without = np.where((at >= 0)[:, None], values[np.maximum(at, 0)], 0.0)
-        marginal[out_of[drop]] = base_values[base_at[account[drop]]] - without
-    log.debug("%s: leave-one-out of %d positions in %d batches", name, rows.size, ranks.size)
-    return xr.DataArray(marginal.reshape((rows.size, *gshape)), dims=("position", *gd))
-
-
-def _book_rows(inputs: Inputs, rows: np.ndarray) -> Inputs:
-    """Inputs whose book is the rows ``rows`` of the book: the same accounts (by name) and
-    scenario, with every account of the book known (a method's section may name an account that
-    holds none of these rows, e.g. ``portfolio_margin.cash``)."""
-    book = inputs.book
-    k = np.asarray(book["contract_index"].values[rows], dtype=np.int64)
-    new_book = book_from_arrays(
-        inputs.contracts,
-        contract=k,
-        quantity=book["quantity"].values[rows],
-        account=book["account_name"].values[book["account_index"].values[rows]],
-    )
-    sc = inputs.scenario
-    if inputs.universe is not None or "open_price" in book or "opened" in book:
-        # the rows keep their position numbers (which index the scenario's positions) and the
-        # book's order data
-        new_book = new_book.assign_coords(position=book["position"].values[rows])
-        for name in ("open_price", "opened"):
-            if name in book:
-                new_book[name] = ("position", book[name].values[rows])
-    elif len(sc.position_table()) == book.sizes["position"]:
-        sc = sc.with_position_rows(rows)  # the scenario's positions, numbered as the new book's
-    universe = Universe(np.unique(k), inputs.book_accounts())
-    return dataclasses.replace(inputs, book=new_book, scenario=sc, universe=universe)
