@@ -28,6 +28,8 @@ from ._jit import compile_kernel, prange
 __all__ = [
     "Pairs",
     "pairs_of",
+    "net_positions",
+    "exposure_margin",
     "to_dense_many",
     "segment_sum",
     "scan",
@@ -598,6 +600,45 @@ def _kind(is_call: np.ndarray, is_put: np.ndarray) -> np.ndarray:
     return np.where(is_call, 1, np.where(is_put, 2, 0)).astype(np.int64)
 
 
+def net_positions(
+    row: np.ndarray, contract: np.ndarray, qty: np.ndarray, n_k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One net quantity per (row, contract) held: SPAN margins an account's (a pair's, a trade's)
+    net quantity of each contract.
+
+    Parameters
+    ----------
+    row, contract, qty
+        Per position: row (account, pair or trade index), contract index (below ``n_k``) and
+        signed quantity [contracts].
+    n_k
+        Number of contracts.
+
+    Returns
+    -------
+    row, contract, net, inverse
+        Per (row, contract) held, in (row, contract) order: its row, contract and net quantity
+        (the positions added in the order given, from 0; a net of zero kept); and the index of
+        each position's (row, contract).
+    """
+    key = np.asarray(row, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
+    held, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    net = np.bincount(inverse, weights=np.asarray(qty, dtype=float), minlength=held.size)
+    return held // n_k, held % n_k, net, inverse
+
+
+def exposure_margin(
+    row: np.ndarray, contract: np.ndarray, qty: np.ndarray, rates: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """Exposure margin per row ``(n_rows,)``: |net| x the long (column 0) or short (column 1) rate
+    of ``rates`` ``(K, 2)`` [currency per contract] of each (row, contract) net position
+    (:func:`net_positions`), summed in contract order."""
+    r, k, net, _ = net_positions(row, contract, qty, rates.shape[0])
+    per_contract = np.abs(net) * rates[k, (net < 0).astype(np.int64)]
+    return np.bincount(r, weights=per_contract, minlength=n_rows)
+
+
 def option_counts(
     account: np.ndarray,
     n_accounts: int,
@@ -630,10 +671,7 @@ def option_counts(
             out,
         )
         return out
-    key = np.asarray(pair, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
-    held, at = np.unique(key, return_inverse=True)
-    net = np.bincount(at.ravel(), weights=np.asarray(qty, dtype=float), minlength=held.size)  # per (pair, contract)
-    pair_of, k_of = held // n_k, held % n_k
+    pair_of, k_of, net, _ = net_positions(pair, contract, qty, n_k)  # per (pair, contract)
     cols = [
         np.bincount(pair_of, weights=np.maximum(-net if short else net, 0.0) * mask[k_of], minlength=n_pairs)
         for mask, short in ((is_call, True), (is_put, True), (is_call, False), (is_put, False))

@@ -384,10 +384,7 @@ def base_state(
     n_k = tables.risk_array.shape[0]
     # SPAN margins an account's net quantity of each contract: one row per (account, contract),
     # in contract order, netted in book order (as :func:`marginsim.methods.span.book` nets them)
-    key = np.asarray(position_account, dtype=np.int64) * n_k + np.asarray(contract, dtype=np.int64)
-    uniq, inverse = np.unique(key, return_inverse=True)
-    qty = np.bincount(inverse.reshape(-1), weights=np.asarray(qty, dtype=float), minlength=uniq.size)
-    position_account, contract = uniq // n_k, uniq % n_k
+    position_account, contract, qty, _ = SP.net_positions(position_account, contract, qty, n_k)
     pairs = SP.pairs_of(position_account, tables.cc_of_k[contract], n_accounts, tables.n_cc)
     row0 = _row0(pairs, tables.n_months)
     _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
@@ -454,13 +451,9 @@ def _exposure(
     arithmetic of :func:`marginsim.methods.span.book`: the net adds the positions in the order
     given, from 0)."""
     assert tables.exposure is not None
-    n_k = tables.exposure.shape[0]
     if not row.size:
         return np.zeros(n_rows)
-    key, inverse = np.unique(np.asarray(row, dtype=np.int64) * n_k + contract, return_inverse=True)
-    net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
-    per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
-    return np.bincount(key // n_k, weights=per_contract, minlength=n_rows)
+    return SP.exposure_margin(row, contract, qty, tables.exposure, n_rows)
 
 
 def _base_credit(
@@ -622,13 +615,12 @@ def _account_sums(
     t = np.concatenate([np.repeat(np.arange(n_t), hi - lo), leg_trade[keep_legs]])
     k = np.concatenate([base.acct_k[rows], leg_k[keep_legs]])
     q = np.concatenate([base.acct_q[rows], leg_q[keep_legs]])
-    key, inverse = np.unique(t * n_k + k, return_inverse=True)
-    net = np.bincount(inverse.reshape(-1), weights=q, minlength=key.size)
-    nov = SP.segment_sum(key // n_k, key % n_k, net, tables.nov, n_t, engine).reshape(n_t, n_g)
+    row, contract, net, _ = SP.net_positions(t, k, q, n_k)
+    nov = SP.segment_sum(row, contract, net, tables.nov, n_t, engine).reshape(n_t, n_g)
     exposure = None
     if tables.exposure is not None:
-        per_contract = np.abs(net) * tables.exposure[key % n_k, (net < 0).astype(np.int64)]
-        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_t)
+        per_contract = np.abs(net) * tables.exposure[contract, (net < 0).astype(np.int64)]
+        exposure = np.bincount(row, weights=per_contract, minlength=n_t)
     return nov, exposure
 
 

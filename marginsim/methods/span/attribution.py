@@ -189,17 +189,13 @@ def _exposure_parts(
     if plan.exposure is None or n == 0:
         return np.zeros(n_a), np.zeros(n), np.zeros(n)
     rates = plan.exposure
-    n_k = plan.risk_array.shape[0]
-    key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    net = np.bincount(inverse, weights=qty, minlength=key.size)
-    k = key % n_k
+    account, k, net, inverse = SP.net_positions(pos_a, pos_k, qty, plan.risk_array.shape[0])
 
     def exposure_of(net: np.ndarray, k: np.ndarray) -> np.ndarray:
         return np.abs(net) * rates[k, (net < 0).astype(np.int64)]
 
     per_key = exposure_of(net, k)
-    exposure_a = np.bincount(key // n_k, weights=per_key, minlength=n_a)
+    exposure_a = np.bincount(account, weights=per_key, minlength=n_a)
     part = pro_rata(per_key, inverse, np.abs(qty))
     rest = net[inverse] - qty  # the contract's net position without the row
     without = exposure_a[pos_a] - per_key[inverse] + exposure_of(rest, pos_k)

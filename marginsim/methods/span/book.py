@@ -68,14 +68,10 @@ def _net_positions(
     """
     if pos_a.size < 2:
         return pos_a, pos_k, qty
-    n_k = int(pos_k.max()) + 1
-    key = np.asarray(pos_a, dtype=np.int64) * n_k + pos_k
-    uniq, inverse = np.unique(key, return_inverse=True)
-    if uniq.size == key.size:
+    account, contract, net, _ = SP.net_positions(pos_a, pos_k, qty, int(pos_k.max()) + 1)
+    if net.size == pos_a.size:
         return pos_a, pos_k, qty
-    net = np.bincount(inverse.ravel(), weights=qty, minlength=uniq.size)
-    account = uniq // n_k
-    return account.astype(pos_a.dtype, copy=False), (uniq - account * n_k).astype(pos_k.dtype, copy=False), net
+    return account.astype(pos_a.dtype, copy=False), contract.astype(pos_k.dtype, copy=False), net
 
 
 def _margin_book(
@@ -172,11 +168,7 @@ def _margin_book(
     initial = np.maximum(initial_risk - nov, 0.0)
     exposure = None
     if plan.exposure is not None:  # per (account, contract) net position: |net| x its long or short exposure
-        n_k = plan.risk_array.shape[0]
-        key, inverse = np.unique(pos_a.astype(np.int64) * n_k + pos_k, return_inverse=True)
-        net = np.bincount(inverse.reshape(-1), weights=qty, minlength=key.size)
-        per_contract = np.abs(net) * plan.exposure[key % n_k, (net < 0).astype(np.int64)]
-        exposure = np.bincount(key // n_k, weights=per_contract, minlength=n_a)[:, None]  # (A, 1)
+        exposure = SP.exposure_margin(pos_a, pos_k, qty, plan.exposure, n_a)[:, None]  # (A, 1)
         maintenance = maintenance + exposure
         initial = initial + exposure
     return _BookMargin(
