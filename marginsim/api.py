@@ -12,9 +12,9 @@ from typing import Any
 from . import limits, scale
 from . import methods as _builtin_methods  # noqa: F401 - registers the built-in methods
 from .attribution import attribute, attributed_run
+from .io import span as span_files  # (lazy: the reader is imported when a scenario names a SPAN file)
 from .io.book import read_book
 from .io.history import scenario_history
-from .io.span import inputs_from_span_file
 from .kernels import numba_available
 from .model import Inputs, inputs_from_scenario
 from .registry import applicable_methods, method_spec
@@ -54,7 +54,7 @@ def build_inputs(sc: ScenarioFile, *, memory_limit: int | str | limits.Limit | N
     """
     limits.check_market(sc, limits.memory_limit(memory_limit))
     if sc.span is not None and sc.span.source is not None:
-        inputs = inputs_from_span_file(sc)
+        inputs = span_files.inputs_from_span_file(sc)
     else:
         inputs = inputs_from_scenario(sc)
     if sc.history is not None:  # the market's underlyings that have a column of the history file

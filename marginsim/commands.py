@@ -19,7 +19,7 @@ from typing import Any
 import xarray as xr
 
 from .api import margin
-from .io.span import file_contract_ids, load_span_file, summarize
+from .io import span as span_files  # (lazy: the reader is imported by `span-file` and SPAN-file scenarios)
 from .limits import parse_limit
 from .outputs import attribution_table
 from .registry import REGISTRY
@@ -153,10 +153,10 @@ def span_file_command(args: argparse.Namespace) -> int:
 
 def _span_file(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    sf = load_span_file(args.file)
+    sf = span_files.load_span_file(args.file)
     log.info("SPAN file %s read in %.2f s", args.file, time.perf_counter() - t0)
     if args.contracts is not None:
-        listing = file_contract_ids(sf, args.contracts or None)
+        listing = span_files.file_contract_ids(sf, args.contracts or None)
         if args.json:
             sys.stdout.write(json.dumps(_contract_rows(listing), indent=2) + "\n")
             return 0
@@ -169,7 +169,7 @@ def _span_file(args: argparse.Namespace) -> int:
                 f"{listing['multiplier'].values[i]:>12g}"
             )
         return 0
-    info = summarize(sf)
+    info = span_files.summarize(sf)
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return 0

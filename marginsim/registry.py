@@ -6,9 +6,11 @@ book needs it, and the facts chunked runs need (which grid dims it cannot be spl
 it recomputes over the whole book after a chunked run). The CLI, the API, the notebooks, the
 JSON result and :mod:`marginsim.scale` all read :data:`REGISTRY`.
 
-The built-in methods (SPAN, portfolio margin, CFD, the account layer) register themselves when
-:mod:`marginsim.methods` is imported, which the registry does by name the first time it is looked
-at (``import marginsim`` is lazy and imports no method). A method defined outside the package
+The built-in methods (SPAN, CFD, portfolio margin, the account layer, VaR, strategy-based margin)
+are declared by name when :mod:`marginsim.methods` is imported, which the registry does by name the
+first time it is looked at (``import marginsim`` is lazy and imports no method); each method's
+package is imported the first time its spec is looked up (:func:`declare_builtin`), so a SPAN book
+imports SPAN only. A method defined outside the package
 registers with :func:`register_method`, or through the ``marginsim.methods`` entry-point group (an
 entry point names a :class:`MethodSpec`, or a function returning one), which is read the first
 time the registry is looked at, after the built-in methods.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,8 @@ __all__ = [
     "register_method",
     "unregister_method",
     "applicable_methods",
+    "method_applies",
+    "declare_builtin",
     "method_spec",
     "ENTRY_POINT_GROUP",
     "BUILTIN_METHODS",
@@ -205,17 +210,30 @@ class MethodSpec:
         raise KeyError(f"method {self.name!r} declares no output {name!r}")
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """A built-in method declared by name and not imported yet (:func:`declare_builtin`)."""
+
+    module: str
+    applies: Callable[[ScenarioFile], bool] | None
+
+
 class _Registry(Mapping[str, MethodSpec]):
-    """Method name -> :class:`MethodSpec`, in registration order; entry points read on first use."""
+    """Method name -> :class:`MethodSpec`, in registration order; entry points read on first use.
+
+    The built-in methods are declared by name and module (:func:`declare_builtin`): a method's
+    package is imported the first time its spec is looked up, so that margining a SPAN book does
+    not import the other methods. Names, ``in`` and :func:`method_applies` need no import.
+    """
 
     def __init__(self) -> None:
-        self._specs: dict[str, MethodSpec] = {}
+        self._specs: dict[str, MethodSpec | _Declared] = {}
         self._entry_points_read = False
         self._builtins_loaded = False
         self.version = 0  # bumped by every change: caches keyed on the registry's contents
 
     def _load_builtins(self) -> None:
-        """Import :data:`BUILTIN_METHODS` once (it registers the built-in methods, in their order)."""
+        """Import :data:`BUILTIN_METHODS` once (it declares the built-in methods, in their order)."""
         if self._builtins_loaded:
             return
         self._builtins_loaded = True
@@ -244,7 +262,19 @@ class _Registry(Mapping[str, MethodSpec]):
 
     def __getitem__(self, name: str) -> MethodSpec:
         self._read_entry_points()
-        return self._specs[name]
+        entry = self._specs[name]
+        if isinstance(entry, _Declared):  # a built-in method's first use: import its package
+            spec = importlib.import_module(entry.module).SPEC
+            if not isinstance(spec, MethodSpec) or spec.name != name:
+                raise TypeError(f"{entry.module}.SPEC is not the MethodSpec of {name!r}")
+            if self._specs.get(name) is entry:  # (not replaced meanwhile: the same method, now loaded)
+                self._specs[name] = spec
+            return spec
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        self._read_entry_points()
+        return name in self._specs
 
     def __iter__(self) -> Iterator[str]:
         self._read_entry_points()
@@ -254,16 +284,34 @@ class _Registry(Mapping[str, MethodSpec]):
         self._read_entry_points()
         return len(self._specs)
 
+    def declare(self, name: str, module: str, applies: Callable[[ScenarioFile], bool] | None) -> None:
+        """Declare the built-in method ``name``, defined by ``module.SPEC`` (imported on first use)."""
+        if name not in self._specs:
+            self._specs[name] = _Declared(module, applies)
+            self.version += 1
+
+    def applies(self, name: str, sc: ScenarioFile) -> bool:
+        """Whether the book of ``sc`` needs method ``name``, without importing a declared method."""
+        self._read_entry_points()
+        entry = self._specs[name]
+        if isinstance(entry, _Declared):
+            return entry.applies(sc) if entry.applies is not None else sc.section(name) is not None
+        return entry.applies(sc)
+
     def add(self, spec: MethodSpec, *, replace: bool) -> None:
         self._load_builtins()  # the built-in methods come first, whoever registers first
-        if spec.name in self._specs and not replace and self._specs[spec.name] is not spec:
+        old = self._specs.get(spec.name)
+        if isinstance(old, _Declared) and getattr(sys.modules.get(old.module), "SPEC", None) is spec:
+            old = spec  # the declared built-in's own spec: the same method
+        if old is not None and not replace and old is not spec:
             raise ValueError(f"a method named {spec.name!r} is already registered (pass replace=True)")
         self._specs[spec.name] = spec
         self.version += 1
 
     def remove(self, name: str) -> MethodSpec:
         self._load_builtins()
-        spec = self._specs.pop(name)
+        spec = self[name]
+        del self._specs[name]
         self.version += 1
         return spec
 
@@ -314,11 +362,34 @@ def unregister_method(name: str) -> MethodSpec:
     return REGISTRY.remove(name)
 
 
+def declare_builtin(name: str, module: str, applies: Callable[[ScenarioFile], bool] | None = None) -> None:
+    """Declare a built-in method by name: its package ``module`` (whose ``SPEC`` is its
+    :class:`MethodSpec`) is imported the first time the method is looked up in :data:`REGISTRY`.
+
+    Parameters
+    ----------
+    name
+        The method's name (``module.SPEC.name``).
+    module
+        The package that defines ``SPEC``.
+    applies
+        Whether a book needs the method, answered without importing ``module`` (it must agree
+        with ``SPEC.applies``); ``None``: the file has the method's section.
+    """
+    REGISTRY.declare(name, module, applies)
+
+
+def method_applies(name: str, sc: ScenarioFile) -> bool:
+    """Whether the book of ``sc`` needs the registered method ``name`` (``spec.applies``; a
+    built-in method not used yet is not imported to answer)."""
+    return REGISTRY.applies(name, sc)
+
+
 def applicable_methods(sc: ScenarioFile) -> list[str]:
     """The methods to run: the file's ``methods``, else every registered method the book needs."""
     if sc.methods is not None:
         return list(sc.methods)
-    return [name for name, spec in REGISTRY.items() if spec.applies(sc)]
+    return [name for name in REGISTRY if REGISTRY.applies(name, sc)]
 
 
 def method_spec(name: str, *, file: str | None = None, key_path: str = "methods") -> MethodSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -29,8 +29,8 @@ from pydantic import (
 from .errors import InputError
 from .params import MAX_AMOUNT, Currency, Date, NonNegFloat, PosFloat, Rate, Vol
 from .params import StrictModel as _Model
-from .params.cfd import MonteCarloParams
 from .params.history import HistoryParams
+from .params.monte_carlo import MonteCarloParams
 from .positions import PositionTable, read_positions_file
 from .registry import REGISTRY
 
@@ -46,7 +46,6 @@ __all__ = [
     "scenario_json_schema",
     "yaml_loader",
 ]
-
 
 
 class Underlying(_Model):
@@ -358,37 +357,47 @@ class ScenarioFile(_Model):
         return float(value)
 
 
-_MODELS: dict[int, type[ScenarioFile]] = {}
+_MODELS: dict[tuple[int, frozenset[str] | None], type[ScenarioFile]] = {}
 
 
-def scenario_model() -> type[ScenarioFile]:
+def scenario_model(sections: Iterable[str] | None = None) -> type[ScenarioFile]:
     """The scenario-file model of the methods registered now (cached per registry contents).
 
     A subclass of :class:`ScenarioFile` named ``ScenarioFile`` with, after the common keys, one
     optional field per registered method (``name: params_model | None``), and ``methods`` typed
     as a list of the registered names.
+
+    Parameters
+    ----------
+    sections
+        The keys of the file to validate (its mapping): only the methods whose section is among
+        them get their params model (and their package imported); the others' fields accept
+        nothing but their default ``None``. ``None``: every method's model (the JSON schema).
     """
     version = REGISTRY.contents_version()
-    model = _MODELS.get(version)
+    names = tuple(REGISTRY)
+    used = None if sections is None else frozenset(names).intersection(sections)
+    model = _MODELS.get((version, used))
     if model is None:
-        names = tuple(REGISTRY)
         fields: dict[str, Any] = {
             "methods": (
                 list[Literal[names]] | None,  # type: ignore[valid-type]
                 Field(None, description="Methods to run; default: every method the book needs."),
             )
         }
-        for name, spec in REGISTRY.items():
-            fields[name] = (spec.params_model | None, None)
+        for name in names:
+            params = REGISTRY[name].params_model | None if used is None or name in used else None
+            fields[name] = (params, None)
         model = create_model("ScenarioFile", __base__=ScenarioFile, __module__=__name__, **fields)
         model.__doc__ = ScenarioFile.__doc__
-        _MODELS.clear()
-        _MODELS[version] = model
+        if any(v != version for v, _ in _MODELS):
+            _MODELS.clear()
+        _MODELS[version, used] = model
     return model
 
 
 def _rebuild(data: dict[str, Any], file: str | None, table: PositionTable | None = None) -> ScenarioFile:
-    sc = scenario_model().model_validate(data)
+    sc = scenario_model(data).model_validate(data)
     sc._file = file
     sc._table = table
     return sc
@@ -428,14 +437,17 @@ def _cross_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
                 for und in v:
                     if und not in sc.market:
                         problems.append((("grid", key, und), f"unknown underlying {und!r}"))
-    if sc.history is not None and (sc.section("span") is None or getattr(sc.section("span"), "source", None) is None):
+    if sc.history is not None and (
+        sc.section("span") is None or getattr(sc.section("span"), "source", None) is None
+    ):
         for key in ("columns", "vol_columns"):
             for und in getattr(sc.history, key) or {}:
                 if und not in sc.market:
                     problems.append((("history", key, und), f"unknown underlying {und!r}"))
     problems.extend(_time_zone_check(sc))
-    for spec in REGISTRY.values():
-        if spec.check is not None and sc.section(spec.name) is not None:
+    for name in REGISTRY:  # (a method without a section in the file is not imported to ask)
+        spec = REGISTRY[name] if sc.section(name) is not None else None
+        if spec is not None and spec.check is not None:
             problems.extend(spec.check(sc))
     if not problems:  # needs known underlyings and FX rates
         problems.extend(_amount_check(sc))
@@ -502,7 +514,9 @@ def _amount_check(sc: ScenarioFile) -> list[tuple[tuple[str | int, ...], str]]:
     return [] if i < 0 else [(("positions", i), problem)]
 
 
-def _contract_values(sc: ScenarioFile) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[str | int, ...]]]:
+def _contract_values(
+    sc: ScenarioFile,
+) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[str | int, ...]]]:
     """Per contract of ``sc.contracts``: its name, the value of one contract at the market and at
     the grid's highest price [reporting currency], and the grid key that sets the latter."""
     names = list(sc.contracts)
@@ -577,9 +591,7 @@ def _explain(errors: list[Any], data: Any) -> tuple[tuple[str | int, ...], str]:
         x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "constrained-")))
     )
     # pydantic reports union branches as extra location parts: keep the user's keys only
-    raw = tuple(
-        x for x in raw if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float")))
-    )
+    raw = tuple(x for x in raw if not (isinstance(x, str) and ("[" in x or x in ("list", "dict", "float"))))
     loc: list[str | int] = []
     node = data
     for j, x in enumerate(raw):
@@ -627,7 +639,7 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
     if not isinstance(data, dict):
         raise InputError("a scenario file must be a mapping of keys (name, as_of, market, ...)", file=file)
     try:
-        sc = scenario_model().model_validate(data)
+        sc = scenario_model(data).model_validate(data)
     except ValidationError as e:
         loc, msg = _explain(e.errors(), data)
         raise InputError(msg, file=file, key_path=loc) from None
@@ -636,7 +648,9 @@ def parse_scenario(data: Any, *, file: str | Path | None = None) -> ScenarioFile
         path, problem = problems[0]
         raise InputError(problem, file=file, key_path=path)
     if sc.positions_file is not None:
-        table = read_positions_file(sc.positions_file, scenario_file=file, known_contracts=sc._known_contracts())
+        table = read_positions_file(
+            sc.positions_file, scenario_file=file, known_contracts=sc._known_contracts()
+        )
         error = _position_amount_error(sc, table)
         if error is not None:
             raise error
@@ -655,7 +669,10 @@ class _LoaderChecks:
             return super().construct_object(node, deep=deep)  # type: ignore[misc]  # a mixin of a yaml Loader
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]} ({e})", node.start_mark
+                None,
+                None,
+                f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]} ({e})",
+                node.start_mark,
             ) from None
 
 
@@ -669,7 +686,10 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
-                None, None, f"a mapping key must be a name or a number, not a {type(key).__name__}", key_node.start_mark
+                None,
+                None,
+                f"a mapping key must be a name or a number, not a {type(key).__name__}",
+                key_node.start_mark,
             )
         if key in mapping:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)

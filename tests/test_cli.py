@@ -19,6 +19,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 import marginsim
 from marginsim import cli, studies
 from marginsim.cli import main
+from marginsim.errors import InputError
+from marginsim.scenario import parse_scenario
 from marginsim.studies import runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +80,50 @@ print(json.dumps({{"status": status, "dask": "dask" in sys.modules,
     assert not got["scipy_optimize"]  # only the account layer's conversion planner needs it
     # a small book runs on the numpy engine (the same numbers): no numba to load, no scipy.sparse
     assert not got["numba"] and not got["scipy"]
+
+
+def test_a_span_book_imports_span_only():
+    """The registry imports a built-in method's package on its first use: margining the SPAN seed
+    example imports no other method, no other method's section model (but the account layer's, which
+    the what-if variants use) and no SPAN-file reader."""
+    code = f"""
+import contextlib, io, json, sys
+import marginsim.cli
+from marginsim.registry import REGISTRY
+with contextlib.redirect_stdout(io.StringIO()):
+    status = marginsim.cli.main(["margin", {str(SEED)!r}, "--json"])
+loaded = sorted(m for m in sys.modules if m.startswith(("marginsim.methods.", "marginsim.params.", "marginsim.io.span.")))
+print(json.dumps({{"status": status, "loaded": loaded, "methods": list(REGISTRY)}}))
+"""
+    got = _modules_after(code)
+    assert got["status"] == 0
+    methods = {m.split(".")[2] for m in got["loaded"] if m.startswith("marginsim.methods.")}
+    assert methods == {"span", "needs"}
+    assert not [m for m in got["loaded"] if m.startswith("marginsim.io.span.")]
+    params = {m.split(".")[2] for m in got["loaded"] if m.startswith("marginsim.params.")}
+    assert not params & {"cfd", "portfolio_margin", "var", "strategy"}, params  # (what-if needs account's)
+    # every built-in method is still known, in its order
+    assert got["methods"][:6] == ["span", "cfd", "portfolio_margin", "account", "var", "strategy"]
+
+
+def test_a_lazily_declared_method_is_the_same_spec_when_registered_again():
+    from marginsim.methods import span
+    from marginsim.registry import REGISTRY, register_method
+
+    assert register_method(span.SPEC) is REGISTRY["span"] is span.SPEC
+
+
+def test_a_section_of_a_method_not_imported_yet_is_validated_by_its_model():
+    """The model of a file validates each section it has (its method imported for that), and
+    refuses a section of a method it does not know."""
+    base = {"name": "x", "as_of": "2026-03-10"}
+    with pytest.raises(InputError, match="strategy.no_such_key"):
+        parse_scenario({**base, "strategy": {"no_such_key": 1}})
+    with pytest.raises(InputError, match="spam"):
+        parse_scenario({**base, "spam": {}})
+    with pytest.raises(InputError, match="var.holding_days: .*greater than or equal to 1"):
+        parse_scenario({**base, "var": {"holding_days": 0}})
+    assert parse_scenario({**base, "strategy": {}}).strategy is not None
 
 
 def test_xarray_knows_dask_again_after_an_in_memory_run():

@@ -1,6 +1,7 @@
-"""The built-in margin methods, registered in :data:`marginsim.registry.REGISTRY` on import.
+"""The built-in margin methods, declared in :data:`marginsim.registry.REGISTRY` on import.
 
-One package per method, each declaring itself in its ``SPEC`` (:class:`~marginsim.registry.MethodSpec`).
+One package per method, each declaring itself in its ``SPEC`` (:class:`~marginsim.registry.MethodSpec`),
+imported the first time the registry is asked for that method.
 The order of registration is the order of the methods in the JSON result: SPAN, CFD, portfolio
 margin, the account layer (which reaches the others through the registry), VaR, strategy-based margin.
 ``REGISTRY``, ``MethodSpec`` and ``applicable_methods`` are re-exported here for existing code.
@@ -8,14 +9,16 @@ margin, the account layer (which reaches the others through the registry), VaR, 
 
 from __future__ import annotations
 
-from ..registry import REGISTRY, MethodSpec, applicable_methods, register_method
-from . import account, cfd, portfolio_margin, span, strategy, var
+from ..registry import REGISTRY, MethodSpec, applicable_methods, declare_builtin
+from .needs import portfolio_margin_applies
 
 __all__ = ["MethodSpec", "REGISTRY", "applicable_methods"]
 
-register_method(span.SPEC)
-register_method(cfd.SPEC)
-register_method(portfolio_margin.SPEC)
-register_method(account.SPEC)
-register_method(var.SPEC)
-register_method(strategy.SPEC)
+# each package is imported the first time its method is looked up (``REGISTRY[name]``): a SPAN
+# book imports SPAN only
+declare_builtin("span", "marginsim.methods.span")
+declare_builtin("cfd", "marginsim.methods.cfd")
+declare_builtin("portfolio_margin", "marginsim.methods.portfolio_margin", portfolio_margin_applies)
+declare_builtin("account", "marginsim.methods.account")
+declare_builtin("var", "marginsim.methods.var")
+declare_builtin("strategy", "marginsim.methods.strategy")

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..labels import display_name, method_name, with_unit
 from ..model import Inputs
 from ..params.cfd import CfdParams
-from ..registry import REGISTRY
+from ..registry import REGISTRY, method_applies
 from ..result import MarginResult, base_point
 from ..scale import connect
 from ..scenario import GridParams, ScenarioFile, load_scenario, parse_scenario
@@ -86,7 +86,7 @@ def with_grid(sc: ScenarioFile, **grid: Any) -> ScenarioFile:
 
 def applicable_methods(sc: ScenarioFile) -> list[str]:
     """Every registered method that applies to the book (ignoring the file's ``methods:`` list)."""
-    return [name for name, spec in REGISTRY.items() if spec.applies(sc)]
+    return [name for name in REGISTRY if method_applies(name, sc)]
 
 
 def margin_by_method(

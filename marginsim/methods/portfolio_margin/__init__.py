@@ -29,7 +29,7 @@ from ...limits import portfolio_margin_memory
 from ...model import Inputs
 from ...params.portfolio_margin import PortfolioMarginParams
 from ...registry import MethodSpec
-from ...scenario import ScenarioFile
+from ..needs import portfolio_margin_applies
 from . import components, report
 from .attribution import portfolio_margin_attribution
 from .book import pm_book
@@ -54,11 +54,8 @@ __all__ = [
 ]
 
 
-def applies(sc: ScenarioFile) -> bool:
-    """Whether the book needs portfolio margin: a ``portfolio_margin`` section, or stocks or options on spot."""
-    return sc.portfolio_margin is not None or sc.holds(
-        lambda c: c.type == "stock" or (c.type in ("call", "put") and c.option_on == "spot")
-    )
+#: Whether the book needs portfolio margin: a ``portfolio_margin`` section, or stocks or options on spot.
+applies = portfolio_margin_applies
 
 
 def portfolio_margin(
