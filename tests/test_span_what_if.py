@@ -378,6 +378,7 @@ FEATURE_FILES = {
     "rate_classes.xml": ("USD", "2026-01-05", {}),
     "rate_classes_initial.xml": ("USD", "2026-01-05", {}),  # rate_classes.xml, its class initial
     "inter_spreads.xml": ("EUR", "2024-01-02", {}),
+    "super_period_legs.xml": ("EUR", "2024-01-02", {}),  # period legs (pLeg) in super spreads
     "exposure_nse.xml": ("INR", "2024-01-02", {"exposure_margin": {"futures": 0.03, "options": 0.02}}),
 }
 
@@ -425,7 +426,7 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
         assert (full["initial"].values > full["maintenance"].values).any()
         initial = name == "rate_classes_initial.xml"
         assert set(full["rate_class"].values) == {"initial" if initial else "maintenance"}
-    if name == "inter_spreads.xml":
+    if name in ("inter_spreads.xml", "super_period_legs.xml"):
         assert float(np.abs(full["super_spread_credit"]).sum()) > 0
         assert float(np.abs(full["inter_spread_credit"]).sum()) > 0
     if name == "exposure_nse.xml":
@@ -437,7 +438,9 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
         assert float(full["spot_charge"].sum()) > 0
 
 
-@pytest.mark.parametrize("name", ["inter_spreads.xml", "exposure_nse.xml", "rate_classes_initial.xml"])
+@pytest.mark.parametrize(
+    "name", ["inter_spreads.xml", "super_period_legs.xml", "exposure_nse.xml", "rate_classes_initial.xml"]
+)
 def test_what_if_on_the_feature_files_is_the_generic_after(name, tmp_path):
     """marginsim.what_if (SPAN's incremental hook) against margining every after-book from scratch
     as variants of the book (the generic path every method without a hook takes)."""
