@@ -42,6 +42,7 @@ __all__ = [
     "inter_table",
     "inter_credit",
     "super_credit",
+    "NO_MONTH",
 ]
 
 
@@ -949,7 +950,11 @@ class InterTable:
     """Inter spreads in priority order as flat arrays: legs of spread ``s`` are
     ``leg_ptr[s]:leg_ptr[s + 1]`` with a combined commodity index, a side sign, a ratio [delta per
     spread], a credit rate [fraction of the weighted futures price risk] and a flat credit
-    [currency per spread]: each spread formed credits a leg's CC ``ratio x WFPR x rate + flat``."""
+    [currency per spread]: each spread formed credits a leg's CC ``ratio x WFPR x rate + flat``.
+
+    ``leg_month`` (super spreads only; None: every leg on all the months of its CC) is a period
+    leg's month (SPAN ``pLeg``) as an index on its CC's month axis, -1 for a leg on all the months,
+    :data:`NO_MONTH` for a month its CC does not have (the leg draws nothing)."""
 
     leg_ptr: np.ndarray
     leg_cc: np.ndarray
@@ -957,6 +962,7 @@ class InterTable:
     leg_ratio: np.ndarray
     leg_rate: np.ndarray
     leg_flat: np.ndarray
+    leg_month: np.ndarray | None = None
 
     @property
     def n_spreads(self) -> int:
@@ -1059,6 +1065,9 @@ def inter_credit(
 
 # -- super inter-commodity spreads (before the intra-commodity spreads) ------------------------------
 
+#: :attr:`InterTable.leg_month` of a period leg whose month is not on its CC's month axis.
+NO_MONTH = -2
+
 
 def super_credit(
     ledger: np.ndarray, row0: np.ndarray, pairs: Pairs, table: InterTable, wfpr: np.ndarray
@@ -1068,8 +1077,8 @@ def super_credit(
     Spreads are taken in order, each with its A legs long and B legs short, then the other way
     round, for every account holding all of its combined commodities at once (arrays over the
     accounts: the loops are over definitions). A leg draws from the months of its CC on the needed
-    side, pro rata to their remaining delta, as intra legs do; the deltas used are consumed, so the
-    intra spreads and the inter spreads after them see what is left. Each spread formed credits a
+    side, pro rata to their remaining delta, as intra legs do (a period leg, ``table.leg_month``, from
+    its one month); the deltas used are consumed, so the intra spreads and the inter spreads after them see what is left. Each spread formed credits a
     leg's CC ``ratio x WFPR x rate + flat`` (as :func:`inter_credit`). One implementation for both
     engines.
 
@@ -1105,11 +1114,22 @@ def super_credit(
         lp = lp[:, (lp >= 0).all(axis=0)].astype(np.int64)  # accounts holding every CC of the spread
         if not lp.size:
             continue
+        month = np.full(legs.size, -1) if table.leg_month is None else np.asarray(table.leg_month)[legs]
+        # a period leg's ledger row in each account (-1: its CC has no such month)
+        rows = [
+            np.where((m >= 0) & (m < np.diff(row0)[lp[j]]), row0[lp[j]] + m, -1) if m != -1 else None
+            for j, m in enumerate(month)
+        ]
         for direction in (1.0, -1.0):
             sign = table.leg_sign[legs] * direction
             long_ = np.add.reduceat(np.maximum(led, 0.0), row0[:-1], axis=0)  # (P, G)
             short = np.add.reduceat(np.maximum(-led, 0.0), row0[:-1], axis=0)
-            avail = [long_[lp[j]] if sign[j] > 0 else short[lp[j]] for j in range(legs.size)]  # (A', G)
+            avail = [
+                (long_[lp[j]] if sign[j] > 0 else short[lp[j]])
+                if r is None
+                else np.where(r[:, None] >= 0, np.maximum(sign[j] * led[r], 0.0), 0.0)
+                for j, r in enumerate(rows)
+            ]  # (A', G)
             n = np.full(avail[0].shape, np.inf)
             for j, leg in enumerate(legs):
                 n = np.minimum(n, avail[j] / table.leg_ratio[leg])
@@ -1120,9 +1140,14 @@ def super_credit(
                 ratio = table.leg_ratio[leg]
                 with np.errstate(divide="ignore", invalid="ignore"):
                     frac = np.where(avail[j] > 0, n * ratio / np.where(avail[j] > 0, avail[j], 1.0), 0.0)
-                frac_of_pair = np.zeros((n_p, n_g))
-                frac_of_pair[lp[j]] = np.minimum(frac, 1.0)
-                take = np.maximum(sign[j] * led, 0.0) * frac_of_pair[pair_of_row]
-                led -= sign[j] * take
+                r = rows[j]
+                if r is None:  # the leg's CC's months on the needed side, pro rata
+                    frac_of_pair = np.zeros((n_p, n_g))
+                    frac_of_pair[lp[j]] = np.minimum(frac, 1.0)
+                    take = np.maximum(sign[j] * led, 0.0) * frac_of_pair[pair_of_row]
+                    led -= sign[j] * take
+                else:  # a period leg: its one month
+                    ok = r >= 0
+                    led[r[ok]] -= sign[j] * np.maximum(sign[j] * led[r[ok]], 0.0) * np.minimum(frac[ok], 1.0)
                 credit[lp[j]] += n * ratio * wfpr[lp[j]] * table.leg_rate[leg] + n * table.leg_flat[leg]
     return credit, led

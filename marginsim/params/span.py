@@ -168,11 +168,24 @@ class CombinedCommodityParams(_Model):
 
 class InterLeg(_Model):
     group: str = Field(description="Combined commodity of the leg.")
+    month: int | None = Field(
+        None,
+        ge=100001,
+        le=999912,
+        description="Super spreads: a period leg (SPAN pLeg) that draws from the one contract month "
+        "YYYYMM of its combined commodity, instead of from all its months.",
+    )
     side: Literal["A", "B"]
     ratio: PosFloat = 1.0
     credit_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
         None, description="Method W: this leg's own credit rate as a fraction; default: the spread's."
     )
+
+    @model_validator(mode="after")
+    def _month(self) -> InterLeg:
+        if self.month is not None and not 1 <= self.month % 100 <= 12:
+            raise ValueError(f"month {self.month} is not YYYYMM")
+        return self
 
 
 class InterSpread(_Model):
@@ -270,6 +283,13 @@ class SpanParams(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> SpanParams:
+        for i, sp in enumerate(self.inter_spreads):
+            if any(leg.month is not None for leg in sp.legs):
+                raise ValueError(
+                    f"inter_spreads[{i}] has a leg on a month: period legs are taken in super_spreads "
+                    "(on the months' deltas), not in inter_spreads (on each combined commodity's net "
+                    "delta left after the intra spreads)"
+                )
         if self.scenario_set is not None:
             n = len(self.scenario_set)
             for i, p in enumerate(self.scenario_set):

@@ -69,9 +69,9 @@ def not_used(span_file: SpanFile, rate_id: int = 1) -> dict[str, int]:
     portfolio kinds it does not model, definitions such as ``acctTypeDef``); children of ``ccDef``
     it does not read (``rateTiers``, ``concAdjRate``, ``liqRate``...); and elements it reads that the
     margin does not use for rate class ``rate_id`` (scan tiers, SOM tiers after the first, an
-    ``adjRate`` whose ``r`` is its own ``baseR``, the rates of spread legs, ``rpLeg`` and nested
-    ``dSpread``, spot rates of other rate classes, point definitions of other rate classes and those
-    of a ``ccDef``).
+    ``adjRate`` whose ``r`` is its own ``baseR``, the rates of spread legs (but those of a ``W``
+    inter or super spread), ``rpLeg`` and nested ``dSpread``, spot rates of other rate classes,
+    point definitions of other rate classes and those of a ``ccDef``).
 
     Parameters
     ----------
@@ -101,11 +101,15 @@ def not_used(span_file: SpanFile, rate_id: int = 1) -> dict[str, int]:
         add("ccDef/adjRate (r = baseR)", sum(a.rate_id == a.base_rate_id for a in cc.adj_rates))
         add(f"ccDef/spotRate (r != {rate_id})", sum(s.rate_id != rate_id for s in cc.spot_rates))
         add("ccDef/pointDef", len(cc.point_defs))  # the clearing org's point definitions are used
-    spreads = [
-        (sp, "ccDef/dSpread") for cc in span_file.combined_commodities.values() for sp in cc.d_spreads
-    ] + [(sp, "interSpreads/dSpread") for sp in span_file.inter_spreads]
+    spreads = (
+        [(sp, "ccDef/dSpread") for cc in span_file.combined_commodities.values() for sp in cc.d_spreads]
+        + [(sp, "interSpreads/dSpread") for sp in span_file.inter_spreads]
+        + [(sp, "superSpreads/dSpread") for sp in span_file.super_spreads]
+    )
     for sp, where in spreads:
         add(f"{where}/rpLeg or dSpread", sp.unparsed_legs)
+        if where != "ccDef/dSpread" and sp.charge_method.upper() == "W":
+            continue  # a W inter or super spread credits a leg at its own rate
         for leg in sp.legs:
             add(f"{where}/{leg.tag}/rate", len(leg.rates))
     used_pd = span_file.point_def(rate_id)

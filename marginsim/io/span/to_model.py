@@ -242,7 +242,7 @@ def span_params_from_file(sf: SpanFile, rate_id: int = 1) -> dict[str, Any]:
         entry.update(_wfpr(sf, cc, rate_id))
         ccs[code] = entry
     inter = [_inter_spread(sp, file, rate_id) for sp in sf.inter_spreads]
-    super_ = [_inter_spread(sp, file, rate_id) for sp in sf.super_spreads]
+    super_ = [_inter_spread(sp, file, rate_id, super_=True) for sp in sf.super_spreads]
     out: dict[str, Any] = {
         "combined_commodities": ccs,
         "inter_spreads": [x for x in inter if x is not None],
@@ -290,30 +290,66 @@ def _wfpr(sf: SpanFile, cc: CombinedCommodity, rate_id: int) -> dict[str, Any]:
     )
 
 
-def _inter_spread(sp: DeltaSpread, file: str, rate_id: int) -> dict[str, Any] | None:
+def _inter_spread(sp: DeltaSpread, file: str, rate_id: int, super_: bool = False) -> dict[str, Any] | None:
     """An inter (or super) spread of the file in the ``span`` format; None without a rate for
-    ``rate_id``. Methods W (credit rate per spread, or per leg) and F (flat amount per spread)."""
-    where = sp.key_path or f"interSpreads.dSpread[{sp.spread}]"
+    ``rate_id``. Methods W (credit rate per spread, or per leg) and F (flat amount per spread).
+
+    Period legs (``pLeg``) of a super spread (``super_``) become ``month`` legs (the contract month
+    ``YYYYMM`` of their period): super spreads are formed on the months' deltas. A ``pLeg`` of an
+    inter spread (formed on each combined commodity's net delta left after the intra spreads), an
+    ``rpLeg`` or nested ``dSpread``, and two period legs on two periods of one month of one
+    combined commodity are input errors."""
+    where = sp.key_path or f"{'superSpreads' if super_ else 'interSpreads'}.dSpread[{sp.spread}]"
+    kind = "super spread" if super_ else "inter spread"
     meth = sp.charge_method.upper()
-    if meth not in ("W", "F") or sp.unparsed_legs or any(leg.period for leg in sp.legs):
-        what = (
-            f"uses method {sp.charge_method!r} (per month per spread); this version computes methods W and F"
-            if meth not in ("W", "F")
-            else "has legs this version cannot use (pLeg / rpLeg / nested dSpread)"
+    if meth not in ("W", "F"):
+        raise InputError(
+            f"{kind} {sp.spread} uses method {sp.charge_method!r} (per month per spread); this version "
+            "computes methods W and F",
+            file=file,
+            key_path=where,
         )
-        raise InputError(f"inter spread {sp.spread} {what}", file=file, key_path=where)
+    if sp.unparsed_legs:
+        raise InputError(
+            f"{kind} {sp.spread} has legs this version cannot use (rpLeg / nested dSpread)",
+            file=file,
+            key_path=where,
+        )
+    if not super_ and any(leg.period for leg in sp.legs):
+        raise InputError(
+            f"inter spread {sp.spread} has a period leg (pLeg); this version takes period legs in intra "
+            "and super spreads (formed on the months' deltas), not in inter spreads (formed on each "
+            "combined commodity's net delta left after the intra spreads)",
+            file=file,
+            key_path=where,
+        )
+    period_of: dict[tuple[str, int], str] = {}
+    legs: list[dict[str, Any]] = []
+    for leg in sp.legs:
+        entry: dict[str, Any] = {"group": leg.cc, "side": leg.side, "ratio": leg.ratio}
+        if leg.period is not None:
+            month = int(leg.period[:6])
+            other = period_of.setdefault((leg.cc, month), leg.period)
+            if other != leg.period:
+                raise InputError(
+                    f"super spread {sp.spread} has period legs of {leg.cc} on {other!r} and {leg.period!r}, "
+                    "two periods of one month; this version nets deltas by contract month",
+                    file=file,
+                    key_path=where,
+                )
+            entry["month"] = month
+        legs.append(entry)
     rate = sp.rate(rate_id)
     leg_rates = [_pick(leg.rates, rate_id) for leg in sp.legs]
-    legs: list[dict[str, Any]] = [{"group": leg.cc, "side": leg.side, "ratio": leg.ratio} for leg in sp.legs]
     if meth == "F":
         if not np.isfinite(rate):
             return None
         return {"priority": sp.spread, "method": "F", "flat_rate": rate, "legs": legs}
     if not np.isfinite(rate) and not all(np.isfinite(r) for r in leg_rates):
         return None
-    for leg, r in zip(legs, leg_rates):
+    for entry, r in zip(legs, leg_rates):
         if np.isfinite(r):
-            leg["credit_rate"] = r
+            entry["credit_rate"] = r
     out: dict[str, Any] = {"priority": sp.spread, "legs": legs}
     if np.isfinite(rate):
         out["credit_rate"] = rate

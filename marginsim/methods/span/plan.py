@@ -9,6 +9,7 @@ file with every definition given has one plan of all its contracts, made once pe
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,8 +172,21 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
 
     # inter and super spreads between the combined commodities of this book, in priority order
     gindex = {n: i for i, n in enumerate(groups.names)}
-    inter_spreads = _inter_spreads(params.inter_spreads, gindex)
-    super_spreads = _inter_spreads(params.super_spreads, gindex)
+    inter_spreads, _ = _inter_spreads(params.inter_spreads, gindex)
+    super_spreads, super_months = _inter_spreads(params.super_spreads, gindex)
+    super_table = None
+    if super_spreads:
+        super_table = SP.inter_table(super_spreads)
+        if any(m is not None for m in super_months):  # period legs: their month on the CC's month axis
+            leg_month = np.full(len(super_months), -1, dtype=np.int64)
+            for j, m in enumerate(super_months):
+                if m is not None:
+                    leg_c = int(super_table.leg_cc[j])
+                    months_of_c = cc_month[first[leg_c] : first[leg_c + 1], 1]
+                    pos = int(np.searchsorted(months_of_c, m))
+                    found = pos < months_of_c.size and months_of_c[pos] == m
+                    leg_month[j] = pos if found else SP.NO_MONTH
+            super_table = dataclasses.replace(super_table, leg_month=leg_month)
     wfpr_mode = np.array([_WFPR_MODES[p.wfpr_method] for p in groups.params], dtype=np.int64)
     wfpr_scan = np.array([p.wfpr_scan_range or 0.0 for p in groups.params], dtype=float)
 
@@ -205,7 +219,7 @@ def _plan(inputs: Inputs, params: SpanParams, held: np.ndarray, engine) -> _Plan
         n_months=n_months,
         intra=intra,
         inter=SP.inter_table(inter_spreads) if inter_spreads else None,
-        super_=SP.inter_table(super_spreads) if super_spreads else None,
+        super_=super_table,
         wfpr_mode=wfpr_mode,
         wfpr_scan=wfpr_scan,
         exposure=exposure,
@@ -323,37 +337,41 @@ def _ranks(chosen: np.ndarray, n: int) -> np.ndarray:
 _WFPR_MODES = {"normal": 0, "scan_range": 1, "scan_range_cap": 2}
 
 
-def _inter_spreads(spreads: list[InterSpread], gindex: dict[str, int]) -> list[K.Spread]:
+def _inter_spreads(
+    spreads: list[InterSpread], gindex: dict[str, int]
+) -> tuple[list[K.Spread], list[int | None]]:
     """Inter (or super) spreads whose every leg's combined commodity is in ``gindex``, in priority
     order, as kernel spreads: method W with the spread's credit rate and each leg's own rate; method
     F with rate 0 and the flat amount shared equally by the spread's CCs (minus: a positive amount
-    is a charge). Legs on the same CC and side are merged (ratios added; the first leg's rate)."""
+    is a charge). Legs on the same CC, month and side are merged (ratios added; the first leg's
+    rate). Also the month ``YYYYMM`` of each leg, flat in leg order (None: all the CC's months)."""
     out = []
+    months: list[int | None] = []
     for isp in sorted(spreads, key=lambda s: s.priority):
         if not all(leg.group in gindex for leg in isp.legs):
             continue  # a leg's combined commodity is not in this book: no spread can form
-        merged: dict[tuple[int, str], list] = {}
+        merged: dict[tuple[int, str, int | None], list] = {}
         for leg in isp.legs:
-            key = (gindex[leg.group], leg.side)
+            key = (gindex[leg.group], leg.side, leg.month)
             if key in merged:
                 merged[key][0] += leg.ratio
             else:
                 merged[key] = [leg.ratio, leg.credit_rate]
+        months.extend(m for (_, _, m) in merged)
         if isp.method == "F":
             assert isp.flat_rate is not None
             share = -isp.flat_rate / len({leg.group for leg in isp.legs})
             first_of_cc: set[int] = set()
             legs = []
-            for (c, side), (ratio, _) in merged.items():
+            for (c, side, _), (ratio, _) in merged.items():
                 legs.append(K.SpreadLeg(c, side, ratio, 0.0, 0.0 if c in first_of_cc else share))
                 first_of_cc.add(c)
             out.append(K.Spread(0.0, legs))
         else:
             rate = 0.0 if isp.credit_rate is None else isp.credit_rate
-            out.append(
-                K.Spread(rate, [K.SpreadLeg(c, side, ratio, r) for (c, side), (ratio, r) in merged.items()])
-            )
-    return out
+            legs = [K.SpreadLeg(c, side, ratio, r) for (c, side, _), (ratio, r) in merged.items()]
+            out.append(K.Spread(rate, legs))
+    return out, months
 
 
 def _exposure(inputs: Inputs, contracts: xr.Dataset, params: SpanParams, contract_fx: np.ndarray) -> np.ndarray:
