@@ -319,6 +319,24 @@ class ScenarioFile(_Model):
         """The file this scenario was read from, if any."""
         return self._file
 
+    def referenced_files(self) -> dict[str, Path]:
+        """The files this scenario reads besides itself, by key path: ``positions_file``,
+        ``span.source`` and ``history.file`` when given, relative paths resolved against the
+        scenario file's folder (what a report's provenance fingerprints)."""
+        base = None if self._file is None else Path(self._file).parent
+        span = self.section("span")
+        named = {
+            "positions_file": self.positions_file,
+            "span.source": getattr(span, "source", None),
+            "history.file": None if self.history is None else self.history.file,
+        }
+        out: dict[str, Path] = {}
+        for key, name in named.items():
+            if name is not None:
+                path = Path(name).expanduser()
+                out[key] = base / path if base is not None and not path.is_absolute() else path
+        return out
+
     @property
     def as_of_date(self) -> dt.date:
         """The valuation date (the date part of ``as_of``)."""

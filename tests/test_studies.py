@@ -16,6 +16,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from figure_text import colorbar_titles, leaks, table_text, value_axis_titles, visible_text
 from headless_browser import chromium, render
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -624,6 +625,25 @@ def test_provenance_is_escaped(tiny, no_kernel):
     html = run.html.read_text()
     assert '<th><code>label</code></th><td><code>"&lt;b&gt;x&lt;/b&gt; &amp; y"</code></td>' in html
     assert "<b>x</b>" not in html
+
+
+def test_provenance_fingerprints_the_files_the_scenario_reads(tiny, no_kernel, tmp_path):
+    """A scenario's positions_file (relative to it) is in the report's provenance with its sha256."""
+    nbdir, out = tiny
+    data = yaml.safe_load((SCENARIOS / "span_seed_example.yaml").read_text())
+    folder = tmp_path / "book"
+    folder.mkdir()
+    rows = "".join(f"main,{p['contract']},{p['quantity']}\n" for p in data.pop("positions"))
+    (folder / "positions.csv").write_text("account,contract,quantity\n" + rows)
+    data["positions_file"] = "positions.csv"
+    scenario = folder / "seed_from_csv.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    run = studies.run_study("tiny", scenario=scenario, out=out, notebooks=nbdir, progress=False)
+    html = run.html.read_text()
+    tail = html[html.index(">Provenance<") :]
+    sha = hashlib.sha256((folder / "positions.csv").read_bytes()).hexdigest()
+    assert "<th>positions_file file</th>" in tail and str(folder / "positions.csv") in tail and sha in tail
+    assert marginsim.load_scenario(scenario).referenced_files() == {"positions_file": folder / "positions.csv"}
 
 
 def test_notebooks_write_their_files_atomically():

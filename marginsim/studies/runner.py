@@ -667,14 +667,21 @@ def _sha256(path: Path) -> str:
 
 
 def _provenance(
-    study: Study, scenario: Path | None, params: Mapping[str, Any], started: dt.datetime
+    study: Study,
+    scenario: Path | None,
+    params: Mapping[str, Any],
+    started: dt.datetime,
+    referenced: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """What a report was made from: the last section of every report."""
+    """What a report was made from: the last section of every report (the files the scenario
+    reads, ``referenced``, fingerprinted with the study's file parameters)."""
     files = {
         name: {"path": str(params[name]), "sha256": _sha256(Path(params[name]))}
         for name in study.files
         if params.get(name)
     }
+    for key, path in (referenced or {}).items():
+        files[key] = {"path": str(path), "sha256": _sha256(path)}
     return {
         "study": study.name,
         "notebook": str(study.path),
@@ -851,10 +858,12 @@ def run_study(
             raise StudyError(f"study {study.name}: -p {name}: file not found: {file}")
         params[name] = str(file.resolve())
     scenario_name = "default"
+    referenced: dict[str, Path] = {}
     if sc_path is not None:
         sc = load_scenario(sc_path)
         check_needs(study, sc, shown)
         scenario_name = sc.name
+        referenced = sc.referenced_files()
     if "out_dir" in known:
         params["out_dir"] = str(out_dir)
     if scheduler is not None:
@@ -865,7 +874,7 @@ def run_study(
         params["scheduler"] = scheduler
     started = dt.datetime.now(dt.timezone.utc)
     defaults = {k: _literal(info["default"]) for k, info in known.items()}
-    provenance = _provenance(study, sc_path, {**defaults, **params}, started)
+    provenance = _provenance(study, sc_path, {**defaults, **params}, started, referenced)
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
