@@ -9,6 +9,7 @@ factor multiplies the price now: ``exp(return)`` (``1 + move`` for an explicit o
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,14 @@ from ...errors import InputError
 from ...kernels.var import ewma_variance, filter_returns, garch_variance_path, overlapping_sums
 from ...params.var import VarParams
 
-__all__ = ["ScenarioSet", "build_scenarios", "garch_variance", "garch_refit_variance", "garch_refit_dates"]
+__all__ = [
+    "ScenarioSet",
+    "build_scenarios",
+    "garch_variance",
+    "garch_refit_variance",
+    "garch_refit_dates",
+    "clear_garch_fits",
+]
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ def garch_refit_variance(
     upto
         The last row of the history needed (the last valuation date): ``r[:upto]`` is used.
     params
-        ``var:`` (``garch_min_days``, ``garch_refit_days``); ``upto >= garch_min_days``.
+        ``var:`` (``garch_min_days``, ``garch_refit_days``).
     file
         The scenario file, named by errors.
     underlyings, dates
@@ -154,26 +162,28 @@ def garch_refit_variance(
         ``(upto + 1, U)``: row ``t`` the variance of ``r[t]`` known at the close of row ``t``
         (row ``upto``: the forecast for the day after the last valuation date)
         [squared log return].
+
+    Raises
+    ------
+    InputError
+        ``upto < garch_min_days`` (``var.garch_min_days``); a fit with non-finite parameters
+        (``var.filter``).
     """
+    if upto < params.garch_min_days:
+        raise InputError(
+            f"{upto} daily returns: filter: garch's first fit needs garch_min_days ({params.garch_min_days})",
+            file=file,
+            key_path="var.garch_min_days",
+        )
     arch_model = _arch_model(file)
     refit = garch_refit_dates(upto, params)
     n_u = r.shape[1]
-    est = np.empty((3, refit.size, n_u))  # omega [squared log return], alpha, beta
-    s0 = np.empty(n_u)
-    scale = 100.0  # arch fits returns in percent best
+    est = np.empty((4, refit.size, n_u))  # omega [squared log return], alpha, beta, first variance
     # one arch fit per (underlying, refit date): arch has no batched fit (each is a scipy
     # optimisation of one series' likelihood); the filtering after them is one vectorised pass
     for j in range(n_u):
         for k, i in enumerate(refit.tolist()):
-            with warnings.catch_warnings():  # a flat series: arch divides by its zero variance
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = arch_model(r[:i, j] * scale, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(
-                    disp="off", show_warning=False
-                )
-            est[:, k, j] = res.params[["omega", "alpha[1]", "beta[1]"]].to_numpy()
-            if k == 0:
-                s0[j] = float(np.asarray(res.conditional_volatility)[0]) ** 2 / scale**2
-    est[0] /= scale**2
+            est[:, k, j] = _garch_fit(np.ascontiguousarray(r[:i, j]), arch_model)
     bad = np.argwhere(~np.isfinite(est).all(axis=0))
     if bad.size:
         k, j = bad[0]
@@ -185,7 +195,43 @@ def garch_refit_variance(
             key_path="var.filter",
         )
     fit = np.clip((np.arange(upto + 1) - params.garch_min_days) // params.garch_refit_days, 0, None)
-    return garch_variance_path(r[:upto], est[0], est[1], est[2], fit, s0)
+    return garch_variance_path(r[:upto], est[0], est[1], est[2], fit, est[3, 0])
+
+
+#: The GARCH(1,1) fits made in this process: SHA-1 of the returns fitted -> omega [squared log
+#: return], alpha, beta and the first return's variance. A backtest runs the method once per
+#: stretch of dates between expiries, a chunked run once per chunk of accounts: each run would
+#: refit the same returns (arch's fit is deterministic). Emptied when it reaches
+#: :data:`_GARCH_FITS_MAX` entries (about 100 bytes each).
+_GARCH_FITS: dict[bytes, np.ndarray] = {}
+_GARCH_FITS_MAX = 50_000
+
+
+def clear_garch_fits() -> None:
+    """Forget the GARCH(1,1) fits made in this process (the next run refits: e.g. to time it)."""
+    _GARCH_FITS.clear()
+
+
+def _garch_fit(x: np.ndarray, arch_model: Any) -> np.ndarray:
+    """arch's zero-mean GARCH(1,1) fit of daily log returns ``x``: omega [squared log return], alpha,
+    beta, and the variance of ``x[0]`` (from arch's backcast) [squared log return]."""
+    key = hashlib.sha1(x.tobytes(), usedforsecurity=False).digest()
+    got = _GARCH_FITS.get(key)
+    if got is not None:
+        return got
+    scale = 100.0  # arch fits returns in percent best
+    with warnings.catch_warnings():  # a flat series: arch divides by its zero variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = arch_model(x * scale, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(
+            disp="off", show_warning=False
+        )
+    omega, alpha, beta = res.params[["omega", "alpha[1]", "beta[1]"]].to_numpy()
+    first = float(np.asarray(res.conditional_volatility)[0]) ** 2
+    out = np.array([omega / scale**2, alpha, beta, first / scale**2])
+    if len(_GARCH_FITS) >= _GARCH_FITS_MAX:
+        _GARCH_FITS.clear()
+    _GARCH_FITS[key] = out
+    return out
 
 
 def _rows(last: np.ndarray, n: int) -> np.ndarray:
