@@ -328,7 +328,9 @@ def garch_variance_path(
         ``(U,)`` the variance of the first return [squared log return].
     engine
         ``"numba"``: one pass over the days, in parallel over underlyings; ``"numpy"``: one
-        ``scipy.signal.lfilter`` per stretch of constant parameters and underlying.
+        ``scipy.signal.lfilter`` per stretch of constant parameters and underlying. Both do the
+        same operations in the same order: the same bits (so a size-dependent ``"auto"`` choice
+        cannot make a date's margin depend on how many dates a run values).
 
     Returns
     -------
