@@ -410,6 +410,8 @@ def test_chunked_equals_in_memory_with_options_and_grid(tmp_path):
         (lambda s: s["var"].update(holding_days=400), "var.holding_days", "less than or equal to 250"),
         (lambda s: s["var"].update(confidence=1.0), "var.confidence", "less than 1"),
         (lambda s: s["var"].update(filter="hybrid"), "var.filter", "'none', 'ewma' or 'garch'"),
+        (lambda s: s["var"].update(garch_min_days=50), "var.garch_min_days", "greater than or equal to 100"),
+        (lambda s: s["var"].update(garch_refit_days=0), "var.garch_refit_days", "greater than or equal to 1"),
         (
             lambda s: (
                 s["market"].update(Z={"price": 1.0})
