@@ -12,7 +12,7 @@ revalued under every scenario on every date).
 January 2009 (about 2,500 dates); SPAN alone starts on the history's first date (about 5,000).
 
 ``--filter garch``: ``var`` with its GARCH(1,1) filter, refitted every ``var.garch_refit_days``
-(21) dates of the history from its 500th return on (about 215 refits x 2 underlyings, one ``arch``
+(21) dates of the history from its 500th return on (about 216 refits x 2 underlyings, one ``arch``
 fit each, on up to 5,000 returns), the variances then filtered forward in one pass. Each timed run
 makes its fits; the run is timed again with the fits of the runs before (as a backtest's later
 stretches of dates between expiries, or a chunked run's later chunks, take them).
