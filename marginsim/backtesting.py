@@ -26,9 +26,12 @@ when ``holding_days`` > 1: Christoffersen's test then rejects more often than it
 Methods that read the history (``var``) take, at each date tested, only the history up to that
 date. The backtest starts where each such date has its full window: for ``var``, at least
 ``lookback_days + holding_days`` closes up to the first date tested (``var.lookback_days``
-scenarios of ``var.holding_days``-day returns; more with ``apc: floor`` or a longer EWMA seed:
-:func:`history_needed`). Then var's margin at a date is exactly that of the scenario valued on
-that date with the history cut there, with as many scenarios on every date. By default the
+scenarios of ``var.holding_days``-day returns; more with ``apc: floor``, a longer EWMA seed or
+``filter: garch``'s first fit: :func:`history_needed`). Then var's margin at a date is exactly
+that of the scenario valued on that date with the history cut there, with as many scenarios on
+every date; with ``filter: garch`` it uses only that history too, but its GARCH(1,1) parameters
+are those of the latest refit (every ``var.garch_refit_days`` dates of the history, from the first
+with ``var.garch_min_days`` returns), not a fit on the whole cut history. By default the
 first date tested is the first such date; an earlier ``--from`` is an error (lower
 ``var.lookback_days`` to backtest earlier dates).
 """
@@ -282,9 +285,11 @@ def history_needed(sc: ScenarioFile, method: str) -> tuple[int, str, str]:
 
     ``var``: ``lookback_days + holding_days`` (``lookback_days`` overlapping ``holding_days``-day
     returns), at least ``apc_floor_days + holding_days`` with ``apc: floor`` and
-    ``ewma_seed_days + 1`` with ``filter: ewma`` (the EWMA seed's returns); every date then
-    takes its full window, and its margin is that of the history cut at the date. Other
-    methods: 1 (they do not read the history).
+    ``ewma_seed_days + 1`` with ``filter: ewma`` (the EWMA seed's returns) and
+    ``garch_min_days + 1`` with ``filter: garch`` (the first GARCH fit's returns); every date then
+    takes its full window, and its margin is that of the history cut at the date (with ``garch``:
+    filtered with the parameters of the latest refit, see :mod:`marginsim.methods.var.scenarios`).
+    Other methods: 1 (they do not read the history).
 
     Parameters
     ----------
@@ -312,6 +317,8 @@ def history_needed(sc: ScenarioFile, method: str) -> tuple[int, str, str]:
         )
     if p.filter == "ewma" and p.ewma_seed_days + 1 > out[0]:
         out = (p.ewma_seed_days + 1, "var.ewma_seed_days", f"ewma_seed_days {p.ewma_seed_days} + 1")
+    if p.filter == "garch" and p.garch_min_days + 1 > out[0]:
+        out = (p.garch_min_days + 1, "var.garch_min_days", f"garch_min_days {p.garch_min_days} + 1")
     return out
 
 

@@ -664,3 +664,125 @@ def test_study_history_joins_the_arch_series_on_their_common_dates(tmp_path: Pat
     assert frame.index.tolist() == [str(d.date()) for d in both]
     assert frame.loc["2008-10-10", "CL"] == pytest.approx(float(cl.loc["2008-10-10"]))
     assert frame.loc["2008-10-10", "SPX"] == pytest.approx(float(spx.loc["2008-10-10"]))
+
+
+# -- var with filter: garch: refitted on the past only ------------------------------------------
+
+GARCH_MIN, GARCH_REFIT = 120, 21
+
+
+def _garch_history(tmp_path: Path, n: int = 240, seed: int = 23) -> pd.DataFrame:
+    """Two underlyings with volatility clusters (GARCH(1,1) returns)."""
+    rng = np.random.default_rng(seed)
+    r = np.empty((n - 1, 2))
+    s2 = np.array([1.5e-4, 4e-4])
+    for t in range(n - 1):  # a simulated GARCH(1,1) path (the test's data, not the method)
+        r[t] = np.sqrt(s2) * rng.standard_normal(2)
+        s2 = 0.05 * s2 / 0.85 * 0.1 + 0.1 * r[t] ** 2 + 0.85 * s2
+    close = np.vstack([[100.0, 60.0], [100.0, 60.0] * np.exp(np.cumsum(r, axis=0))])
+    dates = pd.bdate_range("2024-01-02", periods=n)
+    return pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "IDX": close[:, 0], "OIL": close[:, 1]})
+
+
+def _garch_scenario(path: Path, frame: pd.DataFrame) -> dict:
+    """An index future and put (account A), an oil calendar spread whose near leg expires on row
+    200 (account B: two method runs); var with filter: garch over 60 scenarios."""
+    return {
+        "name": "garch backtest",
+        "as_of": frame["date"].iloc[0],
+        "market": {
+            "IDX": {"price": float(frame["IDX"].iloc[0]), "vol": 0.2, "rate": 0.03},
+            "OIL": {"price": float(frame["OIL"].iloc[0]), "vol": 0.35},
+        },
+        "contracts": {
+            "IF": {"type": "future", "underlying": "IDX", "multiplier": MULT, "expiry": "2026-06-19"},
+            "IP": {
+                "type": "put",
+                "underlying": "IDX",
+                "option_on": "future",
+                "strike": 95.0,
+                "multiplier": MULT,
+                "expiry": "2025-12-19",
+            },
+            "O1": {
+                "type": "future",
+                "underlying": "OIL",
+                "multiplier": 100.0,
+                "expiry": frame["date"].iloc[200],
+            },
+            "O2": {"type": "future", "underlying": "OIL", "multiplier": 100.0, "expiry": "2026-03-20"},
+        },
+        "positions": [
+            {"contract": "IF", "quantity": 2, "account": "A"},
+            {"contract": "IP", "quantity": -5, "account": "A"},
+            {"contract": "O1", "quantity": 3, "account": "B"},
+            {"contract": "O2", "quantity": -2, "account": "B"},
+        ],
+        "var": {
+            "filter": "garch",
+            "garch_min_days": GARCH_MIN,
+            "garch_refit_days": GARCH_REFIT,
+            "lookback_days": 60,
+            "measure": "es",
+            "confidence": 0.95,
+        },
+        "methods": ["var"],
+        "history": {"file": str(path)},
+    }
+
+
+def test_var_garch_backtest_has_no_look_ahead(tmp_path: Path) -> None:
+    """Changing the history after a date leaves every margin at or before it unchanged, bit for
+    bit (the date is a refit date: its fit takes the returns up to it, not the next); later
+    margins do change. A later --from gives the same margins (the refit calendar is the history's)."""
+    frame = _garch_history(tmp_path)
+    path = tmp_path / "history.csv"
+    frame.to_csv(path, index=False)
+    sc = _garch_scenario(path, frame)
+    r1 = marginsim.backtest(sc)
+    assert r1.runs == 2
+    m1 = r1.series["margin"].sel({"method": "var"}).transpose("account", "date")
+    dates = m1["date"].values
+    assert str(dates[0])[:10] == frame["date"].iloc[GARCH_MIN]  # 121 closes (120 returns) up to it
+    assert np.isfinite(m1.values).all() and (m1.values > 0).all()
+    cut = GARCH_MIN + 3 * GARCH_REFIT  # row 183: a refit date
+    changed = frame.copy()
+    rng = np.random.default_rng(99)
+    shock = np.exp(np.cumsum(rng.normal(0.0, 0.03, (len(frame) - cut - 1, 2)), axis=0))
+    changed.loc[cut + 1 :, ["IDX", "OIL"]] = frame[["IDX", "OIL"]].to_numpy()[cut + 1 :] * shock
+    path2 = tmp_path / "changed.csv"
+    changed.to_csv(path2, index=False)
+    r2 = marginsim.backtest(_garch_scenario(path2, changed))
+    m2 = r2.series["margin"].sel({"method": "var"}).transpose("account", "date")
+    upto = dates <= np.datetime64(frame["date"].iloc[cut])
+    assert upto.sum() == cut - GARCH_MIN + 1
+    np.testing.assert_array_equal(m2.values[:, upto], m1.values[:, upto])  # bit for bit
+    assert (m2.values[:, ~upto] != m1.values[:, ~upto]).all(axis=1).any()
+    r3 = marginsim.backtest(sc, start=frame["date"].iloc[150])
+    later = r3.series["margin"].sel({"method": "var"}).transpose("account", "date")
+    np.testing.assert_array_equal(later.values, m1.sel(date=later["date"]).values)
+
+
+def test_var_garch_backtest_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    frame = _garch_history(tmp_path)
+    frame.to_csv(tmp_path / "history.csv", index=False)
+    sc = _garch_scenario(tmp_path / "history.csv", frame)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), "--method", "var", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["from"] == frame["date"].iloc[GARCH_MIN] and out["to"] == frame["date"].iloc[-3]
+    for acct in ("A", "B"):
+        st = out["methods"]["var"][acct]
+        assert set(st) == set(marginsim.backtesting.STATISTICS)
+        assert st["days"] == len(frame) - 2 - GARCH_MIN and 0 <= st["exceedances"] <= st["days"]
+    # too short a history before the first date: refused, naming the key
+    assert main(["backtest", str(path), "--from", frame["date"].iloc[GARCH_MIN - 1]]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: --from: " in err and "var needs 121 (garch_min_days 120 + 1)" in err
+    assert "or lower var.garch_min_days" in err and "Traceback" not in err
+    sc["var"]["garch_min_days"] = 300
+    path.write_text(yaml.safe_dump(sc))
+    assert main(["backtest", str(path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: var.garch_min_days: " in err and "var needs 301 closes up to the first date" in err

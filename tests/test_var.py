@@ -410,6 +410,8 @@ def test_chunked_equals_in_memory_with_options_and_grid(tmp_path):
         (lambda s: s["var"].update(holding_days=400), "var.holding_days", "less than or equal to 250"),
         (lambda s: s["var"].update(confidence=1.0), "var.confidence", "less than 1"),
         (lambda s: s["var"].update(filter="hybrid"), "var.filter", "'none', 'ewma' or 'garch'"),
+        (lambda s: s["var"].update(garch_min_days=50), "var.garch_min_days", "greater than or equal to 100"),
+        (lambda s: s["var"].update(garch_refit_days=0), "var.garch_refit_days", "greater than or equal to 1"),
         (
             lambda s: (
                 s["market"].update(Z={"price": 1.0})
@@ -553,11 +555,84 @@ def test_over_a_date_dim_each_date_uses_the_history_up_to_it(tmp_path, filter_):
 
 def test_over_a_date_dim_later_information_is_refused(tmp_path):
     frame = write_history(tmp_path / "h.csv")
-    sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"filter": "garch"})
-    with pytest.raises(InputError, match="filter: garch fits the whole history"):
-        marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")
     window = {"from": frame["date"].iloc[-10], "to": frame["date"].iloc[-1]}
     sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"stress": {"windows": [window]}})
     with pytest.raises(InputError, match="the window ends after the first valuation date") as e:
         marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")
     assert e.value.key_path == "var.stress.windows[0]"
+
+
+# ------------------------------------------------------------------------------------------------
+# filter: garch over a date dim: refitted on the past only
+# ------------------------------------------------------------------------------------------------
+
+
+def test_garch_over_dates_filters_with_the_latest_refit_of_arch(tmp_path):
+    """The variance path equals arch's own conditional volatility for the first fit's parameters
+    up to the second refit, then the GARCH(1,1) recursion by hand with each refit's parameters
+    (arch fits on the returns up to each refit date); each date's scenarios are the returns
+    over their own vol times the vol after the date."""
+    from arch import arch_model
+
+    from marginsim.kernels.var import garch_variance_path
+    from marginsim.methods.var.scenarios import garch_refit_dates, garch_refit_variance
+
+    frame = write_history(tmp_path / "h.csv", days=400)
+    r = np.diff(np.log(frame[["X", "Y"]].to_numpy()), axis=0)  # r[t] ends on row t + 1
+    params = VarParams(filter="garch", garch_min_days=200, garch_refit_days=60, lookback_days=100)
+    upto = 399
+    refits = [200, 260, 320, 380]
+    np.testing.assert_array_equal(garch_refit_dates(upto, params), refits)
+    path = garch_refit_variance(r, upto, params, None)
+    assert path.shape == (400, 2)
+    for j in range(2):
+        fits = [
+            arch_model(r[:i, j] * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off")
+            for i in refits
+        ]
+        theta = [f.params[["omega", "alpha[1]", "beta[1]"]].to_numpy() for f in fits]
+        # up to the second refit: arch's own variances with the first fit's parameters
+        fixed = arch_model(r[:260, j] * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fix(theta[0])
+        np.testing.assert_allclose(
+            path[:260, j], np.asarray(fixed.conditional_volatility) ** 2 / 1e4, rtol=1e-10
+        )
+        np.testing.assert_allclose(
+            path[:200, j], np.asarray(fits[0].conditional_volatility) ** 2 / 1e4, rtol=1e-10
+        )
+        s2 = [path[259, j]]  # then each refit's parameters from its date on, one day at a time
+        for t in range(260, upto + 1):
+            w, a, b = theta[(t - 200) // 60]
+            s2.append(w / 1e4 + a * r[t - 1, j] ** 2 + b * s2[-1])
+        np.testing.assert_allclose(path[259:, j], s2, rtol=1e-10)
+        assert not np.allclose(theta[0], theta[-1])  # the refits do move the parameters
+    # the compiled and the numpy engines agree, bit for bit (same operations in the same order)
+    rng = np.random.default_rng(1)
+    om, al, be = (
+        rng.uniform(1e-6, 1e-5, (3, 2)),
+        rng.uniform(0.02, 0.1, (3, 2)),
+        rng.uniform(0.8, 0.9, (3, 2)),
+    )
+    fit = np.repeat([0, 1, 2], [40, 30, 31])
+    ways = [garch_variance_path(r[:100], om, al, be, fit, path[0], engine=e) for e in ("numba", "numpy")]
+    np.testing.assert_array_equal(ways[0], ways[1])
+    # each valuation date's 2-day scenarios: sums of r / its vol, times the vol after the date
+    inputs = dated(marginsim.load(scenario(tmp_path / "h.csv", LINEAR_BOOK)), frame, 3)
+    scen = build_scenarios(inputs.history, params, None, inputs.market["date"].values)
+    z = r[:upto] / np.sqrt(path[:upto])
+    z2 = z[1:] + z[:-1]  # z2[j]: the 2-day return ending on row j + 2
+    for d, a in enumerate((397, 398, 399)):
+        want = z2[a - 2 - 99 : a - 1] * np.sqrt(path[a])
+        np.testing.assert_allclose(np.log(scen.price[:, :, d]), want.T, rtol=1e-12, atol=1e-15)
+
+
+def test_garch_over_dates_needs_garch_min_days_of_history(tmp_path):
+    frame = write_history(tmp_path / "h.csv", days=300)
+    sc = scenario(tmp_path / "h.csv", LINEAR_BOOK, {"filter": "garch", "lookback_days": 100})
+    with pytest.raises(
+        InputError, match=r"has 297 daily returns of history up to it: .*needs garch_min_days \(500\)"
+    ) as e:
+        marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")
+    assert e.value.key_path == "var.garch_min_days"
+    sc["var"]["garch_min_days"] = 297  # the first date has just enough
+    ds = marginsim.margin(dated(marginsim.load(sc), frame, 3), methods="var")["var"]
+    assert ds["hvar"].dims == ("account", "date") and (ds["hvar"].values > 0).all()

@@ -273,3 +273,101 @@ def filter_returns(r: np.ndarray, at_date: np.ndarray, now: np.ndarray) -> np.nd
     """Returns rescaled to today's vol: ``r[t] * sqrt(now / at_date[t])`` (0 variance: unscaled)."""
     ratio = np.divide(now[None, :], at_date, out=np.ones_like(at_date), where=at_date > 0)
     return r * np.sqrt(ratio)
+
+
+# -- GARCH(1,1) variance path with parameters refitted along it (``filter: garch`` over dates) ------
+
+__all__ += ["garch_variance_path"]  # here, not in the list above: kept apart from the other kernels
+
+
+def _garch_path_loop(r, omega, alpha, beta, fit, s0, out):  # pragma: no cover - compiled by numba
+    """``out[t, u] = omega[k, u] + alpha[k, u] r[t-1, u]^2 + beta[k, u] out[t-1, u]``, ``k = fit[t]``,
+    from ``out[0] = s0``, in parallel over the underlyings."""
+    n_t, n_u = r.shape
+    for u in prange(n_u):
+        s = s0[u]
+        out[0, u] = s
+        for t in range(1, n_t + 1):
+            k = fit[t]
+            x = r[t - 1, u]
+            s = omega[k, u] + alpha[k, u] * x * x + beta[k, u] * s
+            out[t, u] = s
+
+
+@functools.cache
+def _numba_garch_path():
+    return compile_kernel(_garch_path_loop, parallel=True)
+
+
+def garch_variance_path(
+    r: np.ndarray,
+    omega: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    fit: np.ndarray,
+    s0: np.ndarray,
+    *,
+    engine: Engine = "auto",
+) -> np.ndarray:
+    """GARCH(1,1) conditional variances filtered forward with time-varying parameters.
+
+    ``s[t] = omega[k] + alpha[k] r[t-1]^2 + beta[k] s[t-1]`` with ``k = fit[t]`` (the parameter set
+    in force on day ``t``: the latest refit at or before it), from ``s[0] = s0``: the recursion of
+    the ``arch`` package (zero mean), without its variance bounds.
+
+    Parameters
+    ----------
+    r
+        ``(T, U)`` daily log returns.
+    omega, alpha, beta
+        ``(R, U)`` parameters of each of ``R`` fits [omega: squared log return; alpha, beta: 1].
+    fit
+        ``(T + 1,)`` parameter set (row of ``omega``...) of each variance; non-decreasing.
+        ``fit[0]`` is not used.
+    s0
+        ``(U,)`` the variance of the first return [squared log return].
+    engine
+        ``"numba"``: one pass over the days, in parallel over underlyings; ``"numpy"``: one
+        ``scipy.signal.lfilter`` per stretch of constant parameters and underlying. Both do the
+        same operations in the same order: the same bits (so a size-dependent ``"auto"`` choice
+        cannot make a date's margin depend on how many dates a run values).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T + 1, U)``: row ``t`` is the variance of ``r[t]`` given the returns before it; row
+        ``T`` the forecast after the last return [squared log return].
+    """
+    n_t, n_u = r.shape
+    out = np.empty((n_t + 1, n_u))
+    if resolve_engine(engine, size=r.size) == "numba":
+        _numba_garch_path()(
+            np.ascontiguousarray(r, dtype=np.float64),
+            np.ascontiguousarray(omega, dtype=np.float64),
+            np.ascontiguousarray(alpha, dtype=np.float64),
+            np.ascontiguousarray(beta, dtype=np.float64),
+            np.ascontiguousarray(fit, dtype=np.int64),
+            np.ascontiguousarray(s0, dtype=np.float64),
+            out,
+        )
+        return out
+    import scipy.signal  # here: importing the methods must not import scipy (a small book needs none)
+
+    out[0] = s0
+    if n_t == 0:
+        return out
+    k_t = np.asarray(fit[1:], dtype=np.int64)
+    cut = np.flatnonzero(np.diff(k_t)) + 1
+    starts = np.concatenate([[0], cut])
+    stops = np.concatenate([cut, [n_t]])
+    # one linear filter per stretch of constant parameters (one per refit) and underlying: the
+    # coefficients differ per underlying, and each stretch starts from the last variance of the one before
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        k = k_t[a]
+        x = r[a:b]
+        c = omega[k] + alpha[k] * x * x  # (b - a, U)
+        for u in range(n_u):
+            out[a + 1 : b + 1, u] = scipy.signal.lfilter(
+                [1.0], [1.0, -beta[k, u]], c[:, u], zi=[beta[k, u] * out[a, u]]
+            )[0]
+    return out

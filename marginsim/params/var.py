@@ -21,6 +21,8 @@ __all__ = [
     "VarStress",
     "ConcentrationParams",
     "DEFAULT_LOOKBACK_DAYS",
+    "DEFAULT_GARCH_REFIT_DAYS",
+    "DEFAULT_GARCH_MIN_DAYS",
     "TEN_YEARS_DAYS",
 ]
 
@@ -28,6 +30,16 @@ __all__ = [
 TEN_YEARS_DAYS: int = 2520
 #: Scenario dates of the default lookback [trading days].
 DEFAULT_LOOKBACK_DAYS: int = TEN_YEARS_DAYS
+
+#: Refit interval of ``filter: garch`` over a backtest's dates [trading days]: 21, a trading month.
+#: Monthly recalibration is the usual cadence of a CCP's model parameters: GARCH(1,1) estimates on
+#: years of returns barely move in a month, the daily variance update (each new return) carries the
+#: news in between, and each refit costs one arch fit per underlying.
+DEFAULT_GARCH_REFIT_DAYS: int = 21
+#: Daily returns the first GARCH(1,1) fit of a backtest needs [trading days]: 500, about two years.
+#: Below a few hundred daily returns the persistence alpha + beta is poorly identified (the
+#: likelihood is flat along it) and the fitted parameters swing from one refit to the next.
+DEFAULT_GARCH_MIN_DAYS: int = 500
 
 #: A relative move of a price or a vol: above -100 %, at most +1,000 %.
 Move = Annotated[float, Field(gt=-1.0, le=10.0)]
@@ -98,7 +110,22 @@ class VarParams(StrictModel):
     filter: Literal["none", "ewma", "garch"] = Field(
         "ewma",
         description="Volatility filter: each daily return scaled by today's vol / the vol at its date before the "
-        "h-day sums (`ewma`: exponentially weighted; `garch`: GARCH(1,1) fitted by the arch package).",
+        "h-day sums (`ewma`: exponentially weighted; `garch`: GARCH(1,1) fitted by the arch package: on the "
+        "whole history, or over a backtest's dates refitted every garch_refit_days on the returns up to then).",
+    )
+    garch_refit_days: int = Field(
+        DEFAULT_GARCH_REFIT_DAYS,
+        ge=1,
+        le=100_000,
+        description="`garch` over a backtest's dates: the GARCH(1,1) parameters are re-estimated every "
+        "garch_refit_days dates of the history, on the returns up to the refit date [trading days].",
+    )
+    garch_min_days: int = Field(
+        DEFAULT_GARCH_MIN_DAYS,
+        ge=100,
+        le=100_000,
+        description="`garch` over a backtest's dates: daily returns the first fit needs; the first refit "
+        "date is the history date with that many returns up to it [trading days].",
     )
     ewma_lambda: float = Field(0.94, gt=0.0, lt=1.0, description="EWMA decay (RiskMetrics 0.94).")
     ewma_seed_days: int = Field(

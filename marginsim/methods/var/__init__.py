@@ -4,7 +4,8 @@ Steps:
 
 - :mod:`.scenarios`: from the scenario's ``history:``, overlapping ``holding_days``-day log returns
   ending on each of the last ``lookback_days`` dates (filtered: each daily return scaled by today's
-  vol / its date's vol, EWMA or GARCH(1,1)), the stress windows' and explicit scenarios, and the
+  vol / its date's vol, EWMA or GARCH(1,1); over a backtest's dates, GARCH refitted every
+  ``garch_refit_days`` on the returns up to then), the stress windows' and explicit scenarios, and the
   10-year floor's; scenario price = price now x exp(return), option vols x exp(vol return) where
   the history has vols;
 - :mod:`.pnl`: every held contract revalued under every scenario (linear or full revaluation),
@@ -122,7 +123,8 @@ def var_margin(
     InputError
         No ``history:``, a held contract without history, a history too short, a stress window
         outside the history. Over a ``date`` dim (a backtest: :func:`build_scenarios`), a date not
-        in the history, ``filter: garch``, a stress window ending after the first date.
+        in the history, with ``filter: garch`` a date with fewer than ``garch_min_days`` returns
+        up to it (``var.garch_min_days``), a stress window ending after the first date.
     """
     inputs.require_in_memory("var_margin")
     sc = inputs.scenario

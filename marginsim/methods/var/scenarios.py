@@ -9,17 +9,27 @@ factor multiplies the price now: ``exp(return)`` (``1 + move`` for an explicit o
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ...errors import InputError
-from ...kernels.var import ewma_variance, filter_returns, overlapping_sums
+from ...kernels.var import ewma_variance, filter_returns, garch_variance_path, overlapping_sums
 from ...params.var import VarParams
 
-__all__ = ["ScenarioSet", "build_scenarios", "garch_variance"]
+__all__ = [
+    "ScenarioSet",
+    "build_scenarios",
+    "garch_variance",
+    "garch_refit_variance",
+    "garch_refit_dates",
+    "clear_garch_fits",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,17 @@ class ScenarioSet:
         return self.label_text[self.label_index[part][index, date]]
 
 
+def _arch_model(file: str | None) -> Any:
+    """arch's ``arch_model`` (imported on first use: a book without ``filter: garch`` needs none)."""
+    try:
+        from arch import arch_model
+    except ImportError:
+        raise InputError(
+            "var.filter: garch needs the arch package: pip install arch", file=file, key_path="var.filter"
+        ) from None
+    return arch_model
+
+
 def garch_variance(r: np.ndarray, file: str | None) -> tuple[np.ndarray, np.ndarray]:
     """GARCH(1,1) variances of daily returns (the ``arch`` package, zero mean), per underlying.
 
@@ -81,12 +102,7 @@ def garch_variance(r: np.ndarray, file: str | None) -> tuple[np.ndarray, np.ndar
     now : numpy.ndarray
         ``(U,)`` the one-day-ahead forecast after the last return.
     """
-    try:
-        from arch import arch_model
-    except ImportError:
-        raise InputError(
-            "var.filter: garch needs the arch package: pip install arch", file=file, key_path="var.filter"
-        ) from None
+    arch_model = _arch_model(file)
     at_date = np.empty_like(r)
     now = np.empty(r.shape[1])
     scale = 100.0  # arch fits returns in percent best
@@ -97,6 +113,125 @@ def garch_variance(r: np.ndarray, file: str | None) -> tuple[np.ndarray, np.ndar
         at_date[:, j] = (np.asarray(res.conditional_volatility) / scale) ** 2
         now[j] = float(res.forecast(horizon=1, reindex=False).variance.values[-1, 0]) / scale**2
     return at_date, now
+
+
+def garch_refit_dates(upto: int, params: VarParams) -> np.ndarray:
+    """Rows of the history's dates on which ``filter: garch`` refits over a ``date`` dim, up to ``upto``.
+
+    The calendar is the history's: the first refit on the date with ``garch_min_days`` returns up
+    to it (row ``garch_min_days``), then every ``garch_refit_days`` dates. It does not depend on the
+    dates valued (a backtest's ``--from``, its runs between expiries), so that a date's margin
+    does not either. The refit on row ``i`` fits the returns ``r[:i]`` (those ending on rows 1 to
+    ``i``), known at that date's close.
+    """
+    return np.arange(params.garch_min_days, upto + 1, params.garch_refit_days)
+
+
+def garch_refit_variance(
+    r: np.ndarray,
+    upto: int,
+    params: VarParams,
+    file: str | None,
+    underlyings: list[str] | None = None,
+    dates: pd.DatetimeIndex | None = None,
+) -> np.ndarray:
+    """GARCH(1,1) variances of daily returns with only the information of each day: no look-ahead.
+
+    The parameters are re-estimated (``arch``, zero mean, as :func:`garch_variance`) on each
+    refit date of :func:`garch_refit_dates` on the returns up to it; the conditional variance is
+    then filtered forward day by day, each day with the parameters of the latest refit at or
+    before it (the days before the first refit with the first's, and from the first fit's
+    starting variance, arch's backcast). So the variance known at a date uses no later return.
+
+    Parameters
+    ----------
+    r
+        ``(T, U)`` daily log returns, ``r[t]`` ending on the history's row ``t + 1``.
+    upto
+        The last row of the history needed (the last valuation date): ``r[:upto]`` is used.
+    params
+        ``var:`` (``garch_min_days``, ``garch_refit_days``).
+    file
+        The scenario file, named by errors.
+    underlyings, dates
+        The names of ``r``'s columns and the history's dates, named by errors.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(upto + 1, U)``: row ``t`` the variance of ``r[t]`` known at the close of row ``t``
+        (row ``upto``: the forecast for the day after the last valuation date)
+        [squared log return].
+
+    Raises
+    ------
+    InputError
+        ``upto < garch_min_days`` (``var.garch_min_days``); a fit with non-finite parameters
+        (``var.filter``).
+    """
+    if upto < params.garch_min_days:
+        raise InputError(
+            f"{upto} daily returns: filter: garch's first fit needs garch_min_days ({params.garch_min_days})",
+            file=file,
+            key_path="var.garch_min_days",
+        )
+    arch_model = _arch_model(file)
+    refit = garch_refit_dates(upto, params)
+    n_u = r.shape[1]
+    est = np.empty((4, refit.size, n_u))  # omega [squared log return], alpha, beta, first variance
+    # one arch fit per (underlying, refit date): arch has no batched fit (each is a scipy
+    # optimisation of one series' likelihood); the filtering after them is one vectorised pass
+    for j in range(n_u):
+        for k, i in enumerate(refit.tolist()):
+            est[:, k, j] = _garch_fit(np.ascontiguousarray(r[:i, j]), arch_model)
+    bad = np.argwhere(~np.isfinite(est).all(axis=0))
+    if bad.size:
+        k, j = bad[0]
+        name = underlyings[j] if underlyings is not None else f"column {j}"
+        day = dates[refit[k]].date() if dates is not None else f"row {refit[k]}"
+        raise InputError(
+            f"the GARCH(1,1) fit of {name} on its returns up to {day} failed (non-finite parameters)",
+            file=file,
+            key_path="var.filter",
+        )
+    fit = np.clip((np.arange(upto + 1) - params.garch_min_days) // params.garch_refit_days, 0, None)
+    return garch_variance_path(r[:upto], est[0], est[1], est[2], fit, est[3, 0])
+
+
+#: The GARCH(1,1) fits made in this process: SHA-1 of the returns fitted -> omega [squared log
+#: return], alpha, beta and the first return's variance. A backtest runs the method once per
+#: stretch of dates between expiries, a chunked run once per chunk of accounts: each run would
+#: refit the same returns (arch's fit is deterministic). Emptied when it reaches
+#: :data:`_GARCH_FITS_MAX` entries (about 100 bytes each).
+_GARCH_FITS: dict[bytes, np.ndarray] = {}
+_GARCH_FITS_MAX = 50_000
+
+
+def clear_garch_fits() -> None:
+    """Forget the GARCH(1,1) fits made in this process (the next run refits: e.g. to time it)."""
+    _GARCH_FITS.clear()
+
+
+def _garch_fit(x: np.ndarray, arch_model: Any) -> np.ndarray:
+    """arch's zero-mean GARCH(1,1) fit of daily log returns ``x``: omega [squared log return], alpha,
+    beta, and the variance of ``x[0]`` (from arch's backcast) [squared log return]."""
+    key = hashlib.sha1(x.tobytes(), usedforsecurity=False).digest()
+    got = _GARCH_FITS.get(key)
+    if got is not None:
+        return got
+    scale = 100.0  # arch fits returns in percent best
+    with warnings.catch_warnings():  # a flat series: arch divides by its zero variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = arch_model(x * scale, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(
+            disp="off", show_warning=False
+        )
+    omega, alpha, beta = res.params[["omega", "alpha[1]", "beta[1]"]].to_numpy()
+    first = float(np.asarray(res.conditional_volatility)[0]) ** 2
+    out = np.array([omega / scale**2, alpha, beta, first / scale**2])
+    if len(_GARCH_FITS) >= _GARCH_FITS_MAX:
+        _GARCH_FITS.clear()
+    _GARCH_FITS[key] = out
+    return out
 
 
 def _rows(last: np.ndarray, n: int) -> np.ndarray:
@@ -126,8 +261,8 @@ def build_scenarios(
     InputError
         A history shorter than ``holding_days + 1`` dates, a stress window in which no return of
         the history ends; with ``valuation``: a date not in the history or without a return
-        before it, ``filter: garch`` (its fit would use later dates), a stress window that ends
-        after the first date.
+        before it, with ``filter: garch`` a date with fewer than ``garch_min_days`` returns up to
+        it (``var.garch_min_days``), a stress window that ends after the first date.
     """
     h = params.holding_days
     close = history["close"].values
@@ -160,11 +295,14 @@ def build_scenarios(
                 file=file,
                 key_path="history",
             )
-        if params.filter == "garch":
+        if params.filter == "garch" and at.min() < params.garch_min_days:
             raise InputError(
-                "filter: garch fits the whole history, later dates included: over a date dim use ewma or none",
+                f"valuation date {pd.Timestamp(valuation[int(np.argmin(at))]).date()} has {int(at.min())} "
+                f"daily returns of history up to it: filter: garch's first fit needs garch_min_days "
+                f"({params.garch_min_days}); give a longer history, a later first date or lower "
+                "var.garch_min_days",
                 file=file,
-                key_path="var.filter",
+                key_path="var.garch_min_days",
             )
     n = min(params.lookback_days, int(last.min()) + 1)
     rows = _rows(last, n)  # (n, D)
@@ -178,9 +316,16 @@ def build_scenarios(
         )
         main = overlapping_sums(filter_returns(r, at_date, now), h)[rows]
     else:  # per date: sum of r / vol at its date, times the vol after the date's own return
-        at_date, now = ewma_variance(r, params.ewma_lambda, params.ewma_seed_days)
-        z = overlapping_sums(np.divide(r, np.sqrt(at_date), out=r.copy(), where=at_date > 0), h)
-        after = np.concatenate([at_date[1:], now[None, :]])  # variance after each return
+        if params.filter == "ewma":
+            at_date, now = ewma_variance(r, params.ewma_lambda, params.ewma_seed_days)
+            after = np.concatenate([at_date[1:], now[None, :]])  # variance after each return
+            rd = r
+        else:  # garch refitted along the dates: the returns after the last date are not read
+            upto = int(at.max())
+            unds = [str(u) for u in history["underlying"].values]
+            path = garch_refit_variance(r, upto, params, file, unds, dates)
+            at_date, after, rd = path[:-1], path[1:], r[:upto]
+        z = overlapping_sums(np.divide(rd, np.sqrt(at_date), out=rd.copy(), where=at_date > 0), h)
         main = z[rows] * np.sqrt(after[last + h - 1])[None, :, :]
     parts = [main]  # (n, D, U)
     index = [rows]
