@@ -593,7 +593,25 @@ def _account_sums(
         has_exposure = tables.exposure is not None
         nov = np.zeros((n_t, n_g))
         exposure_out = np.zeros(n_t)
-        _kernel("_account_sums_kernel")(
+        n_e, n_a = base.acct_k.size, base.acct_ptr.size - 1
+        nov_terms, nov_prefix = np.empty((n_e, n_g)), np.empty((n_e + n_a, n_g))
+        exp_terms, exp_prefix = np.empty(n_e), np.empty(n_e + n_a)
+        exposure_table = np.ascontiguousarray(
+            tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float
+        )
+        _kernel("_account_prefix_kernel")(
+            base.acct_ptr,
+            base.acct_k,
+            base.acct_q,
+            np.ascontiguousarray(tables.nov, dtype=float),
+            exposure_table,
+            has_exposure,
+            nov_terms,
+            nov_prefix,
+            exp_terms,
+            exp_prefix,
+        )
+        _kernel("_account_sums_kernel", n_t)(
             trade_account,
             base.nov,
             base.exposure,
@@ -601,11 +619,15 @@ def _account_sums(
             hi,
             base.acct_k,
             base.acct_q,
+            nov_terms,
+            nov_prefix,
+            exp_terms,
+            exp_prefix,
             leg_ptr,
             np.ascontiguousarray(leg_k[order]),
             np.ascontiguousarray(leg_q[order]),
             np.ascontiguousarray(tables.nov, dtype=float),
-            np.ascontiguousarray(tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float),
+            exposure_table,
             has_exposure,
             nov,
             exposure_out,
@@ -664,6 +686,37 @@ def _merge_kernel(first, count, ent_k, ent_q, lp_ptr, leg_k, leg_q, out_p, out_k
     return r
 
 
+def _account_prefix_kernel(
+    acct_ptr,
+    acct_k,
+    acct_q,
+    nov_table,
+    exposure_table,
+    has_exposure,
+    nov_terms,
+    nov_prefix,
+    exp_terms,
+    exp_prefix,
+):  # pragma: no cover - compiled
+    # per account entry e (contract k, net q): its terms of the net option value, (0 + q) x nov
+    # per contract, and of the exposure margin, |0 + q| x rate, as _account_sums_kernel adds them;
+    # per account, their running sums in contract order (row ptr[a] + a + i: the first i entries)
+    n_g = nov_terms.shape[1]
+    for a in range(acct_ptr.size - 1):
+        r0 = acct_ptr[a] + a
+        for g in range(n_g):
+            nov_prefix[r0, g] = 0.0
+        exp_prefix[r0] = 0.0
+        for e in range(acct_ptr[a], acct_ptr[a + 1]):
+            k = acct_k[e]
+            net = 0.0 + acct_q[e]
+            for g in range(n_g):
+                nov_terms[e, g] = net * nov_table[k, g]
+                nov_prefix[e + a + 1, g] = nov_prefix[e + a, g] + nov_terms[e, g]
+            exp_terms[e] = abs(net) * exposure_table[k, 1 if net < 0.0 else 0] if has_exposure else 0.0
+            exp_prefix[e + a + 1] = exp_prefix[e + a] + exp_terms[e]
+
+
 def _account_sums_kernel(
     trade_account,
     b_nov,
@@ -672,6 +725,10 @@ def _account_sums_kernel(
     hi,
     acct_k,
     acct_q,
+    nov_terms,
+    nov_prefix,
+    exp_terms,
+    exp_prefix,
     leg_ptr,
     leg_k,
     leg_q,
@@ -683,38 +740,59 @@ def _account_sums_kernel(
 ):  # pragma: no cover - compiled
     # per trade: its account's net positions (contract order) merged with its legs (sorted by
     # contract, in order within one), each contract's net = 0 + base net + leg + leg ...; then
-    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's sums)
+    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's
+    # sums); the account's entries before the first leg's contract from the account's running
+    # sums, the unchanged ones after it by their terms (the same additions in the same order)
     # (a trade without a leg on such a contract: its account's own sums, the same terms)
     n_g = nov.shape[1]
-    for t in range(lo.size):
-        i = lo[t]
-        j = leg_ptr[t]
-        j_end = leg_ptr[t + 1]
-        a = trade_account[t]
-        if j == j_end and a >= 0:
-            for g in range(n_g):
-                nov[t, g] = b_nov[a, g]
-            if has_exposure:
-                exposure[t] = b_exposure[a]
-            continue
-        while i < hi[t] or j < j_end:
-            if j >= j_end or (i < hi[t] and acct_k[i] < leg_k[j]):
-                k = acct_k[i]
-                net = 0.0 + acct_q[i]
-                i += 1
-            else:
+    n_t = lo.size
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            i = lo[t]
+            i_end = hi[t]
+            j = leg_ptr[t]
+            j_end = leg_ptr[t + 1]
+            a = trade_account[t]
+            if j == j_end and a >= 0:
+                for g in range(n_g):
+                    nov[t, g] = b_nov[a, g]
+                if has_exposure:
+                    exposure[t] = b_exposure[a]
+                continue
+            if a >= 0:  # the entries before the first leg's contract
+                first = leg_k[j]
+                lo_s = i
+                hi_s = i_end
+                while lo_s < hi_s:
+                    mid = (lo_s + hi_s) // 2
+                    if acct_k[mid] < first:
+                        lo_s = mid + 1
+                    else:
+                        hi_s = mid
+                i = lo_s
+                for g in range(n_g):
+                    nov[t, g] = nov_prefix[i + a, g]
+                exposure[t] = exp_prefix[i + a]
+            while i < i_end or j < j_end:
+                if j >= j_end or (i < i_end and acct_k[i] < leg_k[j]):
+                    for g in range(n_g):
+                        nov[t, g] += nov_terms[i, g]
+                    exposure[t] += exp_terms[i]
+                    i += 1
+                    continue
                 k = leg_k[j]
                 net = 0.0
-                if i < hi[t] and acct_k[i] == k:
+                if i < i_end and acct_k[i] == k:
                     net += acct_q[i]
                     i += 1
                 while j < j_end and leg_k[j] == k:
                     net += leg_q[j]
                     j += 1
-            for g in range(n_g):
-                nov[t, g] += net * nov_table[k, g]
-            if has_exposure:
-                exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+                for g in range(n_g):
+                    nov[t, g] += net * nov_table[k, g]
+                if has_exposure:
+                    exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
 
 
 def _touched_pairs(
@@ -1003,6 +1081,10 @@ def _after_kernel(
     spread_ccs,
     snap_rem,
     snap_credit,
+    first_spread,
+    next_spread,
+    b_prefix,
+    b_terms,
     keep,
     group_rank,
     d_scan,
@@ -1020,8 +1102,12 @@ def _after_kernel(
     # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
     # that involve a combined commodity whose delta changed ("dirty": the touched ones, then every
     # leg of a spread redone), a clean leg entering with its base remaining delta and credit
-    # before that spread; then the after-book's pairs (the account's merged with the touched ones,
-    # by CC) summed as the book's margin sums them
+    # before that spread; a leg not touched whose remaining delta and credit after a spread
+    # redone are again the base's (equal to the base's state before its next spread,
+    # ``next_leg``, or to its final credit) is clean again. Then the after-book's pairs (the
+    # account's merged with the touched ones, by CC) summed as the book's margin sums them: the
+    # account's pairs before the first dirty CC from the base's running sums (``b_prefix``: the
+    # same additions in the same order), unless the per CC result is kept
     n_t = trade_account.size
     n_c = fx.size
     n_g = span_risk.shape[1]
@@ -1032,44 +1118,68 @@ def _after_kernel(
         acc = np.zeros((n_c, n_g))
         wf = np.zeros((n_c, n_g))
         dirty = np.zeros(n_words, dtype=np.uint64)
+        touched = np.zeros(n_words, dtype=np.uint64)
         held = np.zeros(n_words, dtype=np.uint64)
+        pending = np.zeros(n_c, dtype=np.int64)
+        dl = np.zeros(n_c, dtype=np.int64)
         for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
             a = trade_account[t]
             for w in range(n_words):
                 dirty[w] = 0
+                touched[w] = 0
                 held[w] = base_held[a, w] if a >= 0 else 0
             for j in range(tp_ptr[t], tp_ptr[t + 1]):
                 c = tp_cc[j]
                 bit = np.uint64(1) << np.uint64(c % 64)
                 dirty[c // 64] |= bit
+                touched[c // 64] |= bit
                 held[c // 64] |= bit
                 for g in range(n_g):
                     rem[c, g] = t_net_left[j, g]
                     wf[c, g] = t_wfpr[j, g]
                     acc[c, g] = 0.0
-            for s in range(i_leg_ptr.size - 1):
-                formed = True
-                hit = False
-                for w in range(n_words):
-                    if spread_ccs[s, w] & ~held[w]:
-                        formed = False
-                        break
-                    if spread_ccs[s, w] & dirty[w]:
-                        hit = True
-                if not formed or not hit:
-                    continue
+            # the spreads to redo, in priority order: the next spread of each dirty CC
+            # (pending[c]; -1: none left), the dirty CCs listed in dl[:nd]
+            nd = 0
+            for j in range(tp_ptr[t], tp_ptr[t + 1]):
+                c = tp_cc[j]
+                pending[c] = first_spread[c]
+                dl[nd] = c
+                nd += 1
+            while True:
+                s = -1
+                for q in range(nd):
+                    v = pending[dl[q]]
+                    if v >= 0 and (s < 0 or v < s):
+                        s = v
+                if s < 0:
+                    break
                 l0 = i_leg_ptr[s]
                 nl = i_leg_ptr[s + 1] - l0
+                formed = True
+                for j in range(nl):
+                    c = i_leg_cc[l0 + j]
+                    if not held[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                        formed = False
+                if not formed:  # the dirty legs move on to their next spread
+                    for j in range(nl):
+                        c = i_leg_cc[l0 + j]
+                        if dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                            pending[c] = next_spread[l0 + j]
+                    continue
                 for j in range(nl):
                     c = i_leg_cc[l0 + j]
                     bit = np.uint64(1) << np.uint64(c % 64)
                     if not dirty[c // 64] & bit:
                         dirty[c // 64] |= bit
+                        dl[nd] = c
+                        nd += 1
                         bp = base_pair_at[a * n_c + c]
                         for g in range(n_g):
                             rem[c, g] = snap_rem[a, s, j, g]
                             acc[c, g] = snap_credit[a, s, j, g]
                             wf[c, g] = b_wfpr[bp, g]
+                    pending[c] = next_spread[l0 + j]
                 for g in range(n_g):
                     for direction in (1.0, -1.0):
                         n = np.inf
@@ -1087,11 +1197,85 @@ def _after_kernel(
                                 + n * i_leg_flat[l0 + j]
                             )
                             rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+                for j in range(nl):  # a leg not touched back at the base's state is clean again
+                    c = i_leg_cc[l0 + j]
+                    bit = np.uint64(1) << np.uint64(c % 64)
+                    if touched[c // 64] & bit or not dirty[c // 64] & bit:
+                        continue
+                    same = True
+                    s2 = pending[c]
+                    if s2 >= 0:  # the base's state before the CC's next spread
+                        j2 = 0
+                        while i_leg_cc[i_leg_ptr[s2] + j2] != c:
+                            j2 += 1
+                        for g in range(n_g):
+                            if rem[c, g] != snap_rem[a, s2, j2, g] or acc[c, g] != snap_credit[a, s2, j2, g]:
+                                same = False
+                                break
+                    else:  # its final credit
+                        bp = base_pair_at[a * n_c + c]
+                        for g in range(n_g):
+                            if acc[c, g] != b_credit[bp, g]:
+                                same = False
+                                break
+                    if same:
+                        dirty[c // 64] &= ~bit
+                        q = 0
+                        while dl[q] != c:
+                            q += 1
+                        nd -= 1
+                        dl[q] = dl[nd]
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
             i_end = account_ptr[a + 1] if a >= 0 else 0
             j = tp_ptr[t]
             j_end = tp_ptr[t + 1]
+            if not keep:  # the sums only, per grid point in registers
+                r0 = 0
+                if a >= 0:  # the account's clean pairs before the first dirty CC: the base's sums
+                    while i < i_end and not dirty[base_cc[i] // 64] & (
+                        np.uint64(1) << np.uint64(base_cc[i] % 64)
+                    ):
+                        i += 1
+                    if j < j_end:  # touched pairs are dirty
+                        while i > account_ptr[a] and base_cc[i - 1] >= tp_cc[j]:
+                            i -= 1
+                    r0 = i + a
+                i_start = i
+                for g in range(n_g):
+                    i = i_start
+                    j = tp_ptr[t]
+                    sr = b_prefix[0, r0, g] if a >= 0 else 0.0
+                    mr = b_prefix[1, r0, g] if a >= 0 else 0.0
+                    ir = b_prefix[2, r0, g] if a >= 0 else 0.0
+                    while i < i_end or j < j_end:
+                        if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
+                            c = tp_cc[j]
+                            if i < i_end and base_cc[i] == c:
+                                i += 1
+                            x = t_scan[j, g] + t_intra[j, g] + t_spot[j, g] - acc[c, g]
+                            x = x - t_super[j, g]
+                            r = max(x, t_som[j])
+                            j += 1
+                        else:
+                            c = base_cc[i]
+                            e = i
+                            i += 1
+                            if not dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                                sr += b_terms[0, e, g]
+                                mr += b_terms[1, e, g]
+                                ir += b_terms[2, e, g]
+                                continue
+                            x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - acc[c, g]
+                            x = x - b_super[e, g]
+                            r = max(x, b_som[e])
+                        sr += 1.0 * (r * fx[c])
+                        mr += 1.0 * (r * m_factor[c] * fx[c])
+                        ir += 1.0 * (r * i_factor[c] * fx[c])
+                    span_risk[t, g] = sr
+                    maintenance_risk[t, g] = mr
+                    initial_risk[t, g] = ir
+                continue
             for g in range(n_g):
                 span_risk[t, g] = 0.0
                 maintenance_risk[t, g] = 0.0
@@ -1146,15 +1330,70 @@ def _after_kernel(
                     d_held[t, col] = True
 
 
+def _prefix_kernel(account_ptr, base_cc, b_risk, fx, m_factor, i_factor, prefix, terms):  # pragma: no cover
+    # per pair, its terms of the SPAN risk, the maintenance and the initial risk as _after_kernel
+    # adds them (terms[:, e]), and per account their running sums in CC order (prefix[:, ptr[a]
+    # + a + i]: the sum of the account's first i pairs)
+    n_g = b_risk.shape[1]
+    for a in range(account_ptr.size - 1):
+        r0 = account_ptr[a] + a
+        for g in range(n_g):
+            prefix[0, r0, g] = 0.0
+            prefix[1, r0, g] = 0.0
+            prefix[2, r0, g] = 0.0
+        for e in range(account_ptr[a], account_ptr[a + 1]):
+            c = base_cc[e]
+            for g in range(n_g):
+                r = b_risk[e, g]
+                terms[0, e, g] = 1.0 * (r * fx[c])
+                terms[1, e, g] = 1.0 * (r * m_factor[c] * fx[c])
+                terms[2, e, g] = 1.0 * (r * i_factor[c] * fx[c])
+                for v in range(3):
+                    prefix[v, e + a + 1, g] = prefix[v, e + a, g] + terms[v, e, g]
+
+
+def _spread_order(inter: SP.InterTable, n_cc: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inter spreads of each combined commodity in priority order, as a chain: the first
+    spread with a leg on each CC ``(C,)``, and per leg the next spread after the leg's with a leg
+    on the same CC ``(legs,)`` (-1: none)."""
+    n_l = inter.leg_cc.size
+    spread = np.repeat(np.arange(inter.n_spreads), np.diff(inter.leg_ptr))
+    first = np.full(n_cc, -1, dtype=np.int64)
+    nxt = np.full(n_l, -1, dtype=np.int64)
+    if not n_l:
+        return first, nxt
+    order = np.lexsort((spread, inter.leg_cc))  # by CC, then spread
+    cc, sp = inter.leg_cc[order], spread[order]
+    head = np.concatenate([[True], cc[1:] != cc[:-1]])
+    first[cc[head]] = sp[head]
+    # per leg, the first spread after its own in its CC's run (legs of one spread on one CC skipped)
+    run_end = np.searchsorted(cc, cc, side="right")
+    after = np.searchsorted(cc * (inter.n_spreads + 1) + sp, cc * (inter.n_spreads + 1) + sp, side="right")
+    ok = after < run_end
+    nxt[order[ok]] = sp[np.minimum(after, n_l - 1)][ok]
+    return first, nxt
+
+
 _COMPILED: dict = {}
 
 
-def _kernel(name: str):
-    """The compiled kernel ``name`` (numba, cached on disk, serial: a what-if batch is a few
-    milliseconds of work, below what threads repay on a shared 2-core machine), built on first use."""
-    if name not in _COMPILED:
-        _COMPILED[name] = compile_kernel(globals()[name], helpers=SP._helpers())
-    return _COMPILED[name]
+#: Kernels with a parallel variant (``prange`` over blocks of trades).
+_PARALLEL = {"_after_kernel", "_account_sums_kernel"}
+#: Trades from which those kernels run their parallel variant: below it the threads' start-up
+#: costs more than it saves.
+PARALLEL_MIN_TRADES = 2_000_000_000
+
+
+def _kernel(name: str, items: int = 0):
+    """The compiled kernel ``name`` (numba, cached on disk), built on first use; its parallel
+    variant when it has one and ``items`` (trades) >= :data:`PARALLEL_MIN_TRADES`."""
+    parallel = name in _PARALLEL and items >= PARALLEL_MIN_TRADES
+    key = (name, parallel)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_kernel(
+            globals()[name], helpers=SP._helpers(), suffix="_parallel" if parallel else "", parallel=parallel
+        )
+    return _COMPILED[key]
 
 
 def _after_numba(
@@ -1183,7 +1422,19 @@ def _after_numba(
     if inter is None:  # no spread: the cascade does nothing
         inter = SP.inter_table([])
     m_factor, i_factor = _class_factors(tables)
-    _kernel("_after_kernel")(
+    b_prefix = np.empty((3, bp.size + bp.n_accounts, n_g))
+    b_terms = np.empty((3, bp.size, n_g))
+    _kernel("_prefix_kernel")(
+        bp.account_ptr.astype(np.int64),
+        bp.cc.astype(np.int64),
+        np.ascontiguousarray(base.risk_cc, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        m_factor,
+        i_factor,
+        b_prefix,
+        b_terms,
+    )
+    _kernel("_after_kernel", n_t)(
         trade_account,
         bp.account_ptr.astype(np.int64),
         bp.cc.astype(np.int64),
@@ -1224,6 +1475,9 @@ def _after_numba(
         inter.cc_sets(tables.n_cc),
         base.snap_rem,
         base.snap_credit,
+        *_spread_order(inter, tables.n_cc),
+        b_prefix,
+        b_terms,
         keep,
         rank,
         d_scan,
