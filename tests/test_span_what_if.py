@@ -136,6 +136,26 @@ def test_after_figures_equal_the_full_margin_of_each_after_book_on_takas(takas, 
 
 
 @needs_takas
+def test_the_parallel_kernels_give_the_serial_figures_and_the_full_margin(takas, monkeypatch):
+    """The threaded variants of the per-trade kernels (large batches) run the same arithmetic."""
+    rng = np.random.default_rng(16)
+    names = takas.contracts["contract"].values
+    sizes = np.array([70, 30, 3])
+    account = np.repeat([f"acct{i}" for i in range(sizes.size)], sizes)
+    pick = rng.integers(0, names.size, sizes.sum())
+    inputs = takas.with_book(names[pick], rng.integers(-10, 11, sizes.sum()).astype(float), account)
+    trades = random_trades(rng, inputs, 400)
+    monkeypatch.setattr(W, "PARALLEL_MIN_TRADES", 10**12)
+    serial = span_what_if_arrays(inputs, *trades, engine="numba", groups=False)
+    monkeypatch.setattr(W, "PARALLEL_MIN_TRADES", 0)
+    parallel = span_what_if_arrays(inputs, *trades, engine="numba", groups=False)
+    xr.testing.assert_identical(serial, parallel)
+    full = span_margin(after_books(inputs, *trades), engine="numba", scan_loss=False)
+    for name in ("maintenance", "initial", "span_risk", "net_option_value"):
+        np.testing.assert_array_equal(parallel[name].values, full[name].values, err_msg=name)
+
+
+@needs_takas
 def test_one_hundred_position_account_and_one_leg_trades_on_every_kind_of_contract(takas):
     """The benchmark's case: one account, many one-leg trades (half on contracts it holds)."""
     rng = np.random.default_rng(3)

@@ -771,28 +771,35 @@ def _account_sums_kernel(
                     else:
                         hi_s = mid
                 i = lo_s
-                for g in range(n_g):
-                    nov[t, g] = nov_prefix[i + a, g]
-                exposure[t] = exp_prefix[i + a]
-            while i < i_end or j < j_end:
-                if j >= j_end or (i < i_end and acct_k[i] < leg_k[j]):
-                    for g in range(n_g):
-                        nov[t, g] += nov_terms[i, g]
-                    exposure[t] += exp_terms[i]
-                    i += 1
-                    continue
-                k = leg_k[j]
-                net = 0.0
-                if i < i_end and acct_k[i] == k:
-                    net += acct_q[i]
-                    i += 1
-                while j < j_end and leg_k[j] == k:
-                    net += leg_q[j]
-                    j += 1
-                for g in range(n_g):
-                    nov[t, g] += net * nov_table[k, g]
-                if has_exposure:
-                    exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+            i_start = i
+            j_start = j
+            for g in range(n_g + (1 if has_exposure else 0)):  # g == n_g: the exposure margin
+                i = i_start
+                j = j_start
+                x = 0.0
+                if a >= 0:
+                    x = nov_prefix[i + a, g] if g < n_g else exp_prefix[i + a]
+                while i < i_end or j < j_end:
+                    if j >= j_end or (i < i_end and acct_k[i] < leg_k[j]):
+                        x += nov_terms[i, g] if g < n_g else exp_terms[i]
+                        i += 1
+                        continue
+                    k = leg_k[j]
+                    net = 0.0
+                    if i < i_end and acct_k[i] == k:
+                        net += acct_q[i]
+                        i += 1
+                    while j < j_end and leg_k[j] == k:
+                        net += leg_q[j]
+                        j += 1
+                    if g < n_g:
+                        x += net * nov_table[k, g]
+                    else:
+                        x += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+                if g < n_g:
+                    nov[t, g] = x
+                else:
+                    exposure[t] = x
 
 
 def _touched_pairs(
@@ -1381,7 +1388,7 @@ _COMPILED: dict = {}
 _PARALLEL = {"_after_kernel", "_account_sums_kernel"}
 #: Trades from which those kernels run their parallel variant: below it the threads' start-up
 #: costs more than it saves.
-PARALLEL_MIN_TRADES = 2_000_000_000
+PARALLEL_MIN_TRADES = 100_000
 
 
 def _kernel(name: str, items: int = 0):
