@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import leave_one_out as LOO
 from . import span as K
 from . import span_pairs as SP
 from ._jit import compile_kernel, prange
@@ -1051,6 +1052,118 @@ def _inter_snapshots(
                         rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
+def _cascade(
+    a,
+    nd,
+    dl,
+    pending,
+    held,
+    dirty,
+    touched,
+    rem,
+    acc,
+    wf,
+    base_pair_at,
+    b_wfpr,
+    b_credit,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
+    next_spread,
+    snap_rem,
+    snap_credit,
+):  # pragma: no cover - compiled (inlined)
+    # the inter-commodity cascade of span_pairs._inter (the same arithmetic in the same order)
+    # redone for account ``a`` (-1: none in the base) from the spreads that involve a dirty CC:
+    # the dirty CCs dl[:nd], each with its next spread pending[c] (-1: none left); a clean leg
+    # enters with its base remaining delta and credit before the spread and is then dirty; a leg
+    # not touched back at the base's state after a spread (its state before its next spread, or
+    # its final credit) is clean again. rem, acc, wf: per CC, remaining delta, credit and WFPR.
+    n_c = rem.shape[0]
+    n_g = rem.shape[1]
+    while True:
+        s = -1
+        for q in range(nd):
+            v = pending[dl[q]]
+            if v >= 0 and (s < 0 or v < s):
+                s = v
+        if s < 0:
+            break
+        l0 = i_leg_ptr[s]
+        nl = i_leg_ptr[s + 1] - l0
+        formed = True
+        for j in range(nl):
+            c = i_leg_cc[l0 + j]
+            if not held[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                formed = False
+        if not formed:  # the dirty legs move on to their next spread
+            for j in range(nl):
+                c = i_leg_cc[l0 + j]
+                if dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                    pending[c] = next_spread[l0 + j]
+            continue
+        for j in range(nl):
+            c = i_leg_cc[l0 + j]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            if not dirty[c // 64] & bit:
+                dirty[c // 64] |= bit
+                dl[nd] = c
+                nd += 1
+                bp = base_pair_at[a * n_c + c]
+                for g in range(n_g):
+                    rem[c, g] = snap_rem[a, s, j, g]
+                    acc[c, g] = snap_credit[a, s, j, g]
+                    wf[c, g] = b_wfpr[bp, g]
+            pending[c] = next_spread[l0 + j]
+        for g in range(n_g):
+            for direction in (1.0, -1.0):
+                n = np.inf
+                for j in range(nl):
+                    v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
+                    n = min(n, v / i_leg_ratio[l0 + j])
+                    if n == 0.0:
+                        break
+                if n == 0.0 or not np.isfinite(n):
+                    continue
+                for j in range(nl):
+                    c = i_leg_cc[l0 + j]
+                    acc[c, g] += (
+                        n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j] + n * i_leg_flat[l0 + j]
+                    )
+                    rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+        for j in range(nl):  # a leg not touched back at the base's state is clean again
+            c = i_leg_cc[l0 + j]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            if touched[c // 64] & bit or not dirty[c // 64] & bit:
+                continue
+            same = True
+            s2 = pending[c]
+            if s2 >= 0:  # the base's state before the CC's next spread
+                j2 = 0
+                while i_leg_cc[i_leg_ptr[s2] + j2] != c:
+                    j2 += 1
+                for g in range(n_g):
+                    if rem[c, g] != snap_rem[a, s2, j2, g] or acc[c, g] != snap_credit[a, s2, j2, g]:
+                        same = False
+                        break
+            else:  # its final credit
+                bp = base_pair_at[a * n_c + c]
+                for g in range(n_g):
+                    if acc[c, g] != b_credit[bp, g]:
+                        same = False
+                        break
+            if same:
+                dirty[c // 64] &= ~bit
+                q = 0
+                while dl[q] != c:
+                    q += 1
+                nd -= 1
+                dl[q] = dl[nd]
+
+
 def _after_kernel(
     trade_account,
     account_ptr,
@@ -1153,85 +1266,30 @@ def _after_kernel(
                 pending[c] = first_spread[c]
                 dl[nd] = c
                 nd += 1
-            while True:
-                s = -1
-                for q in range(nd):
-                    v = pending[dl[q]]
-                    if v >= 0 and (s < 0 or v < s):
-                        s = v
-                if s < 0:
-                    break
-                l0 = i_leg_ptr[s]
-                nl = i_leg_ptr[s + 1] - l0
-                formed = True
-                for j in range(nl):
-                    c = i_leg_cc[l0 + j]
-                    if not held[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
-                        formed = False
-                if not formed:  # the dirty legs move on to their next spread
-                    for j in range(nl):
-                        c = i_leg_cc[l0 + j]
-                        if dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
-                            pending[c] = next_spread[l0 + j]
-                    continue
-                for j in range(nl):
-                    c = i_leg_cc[l0 + j]
-                    bit = np.uint64(1) << np.uint64(c % 64)
-                    if not dirty[c // 64] & bit:
-                        dirty[c // 64] |= bit
-                        dl[nd] = c
-                        nd += 1
-                        bp = base_pair_at[a * n_c + c]
-                        for g in range(n_g):
-                            rem[c, g] = snap_rem[a, s, j, g]
-                            acc[c, g] = snap_credit[a, s, j, g]
-                            wf[c, g] = b_wfpr[bp, g]
-                    pending[c] = next_spread[l0 + j]
-                for g in range(n_g):
-                    for direction in (1.0, -1.0):
-                        n = np.inf
-                        for j in range(nl):
-                            v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
-                            n = min(n, v / i_leg_ratio[l0 + j])
-                            if n == 0.0:
-                                break
-                        if n == 0.0 or not np.isfinite(n):
-                            continue
-                        for j in range(nl):
-                            c = i_leg_cc[l0 + j]
-                            acc[c, g] += (
-                                n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j]
-                                + n * i_leg_flat[l0 + j]
-                            )
-                            rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
-                for j in range(nl):  # a leg not touched back at the base's state is clean again
-                    c = i_leg_cc[l0 + j]
-                    bit = np.uint64(1) << np.uint64(c % 64)
-                    if touched[c // 64] & bit or not dirty[c // 64] & bit:
-                        continue
-                    same = True
-                    s2 = pending[c]
-                    if s2 >= 0:  # the base's state before the CC's next spread
-                        j2 = 0
-                        while i_leg_cc[i_leg_ptr[s2] + j2] != c:
-                            j2 += 1
-                        for g in range(n_g):
-                            if rem[c, g] != snap_rem[a, s2, j2, g] or acc[c, g] != snap_credit[a, s2, j2, g]:
-                                same = False
-                                break
-                    else:  # its final credit
-                        bp = base_pair_at[a * n_c + c]
-                        for g in range(n_g):
-                            if acc[c, g] != b_credit[bp, g]:
-                                same = False
-                                break
-                    if same:
-                        dirty[c // 64] &= ~bit
-                        q = 0
-                        while dl[q] != c:
-                            q += 1
-                        nd -= 1
-                        dl[q] = dl[nd]
+            _cascade(
+                a,
+                nd,
+                dl,
+                pending,
+                held,
+                dirty,
+                touched,
+                rem,
+                acc,
+                wf,
+                base_pair_at,
+                b_wfpr,
+                b_credit,
+                i_leg_ptr,
+                i_leg_cc,
+                i_leg_sign,
+                i_leg_ratio,
+                i_leg_rate,
+                i_leg_flat,
+                next_spread,
+                snap_rem,
+                snap_credit,
+            )
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
             i_end = account_ptr[a + 1] if a >= 0 else 0
@@ -1385,7 +1443,7 @@ _COMPILED: dict = {}
 
 
 #: Kernels with a parallel variant (``prange`` over blocks of trades).
-_PARALLEL = {"_after_kernel", "_account_sums_kernel"}
+_PARALLEL = {"_after_kernel", "_account_sums_kernel", "_without_kernel"}
 #: Trades from which those kernels run their parallel variant: below it the threads' start-up
 #: costs more than it saves.
 PARALLEL_MIN_TRADES = 100_000
@@ -1398,9 +1456,16 @@ def _kernel(name: str, items: int = 0):
     key = (name, parallel)
     if key not in _COMPILED:
         _COMPILED[key] = compile_kernel(
-            globals()[name], helpers=SP._helpers(), suffix="_parallel" if parallel else "", parallel=parallel
+            globals()[name], helpers=_helpers(), suffix="_parallel" if parallel else "", parallel=parallel
         )
     return _COMPILED[key]
+
+
+def _helpers() -> dict:
+    """The compiled helpers the kernels call (inlined into them)."""
+    if "_cascade" not in _COMPILED:
+        _COMPILED["_cascade"] = compile_kernel(_cascade, inline="always")
+    return {**SP._helpers(), "_cascade": _COMPILED["_cascade"]}
 
 
 def _after_numba(
@@ -1521,3 +1586,273 @@ def _class_factors(tables: SpanTables) -> tuple[np.ndarray, np.ndarray]:
         return np.ones_like(ratio), ratio
     ic = np.asarray(tables.initial_class, dtype=bool)
     return np.where(ic, 1.0 / ratio, 1.0), np.where(ic, 1.0, ratio)
+
+
+# -- the leave-one-out risk of each position (SPAN attribution's marginal) ----------------------------
+
+
+def risk_without(
+    position_account: np.ndarray,
+    contract: np.ndarray,
+    qty: np.ndarray,
+    n_accounts: int,
+    tables: SpanTables,
+    linked: np.ndarray,
+    net: bool,
+) -> np.ndarray:
+    """Per position, the risk of its account's combined commodities in its linked set (CCs joined
+    by inter spreads) without the position, in the maintenance class [reporting currency].
+
+    The arithmetic of margining, for each position, its account's rows in the linked set less
+    the position as one account (rows by contract, netted per contract when ``net``, else in
+    book order): only the position's own combined commodity is scanned, spread and counted again
+    (its other rows), the other CCs of the set keep the book's state, the inter-commodity cascade
+    is redone from the spreads the change reaches, and the set's CC risks are summed in CC order
+    from 0. Numba engine only; no super spreads (their credit moves the months of every CC of a
+    set).
+
+    Parameters
+    ----------
+    position_account, contract, qty
+        Account index, contract (row of the tables) and signed quantity [contracts] per position.
+    n_accounts
+        Number of accounts.
+    tables
+        The plan's tables (``super_`` ``None``).
+    linked
+        Linked set of each CC ``(C,)``.
+    net
+        Net each variant's rows per contract (in contract order) rather than keep them in book order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, G)``.
+    """
+    if tables.super_ is not None:
+        raise ValueError("risk_without: super spreads are not supported")
+    n, n_g = qty.size, tables.risk_array.shape[1]
+    n_c, n_k = tables.n_cc, tables.risk_array.shape[0]
+    if n == 0:
+        return np.zeros((0, n_g))
+    position_account = np.asarray(position_account, dtype=np.int64)
+    contract = np.asarray(contract, dtype=np.int64)
+    qty = np.asarray(qty, dtype=float)
+    cc = tables.cc_of_k[contract].astype(np.int64)
+    cc_key = position_account * n_c + cc
+    order = np.lexsort((contract, cc_key)) if net else np.argsort(cc_key, kind="stable")
+    # the book, by pair (netted per contract, or in book order within a pair)
+    if net:
+        b_a, b_k, b_q, _ = SP.net_positions(position_account, contract, qty, n_k)
+    else:
+        b_a, b_k, b_q = position_account[order], contract[order], qty[order]
+    pairs = SP.pairs_of(b_a, tables.cc_of_k[b_k], n_accounts, n_c)
+    st = _pass_and_spreads(pairs, b_a, b_k, b_q, tables)
+    credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, "numba")
+    risk_cc = np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None])
+    # each position's own pair without it: its pair's other rows (a pseudo-account per position)
+    variant, v_k, v_q = LOO.variant_rows(cc_key, order, contract, qty, net, "numba")
+    own = SP.Pairs(
+        account=np.arange(n, dtype=np.int64),
+        cc=cc[order],
+        of_position=variant,
+        account_ptr=np.arange(n + 1, dtype=np.int64),
+        n_accounts=n,
+        n_cc=n_c,
+        pair_at=np.zeros(0, dtype=np.int32),
+    )
+    touched = _pass_and_spreads(own, variant, v_k, v_q, tables)
+    empty = np.bincount(variant, minlength=n) == 0
+    inter = tables.inter if tables.inter is not None else SP.inter_table([])
+    m_factor, _ = _class_factors(tables)
+    b_terms = np.ascontiguousarray(
+        1.0 * (risk_cc * m_factor[pairs.cc][:, None] * tables.fx[pairs.cc][:, None])
+    )
+    out = np.empty((n, n_g))
+    _kernel("_without_kernel", n)(
+        position_account[order],
+        cc[order],
+        np.ascontiguousarray(linked, dtype=np.int64),
+        empty,
+        pairs.account_ptr.astype(np.int64),
+        pairs.cc.astype(np.int64),
+        pairs.pair_at,
+        held_sets,
+        st.scan_risk,
+        st.intra,
+        st.spot,
+        np.ascontiguousarray(st.som, dtype=float),
+        credit,
+        np.ascontiguousarray(st.wfpr),
+        b_terms,
+        touched.scan_risk,
+        touched.intra,
+        touched.spot,
+        np.ascontiguousarray(touched.net_left),
+        np.ascontiguousarray(touched.wfpr),
+        np.ascontiguousarray(touched.som, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        m_factor,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
+        *_spread_order(inter, n_c),
+        snap_rem,
+        snap_credit,
+        out,
+    )
+    result = np.empty((n, n_g))
+    result[order] = out
+    return result
+
+
+def _pass_and_spreads(
+    pairs: SP.Pairs, account: np.ndarray, contract: np.ndarray, qty: np.ndarray, tables: SpanTables
+) -> _PairState:
+    """The pairs' state from their rows (as given): one pass of :func:`span_pairs.book_pass`,
+    then the spreads and the short option minimum (numba)."""
+    row0 = _row0(pairs, tables.n_months)
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        pairs,
+        account,
+        contract,
+        qty,
+        tables.risk_array,
+        tables.scenario_pair,
+        tables.time_scenarios,
+        row0,
+        tables.month_idx,
+        tables.delta,
+        tables.is_call,
+        tables.is_put,
+        "numba",
+        keep_loss=False,
+    )
+    n_g = ledger.shape[1]
+    return _spreads_and_som(
+        pairs,
+        np.zeros((0, n_g, 0)),
+        row0,
+        ledger,
+        counts,
+        tables,
+        "numba",
+        scanned=(scan_risk, active, prisk),
+    )
+
+
+def _without_kernel(
+    row_account,
+    row_cc,
+    linked,
+    empty,
+    account_ptr,
+    base_cc,
+    base_pair_at,
+    base_held,
+    b_scan,
+    b_intra,
+    b_spot,
+    b_som,
+    b_credit,
+    b_wfpr,
+    b_terms,
+    t_scan,
+    t_intra,
+    t_spot,
+    t_net_left,
+    t_wfpr,
+    t_som,
+    fx,
+    m_factor,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
+    first_spread,
+    next_spread,
+    snap_rem,
+    snap_credit,
+    out,
+):  # pragma: no cover - compiled
+    # per position v (sorted by pair): its pair without it (t_*, an empty pair adds nothing: the
+    # variant does not hold the CC, and as a held CC without delta it forms no spread), the
+    # cascade redone from its CC's spreads, then the linked set's CC risks in the maintenance
+    # class summed in CC order from 0, as the margin of the variant sums them
+    n_t = row_account.size
+    n_c = fx.size
+    n_g = out.shape[1]
+    n_words = base_held.shape[1]
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        rem = np.zeros((n_c, n_g))
+        acc = np.zeros((n_c, n_g))
+        wf = np.zeros((n_c, n_g))
+        dirty = np.zeros(n_words, dtype=np.uint64)
+        touched = np.zeros(n_words, dtype=np.uint64)
+        held = np.zeros(n_words, dtype=np.uint64)
+        pending = np.zeros(n_c, dtype=np.int64)
+        dl = np.zeros(n_c, dtype=np.int64)
+        for v in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            a = row_account[v]
+            c = row_cc[v]
+            for w in range(n_words):
+                dirty[w] = 0
+                touched[w] = 0
+                held[w] = base_held[a, w]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            dirty[c // 64] |= bit
+            touched[c // 64] |= bit
+            for g in range(n_g):
+                rem[c, g] = t_net_left[v, g]
+                wf[c, g] = t_wfpr[v, g]
+                acc[c, g] = 0.0
+            pending[c] = first_spread[c]
+            dl[0] = c
+            _cascade(
+                a,
+                1,
+                dl,
+                pending,
+                held,
+                dirty,
+                touched,
+                rem,
+                acc,
+                wf,
+                base_pair_at,
+                b_wfpr,
+                b_credit,
+                i_leg_ptr,
+                i_leg_cc,
+                i_leg_sign,
+                i_leg_ratio,
+                i_leg_rate,
+                i_leg_flat,
+                next_spread,
+                snap_rem,
+                snap_credit,
+            )
+            own_set = linked[c]
+            for g in range(n_g):
+                x = 0.0
+                for e in range(account_ptr[a], account_ptr[a + 1]):
+                    ce = base_cc[e]
+                    if linked[ce] != own_set:
+                        continue
+                    if ce == c:
+                        if empty[v]:
+                            continue
+                        r = max(t_scan[v, g] + t_intra[v, g] + t_spot[v, g] - acc[c, g], t_som[v])
+                    elif dirty[ce // 64] & (np.uint64(1) << np.uint64(ce % 64)):
+                        r = max(b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - acc[ce, g], b_som[e])
+                    else:
+                        x += b_terms[e, g]
+                        continue
+                    x += 1.0 * (r * m_factor[ce] * fx[ce])
+                out[v, g] = x
