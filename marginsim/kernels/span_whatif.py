@@ -1598,7 +1598,7 @@ def risk_without(
     n_accounts: int,
     tables: SpanTables,
     linked: np.ndarray,
-    net: bool,
+    repeats: bool | None = None,
 ) -> np.ndarray:
     """Per position, the risk of its account's combined commodities in its linked set (CCs joined
     by inter spreads) without the position, in the maintenance class [reporting currency].
@@ -1621,8 +1621,10 @@ def risk_without(
         The plan's tables (``super_`` ``None``).
     linked
         Linked set of each CC ``(C,)``.
-    net
-        Net each variant's rows per contract (in contract order) rather than keep them in book order.
+    repeats
+        Whether the book holds a contract in two rows of one account (``None``: unknown, found
+        here). The variants are netted per contract (in contract order) when one of them holds a
+        contract twice (its linked set less its row), else kept in book order.
 
     Returns
     -------
@@ -1640,11 +1642,24 @@ def risk_without(
     qty = np.asarray(qty, dtype=float)
     cc = tables.cc_of_k[contract].astype(np.int64)
     cc_key = position_account * n_c + cc
-    order = np.lexsort((contract, cc_key)) if net else np.argsort(cc_key, kind="stable")
-    # the book, by pair (netted per contract, or in book order within a pair)
-    if net:
-        b_a, b_k, b_q, _ = SP.net_positions(position_account, contract, qty, n_k)
-    else:
+    net = False
+    if repeats is None or repeats:  # by pair then contract (ties in book order): runs of a contract
+        by_contract = cc_key * n_k + contract
+        order = np.argsort(by_contract, kind="stable")
+        sorted_key = by_contract[order]
+        new_run = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+        run = np.cumsum(new_run) - 1
+        run_len = np.bincount(run)[run]
+        if (run_len >= 2).any():  # a variant nets rows when its linked set less its row repeats a contract
+            set_key = position_account * (int(linked.max()) + 1) + linked[cc]
+            set_size = np.bincount(set_key)[set_key[order]]
+            net = bool(((run_len >= 3) | ((run_len == 2) & (set_size > 2))).any())
+    if net:  # the book netted per (account, contract), in contract order: 0 + its rows in book order
+        heads = order[new_run]
+        b_a, b_k = position_account[heads], contract[heads]
+        b_q = np.bincount(run, weights=qty[order], minlength=heads.size)
+    else:  # rows by pair, in book order
+        order = np.argsort(cc_key, kind="stable")
         b_a, b_k, b_q = position_account[order], contract[order], qty[order]
     pairs = SP.pairs_of(b_a, tables.cc_of_k[b_k], n_accounts, n_c)
     st = _pass_and_spreads(pairs, b_a, b_k, b_q, tables)

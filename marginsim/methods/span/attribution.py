@@ -233,6 +233,11 @@ def _risk_without(
     contract = book["contract_index"].values
     qty = np.asarray(book["quantity"].values, dtype=float)
     book_a = book["account_index"].values
+    if INCREMENTAL and eng == "numba" and plan.super_ is None:  # its own CC again, the rest as the book's
+        linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])
+        return W.risk_without(
+            book_a, plan.local[contract], qty, book.sizes["account"], _tables(plan), linked, netted
+        )
     # a variant's rows are some rows of one account: one per (account, contract) when the book's are
     net = _net_positions(book_a, plan.local[contract], qty)[0] is not book_a if netted is None else netted
     if net:  # by key, then contract (ties in book order): a variant's rows to net are adjacent
@@ -244,11 +249,6 @@ def _risk_without(
         group_size = np.bincount(key, minlength=int(key.max()) + 1)[sk]
         # a variant nets rows when its group less its row repeats a contract
         net = bool(((run_len >= 3) | ((run_len == 2) & (group_size > 2))).any())
-    if INCREMENTAL and eng == "numba" and plan.super_ is None:  # its own CC again, the rest as the book's
-        linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])
-        return W.risk_without(
-            book_a, plan.local[contract], qty, book.sizes["account"], _tables(plan), linked, net
-        )
     if not net:  # as they come (no variant nets rows): in book order
         order = np.argsort(key, kind="stable")
     variant, k_rows, q_rows = LOO.variant_rows(key, order, contract, qty, net, eng)
