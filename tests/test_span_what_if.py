@@ -448,6 +448,16 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
     if name == "inter_spreads.xml":
         assert float(np.abs(full["super_spread_credit"]).sum()) > 0
         assert float(np.abs(full["inter_spread_credit"]).sum()) > 0
+        # the per-trade super spread credit is the full margin's, per CC
+        got = after["super_spread_credit"]
+        want = full["super_spread_credit"].sel(group=after["group"].values)
+        assert float(np.abs(got).sum()) > 0
+        if engine == "numba":
+            np.testing.assert_array_equal(got.values, want.values)
+        else:
+            np.testing.assert_allclose(got.values, want.values, rtol=1e-9, atol=1e-6)
+    else:
+        assert "super_spread_credit" not in after
     if name == "exposure_nse.xml":
         assert (full["exposure_margin"].values > 0).mean() > 0.5
         np.testing.assert_array_equal(after["exposure_margin"].values, full["exposure_margin"].values)

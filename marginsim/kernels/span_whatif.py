@@ -219,7 +219,8 @@ class AfterTrades:
         When asked for (``group_rank``), the per combined commodity variables of
         :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
         ``(T, n_out)``); amounts in the reporting currency, ``active_scenario`` 1-based, 0 (1 for
-        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC.
+        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC;
+        with super spreads also ``super_spread_credit``.
     """
 
     nov: np.ndarray
@@ -255,8 +256,12 @@ def _dense_groups(
         (values["risk_cc"] * f, 0.0),
         (np.ones(n_p, dtype=bool), False),
     ]
+    names = list(GROUP_VARIABLES)
+    if values.get("super") is not None:
+        items.append((values["super"] * f, 0.0))
+        names.append("super_spread_credit")
     dense = SP.to_dense_many(items, index, n_t * n_out)
-    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(GROUP_VARIABLES, dense)}
+    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(names, dense)}
 
 
 def _pairs_of_accounts(ptr: np.ndarray, account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -977,6 +982,7 @@ def _after_numpy(
         "credit": credit,
         "som": som,
         "risk_cc": risk_cc,
+        "super": super_credit,
     }
     return replace(
         out, groups=_dense_groups(n_t, n_g, group_rank, pairs.account, pairs.cc, tables.fx, values)
@@ -1215,6 +1221,7 @@ def _after_kernel(
     d_som,
     d_risk,
     d_held,
+    d_super,
     span_risk,
     maintenance_risk,
     initial_risk,
@@ -1383,12 +1390,14 @@ def _after_kernel(
                             d_intra[t, col, g] = t_intra[-e - 1, g] * f
                             d_spot[t, col, g] = t_spot[-e - 1, g] * f
                             d_som[t, col, g] = t_som[-e - 1] * f
+                            d_super[t, col, g] = t_super[-e - 1, g] * f
                         else:
                             d_scan[t, col, g] = b_scan[e, g] * f
                             d_active[t, col, g] = b_active[e, g] + 1
                             d_intra[t, col, g] = b_intra[e, g] * f
                             d_spot[t, col, g] = b_spot[e, g] * f
                             d_som[t, col, g] = b_som[e] * f
+                            d_super[t, col, g] = b_super[e, g] * f
                         d_credit[t, col, g] = cr * f
                         d_risk[t, col, g] = r * f
                 if keep:
@@ -1485,7 +1494,7 @@ def _after_numba(
     n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
     rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
     shape = (n_t, n_out, n_g) if keep else (0, 0, n_g)
-    d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
+    d_scan, d_intra, d_spot, d_credit, d_som, d_risk, d_super = (np.zeros(shape) for _ in range(7))
     d_active = np.ones(shape, dtype=np.int64)
     d_held = np.zeros(shape[:2], dtype=bool)
     span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g))
@@ -1560,6 +1569,7 @@ def _after_numba(
         d_som,
         d_risk,
         d_held,
+        d_super,
         span_risk,
         maintenance_risk,
         initial_risk,
@@ -1569,6 +1579,8 @@ def _after_numba(
         groups = dict(
             zip(GROUP_VARIABLES, (d_scan, d_active, d_intra, d_spot, d_credit, d_som, d_risk, d_held))
         )
+        if tables.super_ is not None:
+            groups["super_spread_credit"] = d_super
     return AfterTrades(
         nov=nov,
         span_risk=span_risk,
