@@ -499,3 +499,15 @@ def test_hand_checked_exposure_margin_of_a_trade():
     assert float(after["maintenance"][0]) == pytest.approx(156_650.0, abs=1e-9)  # test_span_inter's figure
     assert float(after["maintenance"][0]) == float(full["maintenance"][0])
     assert float(after["maintenance"][1]) == 0.0  # flat: no risk, no exposure
+
+
+def test_super_spread_credit_per_trade_in_blocks(tmp_path, monkeypatch):
+    """The per-trade super spread credit survives the blocks of a large batch."""
+    import marginsim.methods.span.what_if as WI
+
+    inputs, rng = feature_book("inter_spreads.xml", seed=3, tmp_path=tmp_path)
+    trades = random_trades(rng, inputs, 60)
+    whole = span_what_if_arrays(inputs, *trades)
+    assert float(np.abs(whole["super_spread_credit"]).sum()) > 0
+    monkeypatch.setattr(WI, "MAX_BLOCK_PAIRS", 7)
+    xr.testing.assert_identical(whole, span_what_if_arrays(inputs, *trades))
