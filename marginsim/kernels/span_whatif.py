@@ -51,7 +51,16 @@ from . import span_pairs as SP
 from ._jit import compile_kernel, prange
 from .span_pairs import _CHUNKS
 
-__all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
+__all__ = [
+    "SpanTables",
+    "BaseState",
+    "AfterTrades",
+    "GROUP_VARIABLES",
+    "PARALLEL_MIN_TRADES",
+    "base_state",
+    "after_trades",
+    "risk_without",
+]
 
 
 @dataclass(frozen=True)
