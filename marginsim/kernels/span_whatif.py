@@ -21,8 +21,11 @@ Two engines:
   changed delta reaches: a spread is redone when one of its legs' combined commodities is
   "dirty" (touched, or a leg of a spread redone before), a clean leg entering with the book's
   remaining delta and credit just before that spread (recorded by :func:`_inter_snapshots` when
-  the base state is made). Nothing of size trades x pairs is built unless the per combined
-  commodity result is asked for.
+  the base state is made); each dirty CC follows its own chain of spreads, and a leg not
+  touched that is back at the base's state after a spread is clean again. The sums start from
+  the base's running sums before the first dirty CC (before the first leg's contract for the
+  net option value and exposure margin) and add the rest in order. Nothing of size trades x
+  pairs is built unless the per combined commodity result is asked for.
 * ``"numpy"``: the reference. Every trade is an "account" of a pair layout
   (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
   and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
@@ -33,6 +36,9 @@ book's order of additions) and margined in contract order, with the arithmetic o
 of margining the after-books in one batch (whenever the batch nets rows: one of its after-books
 holds a contract twice; a batch without any repeated contract is summed in book order, which may
 differ in the last bit); with the numpy engine they agree to rounding.
+
+:func:`risk_without` applies the same cascade to SPAN's leave-one-out (attribution's
+``marginal``): each position's own CC without it, the rest of its linked set as the book's.
 
 There is no loop over trades, legs or positions in Python. Units: currency amounts in each
 combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
