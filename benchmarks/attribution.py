@@ -3,7 +3,9 @@
 Issue 15's target: the attribution in at most 2x the time of the margin. Prints, wall and CPU
 seconds (best of ``--repeat``): the SPAN margin of the book (``marginsim.margin``, in one piece);
 SPAN's attribution hook (the contributions and SPAN's own exact leave-one-out, which re-margins
-each position's linked combined commodities only); ``margin(..., attribution=True)`` end to end;
+each position's own combined commodity and redoes the inter-commodity credits of its linked
+set); ``margin(..., attribution=True)`` end to end (best of ``--repeat`` too: the machine may
+be shared);
 and, for reference, the generic exact leave-one-out (every account less one position, margined
 as variants in batches: about (positions - 1) x positions rows), timed on ``--loo-accounts``
 accounts and scaled to the whole book (it is linear in the accounts).
@@ -59,7 +61,9 @@ def main() -> None:
         f"SPAN hook (contributions + own leave-one-out): {c_wall:7.2f} s wall {c_cpu:7.2f} s CPU "
         f"({c_wall / m_wall:.2f}x wall, {c_cpu / m_cpu:.2f}x CPU the margin; largest |sum - maintenance| {err:.1e})"
     )
-    _, e_wall, e_cpu = timed(lambda: margin(inputs, methods=["span"], detail=False, attribution=True), 1)
+    _, e_wall, e_cpu = timed(
+        lambda: margin(inputs, methods=["span"], detail=False, attribution=True), args.repeat
+    )
     print(
         f"margin(..., attribution=True):    {e_wall:7.2f} s wall {e_cpu:7.2f} s CPU "
         f"({e_wall / m_wall:.2f}x wall, {e_cpu / m_cpu:.2f}x CPU the margin alone; target: at most 2x)"

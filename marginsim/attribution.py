@@ -164,10 +164,18 @@ def method_attribution(inputs: Inputs, name: str, ds: xr.Dataset, *, engine: str
         marginal = own_marginal.drop_vars("position")
     else:
         marginal = leave_one_out(inputs, name, ds, rows, engine=engine)
+    # the names as object arrays of str, as they are (fastpath: no conversion of a million names
+    # through pandas' string dtype and back)
     coords = {
         "position": positions,
-        ATTRIBUTION_COORDS["account"]: ("position", as_names(book["account_name"].values)[account]),
-        ATTRIBUTION_COORDS["contract"]: ("position", np.asarray(book["contract"].values[rows], dtype=object)),
+        ATTRIBUTION_COORDS["account"]: xr.Variable(
+            "position",
+            np.asarray(as_names(book["account_name"].values), dtype=object)[account],
+            fastpath=True,
+        ),
+        ATTRIBUTION_COORDS["contract"]: xr.Variable(
+            "position", np.asarray(book["contract"].values[rows], dtype=object), fastpath=True
+        ),
         ATTRIBUTION_COORDS["quantity"]: ("position", book["quantity"].values[rows].astype(float)),
     }
     out = ds.drop_vars([c for c in ATTRIBUTION_COORDS.values() if c in ds.variables])

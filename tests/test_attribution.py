@@ -23,7 +23,9 @@ from marginsim.attribution import leave_one_out
 from marginsim.cli import main
 from marginsim.io.book import write_book
 from marginsim.kernels import numba_available
+from marginsim.kernels import span_whatif as W
 from marginsim.kernels.leave_one_out import variant_rows
+from marginsim.methods.span import attribution as span_att
 from marginsim.methods.span import span_attribution
 from marginsim.model import Inputs, Universe, as_names, book_from_arrays
 from marginsim.registry import REGISTRY
@@ -708,3 +710,86 @@ def test_span_attribution_on_the_margin_runs_plan_equals_a_new_plan():
     again = span_attribution(inputs, ds, engine="numba")  # on a new plan
     for name in ("contribution", "marginal"):
         np.testing.assert_array_equal(first[name].values, again[name].values)
+
+
+# -- SPAN's incremental leave-one-out: the numbers of re-margining each variant's linked set ---------
+
+TAKAS = ROOT.parent / "shared" / "data" / "span" / "takas.spn"
+
+
+def _old_and_new(inputs, monkeypatch):
+    """SPAN's attribution with the incremental leave-one-out and with the variants re-margined."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        out = W_risk_without(*args, **kwargs)
+        calls.append(out.shape)
+        return out
+
+    W_risk_without = W.risk_without
+    monkeypatch.setattr(W, "risk_without", counted)
+    ds = marginsim.margin(inputs, methods=["span"], engine="numba")["span"]
+    monkeypatch.setattr(span_att, "INCREMENTAL", True)
+    new = span_attribution(inputs, ds, engine="numba")
+    assert calls == [(ds.sizes["position"], int(np.prod([ds.sizes[d] for d in ds["maintenance"].dims[1:]])))]
+    monkeypatch.setattr(span_att, "INCREMENTAL", False)
+    old = span_attribution(inputs, ds, engine="numba")
+    assert len(calls) == 1  # the variants re-margined
+    return ds, new, old
+
+
+@pytest.mark.skipif(not numba_available() or not TAKAS.exists(), reason="numba and takas.spn needed")
+@pytest.mark.parametrize("repeated", [False, True])
+def test_incremental_leave_one_out_is_the_variants_margin_bit_for_bit_on_takas(repeated, monkeypatch):
+    """takas.spn (inter spreads, intra spreads, short option minimum), accounts of 1 to 60 rows,
+    with repeated contracts (netted variants) or without (rows in book order)."""
+    base = marginsim.load(
+        {"name": "takas", "as_of": "2016-05-17", "currency": "TRY", "span": {"source": str(TAKAS)}}
+    )
+    rng = np.random.default_rng(21 + repeated)
+    ids = base.contracts["contract"].values
+    # a few underlyings' contracts, so that linked sets hold several positions
+    pool = ids[np.flatnonzero(pd.Series(ids).str.match(r"^(AKBNK|GARAN|XU030|USDTRY|ISCTR)").values)]
+    sizes = np.array([60, 25, 8, 1, 40, 2])
+    n = int(sizes.sum())
+    pick = rng.choice(pool, n, replace=repeated)
+    qty = (rng.integers(1, 11, n) * rng.choice([-1, 1], n)).astype(float)
+    acct = np.repeat([f"a{i}" for i in range(sizes.size)], sizes)
+    inputs = base.with_book(pick, qty, acct)
+    ds, new, old = _old_and_new(inputs, monkeypatch)
+    np.testing.assert_array_equal(new["marginal"].values, old["marginal"].values)
+    np.testing.assert_array_equal(new["contribution"].values, old["contribution"].values)
+    # the marginal is the account's requirement without the position (the generic leave-one-out)
+    rows = np.searchsorted(inputs.book["position"].values, new["position"].values)
+    generic = leave_one_out(inputs, "span", ds, rows)
+    np.testing.assert_allclose(new["marginal"].values, generic.values, rtol=1e-9, atol=1e-6)
+    assert float(np.abs(ds["inter_spread_credit"]).sum()) > 0
+    assert (new["marginal"].values != 0).any()
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+@pytest.mark.parametrize(
+    "name", ["exposure_nse.xml", "rate_classes_initial.xml", "tiers_spot.xml", "period_legs.xml"]
+)
+def test_incremental_leave_one_out_is_the_variants_margin_bit_for_bit_on_the_feature_files(
+    name, tmp_path, monkeypatch
+):
+    inputs = _span_feature_book(name, tmp_path, seed=3 + len(name))
+    _, new, old = _old_and_new(inputs, monkeypatch)
+    np.testing.assert_array_equal(new["marginal"].values, old["marginal"].values)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_incremental_leave_one_out_is_the_variants_margin_bit_for_bit_with_a_grid(monkeypatch):
+    base = marginsim.load(SCENARIOS / "span_inter_commodity.yaml")
+    ids = base.contracts["contract"].values
+    rng = np.random.default_rng(8)
+    n = 50
+    inputs = base.with_book(
+        ids[rng.integers(0, ids.size, n)],
+        rng.integers(-9, 10, n).astype(float),
+        rng.choice(["x", "y", "z"], n),
+    )
+    ds, new, old = _old_and_new(inputs, monkeypatch)
+    np.testing.assert_array_equal(new["marginal"].values, old["marginal"].values)
+    assert float(np.abs(ds["inter_spread_credit"]).sum()) > 0

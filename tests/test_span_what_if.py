@@ -137,6 +137,26 @@ def test_after_figures_equal_the_full_margin_of_each_after_book_on_takas(takas, 
 
 
 @needs_takas
+def test_the_parallel_kernels_give_the_serial_figures_and_the_full_margin(takas, monkeypatch):
+    """The threaded variants of the per-trade kernels (large batches) run the same arithmetic."""
+    rng = np.random.default_rng(16)
+    names = takas.contracts["contract"].values
+    sizes = np.array([70, 30, 3])
+    account = np.repeat([f"acct{i}" for i in range(sizes.size)], sizes)
+    pick = rng.integers(0, names.size, sizes.sum())
+    inputs = takas.with_book(names[pick], rng.integers(-10, 11, sizes.sum()).astype(float), account)
+    trades = random_trades(rng, inputs, 400)
+    monkeypatch.setattr(W, "PARALLEL_MIN_TRADES", 10**12)
+    serial = span_what_if_arrays(inputs, *trades, engine="numba", groups=False)
+    monkeypatch.setattr(W, "PARALLEL_MIN_TRADES", 0)
+    parallel = span_what_if_arrays(inputs, *trades, engine="numba", groups=False)
+    xr.testing.assert_identical(serial, parallel)
+    full = span_margin(after_books(inputs, *trades), engine="numba", scan_loss=False)
+    for name in ("maintenance", "initial", "span_risk", "net_option_value"):
+        np.testing.assert_array_equal(parallel[name].values, full[name].values, err_msg=name)
+
+
+@needs_takas
 def test_one_hundred_position_account_and_one_leg_trades_on_every_kind_of_contract(takas):
     """The benchmark's case: one account, many one-leg trades (half on contracts it holds)."""
     rng = np.random.default_rng(3)
@@ -441,6 +461,16 @@ def test_after_figures_equal_the_full_margin_on_the_feature_files(name, engine, 
         other_after = span_what_if_arrays(other, *trades, engine=engine)
         assert (other_after["maintenance"].values != after["maintenance"].values).any()
         assert float(np.abs(full["inter_spread_credit"]).sum()) > 0
+        # the per-trade super spread credit is the full margin's, per CC
+        got = after["super_spread_credit"]
+        want = full["super_spread_credit"].sel(group=after["group"].values)
+        assert float(np.abs(got).sum()) > 0
+        if engine == "numba":
+            np.testing.assert_array_equal(got.values, want.values)
+        else:
+            np.testing.assert_allclose(got.values, want.values, rtol=1e-9, atol=1e-6)
+    else:
+        assert "super_spread_credit" not in after
     if name == "exposure_nse.xml":
         assert (full["exposure_margin"].values > 0).mean() > 0.5
         np.testing.assert_array_equal(after["exposure_margin"].values, full["exposure_margin"].values)
@@ -484,3 +514,15 @@ def test_hand_checked_exposure_margin_of_a_trade():
     assert float(after["maintenance"][0]) == pytest.approx(156_650.0, abs=1e-9)  # test_span_inter's figure
     assert float(after["maintenance"][0]) == float(full["maintenance"][0])
     assert float(after["maintenance"][1]) == 0.0  # flat: no risk, no exposure
+
+
+def test_super_spread_credit_per_trade_in_blocks(tmp_path, monkeypatch):
+    """The per-trade super spread credit survives the blocks of a large batch."""
+    import marginsim.methods.span.what_if as WI
+
+    inputs, rng = feature_book("inter_spreads.xml", seed=3, tmp_path=tmp_path)
+    trades = random_trades(rng, inputs, 60)
+    whole = span_what_if_arrays(inputs, *trades)
+    assert float(np.abs(whole["super_spread_credit"]).sum()) > 0
+    monkeypatch.setattr(WI, "MAX_BLOCK_PAIRS", 7)
+    xr.testing.assert_identical(whole, span_what_if_arrays(inputs, *trades))

@@ -21,8 +21,11 @@ Two engines:
   changed delta reaches: a spread is redone when one of its legs' combined commodities is
   "dirty" (touched, or a leg of a spread redone before), a clean leg entering with the book's
   remaining delta and credit just before that spread (recorded by :func:`_inter_snapshots` when
-  the base state is made). Nothing of size trades x pairs is built unless the per combined
-  commodity result is asked for.
+  the base state is made); each dirty CC follows its own chain of spreads, and a leg not
+  touched that is back at the base's state after a spread is clean again. The sums start from
+  the base's running sums before the first dirty CC (before the first leg's contract for the
+  net option value and exposure margin) and add the rest in order. Nothing of size trades x
+  pairs is built unless the per combined commodity result is asked for.
 * ``"numpy"``: the reference. Every trade is an "account" of a pair layout
   (:class:`marginsim.kernels.span_pairs.Pairs`) whose pairs are its after-book's, so the credit
   and sum kernels of :mod:`marginsim.kernels.span_pairs` run unchanged, batched over all trades.
@@ -33,6 +36,9 @@ book's order of additions) and margined in contract order, with the arithmetic o
 of margining the after-books in one batch (whenever the batch nets rows: one of its after-books
 holds a contract twice; a batch without any repeated contract is summed in book order, which may
 differ in the last bit); with the numpy engine they agree to rounding.
+
+:func:`risk_without` applies the same cascade to SPAN's leave-one-out (attribution's
+``marginal``): each position's own CC without it, the rest of its linked set as the book's.
 
 There is no loop over trades, legs or positions in Python. Units: currency amounts in each
 combined commodity's margin currency per pair, in the reporting currency per trade; deltas in
@@ -45,12 +51,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import leave_one_out as LOO
 from . import span as K
 from . import span_pairs as SP
 from ._jit import compile_kernel, prange
 from .span_pairs import _CHUNKS
 
-__all__ = ["SpanTables", "BaseState", "AfterTrades", "GROUP_VARIABLES", "base_state", "after_trades"]
+__all__ = [
+    "SpanTables",
+    "BaseState",
+    "AfterTrades",
+    "GROUP_VARIABLES",
+    "PARALLEL_MIN_TRADES",
+    "base_state",
+    "after_trades",
+    "risk_without",
+]
 
 
 @dataclass(frozen=True)
@@ -218,7 +234,8 @@ class AfterTrades:
         When asked for (``group_rank``), the per combined commodity variables of
         :data:`GROUP_VARIABLES`, dense over the chosen CCs: ``(T, n_out, G)`` (``held``:
         ``(T, n_out)``); amounts in the reporting currency, ``active_scenario`` 1-based, 0 (1 for
-        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC.
+        ``active_scenario``, ``False`` for ``held``) where the after-book does not hold the CC;
+        with super spreads also ``super_spread_credit``.
     """
 
     nov: np.ndarray
@@ -254,8 +271,12 @@ def _dense_groups(
         (values["risk_cc"] * f, 0.0),
         (np.ones(n_p, dtype=bool), False),
     ]
+    names = list(GROUP_VARIABLES)
+    if values.get("super") is not None:
+        items.append((values["super"] * f, 0.0))
+        names.append("super_spread_credit")
     dense = SP.to_dense_many(items, index, n_t * n_out)
-    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(GROUP_VARIABLES, dense)}
+    return {name: d.reshape((n_t, n_out) + d.shape[1:]) for name, d in zip(names, dense)}
 
 
 def _pairs_of_accounts(ptr: np.ndarray, account: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -593,7 +614,25 @@ def _account_sums(
         has_exposure = tables.exposure is not None
         nov = np.zeros((n_t, n_g))
         exposure_out = np.zeros(n_t)
-        _kernel("_account_sums_kernel")(
+        n_e, n_a = base.acct_k.size, base.acct_ptr.size - 1
+        nov_terms, nov_prefix = np.empty((n_e, n_g)), np.empty((n_e + n_a, n_g))
+        exp_terms, exp_prefix = np.empty(n_e), np.empty(n_e + n_a)
+        exposure_table = np.ascontiguousarray(
+            tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float
+        )
+        _kernel("_account_prefix_kernel")(
+            base.acct_ptr,
+            base.acct_k,
+            base.acct_q,
+            np.ascontiguousarray(tables.nov, dtype=float),
+            exposure_table,
+            has_exposure,
+            nov_terms,
+            nov_prefix,
+            exp_terms,
+            exp_prefix,
+        )
+        _kernel("_account_sums_kernel", n_t)(
             trade_account,
             base.nov,
             base.exposure,
@@ -601,11 +640,15 @@ def _account_sums(
             hi,
             base.acct_k,
             base.acct_q,
+            nov_terms,
+            nov_prefix,
+            exp_terms,
+            exp_prefix,
             leg_ptr,
             np.ascontiguousarray(leg_k[order]),
             np.ascontiguousarray(leg_q[order]),
             np.ascontiguousarray(tables.nov, dtype=float),
-            np.ascontiguousarray(tables.exposure if has_exposure else np.zeros((0, 2)), dtype=float),
+            exposure_table,
             has_exposure,
             nov,
             exposure_out,
@@ -664,6 +707,37 @@ def _merge_kernel(first, count, ent_k, ent_q, lp_ptr, leg_k, leg_q, out_p, out_k
     return r
 
 
+def _account_prefix_kernel(
+    acct_ptr,
+    acct_k,
+    acct_q,
+    nov_table,
+    exposure_table,
+    has_exposure,
+    nov_terms,
+    nov_prefix,
+    exp_terms,
+    exp_prefix,
+):  # pragma: no cover - compiled
+    # per account entry e (contract k, net q): its terms of the net option value, (0 + q) x nov
+    # per contract, and of the exposure margin, |0 + q| x rate, as _account_sums_kernel adds them;
+    # per account, their running sums in contract order (row ptr[a] + a + i: the first i entries)
+    n_g = nov_terms.shape[1]
+    for a in range(acct_ptr.size - 1):
+        r0 = acct_ptr[a] + a
+        for g in range(n_g):
+            nov_prefix[r0, g] = 0.0
+        exp_prefix[r0] = 0.0
+        for e in range(acct_ptr[a], acct_ptr[a + 1]):
+            k = acct_k[e]
+            net = 0.0 + acct_q[e]
+            for g in range(n_g):
+                nov_terms[e, g] = net * nov_table[k, g]
+                nov_prefix[e + a + 1, g] = nov_prefix[e + a, g] + nov_terms[e, g]
+            exp_terms[e] = abs(net) * exposure_table[k, 1 if net < 0.0 else 0] if has_exposure else 0.0
+            exp_prefix[e + a + 1] = exp_prefix[e + a] + exp_terms[e]
+
+
 def _account_sums_kernel(
     trade_account,
     b_nov,
@@ -672,6 +746,10 @@ def _account_sums_kernel(
     hi,
     acct_k,
     acct_q,
+    nov_terms,
+    nov_prefix,
+    exp_terms,
+    exp_prefix,
     leg_ptr,
     leg_k,
     leg_q,
@@ -683,38 +761,66 @@ def _account_sums_kernel(
 ):  # pragma: no cover - compiled
     # per trade: its account's net positions (contract order) merged with its legs (sorted by
     # contract, in order within one), each contract's net = 0 + base net + leg + leg ...; then
-    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's sums)
+    # nov += net x nov per contract and exposure += |net| x rate, in contract order (the book's
+    # sums); the account's entries before the first leg's contract from the account's running
+    # sums, the unchanged ones after it by their terms (the same additions in the same order)
     # (a trade without a leg on such a contract: its account's own sums, the same terms)
     n_g = nov.shape[1]
-    for t in range(lo.size):
-        i = lo[t]
-        j = leg_ptr[t]
-        j_end = leg_ptr[t + 1]
-        a = trade_account[t]
-        if j == j_end and a >= 0:
-            for g in range(n_g):
-                nov[t, g] = b_nov[a, g]
-            if has_exposure:
-                exposure[t] = b_exposure[a]
-            continue
-        while i < hi[t] or j < j_end:
-            if j >= j_end or (i < hi[t] and acct_k[i] < leg_k[j]):
-                k = acct_k[i]
-                net = 0.0 + acct_q[i]
-                i += 1
-            else:
-                k = leg_k[j]
-                net = 0.0
-                if i < hi[t] and acct_k[i] == k:
-                    net += acct_q[i]
-                    i += 1
-                while j < j_end and leg_k[j] == k:
-                    net += leg_q[j]
-                    j += 1
-            for g in range(n_g):
-                nov[t, g] += net * nov_table[k, g]
-            if has_exposure:
-                exposure[t] += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+    n_t = lo.size
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            i = lo[t]
+            i_end = hi[t]
+            j = leg_ptr[t]
+            j_end = leg_ptr[t + 1]
+            a = trade_account[t]
+            if j == j_end and a >= 0:
+                for g in range(n_g):
+                    nov[t, g] = b_nov[a, g]
+                if has_exposure:
+                    exposure[t] = b_exposure[a]
+                continue
+            if a >= 0:  # the entries before the first leg's contract
+                first = leg_k[j]
+                lo_s = i
+                hi_s = i_end
+                while lo_s < hi_s:
+                    mid = (lo_s + hi_s) // 2
+                    if acct_k[mid] < first:
+                        lo_s = mid + 1
+                    else:
+                        hi_s = mid
+                i = lo_s
+            i_start = i
+            j_start = j
+            for g in range(n_g + (1 if has_exposure else 0)):  # g == n_g: the exposure margin
+                i = i_start
+                j = j_start
+                x = 0.0
+                if a >= 0:
+                    x = nov_prefix[i + a, g] if g < n_g else exp_prefix[i + a]
+                while i < i_end or j < j_end:
+                    if j >= j_end or (i < i_end and acct_k[i] < leg_k[j]):
+                        x += nov_terms[i, g] if g < n_g else exp_terms[i]
+                        i += 1
+                        continue
+                    k = leg_k[j]
+                    net = 0.0
+                    if i < i_end and acct_k[i] == k:
+                        net += acct_q[i]
+                        i += 1
+                    while j < j_end and leg_k[j] == k:
+                        net += leg_q[j]
+                        j += 1
+                    if g < n_g:
+                        x += net * nov_table[k, g]
+                    else:
+                        x += abs(net) * exposure_table[k, 1 if net < 0.0 else 0]
+                if g < n_g:
+                    nov[t, g] = x
+                else:
+                    exposure[t] = x
 
 
 def _touched_pairs(
@@ -891,6 +997,7 @@ def _after_numpy(
         "credit": credit,
         "som": som,
         "risk_cc": risk_cc,
+        "super": super_credit,
     }
     return replace(
         out, groups=_dense_groups(n_t, n_g, group_rank, pairs.account, pairs.cc, tables.fx, values)
@@ -966,6 +1073,118 @@ def _inter_snapshots(
                         rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
+def _cascade(
+    a,
+    nd,
+    dl,
+    pending,
+    held,
+    dirty,
+    touched,
+    rem,
+    acc,
+    wf,
+    base_pair_at,
+    b_wfpr,
+    b_credit,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
+    next_spread,
+    snap_rem,
+    snap_credit,
+):  # pragma: no cover - compiled (inlined)
+    # the inter-commodity cascade of span_pairs._inter (the same arithmetic in the same order)
+    # redone for account ``a`` (-1: none in the base) from the spreads that involve a dirty CC:
+    # the dirty CCs dl[:nd], each with its next spread pending[c] (-1: none left); a clean leg
+    # enters with its base remaining delta and credit before the spread and is then dirty; a leg
+    # not touched back at the base's state after a spread (its state before its next spread, or
+    # its final credit) is clean again. rem, acc, wf: per CC, remaining delta, credit and WFPR.
+    n_c = rem.shape[0]
+    n_g = rem.shape[1]
+    while True:
+        s = -1
+        for q in range(nd):
+            v = pending[dl[q]]
+            if v >= 0 and (s < 0 or v < s):
+                s = v
+        if s < 0:
+            break
+        l0 = i_leg_ptr[s]
+        nl = i_leg_ptr[s + 1] - l0
+        formed = True
+        for j in range(nl):
+            c = i_leg_cc[l0 + j]
+            if not held[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                formed = False
+        if not formed:  # the dirty legs move on to their next spread
+            for j in range(nl):
+                c = i_leg_cc[l0 + j]
+                if dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                    pending[c] = next_spread[l0 + j]
+            continue
+        for j in range(nl):
+            c = i_leg_cc[l0 + j]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            if not dirty[c // 64] & bit:
+                dirty[c // 64] |= bit
+                dl[nd] = c
+                nd += 1
+                bp = base_pair_at[a * n_c + c]
+                for g in range(n_g):
+                    rem[c, g] = snap_rem[a, s, j, g]
+                    acc[c, g] = snap_credit[a, s, j, g]
+                    wf[c, g] = b_wfpr[bp, g]
+            pending[c] = next_spread[l0 + j]
+        for g in range(n_g):
+            for direction in (1.0, -1.0):
+                n = np.inf
+                for j in range(nl):
+                    v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
+                    n = min(n, v / i_leg_ratio[l0 + j])
+                    if n == 0.0:
+                        break
+                if n == 0.0 or not np.isfinite(n):
+                    continue
+                for j in range(nl):
+                    c = i_leg_cc[l0 + j]
+                    acc[c, g] += (
+                        n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j] + n * i_leg_flat[l0 + j]
+                    )
+                    rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+        for j in range(nl):  # a leg not touched back at the base's state is clean again
+            c = i_leg_cc[l0 + j]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            if touched[c // 64] & bit or not dirty[c // 64] & bit:
+                continue
+            same = True
+            s2 = pending[c]
+            if s2 >= 0:  # the base's state before the CC's next spread
+                j2 = 0
+                while i_leg_cc[i_leg_ptr[s2] + j2] != c:
+                    j2 += 1
+                for g in range(n_g):
+                    if rem[c, g] != snap_rem[a, s2, j2, g] or acc[c, g] != snap_credit[a, s2, j2, g]:
+                        same = False
+                        break
+            else:  # its final credit
+                bp = base_pair_at[a * n_c + c]
+                for g in range(n_g):
+                    if acc[c, g] != b_credit[bp, g]:
+                        same = False
+                        break
+            if same:
+                dirty[c // 64] &= ~bit
+                q = 0
+                while dl[q] != c:
+                    q += 1
+                nd -= 1
+                dl[q] = dl[nd]
+
+
 def _after_kernel(
     trade_account,
     account_ptr,
@@ -1003,6 +1222,10 @@ def _after_kernel(
     spread_ccs,
     snap_rem,
     snap_credit,
+    first_spread,
+    next_spread,
+    b_prefix,
+    b_terms,
     keep,
     group_rank,
     d_scan,
@@ -1013,6 +1236,7 @@ def _after_kernel(
     d_som,
     d_risk,
     d_held,
+    d_super,
     span_risk,
     maintenance_risk,
     initial_risk,
@@ -1020,8 +1244,12 @@ def _after_kernel(
     # per trade: the inter-commodity cascade of span_pairs._inter redone only from the spreads
     # that involve a combined commodity whose delta changed ("dirty": the touched ones, then every
     # leg of a spread redone), a clean leg entering with its base remaining delta and credit
-    # before that spread; then the after-book's pairs (the account's merged with the touched ones,
-    # by CC) summed as the book's margin sums them
+    # before that spread; a leg not touched whose remaining delta and credit after a spread
+    # redone are again the base's (equal to the base's state before its next spread,
+    # ``next_leg``, or to its final credit) is clean again. Then the after-book's pairs (the
+    # account's merged with the touched ones, by CC) summed as the book's margin sums them: the
+    # account's pairs before the first dirty CC from the base's running sums (``b_prefix``: the
+    # same additions in the same order), unless the per CC result is kept
     n_t = trade_account.size
     n_c = fx.size
     n_g = span_risk.shape[1]
@@ -1032,66 +1260,109 @@ def _after_kernel(
         acc = np.zeros((n_c, n_g))
         wf = np.zeros((n_c, n_g))
         dirty = np.zeros(n_words, dtype=np.uint64)
+        touched = np.zeros(n_words, dtype=np.uint64)
         held = np.zeros(n_words, dtype=np.uint64)
+        pending = np.zeros(n_c, dtype=np.int64)
+        dl = np.zeros(n_c, dtype=np.int64)
         for t in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
             a = trade_account[t]
             for w in range(n_words):
                 dirty[w] = 0
+                touched[w] = 0
                 held[w] = base_held[a, w] if a >= 0 else 0
             for j in range(tp_ptr[t], tp_ptr[t + 1]):
                 c = tp_cc[j]
                 bit = np.uint64(1) << np.uint64(c % 64)
                 dirty[c // 64] |= bit
+                touched[c // 64] |= bit
                 held[c // 64] |= bit
                 for g in range(n_g):
                     rem[c, g] = t_net_left[j, g]
                     wf[c, g] = t_wfpr[j, g]
                     acc[c, g] = 0.0
-            for s in range(i_leg_ptr.size - 1):
-                formed = True
-                hit = False
-                for w in range(n_words):
-                    if spread_ccs[s, w] & ~held[w]:
-                        formed = False
-                        break
-                    if spread_ccs[s, w] & dirty[w]:
-                        hit = True
-                if not formed or not hit:
-                    continue
-                l0 = i_leg_ptr[s]
-                nl = i_leg_ptr[s + 1] - l0
-                for j in range(nl):
-                    c = i_leg_cc[l0 + j]
-                    bit = np.uint64(1) << np.uint64(c % 64)
-                    if not dirty[c // 64] & bit:
-                        dirty[c // 64] |= bit
-                        bp = base_pair_at[a * n_c + c]
-                        for g in range(n_g):
-                            rem[c, g] = snap_rem[a, s, j, g]
-                            acc[c, g] = snap_credit[a, s, j, g]
-                            wf[c, g] = b_wfpr[bp, g]
-                for g in range(n_g):
-                    for direction in (1.0, -1.0):
-                        n = np.inf
-                        for j in range(nl):
-                            v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
-                            n = min(n, v / i_leg_ratio[l0 + j])
-                            if n == 0.0:
-                                break
-                        if n == 0.0 or not np.isfinite(n):
-                            continue
-                        for j in range(nl):
-                            c = i_leg_cc[l0 + j]
-                            acc[c, g] += (
-                                n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j]
-                                + n * i_leg_flat[l0 + j]
-                            )
-                            rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+            # the spreads to redo, in priority order: the next spread of each dirty CC
+            # (pending[c]; -1: none left), the dirty CCs listed in dl[:nd]
+            nd = 0
+            for j in range(tp_ptr[t], tp_ptr[t + 1]):
+                c = tp_cc[j]
+                pending[c] = first_spread[c]
+                dl[nd] = c
+                nd += 1
+            _cascade(
+                a,
+                nd,
+                dl,
+                pending,
+                held,
+                dirty,
+                touched,
+                rem,
+                acc,
+                wf,
+                base_pair_at,
+                b_wfpr,
+                b_credit,
+                i_leg_ptr,
+                i_leg_cc,
+                i_leg_sign,
+                i_leg_ratio,
+                i_leg_rate,
+                i_leg_flat,
+                next_spread,
+                snap_rem,
+                snap_credit,
+            )
             # the after-book's pairs in CC order: the account's, merged with the touched ones
             i = account_ptr[a] if a >= 0 else 0
             i_end = account_ptr[a + 1] if a >= 0 else 0
             j = tp_ptr[t]
             j_end = tp_ptr[t + 1]
+            if not keep:  # the sums only, per grid point in registers
+                r0 = 0
+                if a >= 0:  # the account's clean pairs before the first dirty CC: the base's sums
+                    while i < i_end and not dirty[base_cc[i] // 64] & (
+                        np.uint64(1) << np.uint64(base_cc[i] % 64)
+                    ):
+                        i += 1
+                    if j < j_end:  # touched pairs are dirty
+                        while i > account_ptr[a] and base_cc[i - 1] >= tp_cc[j]:
+                            i -= 1
+                    r0 = i + a
+                i_start = i
+                for g in range(n_g):
+                    i = i_start
+                    j = tp_ptr[t]
+                    sr = b_prefix[0, r0, g] if a >= 0 else 0.0
+                    mr = b_prefix[1, r0, g] if a >= 0 else 0.0
+                    ir = b_prefix[2, r0, g] if a >= 0 else 0.0
+                    while i < i_end or j < j_end:
+                        if j < j_end and (i >= i_end or tp_cc[j] <= base_cc[i]):
+                            c = tp_cc[j]
+                            if i < i_end and base_cc[i] == c:
+                                i += 1
+                            x = t_scan[j, g] + t_intra[j, g] + t_spot[j, g] - acc[c, g]
+                            x = x - t_super[j, g]
+                            r = max(x, t_som[j])
+                            j += 1
+                        else:
+                            c = base_cc[i]
+                            e = i
+                            i += 1
+                            if not dirty[c // 64] & (np.uint64(1) << np.uint64(c % 64)):
+                                sr += b_terms[0, e, g]
+                                mr += b_terms[1, e, g]
+                                ir += b_terms[2, e, g]
+                                continue
+                            x = b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - acc[c, g]
+                            x = x - b_super[e, g]
+                            r = max(x, b_som[e])
+                        sr += 1.0 * (r * fx[c])
+                        mr += 1.0 * (r * m_factor[c] * fx[c])
+                        ir += 1.0 * (r * i_factor[c] * fx[c])
+                    span_risk[t, g] = sr
+                    maintenance_risk[t, g] = mr
+                    initial_risk[t, g] = ir
+                continue
             for g in range(n_g):
                 span_risk[t, g] = 0.0
                 maintenance_risk[t, g] = 0.0
@@ -1134,27 +1405,91 @@ def _after_kernel(
                             d_intra[t, col, g] = t_intra[-e - 1, g] * f
                             d_spot[t, col, g] = t_spot[-e - 1, g] * f
                             d_som[t, col, g] = t_som[-e - 1] * f
+                            d_super[t, col, g] = t_super[-e - 1, g] * f
                         else:
                             d_scan[t, col, g] = b_scan[e, g] * f
                             d_active[t, col, g] = b_active[e, g] + 1
                             d_intra[t, col, g] = b_intra[e, g] * f
                             d_spot[t, col, g] = b_spot[e, g] * f
                             d_som[t, col, g] = b_som[e] * f
+                            d_super[t, col, g] = b_super[e, g] * f
                         d_credit[t, col, g] = cr * f
                         d_risk[t, col, g] = r * f
                 if keep:
                     d_held[t, col] = True
 
 
+def _prefix_kernel(account_ptr, base_cc, b_risk, fx, m_factor, i_factor, prefix, terms):  # pragma: no cover
+    # per pair, its terms of the SPAN risk, the maintenance and the initial risk as _after_kernel
+    # adds them (terms[:, e]), and per account their running sums in CC order (prefix[:, ptr[a]
+    # + a + i]: the sum of the account's first i pairs)
+    n_g = b_risk.shape[1]
+    for a in range(account_ptr.size - 1):
+        r0 = account_ptr[a] + a
+        for g in range(n_g):
+            prefix[0, r0, g] = 0.0
+            prefix[1, r0, g] = 0.0
+            prefix[2, r0, g] = 0.0
+        for e in range(account_ptr[a], account_ptr[a + 1]):
+            c = base_cc[e]
+            for g in range(n_g):
+                r = b_risk[e, g]
+                terms[0, e, g] = 1.0 * (r * fx[c])
+                terms[1, e, g] = 1.0 * (r * m_factor[c] * fx[c])
+                terms[2, e, g] = 1.0 * (r * i_factor[c] * fx[c])
+                for v in range(3):
+                    prefix[v, e + a + 1, g] = prefix[v, e + a, g] + terms[v, e, g]
+
+
+def _spread_order(inter: SP.InterTable, n_cc: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inter spreads of each combined commodity in priority order, as a chain: the first
+    spread with a leg on each CC ``(C,)``, and per leg the next spread after the leg's with a leg
+    on the same CC ``(legs,)`` (-1: none)."""
+    n_l = inter.leg_cc.size
+    spread = np.repeat(np.arange(inter.n_spreads), np.diff(inter.leg_ptr))
+    first = np.full(n_cc, -1, dtype=np.int64)
+    nxt = np.full(n_l, -1, dtype=np.int64)
+    if not n_l:
+        return first, nxt
+    order = np.lexsort((spread, inter.leg_cc))  # by CC, then spread
+    cc, sp = inter.leg_cc[order], spread[order]
+    head = np.concatenate([[True], cc[1:] != cc[:-1]])
+    first[cc[head]] = sp[head]
+    # per leg, the first spread after its own in its CC's run (legs of one spread on one CC skipped)
+    run_end = np.searchsorted(cc, cc, side="right")
+    after = np.searchsorted(cc * (inter.n_spreads + 1) + sp, cc * (inter.n_spreads + 1) + sp, side="right")
+    ok = after < run_end
+    nxt[order[ok]] = sp[np.minimum(after, n_l - 1)][ok]
+    return first, nxt
+
+
 _COMPILED: dict = {}
 
 
-def _kernel(name: str):
-    """The compiled kernel ``name`` (numba, cached on disk, serial: a what-if batch is a few
-    milliseconds of work, below what threads repay on a shared 2-core machine), built on first use."""
-    if name not in _COMPILED:
-        _COMPILED[name] = compile_kernel(globals()[name], helpers=SP._helpers())
-    return _COMPILED[name]
+#: Kernels with a parallel variant (``prange`` over blocks of trades).
+_PARALLEL = {"_after_kernel", "_account_sums_kernel", "_without_kernel"}
+#: Trades from which those kernels run their parallel variant: below it the threads' start-up
+#: costs more than it saves.
+PARALLEL_MIN_TRADES = 100_000
+
+
+def _kernel(name: str, items: int = 0):
+    """The compiled kernel ``name`` (numba, cached on disk), built on first use; its parallel
+    variant when it has one and ``items`` (trades) >= :data:`PARALLEL_MIN_TRADES`."""
+    parallel = name in _PARALLEL and items >= PARALLEL_MIN_TRADES
+    key = (name, parallel)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_kernel(
+            globals()[name], helpers=_helpers(), suffix="_parallel" if parallel else "", parallel=parallel
+        )
+    return _COMPILED[key]
+
+
+def _helpers() -> dict:
+    """The compiled helpers the kernels call (inlined into them)."""
+    if "_cascade" not in _COMPILED:
+        _COMPILED["_cascade"] = compile_kernel(_cascade, inline="always")
+    return {**SP._helpers(), "_cascade": _COMPILED["_cascade"]}
 
 
 def _after_numba(
@@ -1174,7 +1509,7 @@ def _after_numba(
     n_out = int(group_rank.max(initial=-1)) + 1 if group_rank is not None else 0
     rank = np.zeros(tables.n_cc, dtype=np.int64) if group_rank is None else group_rank.astype(np.int64)
     shape = (n_t, n_out, n_g) if keep else (0, 0, n_g)
-    d_scan, d_intra, d_spot, d_credit, d_som, d_risk = (np.zeros(shape) for _ in range(6))
+    d_scan, d_intra, d_spot, d_credit, d_som, d_risk, d_super = (np.zeros(shape) for _ in range(7))
     d_active = np.ones(shape, dtype=np.int64)
     d_held = np.zeros(shape[:2], dtype=bool)
     span_risk, initial_risk = np.empty((n_t, n_g)), np.empty((n_t, n_g))
@@ -1183,7 +1518,19 @@ def _after_numba(
     if inter is None:  # no spread: the cascade does nothing
         inter = SP.inter_table([])
     m_factor, i_factor = _class_factors(tables)
-    _kernel("_after_kernel")(
+    b_prefix = np.empty((3, bp.size + bp.n_accounts, n_g))
+    b_terms = np.empty((3, bp.size, n_g))
+    _kernel("_prefix_kernel")(
+        bp.account_ptr.astype(np.int64),
+        bp.cc.astype(np.int64),
+        np.ascontiguousarray(base.risk_cc, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        m_factor,
+        i_factor,
+        b_prefix,
+        b_terms,
+    )
+    _kernel("_after_kernel", n_t)(
         trade_account,
         bp.account_ptr.astype(np.int64),
         bp.cc.astype(np.int64),
@@ -1224,6 +1571,9 @@ def _after_numba(
         inter.cc_sets(tables.n_cc),
         base.snap_rem,
         base.snap_credit,
+        *_spread_order(inter, tables.n_cc),
+        b_prefix,
+        b_terms,
         keep,
         rank,
         d_scan,
@@ -1234,6 +1584,7 @@ def _after_numba(
         d_som,
         d_risk,
         d_held,
+        d_super,
         span_risk,
         maintenance_risk,
         initial_risk,
@@ -1243,6 +1594,8 @@ def _after_numba(
         groups = dict(
             zip(GROUP_VARIABLES, (d_scan, d_active, d_intra, d_spot, d_credit, d_som, d_risk, d_held))
         )
+        if tables.super_ is not None:
+            groups["super_spread_credit"] = d_super
     return AfterTrades(
         nov=nov,
         span_risk=span_risk,
@@ -1260,3 +1613,288 @@ def _class_factors(tables: SpanTables) -> tuple[np.ndarray, np.ndarray]:
         return np.ones_like(ratio), ratio
     ic = np.asarray(tables.initial_class, dtype=bool)
     return np.where(ic, 1.0 / ratio, 1.0), np.where(ic, 1.0, ratio)
+
+
+# -- the leave-one-out risk of each position (SPAN attribution's marginal) ----------------------------
+
+
+def risk_without(
+    position_account: np.ndarray,
+    contract: np.ndarray,
+    qty: np.ndarray,
+    n_accounts: int,
+    tables: SpanTables,
+    linked: np.ndarray,
+    repeats: bool | None = None,
+) -> np.ndarray:
+    """Per position, the risk of its account's combined commodities in its linked set (CCs joined
+    by inter spreads) without the position, in the maintenance class [reporting currency].
+
+    The arithmetic of margining, for each position, its account's rows in the linked set less
+    the position as one account (rows by contract, netted per contract when ``net``, else in
+    book order): only the position's own combined commodity is scanned, spread and counted again
+    (its other rows), the other CCs of the set keep the book's state, the inter-commodity cascade
+    is redone from the spreads the change reaches, and the set's CC risks are summed in CC order
+    from 0. Numba engine only; no super spreads (their credit moves the months of every CC of a
+    set).
+
+    Parameters
+    ----------
+    position_account, contract, qty
+        Account index, contract (row of the tables) and signed quantity [contracts] per position.
+    n_accounts
+        Number of accounts.
+    tables
+        The plan's tables (``super_`` ``None``).
+    linked
+        Linked set of each CC ``(C,)``.
+    repeats
+        Whether the book holds a contract in two rows of one account (``None``: unknown, found
+        here). The variants are netted per contract (in contract order) when one of them holds a
+        contract twice (its linked set less its row), else kept in book order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, G)``.
+    """
+    if tables.super_ is not None:
+        raise ValueError("risk_without: super spreads are not supported")
+    n, n_g = qty.size, tables.risk_array.shape[1]
+    n_c, n_k = tables.n_cc, tables.risk_array.shape[0]
+    if n == 0:
+        return np.zeros((0, n_g))
+    position_account = np.asarray(position_account, dtype=np.int64)
+    contract = np.asarray(contract, dtype=np.int64)
+    qty = np.asarray(qty, dtype=float)
+    cc = tables.cc_of_k[contract].astype(np.int64)
+    cc_key = position_account * n_c + cc
+    net = False
+    if repeats is None or repeats:  # by pair then contract (ties in book order): runs of a contract
+        by_contract = cc_key * n_k + contract
+        order = np.argsort(by_contract, kind="stable")
+        sorted_key = by_contract[order]
+        new_run = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+        run = np.cumsum(new_run) - 1
+        run_len = np.bincount(run)[run]
+        if (run_len >= 2).any():  # a variant nets rows when its linked set less its row repeats a contract
+            set_key = position_account * (int(linked.max()) + 1) + linked[cc]
+            set_size = np.bincount(set_key)[set_key[order]]
+            net = bool(((run_len >= 3) | ((run_len == 2) & (set_size > 2))).any())
+    if net:  # the book netted per (account, contract), in contract order: 0 + its rows in book order
+        heads = order[new_run]
+        b_a, b_k = position_account[heads], contract[heads]
+        b_q = np.bincount(run, weights=qty[order], minlength=heads.size)
+    else:  # rows by pair, in book order
+        order = np.argsort(cc_key, kind="stable")
+        b_a, b_k, b_q = position_account[order], contract[order], qty[order]
+    pairs = SP.pairs_of(b_a, tables.cc_of_k[b_k], n_accounts, n_c)
+    st = _pass_and_spreads(pairs, b_a, b_k, b_q, tables)
+    credit, held_sets, snap_rem, snap_credit = _base_credit(st, tables, "numba")
+    risk_cc = np.maximum(st.scan_risk + st.intra + st.spot - credit, st.som[:, None])
+    # each position's own pair without it: its pair's other rows (a pseudo-account per position)
+    variant, v_k, v_q = LOO.variant_rows(cc_key, order, contract, qty, net, "numba")
+    own = SP.Pairs(
+        account=np.arange(n, dtype=np.int64),
+        cc=cc[order],
+        of_position=variant,
+        account_ptr=np.arange(n + 1, dtype=np.int64),
+        n_accounts=n,
+        n_cc=n_c,
+        pair_at=np.zeros(0, dtype=np.int32),
+    )
+    touched = _pass_and_spreads(own, variant, v_k, v_q, tables)
+    empty = np.bincount(variant, minlength=n) == 0
+    inter = tables.inter if tables.inter is not None else SP.inter_table([])
+    m_factor, _ = _class_factors(tables)
+    b_terms = np.ascontiguousarray(
+        1.0 * (risk_cc * m_factor[pairs.cc][:, None] * tables.fx[pairs.cc][:, None])
+    )
+    out = np.empty((n, n_g))
+    _kernel("_without_kernel", n)(
+        position_account[order],
+        cc[order],
+        np.ascontiguousarray(linked, dtype=np.int64),
+        empty,
+        pairs.account_ptr.astype(np.int64),
+        pairs.cc.astype(np.int64),
+        pairs.pair_at,
+        held_sets,
+        st.scan_risk,
+        st.intra,
+        st.spot,
+        np.ascontiguousarray(st.som, dtype=float),
+        credit,
+        np.ascontiguousarray(st.wfpr),
+        b_terms,
+        touched.scan_risk,
+        touched.intra,
+        touched.spot,
+        np.ascontiguousarray(touched.net_left),
+        np.ascontiguousarray(touched.wfpr),
+        np.ascontiguousarray(touched.som, dtype=float),
+        np.ascontiguousarray(tables.fx, dtype=float),
+        m_factor,
+        inter.leg_ptr,
+        inter.leg_cc,
+        inter.leg_sign,
+        inter.leg_ratio,
+        inter.leg_rate,
+        inter.leg_flat,
+        *_spread_order(inter, n_c),
+        snap_rem,
+        snap_credit,
+        out,
+    )
+    result = np.empty((n, n_g))
+    result[order] = out
+    return result
+
+
+def _pass_and_spreads(
+    pairs: SP.Pairs, account: np.ndarray, contract: np.ndarray, qty: np.ndarray, tables: SpanTables
+) -> _PairState:
+    """The pairs' state from their rows (as given): one pass of :func:`span_pairs.book_pass`,
+    then the spreads and the short option minimum (numba)."""
+    row0 = _row0(pairs, tables.n_months)
+    _, scan_risk, active, prisk, ledger, counts = SP.book_pass(
+        pairs,
+        account,
+        contract,
+        qty,
+        tables.risk_array,
+        tables.scenario_pair,
+        tables.time_scenarios,
+        row0,
+        tables.month_idx,
+        tables.delta,
+        tables.is_call,
+        tables.is_put,
+        "numba",
+        keep_loss=False,
+    )
+    n_g = ledger.shape[1]
+    return _spreads_and_som(
+        pairs,
+        np.zeros((0, n_g, 0)),
+        row0,
+        ledger,
+        counts,
+        tables,
+        "numba",
+        scanned=(scan_risk, active, prisk),
+    )
+
+
+def _without_kernel(
+    row_account,
+    row_cc,
+    linked,
+    empty,
+    account_ptr,
+    base_cc,
+    base_pair_at,
+    base_held,
+    b_scan,
+    b_intra,
+    b_spot,
+    b_som,
+    b_credit,
+    b_wfpr,
+    b_terms,
+    t_scan,
+    t_intra,
+    t_spot,
+    t_net_left,
+    t_wfpr,
+    t_som,
+    fx,
+    m_factor,
+    i_leg_ptr,
+    i_leg_cc,
+    i_leg_sign,
+    i_leg_ratio,
+    i_leg_rate,
+    i_leg_flat,
+    first_spread,
+    next_spread,
+    snap_rem,
+    snap_credit,
+    out,
+):  # pragma: no cover - compiled
+    # per position v (sorted by pair): its pair without it (t_*, an empty pair adds nothing: the
+    # variant does not hold the CC, and as a held CC without delta it forms no spread), the
+    # cascade redone from its CC's spreads, then the linked set's CC risks in the maintenance
+    # class summed in CC order from 0, as the margin of the variant sums them
+    n_t = row_account.size
+    n_c = fx.size
+    n_g = out.shape[1]
+    n_words = base_held.shape[1]
+    n_chunks = min(n_t, _CHUNKS)
+    for chunk in prange(n_chunks):
+        rem = np.zeros((n_c, n_g))
+        acc = np.zeros((n_c, n_g))
+        wf = np.zeros((n_c, n_g))
+        dirty = np.zeros(n_words, dtype=np.uint64)
+        touched = np.zeros(n_words, dtype=np.uint64)
+        held = np.zeros(n_words, dtype=np.uint64)
+        pending = np.zeros(n_c, dtype=np.int64)
+        dl = np.zeros(n_c, dtype=np.int64)
+        for v in range(chunk * n_t // n_chunks, (chunk + 1) * n_t // n_chunks):
+            a = row_account[v]
+            c = row_cc[v]
+            for w in range(n_words):
+                dirty[w] = 0
+                touched[w] = 0
+                held[w] = base_held[a, w]
+            bit = np.uint64(1) << np.uint64(c % 64)
+            dirty[c // 64] |= bit
+            touched[c // 64] |= bit
+            for g in range(n_g):
+                rem[c, g] = t_net_left[v, g]
+                wf[c, g] = t_wfpr[v, g]
+                acc[c, g] = 0.0
+            pending[c] = first_spread[c]
+            dl[0] = c
+            _cascade(
+                a,
+                1,
+                dl,
+                pending,
+                held,
+                dirty,
+                touched,
+                rem,
+                acc,
+                wf,
+                base_pair_at,
+                b_wfpr,
+                b_credit,
+                i_leg_ptr,
+                i_leg_cc,
+                i_leg_sign,
+                i_leg_ratio,
+                i_leg_rate,
+                i_leg_flat,
+                next_spread,
+                snap_rem,
+                snap_credit,
+            )
+            own_set = linked[c]
+            for g in range(n_g):
+                x = 0.0
+                for e in range(account_ptr[a], account_ptr[a + 1]):
+                    ce = base_cc[e]
+                    if linked[ce] != own_set:
+                        continue
+                    if ce == c:
+                        if empty[v]:
+                            continue
+                        r = max(t_scan[v, g] + t_intra[v, g] + t_spot[v, g] - acc[c, g], t_som[v])
+                    elif dirty[ce // 64] & (np.uint64(1) << np.uint64(ce % 64)):
+                        r = max(b_scan[e, g] + b_intra[e, g] + b_spot[e, g] - acc[ce, g], b_som[e])
+                    else:
+                        x += b_terms[e, g]
+                        continue
+                    x += 1.0 * (r * m_factor[ce] * fx[ce])
+                out[v, g] = x

@@ -40,14 +40,22 @@ import xarray as xr
 from ...kernels import Engine, resolve_engine
 from ...kernels import leave_one_out as LOO
 from ...kernels import span_pairs as SP
+from ...kernels import span_whatif as W
 from ...kernels.allocation import pro_rata
 from ...model import Inputs
 from ...params.span import SpanParams
 from .arrays import _held_contracts, in_scope
 from .book import _book_in_scope, _margin_book, _net_positions
 from .plan import _file_plan, _joined_sets, _Plan, _plan, _run_plan
+from .what_if import _tables
 
-__all__ = ["span_attribution"]
+__all__ = ["span_attribution", "INCREMENTAL"]
+
+#: The leave-one-out re-margins each position's own combined commodity only, the other CCs of its
+#: linked set keeping the book's state (:func:`marginsim.kernels.span_whatif.risk_without`; numba
+#: engine, no super spreads); ``False``: each variant's whole linked set is margined again (the
+#: same numbers, bit for bit).
+INCREMENTAL = True
 
 
 def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto") -> xr.Dataset:
@@ -139,7 +147,9 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
     floored = maintenance - exposure_a[:, None]  # max(risk - nov, 0)
     contribution = np.where(floored[pos_a] > 0.0, cc_part - nov, 0.0) + exposure_part[:, None]
     # the exact leave-one-out, on the linked combined commodities of the position only
-    linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])[plan.cc_of_k[pos_k]]  # (N,) linked set of each position's CC
+    linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])[
+        plan.cc_of_k[pos_k]
+    ]  # (N,) linked set of each position's CC
     group_risk = np.zeros((n_a * (int(linked.max(initial=-1)) + 1), n_g))
     held = np.zeros(n_a * n_col, dtype=bool)
     cell_factor = np.zeros(n_a * n_col)
@@ -151,7 +161,9 @@ def span_attribution(inputs: Inputs, result: xr.Dataset, engine: Engine = "auto"
         cell_factor[pair] = m_factor[plan.cc_of_k[pos_k]]
         np.add.at(group_risk, cell_set[held], risk[held] * cell_factor[held][:, None])
     key = pos_a * (int(linked.max(initial=-1)) + 1) + linked
-    without = _risk_without(plan, book, key, resolve_engine(engine), n_g, netted)  # (N, G) risk, NOV of the rest
+    without = _risk_without(
+        plan, book, key, resolve_engine(engine), n_g, netted
+    )  # (N, G) risk, NOV of the rest
     nov_a = result["net_option_value"].transpose("account", *gd).values.reshape(n_a, n_g)
     # each account's risk in the maintenance class
     risk_a = result["span_risk"].transpose("account", *gd).values.reshape(n_a, n_g)
@@ -221,6 +233,11 @@ def _risk_without(
     contract = book["contract_index"].values
     qty = np.asarray(book["quantity"].values, dtype=float)
     book_a = book["account_index"].values
+    if INCREMENTAL and eng == "numba" and plan.super_ is None:  # its own CC again, the rest as the book's
+        linked = _joined_sets(plan.n_cc, [plan.inter, plan.super_])
+        return W.risk_without(
+            book_a, plan.local[contract], qty, book.sizes["account"], _tables(plan), linked, netted
+        )
     # a variant's rows are some rows of one account: one per (account, contract) when the book's are
     net = _net_positions(book_a, plan.local[contract], qty)[0] is not book_a if netted is None else netted
     if net:  # by key, then contract (ties in book order): a variant's rows to net are adjacent
@@ -255,4 +272,3 @@ def _risk_without(
     out = np.empty((n, n_g))
     out[order] = risk  # variant i is sorted row i
     return out
-

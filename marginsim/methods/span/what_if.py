@@ -118,7 +118,8 @@ def span_what_if(
         ``span_risk`` per trade (and grid point) [reporting currency], ``exposure_margin`` too with
         ``span.exposure_margin`` (in ``maintenance`` and ``initial``); with ``groups``, per trade
         and combined commodity ``scan_risk``, ``active_scenario``, ``intra_spread_charge``,
-        ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``, ``risk`` and ``held``.
+        ``spot_charge``, ``inter_spread_credit``, ``short_option_minimum``, ``risk`` and ``held``,
+        and ``super_spread_credit`` with super spreads (as the book's result has it).
     """
     return span_what_if_arrays(
         inputs,
@@ -295,9 +296,10 @@ def _after_in_blocks(
     }
     groups = None
     if group_rank is not None:
+        first = parts[0].groups
         groups = {
             name: np.concatenate([r.groups[name] for r in parts if r.groups is not None])
-            for name in W.GROUP_VARIABLES
+            for name in ([] if first is None else list(first))
         }
     exposure = None
     if parts[0].exposure is not None:
@@ -363,7 +365,7 @@ def _dataset(
     coords: dict = {"trade": trade, **_grid_coords(inputs, plan)}
     if out_cc is not None and after.groups is not None:
         n_out = out_cc.size
-        for name in _PER_GROUP:
+        for name in _PER_GROUP + (("super_spread_credit",) if "super_spread_credit" in after.groups else ()):
             data[name] = xr.Variable(
                 ("trade", "group", *gd), after.groups[name].reshape((n_t, n_out) + gshape)
             )
