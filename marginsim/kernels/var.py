@@ -309,15 +309,15 @@ def _revalue_numpy(c, factor, log_factor, vol_factor, date, s_part, pos):
     def per_scenario(x: np.ndarray) -> np.ndarray:  # (U, S, D) -> (B, S', G)
         return x[u, s_part][:, :, date]
 
-    sj = per_contract(lev) * per_scenario(factor)
-    f = sj * per_contract(ff)
-    k = strike[c][:, None, None]
-    fk = f / k
-    if vol_factor.size:
-        sd = (per_contract(vol) * per_scenario(vol_factor)) * per_contract(sqt)
-    else:
-        sd = np.broadcast_to(per_contract(sd0), fk.shape)
     with np.errstate(all="ignore"):
+        sj = per_contract(lev) * per_scenario(factor)
+        f = sj * per_contract(ff)
+        k = strike[c][:, None, None]
+        fk = f / k
+        if vol_factor.size:
+            sd = (per_contract(vol) * per_scenario(vol_factor)) * per_contract(sqt)
+        else:
+            sd = np.broadcast_to(per_contract(sd0), fk.shape)
         d1 = (per_contract(ln0) + per_scenario(log_factor)) / sd + 0.5 * sd
         dn = np.where(fk > 1.0, d1 - sd, d1)
         p = dn * dn
