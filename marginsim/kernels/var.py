@@ -162,6 +162,41 @@ def scenario_levels(
 _REVALUE_TILE_MAX = 512
 
 
+# exp by Cody and Waite's reduction: x = k ln 2 + r, |r| <= ln(2) / 2, ln 2 in two parts (the
+# first with trailing zero bits, so that k x its part is exact), exp(r) by its Taylor polynomial
+# to degree 13 (the remainder below 1e-17 of it), 2^k as two powers of two built from their bits
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0  # 1.5 x 2^52: x + _ROUND - _ROUND rounds x to an integer
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
+
+
+def _exp_into(x, m, scale1, scale2):  # pragma: no cover - compiled by numba (inlined)
+    """``x[:m] = exp(x[:m])`` in place, for ``x <= 709`` (or NaN), within one unit in the last
+    place of the C library's ``exp`` (0 below -745.2, as it); ``scale1``, ``scale2``: int64 work
+    arrays of at least ``m``. Branch-free loops that vectorise (SIMD), where the C library's
+    ``exp`` is one call per element."""
+    c = _EXP_TAYLOR
+    for j in range(m):
+        xj = x[j]
+        xc = xj if xj > -746.0 else -746.0  # (NaN too: its result is set to NaN below)
+        kf = (xc * _LOG2E + _ROUND) - _ROUND
+        r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+        p = ((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]  # Horner, unrolled
+        p = ((((p * r + c[6]) * r + c[7]) * r + c[8]) * r + c[9]) * r + c[10]
+        p = ((p * r + c[11]) * r + c[12]) * r + c[13]
+        k = np.int64(kf)
+        half = k >> 1
+        scale1[j] = (half + 1023) << 52  # 2^half and 2^(k - half): each a normal number
+        scale2[j] = (k - half + 1023) << 52
+        x[j] = p if xj == xj else xj
+    f1 = scale1.view(np.float64)
+    f2 = scale2.view(np.float64)
+    for j in range(m):
+        x[j] = x[j] * f1[j] * f2[j]
+
+
 def _revalue_loop(
     strike,
     call,
@@ -221,6 +256,8 @@ def _revalue_loop(
         vb = np.empty(m)
         x1b = np.empty(m)
         x2b = np.empty(m)
+        i1b = np.empty(m, np.int64)
+        i2b = np.empty(m, np.int64)
         e1b = np.empty(m)
         e2b = np.empty(m)
         for kk in range(n_o):
@@ -254,8 +291,7 @@ def _revalue_loop(
                 err = ((dn_hi * dn_hi - p) + 2.0 * dn_hi * dn_lo) + dn_lo * dn_lo
                 eb[j] = -0.5 * p
                 cb[j] = 1.0 - 0.5 * err if abs(dn) < _DEKKER_MAX else 1.0
-            for j in range(m):
-                eb[j] = math.exp(eb[j])
+            _exp_into(eb, m, i1b, i2b)
             for j in range(m):  # the arguments of N(w d1), N(w d2)
                 fk = fkb[j]
                 e = eb[j] * cb[j]
@@ -294,7 +330,8 @@ def _revalue_loop(
 @functools.cache
 def _numba_revalue():
     ncdf = compile_kernel(_ncdf, inline="always", cache=False)
-    return compile_kernel(_revalue_loop, helpers={"_ncdf": ncdf}, parallel=True)
+    exp_into = compile_kernel(_exp_into, inline="always", cache=False)
+    return compile_kernel(_revalue_loop, helpers={"_ncdf": ncdf, "_exp_into": exp_into}, parallel=True)
 
 
 def _revalue_numpy(c, factor, log_factor, vol_factor, date, s_part, pos):
