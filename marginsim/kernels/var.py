@@ -305,10 +305,12 @@ def _revalue_loop(
                 e1b[j] = _ncdf(x1b[j], e1b[j])
             for j in range(m):
                 e2b[j] = _ncdf(x2b[j], e2b[j])
+            n_edge = 0 if kj > 0.0 else m  # elements off the Black formula (sd is NaN where t <= 0)
             for j in range(m):
                 v = w * df[k, g_at[j]] * (fb[j] * e1b[j] - kj * e2b[j])
                 vb[j] = 0.0 if v < 0.0 else v  # rounding far out of the money
-            for j in range(m):  # edge cases: expired, zero vol / price / strike, invalid
+                n_edge += 0 if (sdb[j] > 0.0 and fb[j] > 0.0) else 1
+            for j in range(m if n_edge else 0):  # edge cases: expired, zero vol / price / strike, invalid
                 gj = g_at[j]
                 f = fb[j]
                 if t[k, gj] <= 0.0:
