@@ -132,3 +132,63 @@ def test_american_or_linear_models_are_refused():
             model, strike, is_call, und, level, vol, t, rate, q, factor, log_factor, None, date,
             np.zeros(3, dtype=np.int64), np.arange(3), np.ones(3), np.zeros((1, 10)),
         )  # fmt: skip
+
+
+def test_var_of_american_and_european_options_by_hand(tmp_path):
+    """The method end to end on a book of an American put on a stock (the tree, block by block) and
+    a European call on a future (the fused pass): VaR equal to the k-th largest loss of the
+    options revalued by pricing.value at price now x exp(2-day return)."""
+    import math
+
+    import pandas as pd
+
+    import marginsim
+
+    rng = np.random.default_rng(8)
+    dates = pd.bdate_range(end="2024-06-28", periods=120)
+    close = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(rng.normal(0.0, 0.015, 119))]))
+    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "X": close}).to_csv(tmp_path / "h.csv", index=False)
+    sc = {
+        "name": "american",
+        "as_of": "2024-06-28",
+        "market": {"X": {"price": 100.0, "vol": 0.3, "rate": 0.04, "dividend_yield": 0.01}},
+        "contracts": {
+            "XA": {
+                "type": "put",
+                "underlying": "X",
+                "option_on": "spot",
+                "strike": 105,
+                "expiry": "2024-12-20",
+                "exercise": "american",
+            },
+            "XC": {
+                "type": "call",
+                "underlying": "X",
+                "option_on": "future",
+                "strike": 98,
+                "expiry": "2024-09-20",
+            },
+        },
+        "positions": [{"contract": "XA", "quantity": -4}, {"contract": "XC", "quantity": -3}],
+        "history": {"file": str(tmp_path / "h.csv")},
+        "var": {"filter": "none", "measure": "var", "confidence": 0.95, "lookback_days": 100},
+    }
+    inputs = marginsim.load(sc)
+    assert inputs.contracts["american"].values.tolist() == [True, False]
+    got = marginsim.margin(inputs, methods="var", engine="numba")["var"]
+    r = np.log(close[2:] / close[:-2])[-100:]  # the 2-day returns
+    moved = 100.0 * np.exp(r)
+    t_a = (pd.Timestamp("2024-12-20") - pd.Timestamp("2024-06-28")).days / 365.0
+    t_c = (pd.Timestamp("2024-09-20") - pd.Timestamp("2024-06-28")).days / 365.0
+
+    def put(s):
+        return pricing.value(pricing.BSM, s, 105.0, t_a, 0.3, 0.04, 0.01, False, True)
+
+    def call(s):
+        return pricing.value(pricing.BLACK76, s, 98.0, t_c, 0.3, 0.04, 0.0, True, False)
+
+    loss = 4 * (put(moved) - put(100.0)) + 3 * (call(moved) - call(100.0))
+    want = np.sort(loss)[-math.ceil(round(100 * 0.05, 9))]
+    assert float(got["hvar"].item()) == pytest.approx(want, rel=1e-12)
+    slow = marginsim.margin(inputs, methods="var", engine="numpy")["var"]
+    assert float(slow["hvar"].item()) == pytest.approx(want, rel=1e-12)
