@@ -102,9 +102,10 @@ _NUMPY_TREE_BLOCK = 1 << 21
 #   y <= 0.46875:     erf(z) = z P(z^2) / Q(z^2)                (z = x / sqrt(2))
 #   0.46875 < y <= 4: erfc(y) = exp(-y^2) P(y) / Q(y)
 #   y > 4:            erfc(y) = exp(-y^2) (1/sqrt(pi) - v P(v) / Q(v)) / y   (v = 1 / y^2)
-# The three rational functions are evaluated by one Horner loop whose coefficients (descending
-# powers, zero-padded to degree 8) are selected per region, so the loop has no branches and
-# vectorises (SIMD); exp(-y^2) = exp(-x^2 / 2) is passed in, so that one exp serves N(d1) and N(d2).
+# The coefficients are stored in descending powers, zero-padded to degree 8 (the numpy engine
+# runs one Horner loop over them, selected per region; the numba one writes the three out, see
+# _ncdf: the same operations); exp(-y^2) = exp(-x^2 / 2) is passed in, so that one exp serves
+# N(d1) and N(d2).
 _CODY_SMALL = 0.46875
 _CODY_LARGE = 4.0
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
@@ -186,17 +187,37 @@ _BLOCK = 512
 
 
 def _ncdf(x, e):  # pragma: no cover - compiled by numba
-    """Standard normal CDF N(x), given ``e = exp(-x**2 / 2)`` (Cody; see above)."""
+    """Standard normal CDF N(x), given ``e = exp(-x**2 / 2)`` (Cody; see above).
+
+    The three rational functions are written out (Horner, without the zero padding: the same
+    products and sums, hence the same bits as one loop over the padded coefficients) and all
+    three are evaluated, the region's one selected after: no branch and no table look-up, so
+    that a loop of calls vectorises (SIMD) also when inlined into a larger kernel.
+    """
     y = abs(x) * _SQRT1_2
     small = y <= _CODY_SMALL
     large = y > _CODY_LARGE
     yl = y if large else 1.0
-    v = y * y if small else (1.0 / (yl * yl) if large else y)
-    n = 0.0
-    d = 0.0
-    for i in range(9):
-        n = n * v + (_CODY_NUM_SMALL[i] if small else (_CODY_NUM_LARGE[i] if large else _CODY_NUM_MID[i]))
-        d = d * v + (_CODY_DEN_SMALL[i] if small else (_CODY_DEN_LARGE[i] if large else _CODY_DEN_MID[i]))
+    a, b = _CODY_NUM_SMALL, _CODY_DEN_SMALL
+    v = y * y
+    n_small = (((a[4] * v + a[5]) * v + a[6]) * v + a[7]) * v + a[8]
+    d_small = (((b[4] * v + b[5]) * v + b[6]) * v + b[7]) * v + b[8]
+    a, b = _CODY_NUM_MID, _CODY_DEN_MID
+    v = y
+    n_mid = (
+        ((((((a[0] * v + a[1]) * v + a[2]) * v + a[3]) * v + a[4]) * v + a[5]) * v + a[6]) * v + a[7]
+    ) * v
+    n_mid = n_mid + a[8]
+    d_mid = (
+        ((((((b[0] * v + b[1]) * v + b[2]) * v + b[3]) * v + b[4]) * v + b[5]) * v + b[6]) * v + b[7]
+    ) * v
+    d_mid = d_mid + b[8]
+    a, b = _CODY_NUM_LARGE, _CODY_DEN_LARGE
+    v = 1.0 / (yl * yl)
+    n_large = ((((((a[2] * v + a[3]) * v + a[4]) * v + a[5]) * v + a[6]) * v + a[7]) * v) + a[8]
+    d_large = ((((b[3] * v + b[4]) * v + b[5]) * v + b[6]) * v + b[7]) * v + b[8]
+    n = n_small if small else (n_large if large else n_mid)
+    d = d_small if small else (d_large if large else d_mid)
     rat = n / d
     erfcx = (_INV_SQRT_PI - rat) / yl if large else rat
     tail = 0.5 * e * erfcx

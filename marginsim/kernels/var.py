@@ -12,9 +12,11 @@ import numpy as np
 
 from ._jit import Engine, compile_kernel, prange, resolve_engine
 from .grouping import membership
+from .pricing import _DEKKER_MAX, _DEKKER_SPLIT, BLACK76, BSM, _ncdf, _ncdf_numpy
 
 __all__ = [
     "accumulate_pnl",
+    "revalue_options",
     "scenario_levels",
     "tail_count",
     "tail_measure",
@@ -152,6 +154,366 @@ def scenario_levels(
     else:
         np.multiply(level[:, None, :], factor[und][:, :, date], out=dest.reshape(n_k, factor.shape[1], g))
     return dest
+
+
+#: Columns per parallel task of :func:`revalue_options` (numba): at most :data:`_REVALUE_TILE_MAX`
+#: (the task's work buffers stay in the L1 / L2 cache), at least :data:`_MIN_TILE`, and about
+#: :data:`_TILES` tasks when the columns are few.
+_REVALUE_TILE_MAX = 512
+
+
+# exp by Cody and Waite's reduction: x = k ln 2 + r, |r| <= ln(2) / 2, ln 2 in two parts (the
+# first with trailing zero bits, so that k x its part is exact), exp(r) by its Taylor polynomial
+# to degree 13 (the remainder below 1e-17 of it), 2^k as two powers of two built from their bits
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0  # 1.5 x 2^52: x + _ROUND - _ROUND rounds x to an integer
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
+
+
+def _exp_into(x, m, scale1, scale2):  # pragma: no cover - compiled by numba (inlined)
+    """``x[:m] = exp(x[:m])`` in place, for ``x <= 709`` (or NaN), within one unit in the last
+    place of the C library's ``exp`` (0 below -745.2, as it); ``scale1``, ``scale2``: int64 work
+    arrays of at least ``m``. Branch-free loops that vectorise (SIMD), where the C library's
+    ``exp`` is one call per element."""
+    c = _EXP_TAYLOR
+    for j in range(m):
+        xj = x[j]
+        xc = xj if xj > -746.0 else -746.0  # (NaN too: its result is set to NaN below)
+        kf = (xc * _LOG2E + _ROUND) - _ROUND
+        r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+        p = ((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]  # Horner, unrolled
+        p = ((((p * r + c[6]) * r + c[7]) * r + c[8]) * r + c[9]) * r + c[10]
+        p = ((p * r + c[11]) * r + c[12]) * r + c[13]
+        k = np.int64(kf)
+        half = k >> 1
+        scale1[j] = (half + 1023) << 52  # 2^half and 2^(k - half): each a normal number
+        scale2[j] = (k - half + 1023) << 52
+        x[j] = p if xj == xj else xj
+    f1 = scale1.view(np.float64)
+    f2 = scale2.view(np.float64)
+    for j in range(m):
+        x[j] = x[j] * f1[j] * f2[j]
+
+
+def _revalue_loop(
+    strike,
+    call,
+    und,
+    lev,
+    ff,
+    ln0,
+    sd0,
+    sqt,
+    df,
+    t,
+    factor,
+    log_factor,
+    vol,
+    vol_factor,
+    n_s,
+    n_d,
+    date,
+    order,
+    pos_start,
+    pos_account,
+    pos_weight,
+    out,
+    tile,
+):  # pragma: no cover - compiled by numba
+    """:func:`revalue_options`, numba: in parallel over tiles of the columns (no two tasks write the
+    same element of ``out``); per tile, each contract's values into a buffer, then added to the
+    rows of the accounts that hold it."""
+    n_o, n_g = lev.shape
+    n_cols = out.shape[1]
+    moves_vol = vol_factor.size > 0
+    n_tiles = (n_cols + tile - 1) // tile
+    for it in prange(n_tiles):
+        c0 = it * tile
+        m = min(tile, n_cols - c0)
+        s0 = c0 // n_g
+        g0 = c0 - s0 * n_g
+        # the (scenario, date) offset into factor's (s, d) plane and the grid point of each column
+        sd_at = np.empty(m, np.int64)
+        g_at = np.empty(m, np.int64)
+        s = s0
+        g = g0
+        for j in range(m):
+            sd_at[j] = s * n_d + date[g]
+            g_at[j] = g
+            g += 1
+            if g == n_g:
+                g = 0
+                s += 1
+        sjb = np.empty(m)
+        fb = np.empty(m)
+        fkb = np.empty(m)
+        sdb = np.empty(m)
+        d1b = np.empty(m)
+        eb = np.empty(m)
+        cb = np.empty(m)
+        vb = np.empty(m)
+        x1b = np.empty(m)
+        x2b = np.empty(m)
+        i1b = np.empty(m, np.int64)
+        i2b = np.empty(m, np.int64)
+        e1b = np.empty(m)
+        e2b = np.empty(m)
+        for kk in range(n_o):
+            k = order[kk]
+            base = und[k] * n_s * n_d
+            kj = strike[k]
+            w = 1.0 if call[k] else -1.0
+            for j in range(m):
+                gj = g_at[j]
+                at = base + sd_at[j]
+                sj = lev[k, gj] * factor[at]
+                f = sj * ff[k, gj]
+                sjb[j] = sj
+                fb[j] = f
+                fkb[j] = f / kj
+                if moves_vol:
+                    sdb[j] = (vol[k, gj] * vol_factor[at]) * sqt[k, gj]
+                else:
+                    sdb[j] = sd0[k, gj]
+                d1b[j] = ln0[k, gj] + log_factor[at]  # ln(F / K) of the scenario
+            for j in range(m):
+                sd = sdb[j]
+                d1 = d1b[j] / sd + 0.5 * sd
+                d1b[j] = d1
+                # as pricing._euro_blocks: exp(-dn^2 / 2) of the d nearer 0, dn^2 exact (Dekker)
+                dn = d1 - sd if fkb[j] > 1.0 else d1
+                p = dn * dn
+                big = dn * _DEKKER_SPLIT
+                dn_hi = big - (big - dn)
+                dn_lo = dn - dn_hi
+                err = ((dn_hi * dn_hi - p) + 2.0 * dn_hi * dn_lo) + dn_lo * dn_lo
+                eb[j] = -0.5 * p
+                cb[j] = 1.0 - 0.5 * err if abs(dn) < _DEKKER_MAX else 1.0
+            _exp_into(eb, m, i1b, i2b)
+            for j in range(m):  # the arguments of N(w d1), N(w d2)
+                fk = fkb[j]
+                e = eb[j] * cb[j]
+                itm = fk > 1.0
+                e1b[j] = e / fk if itm else e
+                e2b[j] = e if itm else e * fk
+                d1 = d1b[j]
+                x1b[j] = w * d1
+                x2b[j] = w * (d1 - sdb[j])
+            for j in range(m):  # each N in its own short loop: they vectorise (SIMD)
+                e1b[j] = _ncdf(x1b[j], e1b[j])
+            for j in range(m):
+                e2b[j] = _ncdf(x2b[j], e2b[j])
+            n_edge = 0 if kj > 0.0 else m  # elements off the Black formula (sd is NaN where t <= 0)
+            for j in range(m):
+                v = w * df[k, g_at[j]] * (fb[j] * e1b[j] - kj * e2b[j])
+                vb[j] = 0.0 if v < 0.0 else v  # rounding far out of the money
+                n_edge += 0 if (sdb[j] > 0.0 and fb[j] > 0.0) else 1
+            for j in range(m if n_edge else 0):  # edge cases: expired, zero vol / price / strike, invalid
+                gj = g_at[j]
+                f = fb[j]
+                if t[k, gj] <= 0.0:
+                    x = sjb[j] - kj if w > 0.0 else kj - sjb[j]
+                    vb[j] = 0.0 if x < 0.0 else x
+                elif not (sdb[j] > 0.0 and f > 0.0 and kj > 0.0):
+                    if sdb[j] >= 0.0 and f >= 0.0 and kj >= 0.0:
+                        x = f - kj if w > 0.0 else kj - f
+                        vb[j] = df[k, gj] * (0.0 if x < 0.0 else x)
+                    else:
+                        vb[j] = math.nan
+            for p in range(pos_start[k], pos_start[k + 1]):
+                dst = out[pos_account[p], c0 : c0 + m]
+                wp = pos_weight[p]
+                for j in range(m):
+                    dst[j] += wp * vb[j]
+
+
+@functools.cache
+def _numba_revalue():
+    ncdf = compile_kernel(_ncdf, inline="always", cache=False)
+    exp_into = compile_kernel(_exp_into, inline="always", cache=False)
+    return compile_kernel(_revalue_loop, helpers={"_ncdf": ncdf, "_exp_into": exp_into}, parallel=True)
+
+
+def _revalue_numpy(c, factor, log_factor, vol_factor, date, s_part, pos):
+    """:func:`revalue_options`' values, numpy: the contracts ``c`` (an index array) under the
+    scenarios ``s_part`` (a slice), ``(B, S', G)``, by the operations of the numba twin."""
+    strike, call, und, lev, ff, ln0, sd0, sqt, df, t, vol = pos
+    u = und[c]
+
+    def per_contract(x: np.ndarray) -> np.ndarray:  # (O, G) -> (B, 1, G)
+        return x[c][:, None, :]
+
+    def per_scenario(x: np.ndarray) -> np.ndarray:  # (U, S, D) -> (B, S', G)
+        return x[u, s_part][:, :, date]
+
+    with np.errstate(all="ignore"):
+        sj = per_contract(lev) * per_scenario(factor)
+        f = sj * per_contract(ff)
+        k = strike[c][:, None, None]
+        fk = f / k
+        if vol_factor.size:
+            sd = (per_contract(vol) * per_scenario(vol_factor)) * per_contract(sqt)
+        else:
+            sd = np.broadcast_to(per_contract(sd0), fk.shape)
+        d1 = (per_contract(ln0) + per_scenario(log_factor)) / sd + 0.5 * sd
+        dn = np.where(fk > 1.0, d1 - sd, d1)
+        p = dn * dn
+        big = dn * _DEKKER_SPLIT
+        dn_hi = big - (big - dn)
+        dn_lo = dn - dn_hi
+        err = ((dn_hi * dn_hi - p) + 2.0 * dn_hi * dn_lo) + dn_lo * dn_lo
+        e = np.exp(-0.5 * p) * np.where(np.abs(dn) < _DEKKER_MAX, 1.0 - 0.5 * err, 1.0)
+        w = np.where(call[c], 1.0, -1.0)[:, None, None]
+        itm = fk > 1.0
+        e1 = np.where(itm, e / fk, e)
+        e2 = np.where(itm, e, e * fk)
+        d = per_contract(df)
+        v = w * d * (f * _ncdf_numpy(w * d1, e1) - k * _ncdf_numpy(w * (d1 - sd), e2))
+        v = np.where(v < 0.0, 0.0, v)
+        x = w * (f - k)
+        degenerate = np.where((sd >= 0.0) & (f >= 0.0) & (k >= 0.0), d * np.where(x < 0.0, 0.0, x), np.nan)
+        v = np.where((sd > 0.0) & (f > 0.0) & (k > 0.0), v, degenerate)
+        x = w * (sj - k)
+        return np.where(per_contract(t) <= 0.0, np.where(x < 0.0, 0.0, x), v)
+
+
+def revalue_options(
+    model: np.ndarray,
+    strike: np.ndarray,
+    is_call: np.ndarray,
+    und: np.ndarray,
+    level: np.ndarray,
+    vol: np.ndarray,
+    t: np.ndarray,
+    rate: np.ndarray,
+    dividend_yield: np.ndarray,
+    factor: np.ndarray,
+    log_factor: np.ndarray,
+    vol_factor: np.ndarray | None,
+    date: np.ndarray,
+    account: np.ndarray,
+    row: np.ndarray,
+    weight: np.ndarray,
+    out: np.ndarray,
+    *,
+    block_elements: int = 4_000_000,
+    engine: Engine = "auto",
+) -> None:
+    """Revalue European options under scenario price (and vol) factors and add each position's
+    value into its account's row: ``out[account[p], s G + g] += weight[p] x value(row[p], s, g)``.
+
+    The value is :func:`marginsim.kernels.pricing.value`'s (Black-76 or Black-Scholes-Merton, with
+    its edge cases) at the scenario level ``level x factor`` and vol ``vol x vol_factor``, by the
+    same formula, except that ``ln(F / K)`` of a scenario is ``ln(F / K)`` now plus the scenario's
+    log move (no logarithm per revaluation; equal to the last bits). The discount, carry and
+    ``sqrt(t)`` are computed once per contract and grid point; the values are never materialised
+    as a ``(contracts, scenarios x grid points)`` array by the numba engine, whose ``exp(-d^2 / 2)``
+    is a vectorised exp within one unit in the last place of the C library's (the numpy engine
+    takes numpy's): the two engines agree to rounding, not to the bit.
+
+    Parameters
+    ----------
+    model
+        ``(O,)`` :data:`~marginsim.kernels.pricing.BLACK76` or :data:`~marginsim.kernels.pricing.BSM`
+        (European options only: American ones go through the tree, linear ones are not options).
+    strike, is_call, und
+        ``(O,)`` strike [price units], call flag, and row of ``factor`` of the underlying.
+    level, vol, t, rate, dividend_yield
+        ``(O, G)`` market now per grid point: underlying level [price units], vol [decimal],
+        time to expiry [years], rate and dividend yield [decimal per year].
+    factor, log_factor
+        ``(U, S, D)`` scenario price factors [ratio] and their logarithms (the log moves).
+    vol_factor
+        ``(U, S, D)`` scenario vol factors [ratio], or ``None`` (vols unchanged).
+    date
+        ``(G,)`` the row of ``factor``'s last axis of each grid point.
+    account, row, weight
+        Per position: account (row of ``out``), contract (0 to O - 1), and value weight
+        [currency per price point: quantity x multiplier x FX].
+    out
+        ``(A, S x G)`` C-contiguous float64, added to in place [currency]; column ``s x G + g``.
+    block_elements
+        numpy engine: values computed at once [elements] (a bounded working set).
+    engine
+        ``"numba"``: one pass, parallel over tiles of columns; ``"numpy"``: blocks of contracts and
+        scenarios, one sparse product per block.
+    """
+    n_o, n_g = level.shape
+    if n_o == 0 or out.size == 0 or account.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        bsm = np.asarray(model)[:, None] == BSM
+        if not np.all(bsm | (np.asarray(model)[:, None] == BLACK76)):
+            raise ValueError("revalue_options: model codes must be BLACK76 or BSM")
+        g = (rate - dividend_yield) * t
+        ff = np.where(bsm & (g != 0.0), np.exp(g), 1.0)  # the forward's carry factor
+        k = np.asarray(strike, dtype=float)[:, None]
+        ln0 = np.log((level * ff) / k)
+        positive = t > 0.0
+        sqt = np.where(positive, np.sqrt(np.where(positive, t, 0.0)), np.nan)
+        sd0 = vol * sqt
+        df = np.exp(-rate * t)
+    arrays = [
+        np.ascontiguousarray(np.broadcast_to(a, (n_o, n_g)), dtype=np.float64)
+        for a in (level, ff, ln0, sd0, sqt, df, t, vol)
+    ]
+    lev, ff, ln0, sd0, sqt, df, t_, vol_ = arrays
+    strike = np.ascontiguousarray(strike, dtype=np.float64)
+    call = np.ascontiguousarray(is_call, dtype=np.bool_)
+    und = np.ascontiguousarray(und, dtype=np.int64)
+    vf = np.zeros((0, 0, 0)) if vol_factor is None else np.ascontiguousarray(vol_factor, dtype=np.float64)
+    date = np.ascontiguousarray(date, dtype=np.int64)
+    if resolve_engine(engine) == "numba":
+        # positions by contract; contracts in the order of their first account (an account's row
+        # of a tile stays in cache while its positions are added)
+        by = np.argsort(row, kind="stable")
+        pos_start = np.searchsorted(row[by], np.arange(n_o + 1))
+        first = np.full(n_o, out.shape[0], dtype=np.int64)
+        np.minimum.at(first, row, account)
+        n_cols = out.shape[1]
+        tile = min(_REVALUE_TILE_MAX, max(_MIN_TILE, -(-n_cols // _TILES)))
+        _numba_revalue()(
+            strike,
+            call,
+            und,
+            lev,
+            ff,
+            ln0,
+            sd0,
+            sqt,
+            df,
+            t_,
+            np.ascontiguousarray(factor, dtype=np.float64).reshape(-1),
+            np.ascontiguousarray(log_factor, dtype=np.float64).reshape(-1),
+            vol_,
+            vf.reshape(-1),
+            factor.shape[1],
+            factor.shape[2],
+            date,
+            np.argsort(first, kind="stable").astype(np.int64),
+            pos_start.astype(np.int64),
+            np.ascontiguousarray(account[by], dtype=np.int64),
+            np.ascontiguousarray(weight[by], dtype=np.float64),
+            out,
+            tile,
+        )
+        return
+    parts = (strike, call, und, lev, ff, ln0, sd0, sqt, df, t_, vol_)
+    n_s = factor.shape[1]
+    per_contract = n_s * n_g
+    block = max(1, block_elements // max(per_contract, 1))
+    s_block = n_s if block > 1 else max(1, block_elements // max(n_g, 1))
+    rows = out.reshape(out.shape[0], n_s, n_g)
+    for k0 in range(0, n_o, block):  # blocks of contracts and of scenarios (a bounded working set)
+        c = np.arange(k0, min(k0 + block, n_o))
+        inside = (row >= k0) & (row < k0 + c.size)
+        m = membership(account[inside], row[inside] - k0, weight[inside], out.shape[0], c.size)
+        for s0 in range(0, n_s, s_block):
+            sl = slice(s0, min(s0 + s_block, n_s))
+            v = _revalue_numpy(c, factor, log_factor, vf, date, sl, parts)
+            rows[:, sl, :] += (m @ v.reshape(c.size, -1)).reshape(out.shape[0], -1, n_g)
 
 
 def _last_near_loop(x, target, tol, out):  # pragma: no cover - compiled by numba

@@ -3,9 +3,11 @@
 Futures, stocks and CFDs are linear (value = level); options are fully revalued with the pricing
 kernels (:func:`marginsim.kernels.pricing.value`: Black-76, Black-Scholes-Merton, American by
 tree) at the scenario level and vol, with the time to expiry of now (the move is instant: no
-time decay over the holding period). The contracts are revalued block by block (a bounded
-working set) and each block's P&L is added into the accounts' rows by
-:func:`marginsim.kernels.var.accumulate_pnl` (numba: parallel over scenario columns).
+time decay over the holding period). European options are revalued and added into the
+accounts' rows in one fused pass (:func:`marginsim.kernels.var.revalue_options`: numba, parallel
+over scenario columns, ``ln(F / K)`` of a scenario = ``ln(F / K)`` now + the log move, nothing
+materialised); American ones block by block of contracts (a bounded working set) by the tree,
+each block's P&L added by :func:`marginsim.kernels.var.accumulate_pnl`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import xarray as xr
 from ...errors import InputError
 from ...kernels import pricing
 from ...kernels.grouping import group_sum, membership
-from ...kernels.var import accumulate_pnl, scenario_levels
+from ...kernels.var import accumulate_pnl, revalue_options, scenario_levels
 from ...model import DAYS_PER_YEAR, Inputs, flat_grid
 from .scenarios import ScenarioSet
 
@@ -189,8 +191,8 @@ def _option_pnl(
     engine: pricing.Engine,
 ) -> None:
     """Add the options' P&L into ``out`` ``(A, S x G)``: ``options`` are their contract rows,
-    ``held`` flags the positions in them."""
-    n_s, g = scen.size, bm.grid_size
+    ``held`` flags the positions in them. European options: :func:`marginsim.kernels.var.revalue_options`
+    (one fused pass); American ones: the tree, block by block of contracts."""
     c = bm.contracts.isel(contract=options)
     model = c["model"].values
     strike = c["strike"].fillna(0.0).values
@@ -214,6 +216,69 @@ def _option_pnl(
         engine=engine,
     )  # (O, G)
     now = group_sum(membership(account, row, w, n_accounts, n_o), v_now)  # (A, G)
+    euro = np.flatnonzero(~american)
+    if euro.size:
+        new_row = np.full(n_o, -1, dtype=np.int64)
+        new_row[euro] = np.arange(euro.size)
+        ps = new_row[row] >= 0
+        revalue_options(
+            model[euro],
+            strike[euro],
+            is_call[euro],
+            und[euro],
+            level[euro],
+            vol[euro],
+            t[euro],
+            rate[euro],
+            q[euro],
+            scen.price,
+            scen.log_price,
+            scen.vol,
+            bm.date,
+            account[ps],
+            new_row[row[ps]],
+            w[ps],
+            out,
+            block_elements=BLOCK_ELEMENTS,
+            engine=engine,
+        )
+    tree = np.flatnonzero(american)
+    if tree.size:
+        _tree_pnl(
+            bm, scen, tree, model, strike, is_call, level, vol, t, rate, q, und, account, row, w, out, engine
+        )
+    pnl = out.reshape(n_accounts, scen.size, bm.grid_size)
+    pnl -= now[:, None, :]
+
+
+def _tree_pnl(
+    bm: BookMarket,
+    scen: ScenarioSet,
+    tree: np.ndarray,
+    model: np.ndarray,
+    strike: np.ndarray,
+    is_call: np.ndarray,
+    level: np.ndarray,
+    vol: np.ndarray,
+    t: np.ndarray,
+    rate: np.ndarray,
+    q: np.ndarray,
+    und: np.ndarray,
+    account: np.ndarray,
+    row: np.ndarray,
+    w: np.ndarray,
+    out: np.ndarray,
+    engine: pricing.Engine,
+) -> None:
+    """Add the scenario values of the American options ``tree`` (rows among the options; ``row``:
+    each option position's) into ``out``, block by block of contracts (the tree kernel)."""
+    n_s, g = scen.size, bm.grid_size
+    keep = np.isin(row, tree)
+    account, w = account[keep], w[keep]
+    row = np.searchsorted(tree, row[keep])  # row among the American options
+    n_o = tree.size
+    model, strike, is_call = model[tree], strike[tree], is_call[tree]
+    level, vol, t, rate, q, und = level[tree], vol[tree], t[tree], rate[tree], q[tree], und[tree]
     block = max(1, BLOCK_ELEMENTS // max(n_s * g, 1))
     # positions by block of contracts (a block's are contiguous), then by account (each account's
     # row of the P&L matrix stays in cache while its positions are added)
@@ -239,13 +304,11 @@ def _option_pnl(
             _per_grid(rate[b], n_s),
             _per_grid(q[b], n_s),
             is_call[b, None],
-            american[b, None],
+            True,
             engine=engine,
         )
         ps = order[bounds[i] : bounds[i + 1]]
         accumulate_pnl(account[ps], row[ps] - k0, w[ps], v_new, out, engine=engine)
-    pnl = out.reshape(n_accounts, n_s, g)
-    pnl -= now[:, None, :]
 
 
 def _per_grid(x: np.ndarray, n_s: int) -> np.ndarray:

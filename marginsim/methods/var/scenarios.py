@@ -43,6 +43,8 @@ class ScenarioSet:
     price
         ``(U, S, D)`` price factors [ratio]: ``D`` valuation dates (the market's ``date`` dim), or
         1 (the scenario's ``as_of``: the whole history).
+    log_price
+        ``(U, S, D)`` their logarithms, the log moves (the options' ``ln(F / K)`` moves by them).
     vol
         ``(U, S, D)`` vol factors [ratio] (1 for an underlying without vol history), or ``None``
         when no vol moves.
@@ -58,6 +60,7 @@ class ScenarioSet:
 
     underlyings: list[str]
     price: np.ndarray
+    log_price: np.ndarray
     vol: np.ndarray | None
     label_index: np.ndarray
     label_text: np.ndarray
@@ -388,11 +391,13 @@ def build_scenarios(
         return np.exp(np.moveaxis(x, 2, 0))
 
     hist = np.concatenate(parts, axis=0)
-    price = np.concatenate(
-        [factor(hist), np.broadcast_to(price_x[:, :, None], (len(unds), n_exp, n_d))]
-        + [factor(p) for p in floor_parts],
+    log_price = np.concatenate(
+        [np.moveaxis(hist, 2, 0), np.broadcast_to(np.log(price_x)[:, :, None], (len(unds), n_exp, n_d))]
+        + [np.moveaxis(p, 2, 0) for p in floor_parts],
         axis=1,
-    )
+    )  # (U, S, D) log moves
+    price = np.exp(log_price)
+    price[:, hist.shape[0] : hist.shape[0] + n_exp] = price_x[:, :, None]  # the explicit moves as given
     vol_moves = bool(vol_unds) or any(sc.vol_moves for sc in explicit)
     vol = None
     if vol_moves:
@@ -408,6 +413,7 @@ def build_scenarios(
     return ScenarioSet(
         underlyings=unds,
         price=np.ascontiguousarray(price),
+        log_price=np.ascontiguousarray(log_price),
         vol=None if vol is None else np.ascontiguousarray(vol),
         label_index=np.ascontiguousarray(np.concatenate(index, axis=0)),
         label_text=text,
