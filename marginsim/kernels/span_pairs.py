@@ -465,19 +465,30 @@ def _inter(
                 for j in range(nl):
                     legs[j] = pair_at[row + leg_cc[l0 + j]]
                 for g in range(n_g):
-                    for direction in (1.0, -1.0):
-                        n = np.inf
-                        for j in range(nl):
-                            v = max(leg_sign[l0 + j] * direction * rem[legs[j], g], 0.0)
-                            n = min(n, v / leg_ratio[l0 + j])
-                            if n == 0.0:
-                                break
-                        if n == 0.0 or not np.isfinite(n):
-                            continue
-                        for j in range(nl):
-                            p = legs[j]
-                            credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
-                            rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
+                    _form_spread(rem, credit, wfpr, legs, l0, nl, leg_sign, leg_ratio, leg_rate, leg_flat, g)
+
+
+def _form_spread(
+    rem, credit, wfpr, rows, l0, nl, leg_sign, leg_ratio, leg_rate, leg_flat, g
+):  # pragma: no cover - compiled (inlined)
+    # one inter-commodity spread at grid point g on the legs' rows ``rows[:nl]`` of rem / credit /
+    # wfpr (its legs l0 .. l0 + nl - 1 of the definitions): as many spreads as the scarcest leg
+    # allows, A legs long and B legs short, then the other way round; each leg's credit grows by
+    # spreads x ratio x WFPR x rate + spreads x flat, its remaining delta shrinks (the cascade of
+    # _inter, of span_whatif's base snapshots and of its per-trade and leave-one-out passes)
+    for direction in (1.0, -1.0):
+        n = np.inf
+        for j in range(nl):
+            v = max(leg_sign[l0 + j] * direction * rem[rows[j], g], 0.0)
+            n = min(n, v / leg_ratio[l0 + j])
+            if n == 0.0:
+                break
+        if n == 0.0 or not np.isfinite(n):
+            continue
+        for j in range(nl):
+            p = rows[j]
+            credit[p, g] += n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
+            rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
 
 
 _PARALLEL = {
@@ -511,7 +522,7 @@ def _helpers() -> dict:
     """The compiled helpers the kernels call (inlined into them)."""
     return {
         name: compile_kernel(globals()[name], inline="always")
-        for name in ("_scan_block", "_by_account", "_net_add", "_net_flush")
+        for name in ("_scan_block", "_by_account", "_net_add", "_net_flush", "_form_spread")
     }
 
 

@@ -55,7 +55,7 @@ from . import leave_one_out as LOO
 from . import span as K
 from . import span_pairs as SP
 from ._jit import compile_kernel, prange
-from .span_pairs import _CHUNKS
+from .span_pairs import _CHUNKS, _form_spread
 
 __all__ = [
     "SpanTables",
@@ -1032,6 +1032,10 @@ def _inter_snapshots(
     n_cc = pair_at.size // max(n_accounts, 1)
     n_words = spread_ccs.shape[1]
     rem = net_left.copy()
+    max_legs = 1
+    for s in range(leg_ptr.size - 1):
+        max_legs = max(max_legs, leg_ptr[s + 1] - leg_ptr[s])
+    legs = np.empty(max_legs, dtype=np.int64)
     for a in range(n_accounts):
         held = held_out[a]
         for w in range(n_words):
@@ -1047,6 +1051,7 @@ def _inter_snapshots(
             for j in range(nl):
                 c = leg_cc[l0 + j]
                 p = pair_at[row + c]
+                legs[j] = p
                 if p >= 0:
                     for g in range(n_g):
                         snap_rem[a, s, j, g] = rem[p, g]
@@ -1056,21 +1061,7 @@ def _inter_snapshots(
             if not every:
                 continue
             for g in range(n_g):
-                for direction in (1.0, -1.0):
-                    n = np.inf
-                    for j in range(nl):
-                        v = max(leg_sign[l0 + j] * direction * rem[pair_at[row + leg_cc[l0 + j]], g], 0.0)
-                        n = min(n, v / leg_ratio[l0 + j])
-                        if n == 0.0:
-                            break
-                    if n == 0.0 or not np.isfinite(n):
-                        continue
-                    for j in range(nl):
-                        p = pair_at[row + leg_cc[l0 + j]]
-                        credit[p, g] += (
-                            n * leg_ratio[l0 + j] * wfpr[p, g] * leg_rate[l0 + j] + n * leg_flat[l0 + j]
-                        )
-                        rem[p, g] -= leg_sign[l0 + j] * direction * n * leg_ratio[l0 + j]
+                _form_spread(rem, credit, wfpr, legs, l0, nl, leg_sign, leg_ratio, leg_rate, leg_flat, g)
 
 
 def _cascade(
@@ -1139,22 +1130,9 @@ def _cascade(
                     acc[c, g] = snap_credit[a, s, j, g]
                     wf[c, g] = b_wfpr[bp, g]
             pending[c] = next_spread[l0 + j]
+        rows = i_leg_cc[l0 : l0 + nl]  # the legs' CCs: rem, acc and wf are per CC
         for g in range(n_g):
-            for direction in (1.0, -1.0):
-                n = np.inf
-                for j in range(nl):
-                    v = max(i_leg_sign[l0 + j] * direction * rem[i_leg_cc[l0 + j], g], 0.0)
-                    n = min(n, v / i_leg_ratio[l0 + j])
-                    if n == 0.0:
-                        break
-                if n == 0.0 or not np.isfinite(n):
-                    continue
-                for j in range(nl):
-                    c = i_leg_cc[l0 + j]
-                    acc[c, g] += (
-                        n * i_leg_ratio[l0 + j] * wf[c, g] * i_leg_rate[l0 + j] + n * i_leg_flat[l0 + j]
-                    )
-                    rem[c, g] -= i_leg_sign[l0 + j] * direction * n * i_leg_ratio[l0 + j]
+            _form_spread(rem, acc, wf, rows, l0, nl, i_leg_sign, i_leg_ratio, i_leg_rate, i_leg_flat, g)
         for j in range(nl):  # a leg not touched back at the base's state is clean again
             c = i_leg_cc[l0 + j]
             bit = np.uint64(1) << np.uint64(c % 64)
@@ -1488,7 +1466,7 @@ def _kernel(name: str, items: int = 0):
 def _helpers() -> dict:
     """The compiled helpers the kernels call (inlined into them)."""
     if "_cascade" not in _COMPILED:
-        _COMPILED["_cascade"] = compile_kernel(_cascade, inline="always")
+        _COMPILED["_cascade"] = compile_kernel(_cascade, inline="always", helpers=SP._helpers())
     return {**SP._helpers(), "_cascade": _COMPILED["_cascade"]}
 
 
